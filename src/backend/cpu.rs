@@ -1,0 +1,400 @@
+//! The CPU backend: each [`Backend`] method locks its buffers and calls the matching
+//! `distill-kernels` function. Work runs immediately on the calling thread + rayon's pool.
+
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use distill_kernels as k;
+use distill_kernels::{Bias, Epilogue};
+
+use super::*;
+use crate::Error;
+
+/// A host buffer of 32-bit words (u32 data is stored bit-for-bit in the f32 vector).
+pub struct CpuStorage {
+    data: RwLock<Vec<f32>>,
+}
+
+impl CpuStorage {
+    pub fn new(data: Vec<f32>) -> Self {
+        CpuStorage {
+            data: RwLock::new(data),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn read(&self) -> RwLockReadGuard<'_, Vec<f32>> {
+        self.data.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> RwLockWriteGuard<'_, Vec<f32>> {
+        self.data.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct CpuBackend {
+    level: k::SimdLevel,
+}
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        CpuBackend {
+            level: k::simd::level(),
+        }
+    }
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn cpu(s: &Storage) -> Result<&CpuStorage> {
+    match s {
+        Storage::Cpu(c) => Ok(c),
+        Storage::Gpu(_) => Err(Error::Device(
+            "a GPU tensor was passed to the CPU backend".into(),
+        )),
+    }
+}
+
+fn r(s: &Storage) -> Result<RwLockReadGuard<'_, Vec<f32>>> {
+    Ok(cpu(s)?.read())
+}
+
+fn w(s: &Storage) -> Result<RwLockWriteGuard<'_, Vec<f32>>> {
+    Ok(cpu(s)?.write())
+}
+
+fn as_u32(v: &[f32]) -> &[u32] {
+    // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is valid.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u32, v.len()) }
+}
+
+fn as_u32_mut(v: &mut [f32]) -> &mut [u32] {
+    // SAFETY: as above.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u32, v.len()) }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        format!(
+            "cpu ({}, {} threads)",
+            self.level.name(),
+            rayon::current_num_threads()
+        )
+    }
+    fn kind(&self) -> DeviceKind {
+        DeviceKind::Cpu
+    }
+
+    fn zeros(&self, len: usize) -> Result<Storage> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
+            device: self.name(),
+            detail: format!("could not allocate {} bytes", len * 4),
+        })?;
+        v.resize(len, 0.0);
+        Ok(Storage::Cpu(CpuStorage::new(v)))
+    }
+    fn upload_f32(&self, data: &[f32]) -> Result<Storage> {
+        Ok(Storage::Cpu(CpuStorage::new(data.to_vec())))
+    }
+    fn upload_u32(&self, data: &[u32]) -> Result<Storage> {
+        Ok(Storage::Cpu(CpuStorage::new(
+            data.iter().map(|&u| f32::from_bits(u)).collect(),
+        )))
+    }
+    fn download_f32(&self, src: &Storage) -> Result<Vec<f32>> {
+        Ok(r(src)?.clone())
+    }
+    fn download_u32(&self, src: &Storage) -> Result<Vec<u32>> {
+        Ok(as_u32(&r(src)?).to_vec())
+    }
+    fn copy(&self, src: &Storage, dst: &Storage) -> Result<()> {
+        let s = r(src)?.clone();
+        w(dst)?.copy_from_slice(&s);
+        Ok(())
+    }
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn gemm(
+        &self,
+        sh: GemmShape,
+        a: &Storage,
+        b: &Storage,
+        c: &Storage,
+        bias: GemmBias,
+        accumulate: bool,
+        relu: bool,
+    ) -> Result<()> {
+        let (a, b) = (r(a)?, r(b)?);
+        let bias_guard = match bias {
+            GemmBias::None => None,
+            GemmBias::PerRow(s) | GemmBias::PerCol(s) => Some(r(s)?),
+        };
+        let bias = match (bias, &bias_guard) {
+            (GemmBias::PerRow(_), Some(g)) => Bias::PerRow(&g[..]),
+            (GemmBias::PerCol(_), Some(g)) => Bias::PerCol(&g[..]),
+            _ => Bias::None,
+        };
+        let mut c = w(c)?;
+        k::gemm::gemm_at(
+            self.level,
+            sh.ta,
+            sh.tb,
+            sh.m,
+            sh.n,
+            sh.k,
+            &a,
+            &b,
+            &mut c,
+            Epilogue {
+                accumulate,
+                bias,
+                relu,
+            },
+        );
+        Ok(())
+    }
+
+    fn conv2d_forward(
+        &self,
+        s: &Conv2dShape,
+        x: &Storage,
+        wt: &Storage,
+        bias: Option<&Storage>,
+        y: &Storage,
+    ) -> Result<()> {
+        let bias = bias.map(r).transpose()?;
+        k::conv::conv2d_forward(
+            s,
+            &r(x)?,
+            &r(wt)?,
+            bias.as_deref().map(|v| &v[..]),
+            &mut w(y)?,
+        );
+        Ok(())
+    }
+    fn conv2d_backward_input(
+        &self,
+        s: &Conv2dShape,
+        wt: &Storage,
+        dy: &Storage,
+        dx: &Storage,
+    ) -> Result<()> {
+        k::conv::conv2d_backward_input(s, &r(wt)?, &r(dy)?, &mut w(dx)?);
+        Ok(())
+    }
+    fn conv2d_backward_weight(
+        &self,
+        s: &Conv2dShape,
+        x: &Storage,
+        dy: &Storage,
+        dw: &Storage,
+    ) -> Result<()> {
+        k::conv::conv2d_backward_weight(s, &r(x)?, &r(dy)?, &mut w(dw)?);
+        Ok(())
+    }
+    fn conv2d_backward_bias(&self, s: &Conv2dShape, dy: &Storage, db: &Storage) -> Result<()> {
+        k::conv::conv2d_backward_bias(s, &r(dy)?, &mut w(db)?);
+        Ok(())
+    }
+
+    fn max_pool2d_forward(
+        &self,
+        s: &Pool2dShape,
+        x: &Storage,
+        y: &Storage,
+        argmax: &Storage,
+    ) -> Result<()> {
+        k::pool::max_pool2d_forward(s, &r(x)?, &mut w(y)?, as_u32_mut(&mut w(argmax)?));
+        Ok(())
+    }
+    fn max_pool2d_backward(
+        &self,
+        s: &Pool2dShape,
+        dy: &Storage,
+        argmax: &Storage,
+        dx: &Storage,
+    ) -> Result<()> {
+        k::pool::max_pool2d_backward(s, &r(dy)?, as_u32(&r(argmax)?), &mut w(dx)?);
+        Ok(())
+    }
+
+    fn relu(&self, x: &Storage, y: &Storage) -> Result<()> {
+        k::elementwise::relu(&r(x)?, &mut w(y)?);
+        Ok(())
+    }
+    fn relu_backward(&self, x: &Storage, dy: &Storage, dx: &Storage) -> Result<()> {
+        k::elementwise::relu_backward(&r(x)?, &r(dy)?, &mut w(dx)?);
+        Ok(())
+    }
+    fn add(&self, a: &Storage, b: &Storage, y: &Storage) -> Result<()> {
+        k::elementwise::add(&r(a)?, &r(b)?, &mut w(y)?);
+        Ok(())
+    }
+    fn scale(&self, x: &Storage, s: f32, y: &Storage) -> Result<()> {
+        k::elementwise::scale(&r(x)?, s, &mut w(y)?);
+        Ok(())
+    }
+    fn scale_by(&self, x: &Storage, s: &Storage, y: &Storage) -> Result<()> {
+        let s = r(s)?[0];
+        k::elementwise::scale(&r(x)?, s, &mut w(y)?);
+        Ok(())
+    }
+    fn axpy(&self, alpha: f32, x: &Storage, y: &Storage) -> Result<()> {
+        k::elementwise::axpy(alpha, &r(x)?, &mut w(y)?);
+        Ok(())
+    }
+    fn fill(&self, y: &Storage, value: f32) -> Result<()> {
+        k::elementwise::fill(&mut w(y)?, value);
+        Ok(())
+    }
+    fn sum(&self, x: &Storage, out: &Storage) -> Result<()> {
+        let s = k::elementwise::sum(&r(x)?);
+        w(out)?[0] = s;
+        Ok(())
+    }
+    fn column_sums(&self, rows: usize, cols: usize, x: &Storage, out: &Storage) -> Result<()> {
+        k::elementwise::column_sums(rows, cols, &r(x)?, &mut w(out)?);
+        Ok(())
+    }
+
+    fn softmax(&self, rows: usize, cols: usize, x: &Storage, t: f32, y: &Storage) -> Result<()> {
+        k::softmax::softmax(rows, cols, &r(x)?, t, &mut w(y)?);
+        Ok(())
+    }
+    fn softmax_backward(
+        &self,
+        rows: usize,
+        cols: usize,
+        y: &Storage,
+        dy: &Storage,
+        t: f32,
+        dx: &Storage,
+    ) -> Result<()> {
+        k::softmax::softmax_backward(rows, cols, &r(y)?, &r(dy)?, t, &mut w(dx)?);
+        Ok(())
+    }
+    fn log_softmax(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &Storage,
+        t: f32,
+        y: &Storage,
+    ) -> Result<()> {
+        k::softmax::log_softmax(rows, cols, &r(x)?, t, &mut w(y)?);
+        Ok(())
+    }
+    fn log_softmax_backward(
+        &self,
+        rows: usize,
+        cols: usize,
+        y: &Storage,
+        dy: &Storage,
+        t: f32,
+        dx: &Storage,
+    ) -> Result<()> {
+        k::softmax::log_softmax_backward(rows, cols, &r(y)?, &r(dy)?, t, &mut w(dx)?);
+        Ok(())
+    }
+    fn cross_entropy(
+        &self,
+        rows: usize,
+        cols: usize,
+        logits: &Storage,
+        labels: &Storage,
+        loss: &Storage,
+        grad: Option<&Storage>,
+    ) -> Result<()> {
+        let labels = r(labels)?;
+        let mut grad = grad.map(w).transpose()?;
+        let l = k::softmax::cross_entropy(
+            rows,
+            cols,
+            &r(logits)?,
+            as_u32(&labels),
+            grad.as_deref_mut().map(|g| &mut g[..]),
+        );
+        w(loss)?[0] = l;
+        Ok(())
+    }
+    fn kd_loss(
+        &self,
+        rows: usize,
+        cols: usize,
+        student: &Storage,
+        teacher: &Storage,
+        labels: &Storage,
+        temperature: f32,
+        alpha: f32,
+        loss: &Storage,
+        grad: Option<&Storage>,
+    ) -> Result<()> {
+        let labels = r(labels)?;
+        let mut grad = grad.map(w).transpose()?;
+        let l = k::softmax::kd_loss(
+            rows,
+            cols,
+            &r(student)?,
+            &r(teacher)?,
+            as_u32(&labels),
+            temperature,
+            alpha,
+            grad.as_deref_mut().map(|g| &mut g[..]),
+        );
+        w(loss)?[0] = l;
+        Ok(())
+    }
+    fn count_correct(
+        &self,
+        rows: usize,
+        cols: usize,
+        logits: &Storage,
+        labels: &Storage,
+        out: &Storage,
+    ) -> Result<()> {
+        let n = k::softmax::count_correct(rows, cols, &r(logits)?, as_u32(&r(labels)?));
+        let mut o = w(out)?;
+        let cur = o[0].to_bits();
+        o[0] = f32::from_bits(cur + n);
+        Ok(())
+    }
+
+    fn sgd_step(
+        &self,
+        cfg: &SgdConfig,
+        first_step: bool,
+        param: &Storage,
+        grad: &Storage,
+        momentum: &Storage,
+    ) -> Result<()> {
+        k::optim::sgd_step(
+            cfg,
+            first_step,
+            &mut w(param)?,
+            &r(grad)?,
+            &mut w(momentum)?,
+        );
+        Ok(())
+    }
+    fn adam_step(
+        &self,
+        cfg: &AdamConfig,
+        step: u32,
+        param: &Storage,
+        grad: &Storage,
+        m: &Storage,
+        v: &Storage,
+    ) -> Result<()> {
+        k::optim::adam_step(cfg, step, &mut w(param)?, &r(grad)?, &mut w(m)?, &mut w(v)?);
+        Ok(())
+    }
+}

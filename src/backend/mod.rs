@@ -1,0 +1,315 @@
+//! The kernel seam: every kernel the engine needs, written down once as the [`Backend`] trait.
+//!
+//! This trait is the table of contents of the kernels. The CPU backend ([`cpu`]) implements it
+//! by calling `distill-kernels`; the GPU backend ([`gpu`]) by encoding WGSL compute dispatches.
+//! Ops in `src/ops/` only ever talk to this trait, so they never know which device runs them.
+//!
+//! Memory is a [`Storage`]: a device buffer of 32-bit words. Most tensors hold f32; labels
+//! and pooling arg-max indices hold u32 in the same kind of buffer.
+//!
+//! Contracts every implementation keeps:
+//! - outputs are written in full (overwrite) unless the method says it accumulates;
+//! - shapes have been validated by the caller (the ops); a backend may still return an error
+//!   (out of memory, device lost) but never panics on a valid call;
+//! - work may be queued: results become visible to the host only through `download*`,
+//!   which waits for everything queued before it.
+
+pub mod cpu;
+pub mod gpu;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use distill_kernels::optim::{AdamConfig, SgdConfig};
+pub use distill_kernels::{Conv2dShape, Pool2dShape, Trans};
+
+use crate::Result;
+
+/// A device buffer of `len` 32-bit words.
+pub enum Storage {
+    Cpu(cpu::CpuStorage),
+    Gpu(gpu::GpuStorage),
+}
+
+impl Storage {
+    /// Length in 32-bit words.
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(s) => s.len(),
+            Storage::Gpu(s) => s.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Storage::Cpu(s) => write!(f, "Storage::Cpu(len {})", s.len()),
+            Storage::Gpu(s) => write!(f, "Storage::Gpu(len {})", s.len()),
+        }
+    }
+}
+
+/// Bias operand of [`Backend::gemm`].
+#[derive(Clone, Copy, Debug)]
+pub enum GemmBias<'a> {
+    None,
+    /// Length m, added to each row.
+    PerRow(&'a Storage),
+    /// Length n, added to each column.
+    PerCol(&'a Storage),
+}
+
+/// The GEMM problem: `C[m×n] = op(A)·op(B)`, A dense as m×k (`N`) or k×m (`T`), B as k×n or n×k.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmShape {
+    pub ta: Trans,
+    pub tb: Trans,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// What kind of device a backend drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceKind {
+    Cpu,
+    DiscreteGpu,
+    IntegratedGpu,
+    /// A software rasteriser such as lavapipe.
+    SoftwareGpu,
+    OtherGpu,
+}
+
+/// Every kernel of the engine. One method per kernel; `src/ops/` composes them.
+#[allow(clippy::too_many_arguments)]
+pub trait Backend: Send + Sync {
+    /// Human-readable device name, e.g. `cpu (avx2+fma, 2 threads)` or `NVIDIA H200 (Vulkan)`.
+    fn name(&self) -> String;
+    fn kind(&self) -> DeviceKind;
+
+    // --- memory -----------------------------------------------------------------------------
+    /// A zero-filled buffer of `len` words.
+    fn zeros(&self, len: usize) -> Result<Storage>;
+    fn upload_f32(&self, data: &[f32]) -> Result<Storage>;
+    fn upload_u32(&self, data: &[u32]) -> Result<Storage>;
+    /// Waits for queued work, then reads the whole buffer.
+    fn download_f32(&self, src: &Storage) -> Result<Vec<f32>>;
+    fn download_u32(&self, src: &Storage) -> Result<Vec<u32>>;
+    /// `dst = src` (same length).
+    fn copy(&self, src: &Storage, dst: &Storage) -> Result<()>;
+    /// Submit queued work without waiting (a no-op on the CPU).
+    fn flush(&self) -> Result<()>;
+
+    // --- gemm.rs / matmul.wgsl ----------------------------------------------------------------
+    /// `C = op(A)·op(B) (+ C if accumulate) (+ bias)`, then ReLU if `relu`.
+    fn gemm(
+        &self,
+        shape: GemmShape,
+        a: &Storage,
+        b: &Storage,
+        c: &Storage,
+        bias: GemmBias,
+        accumulate: bool,
+        relu: bool,
+    ) -> Result<()>;
+
+    // --- conv.rs / conv2d.wgsl ----------------------------------------------------------------
+    fn conv2d_forward(
+        &self,
+        s: &Conv2dShape,
+        x: &Storage,
+        w: &Storage,
+        bias: Option<&Storage>,
+        y: &Storage,
+    ) -> Result<()>;
+    fn conv2d_backward_input(
+        &self,
+        s: &Conv2dShape,
+        w: &Storage,
+        dy: &Storage,
+        dx: &Storage,
+    ) -> Result<()>;
+    fn conv2d_backward_weight(
+        &self,
+        s: &Conv2dShape,
+        x: &Storage,
+        dy: &Storage,
+        dw: &Storage,
+    ) -> Result<()>;
+    fn conv2d_backward_bias(&self, s: &Conv2dShape, dy: &Storage, db: &Storage) -> Result<()>;
+
+    // --- pool.rs / pool.wgsl ------------------------------------------------------------------
+    /// `argmax` (u32) gets the winner's index inside its input plane.
+    fn max_pool2d_forward(
+        &self,
+        s: &Pool2dShape,
+        x: &Storage,
+        y: &Storage,
+        argmax: &Storage,
+    ) -> Result<()>;
+    fn max_pool2d_backward(
+        &self,
+        s: &Pool2dShape,
+        dy: &Storage,
+        argmax: &Storage,
+        dx: &Storage,
+    ) -> Result<()>;
+
+    // --- elementwise.rs / elementwise.wgsl, reduce.wgsl ---------------------------------------
+    fn relu(&self, x: &Storage, y: &Storage) -> Result<()>;
+    fn relu_backward(&self, x: &Storage, dy: &Storage, dx: &Storage) -> Result<()>;
+    fn add(&self, a: &Storage, b: &Storage, y: &Storage) -> Result<()>;
+    fn scale(&self, x: &Storage, s: f32, y: &Storage) -> Result<()>;
+    /// `y = x · s[0]` where `s` is a one-element device buffer (an upstream scalar gradient).
+    fn scale_by(&self, x: &Storage, s: &Storage, y: &Storage) -> Result<()>;
+    /// `y += alpha · x` (gradient accumulation).
+    fn axpy(&self, alpha: f32, x: &Storage, y: &Storage) -> Result<()>;
+    fn fill(&self, y: &Storage, value: f32) -> Result<()>;
+    /// `out[0] = Σ x`, deterministic.
+    fn sum(&self, x: &Storage, out: &Storage) -> Result<()>;
+    /// `out[j] = Σ_i x[i, j]` over a rows × cols matrix.
+    fn column_sums(&self, rows: usize, cols: usize, x: &Storage, out: &Storage) -> Result<()>;
+
+    // --- softmax.rs / softmax.wgsl ------------------------------------------------------------
+    fn softmax(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &Storage,
+        temperature: f32,
+        y: &Storage,
+    ) -> Result<()>;
+    fn softmax_backward(
+        &self,
+        rows: usize,
+        cols: usize,
+        y: &Storage,
+        dy: &Storage,
+        temperature: f32,
+        dx: &Storage,
+    ) -> Result<()>;
+    fn log_softmax(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &Storage,
+        temperature: f32,
+        y: &Storage,
+    ) -> Result<()>;
+    fn log_softmax_backward(
+        &self,
+        rows: usize,
+        cols: usize,
+        y: &Storage,
+        dy: &Storage,
+        temperature: f32,
+        dx: &Storage,
+    ) -> Result<()>;
+    /// `loss[0]` = mean cross-entropy; `grad` (if any) = ∂loss/∂logits.
+    fn cross_entropy(
+        &self,
+        rows: usize,
+        cols: usize,
+        logits: &Storage,
+        labels: &Storage,
+        loss: &Storage,
+        grad: Option<&Storage>,
+    ) -> Result<()>;
+    /// `loss[0]` = Hinton KD loss; `grad` (if any) = ∂loss/∂student.
+    fn kd_loss(
+        &self,
+        rows: usize,
+        cols: usize,
+        student: &Storage,
+        teacher: &Storage,
+        labels: &Storage,
+        temperature: f32,
+        alpha: f32,
+        loss: &Storage,
+        grad: Option<&Storage>,
+    ) -> Result<()>;
+    /// `out[0]` (u32) += number of rows whose arg-max equals the label.
+    fn count_correct(
+        &self,
+        rows: usize,
+        cols: usize,
+        logits: &Storage,
+        labels: &Storage,
+        out: &Storage,
+    ) -> Result<()>;
+
+    // --- optim.rs / optim.wgsl ----------------------------------------------------------------
+    fn sgd_step(
+        &self,
+        cfg: &SgdConfig,
+        first_step: bool,
+        param: &Storage,
+        grad: &Storage,
+        momentum: &Storage,
+    ) -> Result<()>;
+    fn adam_step(
+        &self,
+        cfg: &AdamConfig,
+        step: u32,
+        param: &Storage,
+        grad: &Storage,
+        m: &Storage,
+        v: &Storage,
+    ) -> Result<()>;
+}
+
+/// A handle on one backend; cheap to clone. Every tensor holds the device it lives on.
+#[derive(Clone)]
+pub struct Device(pub Arc<dyn Backend>);
+
+impl Device {
+    /// The CPU backend (rayon + SIMD).
+    pub fn cpu() -> Device {
+        Device(Arc::new(cpu::CpuBackend::new()))
+    }
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.0
+    }
+    pub fn name(&self) -> String {
+        self.0.name()
+    }
+    pub fn kind(&self) -> DeviceKind {
+        self.0.kind()
+    }
+    pub fn is_cpu(&self) -> bool {
+        self.kind() == DeviceKind::Cpu
+    }
+    /// Same backend instance (tensors on different instances cannot be mixed).
+    pub fn same(&self, other: &Device) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Device({})", self.name())
+    }
+}
+
+impl Device {
+    /// Opens a device from a user's spec: `auto`, `cpu`, `gpu` (the best adapter) or `gpu:N`
+    /// (the N-th adapter of `distill devices`). `auto` prefers a discrete GPU, then an
+    /// integrated one, then a software one (lavapipe), then the CPU backend.
+    pub fn from_spec(spec: &str) -> Result<Device> {
+        match spec.trim() {
+            "cpu" => Ok(Device::cpu()),
+            "auto" => Ok(gpu::open_best().unwrap_or_else(|_| Device::cpu())),
+            "gpu" => gpu::open_best(),
+            other => match other.strip_prefix("gpu:").map(str::parse::<usize>) {
+                Some(Ok(index)) => gpu::open_index(index),
+                _ => Err(crate::Error::Device(format!(
+                    "unknown device '{other}': expected auto, cpu, gpu or gpu:N (see `distill devices`)"
+                ))),
+            },
+        }
+    }
+}

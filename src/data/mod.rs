@@ -1,0 +1,1 @@
+//! Datasets and batching. PLACEHOLDER until the datasets work lands.

@@ -1,0 +1,50 @@
+//! One error type for the library; the CLI wraps it with context.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Mismatched or invalid tensor shapes, zero-sized dimensions, bad op parameters.
+    #[error("shape error: {0}")]
+    Shape(String),
+    /// No adapter, device lost, a validation error, a limit exceeded.
+    #[error("device error: {0}")]
+    Device(String),
+    /// A buffer could not be allocated.
+    #[error("out of memory on {device}: {detail}")]
+    OutOfMemory { device: String, detail: String },
+    /// Malformed or inconsistent dataset files.
+    #[error("data error: {0}")]
+    Data(String),
+    /// Checkpoint names, shapes or dtypes that do not match, or an unreadable checkpoint.
+    #[error("checkpoint error: {0}")]
+    Checkpoint(String),
+    /// Training diverged (NaN or infinite loss).
+    #[error("training diverged: {0}")]
+    Diverged(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// `Err(Error::Shape(format!(...)))` in one line.
+#[macro_export]
+macro_rules! shape_err {
+    ($($arg:tt)*) => { Err($crate::Error::Shape(format!($($arg)*))) };
+}

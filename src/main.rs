@@ -1,0 +1,3 @@
+fn main() {
+    println!("distill: work in progress");
+}
