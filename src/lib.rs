@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod rng;
 
 pub use backend::Device;
 pub use error::{Error, Result};
