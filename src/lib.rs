@@ -5,7 +5,9 @@
 //! → [`backend`] kernels; [`distill`](mod@distill) drives it. See ARCHITECTURE.md.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod data;
+pub mod distill;
 pub mod error;
 pub mod rng;
 

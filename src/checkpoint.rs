@@ -1,0 +1,1 @@
+//! Checkpoints (safetensors). PLACEHOLDER until the checkpoint work lands.

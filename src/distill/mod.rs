@@ -1,0 +1,3 @@
+//! Distillation: losses, trainer, evaluation, report.
+
+pub mod plot;

@@ -1,0 +1,1 @@
+//! PNG plots for the report. PLACEHOLDER.
