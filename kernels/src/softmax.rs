@@ -1,9 +1,181 @@
-//! Row-wise softmax family over `rows × cols` logits. PLACEHOLDER signatures.
+//! Row-wise softmax family over `rows × cols` logits (row-major): softmax and log-softmax with
+//! a temperature and their backward passes, cross-entropy, Hinton knowledge-distillation loss
+//! (with its gradient wrt the student) and the arg-max accuracy count.
+//!
+//! Numerics: every row subtracts its maximum before `exp`; logarithms come from log-sum-exp
+//! (`log p_j = (x_j − max)/T − ln Σ exp((x_k − max)/T)`), and the KL divergence is computed
+//! from log-probabilities so that teacher probabilities of 0 contribute exactly 0. The forward
+//! maps (`softmax`, `log_softmax`) use f32 `exp` with f64 row sums; the losses do their row
+//! arithmetic in f64 (rows are short: one per class) and round the gradient to f32 once.
+//!
+//! Threads: rows are independent. A job of at most `CHUNK` (16K) elements runs on the calling
+//! thread; larger jobs hand rayon blocks of `max(1, 16K / cols)` whole rows. Losses write each
+//! row's loss (f64) into a per-row buffer and add it up in row order on the calling thread, so
+//! the loss does not depend on the number of threads.
+//!
+//! Memory: the maps and backward passes allocate nothing; the losses allocate one f64 per row.
+//!
+//! Contracts (checked with `assert!`): slice lengths match `rows × cols` / `rows`; every label
+//! is `< cols` (the engine validates labels before calling); the temperature is finite and > 0.
+
+use crate::elementwise::CHUNK;
+use rayon::prelude::*;
+
+/// Whole rows per rayon task.
+fn rows_per_task(cols: usize) -> usize {
+    (CHUNK / cols.max(1)).max(1)
+}
+
+fn check_temperature(t: f32, what: &str) {
+    assert!(
+        t.is_finite() && t > 0.0,
+        "{what}: temperature must be finite and > 0 (got {t})"
+    );
+}
+
+fn check_labels(labels: &[u32], rows: usize, cols: usize, what: &str) {
+    assert_eq!(labels.len(), rows, "{what}: labels length is not rows");
+    if let Some((r, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= cols) {
+        panic!("{what}: label {l} at row {r} is out of range for {cols} classes");
+    }
+}
+
+/// `f(x_row, y_row)` for every row; rows in parallel when the job is large.
+fn map_rows<F>(rows: usize, cols: usize, x: &[f32], y: &mut [f32], f: F)
+where
+    F: Fn(&[f32], &mut [f32]) + Sync,
+{
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let per_block = |x: &[f32], y: &mut [f32]| {
+        for (x, y) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
+            f(x, y);
+        }
+    };
+    if rows * cols <= CHUNK {
+        per_block(x, y);
+    } else {
+        let n = rows_per_task(cols) * cols;
+        y.par_chunks_mut(n)
+            .zip(x.par_chunks(n))
+            .for_each(|(y, x)| per_block(x, y));
+    }
+}
+
+/// `f(a_row, b_row, y_row)` for every row; rows in parallel when the job is large.
+fn map_rows2<F>(rows: usize, cols: usize, a: &[f32], b: &[f32], y: &mut [f32], f: F)
+where
+    F: Fn(&[f32], &[f32], &mut [f32]) + Sync,
+{
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let per_block = |a: &[f32], b: &[f32], y: &mut [f32]| {
+        for ((a, b), y) in a
+            .chunks_exact(cols)
+            .zip(b.chunks_exact(cols))
+            .zip(y.chunks_exact_mut(cols))
+        {
+            f(a, b, y);
+        }
+    };
+    if rows * cols <= CHUNK {
+        per_block(a, b, y);
+    } else {
+        let n = rows_per_task(cols) * cols;
+        y.par_chunks_mut(n)
+            .zip(a.par_chunks(n))
+            .zip(b.par_chunks(n))
+            .for_each(|((y, a), b)| per_block(a, b, y));
+    }
+}
+
+/// Runs `f(row, grad_row)` for every row (rows in parallel when the job is large), storing
+/// each row's f64 loss, and returns their sum taken in row order.
+fn loss_rows<F>(rows: usize, cols: usize, grad: Option<&mut [f32]>, f: F) -> f64
+where
+    F: Fn(usize, Option<&mut [f32]>) -> f64 + Sync,
+{
+    let mut per_row = vec![0.0f64; rows];
+    let serial = rows * cols <= CHUNK;
+    let rpt = rows_per_task(cols);
+    match grad {
+        Some(g) => {
+            let block = |r0: usize, ls: &mut [f64], gs: &mut [f32]| {
+                for (i, (l, gr)) in ls.iter_mut().zip(gs.chunks_exact_mut(cols)).enumerate() {
+                    *l = f(r0 + i, Some(gr));
+                }
+            };
+            if serial {
+                block(0, &mut per_row, g);
+            } else {
+                per_row
+                    .par_chunks_mut(rpt)
+                    .zip(g.par_chunks_mut(rpt * cols))
+                    .enumerate()
+                    .for_each(|(b, (ls, gs))| block(b * rpt, ls, gs));
+            }
+        }
+        None => {
+            let block = |r0: usize, ls: &mut [f64]| {
+                for (i, l) in ls.iter_mut().enumerate() {
+                    *l = f(r0 + i, None);
+                }
+            };
+            if serial {
+                block(0, &mut per_row);
+            } else {
+                per_row
+                    .par_chunks_mut(rpt)
+                    .enumerate()
+                    .for_each(|(b, ls)| block(b * rpt, ls));
+            }
+        }
+    }
+    let mut total = 0.0f64;
+    for &l in &per_row {
+        total += l;
+    }
+    total
+}
+
+/// Row maximum (NaN-ignoring).
+#[inline]
+fn row_max(x: &[f32]) -> f32 {
+    x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// `(max, ln Σ_j exp((x_j − max) · inv_t))` of one row, in f64.
+#[inline]
+fn row_lse(x: &[f32], inv_t: f64) -> (f64, f64) {
+    let m = row_max(x) as f64;
+    let mut z = 0.0f64;
+    for &v in x {
+        z += ((v as f64 - m) * inv_t).exp();
+    }
+    (m, z.ln())
+}
 
 /// `y = softmax(x / T)` per row.
 pub fn softmax(rows: usize, cols: usize, x: &[f32], temperature: f32, y: &mut [f32]) {
-    let _ = (rows, cols, x, temperature, y);
-    todo!()
+    assert_eq!(x.len(), rows * cols, "softmax: x is not rows × cols");
+    assert_eq!(y.len(), rows * cols, "softmax: y is not rows × cols");
+    check_temperature(temperature, "softmax");
+    let inv_t = 1.0 / temperature;
+    map_rows(rows, cols, x, y, |x, y| {
+        let m = row_max(x);
+        let mut z = 0.0f64;
+        for (y, &x) in y.iter_mut().zip(x) {
+            let e = ((x - m) * inv_t).exp();
+            *y = e;
+            z += e as f64;
+        }
+        let inv_z = (1.0 / z) as f32;
+        for y in y.iter_mut() {
+            *y *= inv_z;
+        }
+    });
 }
 
 /// Given `y = softmax(x/T)` and `dy`, `dx = y ⊙ (dy − Σ dy⊙y) / T`.
@@ -15,14 +187,54 @@ pub fn softmax_backward(
     temperature: f32,
     dx: &mut [f32],
 ) {
-    let _ = (rows, cols, y, dy, temperature, dx);
-    todo!()
+    assert_eq!(
+        y.len(),
+        rows * cols,
+        "softmax_backward: y is not rows × cols"
+    );
+    assert_eq!(
+        dy.len(),
+        rows * cols,
+        "softmax_backward: dy is not rows × cols"
+    );
+    assert_eq!(
+        dx.len(),
+        rows * cols,
+        "softmax_backward: dx is not rows × cols"
+    );
+    check_temperature(temperature, "softmax_backward");
+    let inv_t = 1.0 / temperature;
+    map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
+        let mut dot = 0.0f64;
+        for (&y, &dy) in y.iter().zip(dy) {
+            dot += y as f64 * dy as f64;
+        }
+        let dot = dot as f32;
+        for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+            *dx = y * (dy - dot) * inv_t;
+        }
+    });
 }
 
 /// `y = log_softmax(x / T)` per row.
 pub fn log_softmax(rows: usize, cols: usize, x: &[f32], temperature: f32, y: &mut [f32]) {
-    let _ = (rows, cols, x, temperature, y);
-    todo!()
+    assert_eq!(x.len(), rows * cols, "log_softmax: x is not rows × cols");
+    assert_eq!(y.len(), rows * cols, "log_softmax: y is not rows × cols");
+    check_temperature(temperature, "log_softmax");
+    let inv_t = 1.0 / temperature;
+    map_rows(rows, cols, x, y, |x, y| {
+        let m = row_max(x);
+        let mut z = 0.0f64;
+        for (y, &x) in y.iter_mut().zip(x) {
+            let s = (x - m) * inv_t;
+            *y = s;
+            z += s.exp() as f64;
+        }
+        let log_z = z.ln() as f32;
+        for y in y.iter_mut() {
+            *y -= log_z;
+        }
+    });
 }
 
 /// Given `y = log_softmax(x/T)` and `dy`, `dx = (dy − exp(y) Σ dy) / T`.
@@ -34,8 +246,33 @@ pub fn log_softmax_backward(
     temperature: f32,
     dx: &mut [f32],
 ) {
-    let _ = (rows, cols, y, dy, temperature, dx);
-    todo!()
+    assert_eq!(
+        y.len(),
+        rows * cols,
+        "log_softmax_backward: y is not rows × cols"
+    );
+    assert_eq!(
+        dy.len(),
+        rows * cols,
+        "log_softmax_backward: dy is not rows × cols"
+    );
+    assert_eq!(
+        dx.len(),
+        rows * cols,
+        "log_softmax_backward: dx is not rows × cols"
+    );
+    check_temperature(temperature, "log_softmax_backward");
+    let inv_t = 1.0 / temperature;
+    map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
+        let mut s = 0.0f64;
+        for &d in dy {
+            s += d as f64;
+        }
+        let s = s as f32;
+        for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+            *dx = (dy - y.exp() * s) * inv_t;
+        }
+    });
 }
 
 /// Mean over rows of `−log softmax(logits)[label]`; `grad` (if given) gets ∂loss/∂logits
@@ -47,8 +284,37 @@ pub fn cross_entropy(
     labels: &[u32],
     grad: Option<&mut [f32]>,
 ) -> f32 {
-    let _ = (rows, cols, logits, labels, grad);
-    todo!()
+    assert_eq!(
+        logits.len(),
+        rows * cols,
+        "cross_entropy: logits is not rows × cols"
+    );
+    check_labels(labels, rows, cols, "cross_entropy");
+    if let Some(g) = &grad {
+        assert_eq!(
+            g.len(),
+            rows * cols,
+            "cross_entropy: grad is not rows × cols"
+        );
+    }
+    if rows == 0 {
+        return 0.0;
+    }
+    let inv_rows = 1.0 / rows as f64;
+    let total = loss_rows(rows, cols, grad, |r, g| {
+        let x = &logits[r * cols..(r + 1) * cols];
+        let label = labels[r] as usize;
+        let (m, log_z) = row_lse(x, 1.0);
+        if let Some(g) = g {
+            for (j, (g, &v)) in g.iter_mut().zip(x).enumerate() {
+                let p = (v as f64 - m - log_z).exp();
+                let onehot = if j == label { 1.0 } else { 0.0 };
+                *g = ((p - onehot) * inv_rows) as f32;
+            }
+        }
+        log_z - (x[label] as f64 - m)
+    });
+    (total * inv_rows) as f32
 }
 
 /// Hinton KD: `α·T²·(1/rows)·Σ KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, labels)`;
@@ -64,21 +330,121 @@ pub fn kd_loss(
     alpha: f32,
     grad: Option<&mut [f32]>,
 ) -> f32 {
-    let _ = (
-        rows,
-        cols,
-        student,
-        teacher,
-        labels,
-        temperature,
-        alpha,
-        grad,
+    assert_eq!(
+        student.len(),
+        rows * cols,
+        "kd_loss: student is not rows × cols"
     );
-    todo!()
+    assert_eq!(
+        teacher.len(),
+        rows * cols,
+        "kd_loss: teacher is not rows × cols"
+    );
+    check_labels(labels, rows, cols, "kd_loss");
+    check_temperature(temperature, "kd_loss");
+    assert!(
+        alpha.is_finite(),
+        "kd_loss: alpha must be finite (got {alpha})"
+    );
+    if let Some(g) = &grad {
+        assert_eq!(g.len(), rows * cols, "kd_loss: grad is not rows × cols");
+    }
+    if rows == 0 {
+        return 0.0;
+    }
+    let t = temperature as f64;
+    let inv_t = 1.0 / t;
+    let a = alpha as f64;
+    let (kd_w, ce_w) = (a * t * t, 1.0 - a); // loss weights of KL and CE
+    let (kd_gw, ce_gw) = (a * t, 1.0 - a); // gradient weights of (q − p) and (q₁ − onehot)
+    let inv_rows = 1.0 / rows as f64;
+    let (use_kd, use_ce) = (alpha != 0.0, ce_w != 0.0);
+    let total = loss_rows(rows, cols, grad, |r, mut g| {
+        let s = &student[r * cols..(r + 1) * cols];
+        let tt = &teacher[r * cols..(r + 1) * cols];
+        let label = labels[r] as usize;
+        // Soft targets at temperature T (student q, teacher p) and hard-label softmax q₁.
+        let (ms, lzs) = if use_kd {
+            row_lse(s, inv_t)
+        } else {
+            (0.0, 0.0)
+        };
+        let (mt, lzt) = if use_kd {
+            row_lse(tt, inv_t)
+        } else {
+            (0.0, 0.0)
+        };
+        let (m1, lz1) = if !use_ce {
+            (0.0, 0.0)
+        } else if use_kd && temperature == 1.0 {
+            (ms, lzs)
+        } else {
+            row_lse(s, 1.0)
+        };
+        let mut kl = 0.0f64;
+        for j in 0..cols {
+            let mut gj = 0.0f64;
+            if use_kd {
+                let log_q = (s[j] as f64 - ms) * inv_t - lzs;
+                let log_p = (tt[j] as f64 - mt) * inv_t - lzt;
+                let p = log_p.exp();
+                if p > 0.0 {
+                    kl += p * (log_p - log_q);
+                }
+                gj += kd_gw * (log_q.exp() - p);
+            }
+            if use_ce {
+                let q1 = (s[j] as f64 - m1 - lz1).exp();
+                let onehot = if j == label { 1.0 } else { 0.0 };
+                gj += ce_gw * (q1 - onehot);
+            }
+            if let Some(g) = g.as_deref_mut() {
+                g[j] = (gj * inv_rows) as f32;
+            }
+        }
+        let kd_part = if use_kd { kd_w * kl } else { 0.0 };
+        let ce_part = if use_ce {
+            ce_w * (lz1 - (s[label] as f64 - m1))
+        } else {
+            0.0
+        };
+        kd_part + ce_part
+    });
+    (total * inv_rows) as f32
 }
 
 /// Number of rows whose arg-max (first maximum) equals the label.
 pub fn count_correct(rows: usize, cols: usize, logits: &[f32], labels: &[u32]) -> u32 {
-    let _ = (rows, cols, logits, labels);
-    todo!()
+    assert_eq!(
+        logits.len(),
+        rows * cols,
+        "count_correct: logits is not rows × cols"
+    );
+    check_labels(labels, rows, cols, "count_correct");
+    if rows == 0 {
+        return 0;
+    }
+    let count_block = |x: &[f32], l: &[u32]| -> u32 {
+        let mut n = 0u32;
+        for (row, &label) in x.chunks_exact(cols).zip(l) {
+            let mut best = 0usize;
+            for (j, &v) in row.iter().enumerate().skip(1) {
+                if v > row[best] {
+                    best = j;
+                }
+            }
+            n += (best == label as usize) as u32;
+        }
+        n
+    };
+    if rows * cols <= CHUNK {
+        count_block(logits, labels)
+    } else {
+        let rpt = rows_per_task(cols);
+        logits
+            .par_chunks(rpt * cols)
+            .zip(labels.par_chunks(rpt))
+            .map(|(x, l)| count_block(x, l))
+            .sum()
+    }
 }
