@@ -1,0 +1,356 @@
+//! conv2d kernels against a naive f64 reference (direct loops), on random inputs over odd
+//! shapes, plus adjoint identities and bit-for-bit determinism across thread counts.
+
+use distill_kernels::conv::{
+    conv2d_backward_bias, conv2d_backward_input, conv2d_backward_input_at, conv2d_backward_weight,
+    conv2d_backward_weight_at, conv2d_forward, conv2d_forward_at,
+};
+use distill_kernels::{simd, Conv2dShape};
+
+/// SplitMix64: a tiny deterministic PRNG for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.uniform()).collect()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn shape(
+    batch: usize,
+    in_channels: usize,
+    (in_h, in_w): (usize, usize),
+    out_channels: usize,
+    (kernel_h, kernel_w): (usize, usize),
+    (stride_h, stride_w): (usize, usize),
+    (pad_h, pad_w): (usize, usize),
+) -> Conv2dShape {
+    let s = Conv2dShape {
+        batch,
+        in_channels,
+        in_h,
+        in_w,
+        out_channels,
+        kernel_h,
+        kernel_w,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+    };
+    s.validate().expect("test shape must be valid");
+    s
+}
+
+/// The shapes every test runs: odd sizes, kernels 1/2/3/5, strides 1–3, paddings 0–2,
+/// rectangular kernels/strides/paddings, batch 1 and > 1 (17 > the partial count, so the
+/// weight-gradient chunks are uneven), kernels that only fit thanks to the padding, and
+/// paddings wider than the kernel (whole unfold rows of zeros).
+fn shapes() -> Vec<Conv2dShape> {
+    vec![
+        shape(1, 1, (7, 7), 3, (3, 3), (1, 1), (1, 1)),
+        shape(2, 1, (13, 13), 7, (3, 3), (1, 1), (1, 1)),
+        shape(3, 3, (13, 7), 7, (5, 5), (2, 2), (2, 2)),
+        shape(2, 7, (13, 13), 13, (2, 2), (3, 3), (0, 0)),
+        shape(2, 13, (3, 3), 1, (1, 1), (1, 1), (0, 0)),
+        shape(1, 3, (7, 7), 7, (1, 1), (2, 2), (1, 1)),
+        shape(2, 3, (7, 13), 3, (3, 1), (1, 2), (2, 0)),
+        shape(2, 3, (7, 13), 5, (2, 5), (3, 1), (0, 2)),
+        shape(1, 3, (1, 3), 2, (5, 3), (1, 1), (2, 0)),
+        shape(2, 2, (2, 2), 3, (5, 5), (1, 1), (2, 2)),
+        shape(1, 2, (3, 3), 3, (1, 1), (1, 1), (2, 2)),
+        shape(17, 2, (5, 6), 3, (3, 2), (2, 1), (1, 0)),
+        shape(4, 16, (14, 14), 32, (3, 3), (1, 1), (1, 1)),
+        shape(3, 1, (28, 28), 32, (3, 3), (1, 1), (1, 1)),
+        // Per-image GEMMs ≥ 1 MFLOP: the images-one-after-another path with a parallel unfold.
+        shape(2, 13, (13, 13), 37, (3, 3), (1, 1), (1, 1)),
+        shape(2, 7, (13, 13), 64, (5, 5), (2, 1), (2, 1)),
+    ]
+}
+
+/// Iterates every (n, co, oy, ox, ci, i, j, input index) tap that lands inside the input.
+fn for_each_tap(s: &Conv2dShape, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    for n in 0..s.batch {
+        for co in 0..s.out_channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let y_idx = ((n * s.out_channels + co) * oh + oy) * ow + ox;
+                    for ci in 0..s.in_channels {
+                        for i in 0..s.kernel_h {
+                            for j in 0..s.kernel_w {
+                                let iy = (oy * s.stride_h + i) as isize - s.pad_h as isize;
+                                let ix = (ox * s.stride_w + j) as isize - s.pad_w as isize;
+                                if iy < 0
+                                    || ix < 0
+                                    || iy >= s.in_h as isize
+                                    || ix >= s.in_w as isize
+                                {
+                                    continue;
+                                }
+                                let x_idx = ((n * s.in_channels + ci) * s.in_h + iy as usize)
+                                    * s.in_w
+                                    + ix as usize;
+                                let w_idx =
+                                    ((co * s.in_channels + ci) * s.kernel_h + i) * s.kernel_w + j;
+                                f(y_idx, x_idx, w_idx, n, co);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reference results in f64 plus, per element, the sum of |terms| (the error scale).
+struct Reference {
+    val: Vec<f64>,
+    mag: Vec<f64>,
+}
+
+impl Reference {
+    fn zeros(n: usize) -> Self {
+        Reference {
+            val: vec![0.0; n],
+            mag: vec![0.0; n],
+        }
+    }
+    fn add(&mut self, i: usize, a: f32, b: f32) {
+        let t = a as f64 * b as f64;
+        self.val[i] += t;
+        self.mag[i] += t.abs();
+    }
+    fn check(&self, got: &[f32], what: &str, s: &Conv2dShape) {
+        assert_eq!(got.len(), self.val.len(), "{what}: length");
+        for (i, ((&g, &v), &m)) in got.iter().zip(&self.val).zip(&self.mag).enumerate() {
+            let tol = 1e-5 * m + 1e-6;
+            assert!(
+                (g as f64 - v).abs() <= tol,
+                "{what} mismatch at {i}: got {g}, want {v} (tol {tol}) for {s:?}"
+            );
+        }
+    }
+}
+
+fn ref_forward(s: &Conv2dShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Reference {
+    let mut r = Reference::zeros(s.output_len());
+    if let Some(b) = b {
+        let p = s.out_h() * s.out_w();
+        for (i, v) in r.val.iter_mut().enumerate() {
+            let co = (i / p) % s.out_channels;
+            *v = b[co] as f64;
+        }
+        for (i, m) in r.mag.iter_mut().enumerate() {
+            *m = (b[(i / p) % s.out_channels] as f64).abs();
+        }
+    }
+    for_each_tap(s, |yi, xi, wi, _, _| r.add(yi, w[wi], x[xi]));
+    r
+}
+
+fn ref_backward_input(s: &Conv2dShape, w: &[f32], dy: &[f32]) -> Reference {
+    let mut r = Reference::zeros(s.input_len());
+    for_each_tap(s, |yi, xi, wi, _, _| r.add(xi, w[wi], dy[yi]));
+    r
+}
+
+fn ref_backward_weight(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Reference {
+    let mut r = Reference::zeros(s.weight_len());
+    for_each_tap(s, |yi, xi, wi, _, _| r.add(wi, x[xi], dy[yi]));
+    r
+}
+
+fn ref_backward_bias(s: &Conv2dShape, dy: &[f32]) -> Reference {
+    let mut r = Reference::zeros(s.out_channels);
+    let p = s.out_h() * s.out_w();
+    for (i, &g) in dy.iter().enumerate() {
+        r.add((i / p) % s.out_channels, g, 1.0);
+    }
+    r
+}
+
+struct Data {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    dy: Vec<f32>,
+}
+
+fn data(s: &Conv2dShape, seed: u64) -> Data {
+    let mut rng = Rng(seed);
+    Data {
+        x: rng.vec(s.input_len()),
+        w: rng.vec(s.weight_len()),
+        b: rng.vec(s.out_channels),
+        dy: rng.vec(s.output_len()),
+    }
+}
+
+#[test]
+fn forward_matches_reference_on_every_simd_level() {
+    for (t, s) in shapes().iter().enumerate() {
+        let d = data(s, 100 + t as u64);
+        let with_bias = ref_forward(s, &d.x, &d.w, Some(&d.b));
+        let no_bias = ref_forward(s, &d.x, &d.w, None);
+        for level in simd::available() {
+            let mut y = vec![f32::NAN; s.output_len()];
+            conv2d_forward_at(level, s, &d.x, &d.w, Some(&d.b), &mut y);
+            with_bias.check(&y, &format!("forward+bias [{}]", level.name()), s);
+            let mut y = vec![f32::NAN; s.output_len()];
+            conv2d_forward_at(level, s, &d.x, &d.w, None, &mut y);
+            no_bias.check(&y, &format!("forward [{}]", level.name()), s);
+        }
+        // The default entry point agrees with its explicit-level twin bit for bit.
+        let mut y1 = vec![0.0; s.output_len()];
+        let mut y2 = vec![0.0; s.output_len()];
+        conv2d_forward(s, &d.x, &d.w, Some(&d.b), &mut y1);
+        conv2d_forward_at(simd::level(), s, &d.x, &d.w, Some(&d.b), &mut y2);
+        assert_eq!(bits(&y1), bits(&y2));
+    }
+}
+
+#[test]
+fn backward_input_matches_reference_on_every_simd_level() {
+    for (t, s) in shapes().iter().enumerate() {
+        let d = data(s, 200 + t as u64);
+        let want = ref_backward_input(s, &d.w, &d.dy);
+        for level in simd::available() {
+            let mut dx = vec![f32::NAN; s.input_len()];
+            conv2d_backward_input_at(level, s, &d.w, &d.dy, &mut dx);
+            want.check(&dx, &format!("backward_input [{}]", level.name()), s);
+        }
+    }
+}
+
+#[test]
+fn backward_weight_matches_reference_on_every_simd_level() {
+    for (t, s) in shapes().iter().enumerate() {
+        let d = data(s, 300 + t as u64);
+        let want = ref_backward_weight(s, &d.x, &d.dy);
+        for level in simd::available() {
+            let mut dw = vec![f32::NAN; s.weight_len()];
+            conv2d_backward_weight_at(level, s, &d.x, &d.dy, &mut dw);
+            want.check(&dw, &format!("backward_weight [{}]", level.name()), s);
+        }
+    }
+}
+
+#[test]
+fn backward_bias_matches_reference() {
+    for (t, s) in shapes().iter().enumerate() {
+        let d = data(s, 400 + t as u64);
+        let mut db = vec![f32::NAN; s.out_channels];
+        conv2d_backward_bias(s, &d.dy, &mut db);
+        ref_backward_bias(s, &d.dy).check(&db, "backward_bias", s);
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+fn abs_dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&a, &b)| (a as f64 * b as f64).abs())
+        .sum()
+}
+
+/// ⟨conv(x; w), dy⟩ = ⟨x, backward_input(dy)⟩ = ⟨w, backward_weight(x, dy)⟩: the two backward
+/// kernels are the adjoints of the forward, checked without the reference.
+#[test]
+fn backward_kernels_are_adjoints_of_forward() {
+    for (t, s) in shapes().iter().enumerate() {
+        let d = data(s, 500 + t as u64);
+        let mut y = vec![0.0; s.output_len()];
+        conv2d_forward(s, &d.x, &d.w, None, &mut y);
+        let mut dx = vec![0.0; s.input_len()];
+        conv2d_backward_input(s, &d.w, &d.dy, &mut dx);
+        let mut dw = vec![0.0; s.weight_len()];
+        conv2d_backward_weight(s, &d.x, &d.dy, &mut dw);
+        let lhs = dot(&y, &d.dy);
+        let scale = abs_dot(&y, &d.dy) + abs_dot(&d.x, &dx) + 1.0;
+        let via_x = dot(&d.x, &dx);
+        let via_w = dot(&d.w, &dw);
+        assert!(
+            (lhs - via_x).abs() <= 1e-5 * scale,
+            "<conv(x),dy> = {lhs} but <x,dx> = {via_x} for {s:?}"
+        );
+        assert!(
+            (lhs - via_w).abs() <= 1e-5 * scale,
+            "<conv(x),dy> = {lhs} but <w,dw> = {via_w} for {s:?}"
+        );
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Same input, same bits, whatever the number of threads (both parallel strategies: images
+/// in parallel with partial weight gradients, and images in sequence with parallel GEMMs).
+#[test]
+fn results_do_not_depend_on_thread_count() {
+    let cases = [
+        shape(37, 5, (9, 11), 6, (3, 3), (1, 2), (1, 1)),
+        shape(20, 1, (28, 28), 8, (3, 3), (1, 1), (1, 1)),
+        shape(3, 13, (13, 13), 37, (3, 3), (1, 1), (1, 1)),
+    ];
+    for (t, s) in cases.iter().enumerate() {
+        let d = data(s, 600 + t as u64);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut y = vec![0.0; s.output_len()];
+                conv2d_forward(s, &d.x, &d.w, Some(&d.b), &mut y);
+                let mut dx = vec![0.0; s.input_len()];
+                conv2d_backward_input(s, &d.w, &d.dy, &mut dx);
+                let mut dw = vec![0.0; s.weight_len()];
+                conv2d_backward_weight(s, &d.x, &d.dy, &mut dw);
+                let mut db = vec![0.0; s.out_channels];
+                conv2d_backward_bias(s, &d.dy, &mut db);
+                [bits(&y), bits(&dx), bits(&dw), bits(&db)]
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3, 5] {
+            assert_eq!(
+                one,
+                run(threads),
+                "{threads} threads differ from 1 for {s:?}"
+            );
+        }
+    }
+}
+
+/// Buffers longer than the shape needs are accepted; only the prefix is written.
+#[test]
+fn longer_buffers_keep_their_tail() {
+    let s = shape(2, 3, (5, 5), 4, (3, 3), (1, 1), (1, 1));
+    let d = data(&s, 700);
+    let mut y = vec![7.0; s.output_len() + 3];
+    conv2d_forward(&s, &d.x, &d.w, None, &mut y);
+    assert_eq!(&y[s.output_len()..], &[7.0; 3]);
+    let mut dx = vec![7.0; s.input_len() + 3];
+    conv2d_backward_input(&s, &d.w, &d.dy, &mut dx);
+    assert_eq!(&dx[s.input_len()..], &[7.0; 3]);
+    let mut dw = vec![7.0; s.weight_len() + 3];
+    conv2d_backward_weight(&s, &d.x, &d.dy, &mut dw);
+    assert_eq!(&dw[s.weight_len()..], &[7.0; 3]);
+}

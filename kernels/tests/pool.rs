@@ -1,0 +1,171 @@
+//! max_pool2d against a naive reference: overlapping windows, ties, NaN/−∞, rectangular
+//! windows and strides, and the backward routing (including gradient summed on overlaps).
+
+use distill_kernels::pool::{max_pool2d_backward, max_pool2d_forward};
+use distill_kernels::Pool2dShape;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    /// Small integers in 0..levels: lots of ties.
+    fn level(&mut self, levels: u64) -> f32 {
+        (self.next_u64() % levels) as f32
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn shape(
+    batch: usize,
+    channels: usize,
+    (in_h, in_w): (usize, usize),
+    (kernel_h, kernel_w): (usize, usize),
+    (stride_h, stride_w): (usize, usize),
+) -> Pool2dShape {
+    let s = Pool2dShape {
+        batch,
+        channels,
+        in_h,
+        in_w,
+        kernel_h,
+        kernel_w,
+        stride_h,
+        stride_w,
+    };
+    s.validate().expect("test shape must be valid");
+    s
+}
+
+fn shapes() -> Vec<Pool2dShape> {
+    vec![
+        shape(2, 3, (28, 28), (2, 2), (2, 2)),
+        shape(3, 7, (13, 13), (3, 3), (2, 2)),
+        shape(1, 1, (7, 7), (3, 3), (1, 1)),
+        shape(2, 3, (7, 13), (2, 3), (1, 2)),
+        shape(1, 13, (7, 3), (3, 1), (3, 1)),
+        shape(2, 2, (5, 5), (5, 5), (1, 1)),
+        shape(2, 2, (1, 1), (1, 1), (1, 1)),
+        shape(4, 3, (9, 8), (1, 1), (2, 3)),
+        shape(64, 5, (14, 14), (2, 2), (2, 2)),
+    ]
+}
+
+/// The reference: scan each window in row-major order, first strict maximum wins
+/// (no NaNs in these inputs).
+fn reference_forward(s: &Pool2dShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut y = Vec::new();
+    let mut a = Vec::new();
+    for p in 0..s.batch * s.channels {
+        let plane = &x[p * s.in_h * s.in_w..(p + 1) * s.in_h * s.in_w];
+        for r in 0..oh {
+            for c in 0..ow {
+                let mut best = None::<(f32, usize)>;
+                for i in 0..s.kernel_h {
+                    for j in 0..s.kernel_w {
+                        let idx = (r * s.stride_h + i) * s.in_w + c * s.stride_w + j;
+                        if best.is_none_or(|(b, _)| plane[idx] > b) {
+                            best = Some((plane[idx], idx));
+                        }
+                    }
+                }
+                let (v, i) = best.unwrap();
+                y.push(v);
+                a.push(i as u32);
+            }
+        }
+    }
+    (y, a)
+}
+
+fn run_forward(s: &Pool2dShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
+    let mut y = vec![f32::NAN; s.output_len()];
+    let mut a = vec![u32::MAX; s.output_len()];
+    max_pool2d_forward(s, x, &mut y, &mut a);
+    (y, a)
+}
+
+#[test]
+fn forward_matches_reference_on_random_inputs() {
+    for (t, s) in shapes().iter().enumerate() {
+        let mut rng = Rng(10 + t as u64);
+        let x: Vec<f32> = (0..s.input_len()).map(|_| rng.uniform()).collect();
+        assert_eq!(run_forward(s, &x), reference_forward(s, &x), "{s:?}");
+    }
+}
+
+#[test]
+fn ties_pick_the_first_maximum() {
+    for (t, s) in shapes().iter().enumerate() {
+        let mut rng = Rng(20 + t as u64);
+        let x: Vec<f32> = (0..s.input_len()).map(|_| rng.level(3)).collect();
+        assert_eq!(run_forward(s, &x), reference_forward(s, &x), "{s:?}");
+    }
+    // All equal: every window reports its top-left corner.
+    let s = shape(1, 1, (5, 5), (3, 3), (2, 2));
+    let (y, a) = run_forward(&s, &[1.5; 25]);
+    assert_eq!(y, vec![1.5; 4]);
+    assert_eq!(a, vec![0, 2, 10, 12]);
+}
+
+#[test]
+fn nan_propagates_and_negative_infinity_is_a_value() {
+    let s = shape(1, 1, (2, 4), (2, 2), (2, 2));
+    let nan = f32::NAN;
+    let ninf = f32::NEG_INFINITY;
+    // Window 0 = {0: 1, 1: NaN, 4: 5, 5: NaN}; window 1 = all −∞.
+    let x = [1.0, nan, ninf, ninf, 5.0, nan, ninf, ninf];
+    let (y, a) = run_forward(&s, &x);
+    assert!(y[0].is_nan(), "a NaN in the window makes the output NaN");
+    assert_eq!(a[0], 5, "PyTorch's rule: the last NaN of the window");
+    assert_eq!(y[1], ninf);
+    assert_eq!(a[1], 2, "all −∞: the first element");
+}
+
+/// Backward routes dy to the arg-max; overlapping windows (3/2, 3/1) sum into shared inputs.
+#[test]
+fn backward_routes_and_sums_gradients() {
+    for (t, s) in shapes().iter().enumerate() {
+        let mut rng = Rng(30 + t as u64);
+        // Ties too, so several windows pick the same input.
+        let x: Vec<f32> = (0..s.input_len()).map(|_| rng.level(4)).collect();
+        let (_, a) = run_forward(s, &x);
+        let dy: Vec<f32> = (0..s.output_len()).map(|_| rng.uniform()).collect();
+        let mut want = vec![0.0f64; s.input_len()];
+        let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h() * s.out_w());
+        for (i, (&g, &idx)) in dy.iter().zip(&a).enumerate() {
+            want[(i / out_plane) * in_plane + idx as usize] += g as f64;
+        }
+        let mut dx = vec![f32::NAN; s.input_len()];
+        max_pool2d_backward(s, &dy, &a, &mut dx);
+        for (i, (&g, &w)) in dx.iter().zip(&want).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                "dx[{i}] = {g}, want {w} for {s:?}"
+            );
+        }
+        // Gradient is conserved: Σ dx = Σ dy.
+        let (sx, sy): (f64, f64) = (
+            dx.iter().map(|&v| v as f64).sum(),
+            dy.iter().map(|&v| v as f64).sum(),
+        );
+        assert!((sx - sy).abs() <= 1e-4 * (1.0 + sy.abs()));
+    }
+    // A hand-checked overlap: 1×5 row, window 1×3 stride 1, maximum in the middle.
+    let s = shape(1, 1, (1, 5), (1, 3), (1, 1));
+    let (y, a) = run_forward(&s, &[0.0, 1.0, 9.0, 1.0, 0.0]);
+    assert_eq!(y, vec![9.0; 3]);
+    assert_eq!(a, vec![2; 3]);
+    let mut dx = vec![0.0; 5];
+    max_pool2d_backward(&s, &[1.0, 2.0, 4.0], &a, &mut dx);
+    assert_eq!(dx, vec![0.0, 0.0, 7.0, 0.0, 0.0]);
+}
