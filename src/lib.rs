@@ -4,12 +4,19 @@
 //! Data flows one way: [`data`] → batches → [`nn`] models built from [`ops`] → [`autograd`]
 //! → [`backend`] kernels; [`distill`](mod@distill) drives it. See ARCHITECTURE.md.
 
+pub mod autograd;
 pub mod backend;
 pub mod checkpoint;
 pub mod data;
 pub mod distill;
 pub mod error;
+pub mod nn;
+pub mod ops;
+pub mod optim;
 pub mod rng;
+pub mod tensor;
 
 pub use backend::Device;
+pub use autograd::no_grad;
 pub use error::{Error, Result};
+pub use tensor::{DType, Tensor};

@@ -9,6 +9,7 @@
 //!
 //! Contracts every implementation keeps:
 //! - outputs are written in full (overwrite) unless the method says it accumulates;
+//! - an output buffer is never also an input of the same call (the CPU backend locks them);
 //! - shapes have been validated by the caller (the ops); a backend may still return an error
 //!   (out of memory, device lost) but never panics on a valid call;
 //! - work may be queued: results become visible to the host only through `download*`,
@@ -269,7 +270,8 @@ pub struct Device(pub Arc<dyn Backend>);
 impl Device {
     /// The CPU backend (rayon + SIMD).
     pub fn cpu() -> Device {
-        Device(Arc::new(cpu::CpuBackend::new()))
+        static CPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+        CPU.get_or_init(|| Device(Arc::new(cpu::CpuBackend::new()))).clone()
     }
     pub fn backend(&self) -> &dyn Backend {
         &*self.0
@@ -283,7 +285,8 @@ impl Device {
     pub fn is_cpu(&self) -> bool {
         self.kind() == DeviceKind::Cpu
     }
-    /// Same backend instance (tensors on different instances cannot be mixed).
+    /// Whether tensors of the two devices can meet in one op: the same backend instance
+    /// (two GPU devices never share buffers).
     pub fn same(&self, other: &Device) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }

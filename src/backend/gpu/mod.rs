@@ -1,12 +1,36 @@
-//! The GPU backend (wgpu + WGSL). PLACEHOLDER until the GPU backend lands: every entry point
-//! reports that no GPU backend is available.
+//! The GPU backend: wgpu (Vulkan, Metal, DX12) + the WGSL kernels in `shaders/`.
+//!
+//! - [`context`]: adapters, device, limits, features, error capture;
+//! - [`pool`]: storage buffers recycled by size class (a steady-state step allocates nothing);
+//! - [`pipelines`]: shader modules, cached pipelines and bind groups, the parameter arena, the
+//!   pending command encoder and timestamp profiling;
+//! - [`kernels`]: the [`Backend`](super::Backend) implementation, one method per kernel.
+//!
+//! Ops record dispatches into one pending encoder; [`Backend::flush`](super::Backend::flush)
+//! submits it and `download_*` submits and waits. Errors wgpu reports asynchronously
+//! (validation, out of memory, device lost) come back from the next backend call.
 
-use super::Device;
-use crate::{Error, Result};
+mod context;
+mod kernels;
+mod pipelines;
+mod pool;
 
-/// A device buffer on the GPU.
+use std::sync::Arc;
+
+pub use context::AdapterReport;
+pub use pool::PoolStats;
+
+use super::{Device, DeviceKind};
+use crate::Result;
+use context::Context;
+use pipelines::Exec;
+use pool::{Pool, PooledBuffer};
+
+/// A device buffer on the GPU (`len` 32-bit words), returned to its pool on drop.
 pub struct GpuStorage {
+    buf: Option<PooledBuffer>,
     len: usize,
+    pool: Arc<Pool>,
 }
 
 impl GpuStorage {
@@ -16,16 +40,121 @@ impl GpuStorage {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    fn pooled(&self) -> &PooledBuffer {
+        self.buf
+            .as_ref()
+            .expect("a GpuStorage owns its buffer until dropped")
+    }
+}
+
+impl Drop for GpuStorage {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            self.pool.release(b);
+        }
+    }
+}
+
+/// The wgpu backend of one device. Open it with [`open_best`] / [`open_index`] (as a
+/// [`Device`]) or [`GpuBackend::open_best`] (keeping access to pool stats and profiling).
+pub struct GpuBackend {
+    exec: Exec,
+    kind: DeviceKind,
+    /// Small buffers bound where a kernel's binding is unused (one per binding slot, so a
+    /// read-only and a writable use never alias).
+    dummies: Vec<PooledBuffer>,
+}
+
+impl GpuBackend {
+    fn open(adapter: wgpu::Adapter) -> Result<Arc<GpuBackend>> {
+        let ctx = Arc::new(Context::open(adapter)?);
+        let max_bytes = ctx
+            .limits
+            .max_buffer_size
+            .min(ctx.limits.max_storage_buffer_binding_size);
+        let pool = Arc::new(Pool::new(ctx.device.clone(), ctx.label.clone(), max_bytes));
+        let kind = context::kind_of(ctx.info.device_type);
+        let mut dummies = Vec::new();
+        for _ in 0..8 {
+            dummies.push(pool.acquire(256)?);
+        }
+        let exec = Exec::new(ctx, pool)?;
+        Ok(Arc::new(GpuBackend {
+            exec,
+            kind,
+            dummies,
+        }))
+    }
+
+    /// The best adapter (discrete, integrated, other, software) as a concrete backend.
+    pub fn open_best() -> Result<Arc<GpuBackend>> {
+        GpuBackend::open(context::best_adapter()?)
+    }
+
+    /// The adapter at `index` of [`list_adapters`] as a concrete backend.
+    pub fn open_index(index: usize) -> Result<Arc<GpuBackend>> {
+        GpuBackend::open(context::adapter_at(index)?)
+    }
+
+    /// Wraps this backend as an engine [`Device`].
+    pub fn device(self: &Arc<Self>) -> Device {
+        Device(self.clone())
+    }
+
+    /// Buffer-pool counters (fresh allocations stay flat in a steady-state loop).
+    pub fn pool_stats(&self) -> PoolStats {
+        self.exec.pool.stats()
+    }
+
+    /// Pipelines built and bind groups created so far (both are cached).
+    pub fn cache_stats(&self) -> (usize, u64) {
+        let st = self.exec.lock();
+        self.exec.cache_stats(&st)
+    }
+
+    /// Limits the device was opened with (the adapter's own).
+    pub fn limits(&self) -> wgpu::Limits {
+        self.exec.ctx.limits.clone()
+    }
+
+    /// The largest tensor this device accepts, in bytes (the smaller of the adapter's
+    /// max_buffer_size and max_storage_buffer_binding_size).
+    pub fn max_buffer_bytes(&self) -> u64 {
+        self.exec.pool.max_bytes()
+    }
+
+    /// Whether the device can time kernels (TIMESTAMP_QUERY).
+    pub fn can_profile(&self) -> bool {
+        self.exec.can_profile()
+    }
+
+    /// Starts timing every dispatch with GPU timestamps. Returns false (and does nothing) when
+    /// the adapter lacks TIMESTAMP_QUERY. Profiling submits wait for the GPU at each flush.
+    pub fn enable_profiling(&self) -> Result<bool> {
+        let mut st = self.exec.lock();
+        self.exec.set_profiling(&mut st, true)
+    }
+
+    /// Per-kernel GPU time so far: (kernel name, calls, total milliseconds), slowest first.
+    /// Flushes pending work so the report is complete.
+    pub fn profile_report(&self) -> Result<Vec<(String, u64, f64)>> {
+        let mut st = self.exec.lock();
+        self.exec.submit(&mut st)?;
+        Ok(self.exec.profile_report(&st))
+    }
+}
+
+/// Every adapter wgpu finds (Vulkan, Metal, DX12), in the order `gpu:N` counts them.
+pub fn list_adapters() -> Vec<AdapterReport> {
+    context::reports()
 }
 
 /// Opens the best adapter: discrete, then integrated, then software (lavapipe).
 pub fn open_best() -> Result<Device> {
-    Err(Error::Device("the GPU backend is not built yet".into()))
+    Ok(GpuBackend::open_best()?.device())
 }
 
 /// Opens the adapter at `index` in the order `distill devices` lists them.
 pub fn open_index(index: usize) -> Result<Device> {
-    Err(Error::Device(format!(
-        "no GPU adapter {index}: the GPU backend is not built yet"
-    )))
+    Ok(GpuBackend::open_index(index)?.device())
 }

@@ -1,0 +1,237 @@
+// conv2d.wgsl — 2-D convolution over NCHW, the twin of kernels/src/conv.rs.
+//
+// All three products are implicit GEMMs: the tile loop of matmul.wgsl, but operands are
+// gathered from the image on the fly instead of from an im2col buffer (no extra memory):
+//   MODE 0, forward:       y[co, (n,oh,ow)]   = Σ_(ci,kh,kw) w[co, (ci,kh,kw)] · x̂[(ci,kh,kw), (n,oh,ow)] + bias[co]
+//   MODE 1, input grad:    dx[ci, (n,ih,iw)]  = Σ_(co,kh,kw) w[co, ci, kh, kw] · dŷ[(co,kh,kw), (n,ih,iw)]
+//   MODE 2, weight grad:   dw[co, (ci,kh,kw)] = Σ_(n,oh,ow)  dy[n, co, oh, ow] · x̂[(n,oh,ow), (ci,kh,kw)]
+// where x̂ reads the input pixel under a kernel tap (0 in the padding) and dŷ reads the output
+// pixel that a tap maps an input pixel to (0 where the stride skips it).
+//
+// Tiling: a 16×16 workgroup owns a 64×64 output tile, 4×4 accumulators per invocation, K in
+// steps of 16 staged through workgroup memory; consecutive invocations gather consecutive
+// pixels so the image reads coalesce. The index arithmetic (div/mod per gathered element)
+// makes this arithmetic-bound on small channel counts; the weight gradient has a long K
+// (batch·pixels) and few tiles, so it is latency-bound on big GPUs (a split-K would help).
+//
+// `bias_grad` sums dy over batch and pixels per output channel: one workgroup per channel,
+// a fixed-order tree reduction, so the result is deterministic.
+
+override MODE: u32 = 0u;
+
+struct Params {
+    batch: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    oh: u32,
+    ow: u32,
+    m: u32,
+    n: u32,
+    k: u32,
+    has_bias: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// MODE 0: src0 = w, src1 = x. MODE 1: src0 = w, src1 = dy. MODE 2: src0 = dy, src1 = x.
+@group(0) @binding(1) var<storage, read> src0: array<f32>;
+@group(0) @binding(2) var<storage, read> src1: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+
+var<workgroup> As: array<f32, 1024>;
+var<workgroup> Bs: array<f32, 1024>;
+var<workgroup> red: array<f32, 256>;
+
+// x[n, ci, oh·sh − ph + kh, ow·sw − pw + kw], 0 in the padding.
+fn x_tap(n: u32, ci: u32, oh: u32, ow: u32, kh: u32, kw: u32) -> f32 {
+    let ih = i32(oh * p.sh + kh) - i32(p.ph);
+    let iw = i32(ow * p.sw + kw) - i32(p.pw);
+    if (ih < 0 || iw < 0 || ih >= i32(p.h) || iw >= i32(p.w)) {
+        return 0.0;
+    }
+    return src1[((n * p.cin + ci) * p.h + u32(ih)) * p.w + u32(iw)];
+}
+
+// A operand: row i, reduction index kk (already bounds-checked).
+fn gather_a(i: u32, kk: u32) -> f32 {
+    let taps = p.kh * p.kw;
+    if (MODE == 0u) {
+        return src0[i * p.k + kk];
+    } else if (MODE == 1u) {
+        // w[co, ci = i, tap]
+        let co = kk / taps;
+        return src0[(co * p.cin + i) * taps + kk % taps];
+    }
+    // dy[n, co = i, pixel]
+    let ohw = p.oh * p.ow;
+    let n = kk / ohw;
+    return src0[(n * p.cout + i) * ohw + kk % ohw];
+}
+
+// B operand: reduction index kk, column j (already bounds-checked).
+fn gather_b(kk: u32, j: u32) -> f32 {
+    let taps = p.kh * p.kw;
+    if (MODE == 0u) {
+        let ci = kk / taps;
+        let t = kk % taps;
+        let ohw = p.oh * p.ow;
+        let n = j / ohw;
+        let pix = j % ohw;
+        return x_tap(n, ci, pix / p.ow, pix % p.ow, t / p.kw, t % p.kw);
+    } else if (MODE == 1u) {
+        // The output pixel (oh, ow) whose tap (kh, kw) lands on input pixel (ih, iw).
+        let co = kk / taps;
+        let t = kk % taps;
+        let hw = p.h * p.w;
+        let n = j / hw;
+        let pix = j % hw;
+        let th = i32(pix / p.w + p.ph) - i32(t / p.kw);
+        let tw = i32(pix % p.w + p.pw) - i32(t % p.kw);
+        if (th < 0 || tw < 0) {
+            return 0.0;
+        }
+        let uh = u32(th);
+        let uw = u32(tw);
+        if (uh % p.sh != 0u || uw % p.sw != 0u) {
+            return 0.0;
+        }
+        let oh = uh / p.sh;
+        let ow = uw / p.sw;
+        if (oh >= p.oh || ow >= p.ow) {
+            return 0.0;
+        }
+        return src1[((n * p.cout + co) * p.oh + oh) * p.ow + ow];
+    }
+    // MODE 2: kk = (n, oh, ow), j = (ci, kh, kw)
+    let ohw = p.oh * p.ow;
+    let n = kk / ohw;
+    let pix = kk % ohw;
+    let ci = j / taps;
+    let t = j % taps;
+    return x_tap(n, ci, pix / p.ow, pix % p.ow, t / p.kw, t % p.kw);
+}
+
+fn store(i: u32, j: u32, v: f32) {
+    if (MODE == 0u) {
+        let ohw = p.oh * p.ow;
+        var out = v;
+        if (p.has_bias != 0u) {
+            out += bias[i];
+        }
+        dst[((j / ohw) * p.cout + i) * ohw + j % ohw] = out;
+    } else if (MODE == 1u) {
+        let hw = p.h * p.w;
+        dst[((j / hw) * p.cin + i) * hw + j % hw] = v;
+    } else {
+        dst[i * p.n + j] = v;
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    // Column tiles run over x and, past 65535 tiles, over z; row tiles over y.
+    let row0 = wg.y * BM;
+    let col0 = (wg.z * nwg.x + wg.x) * BN;
+    var acc: array<f32, 16>;
+    for (var q = 0u; q < 16u; q++) {
+        acc[q] = 0.0;
+    }
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        // A tile 64×16: invocation li gathers row li/4, reduction indices 4·(li%4)..+4.
+        let ai = row0 + li / 4u;
+        let ak = (li % 4u) * 4u;
+        for (var q = 0u; q < 4u; q++) {
+            var v = 0.0;
+            if (ai < p.m && k0 + ak + q < p.k) {
+                v = gather_a(ai, k0 + ak + q);
+            }
+            As[(ak + q) * BM + li / 4u] = v;
+        }
+        // B tile 16×64: invocation li gathers reduction index li/16, columns 4·(li%16)..+4.
+        let bk = li / 16u;
+        let bj = (li % 16u) * 4u;
+        for (var q = 0u; q < 4u; q++) {
+            var v = 0.0;
+            if (k0 + bk < p.k && col0 + bj + q < p.n) {
+                v = gather_b(k0 + bk, col0 + bj + q);
+            }
+            Bs[bk * BN + bj + q] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            var ar: array<f32, 4>;
+            var br: array<f32, 4>;
+            for (var q = 0u; q < 4u; q++) {
+                ar[q] = As[kk * BM + lid.y * 4u + q];
+                br[q] = Bs[kk * BN + lid.x * 4u + q];
+            }
+            for (var r = 0u; r < 4u; r++) {
+                for (var s = 0u; s < 4u; s++) {
+                    acc[r * 4u + s] = fma(ar[r], br[s], acc[r * 4u + s]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r++) {
+        let i = row0 + lid.y * 4u + r;
+        if (i >= p.m) {
+            break;
+        }
+        for (var s = 0u; s < 4u; s++) {
+            let j = col0 + lid.x * 4u + s;
+            if (j >= p.n) {
+                break;
+            }
+            store(i, j, acc[r * 4u + s]);
+        }
+    }
+}
+
+// db[co] = Σ_(n, pixel) dy[n, co, pixel]; src0 = dy, dst = db. One workgroup per channel
+// (co = workgroup index over a 2-D grid, as channel counts may exceed 65535 in principle).
+@compute @workgroup_size(256)
+fn bias_grad(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let co = wg.y * nwg.x + wg.x;
+    if (co >= p.cout) {
+        return;
+    }
+    let ohw = p.oh * p.ow;
+    let total = p.batch * ohw;
+    var s = 0.0;
+    for (var e = li; e < total; e += 256u) {
+        s += src0[((e / ohw) * p.cout + co) * ohw + e % ohw];
+    }
+    red[li] = s;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if (li < stride) {
+            red[li] += red[li + stride];
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        dst[co] = red[0];
+    }
+}

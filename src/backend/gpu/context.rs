@@ -1,0 +1,309 @@
+//! Instance, adapters and device: enumeration, the adapter report of `distill devices`,
+//! opening a device with the adapter's real limits, and error capture.
+//!
+//! wgpu reports validation errors, out-of-memory and device loss through callbacks (and by
+//! default panics on them). [`ErrorSink`] collects them instead; every backend call first
+//! takes what was collected and returns it as an [`Error`], so a failure surfaces at the next
+//! call as a clear error rather than a panic.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::backend::DeviceKind;
+use crate::{Error, Result};
+
+/// Backends we drive: native compute APIs only (GL has no usable compute for this).
+pub(crate) const BACKENDS: wgpu::Backends = wgpu::Backends::VULKAN
+    .union(wgpu::Backends::METAL)
+    .union(wgpu::Backends::DX12);
+
+/// Features we use when the adapter has them.
+pub(crate) const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+
+/// One adapter as `distill devices` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterReport {
+    /// Position in the list; `gpu:N` opens this one.
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_size_x: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub shader_f16: bool,
+    pub subgroup: bool,
+    pub timestamp_query: bool,
+}
+
+impl AdapterReport {
+    fn new(index: usize, adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let l = adapter.limits();
+        let f = adapter.features();
+        AdapterReport {
+            index,
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            device_type: type_name(info.device_type).to_string(),
+            driver: info.driver,
+            driver_info: info.driver_info,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+            max_buffer_size: l.max_buffer_size,
+            max_compute_workgroup_size_x: l.max_compute_workgroup_size_x,
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+            shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            subgroup: f.contains(wgpu::Features::SUBGROUP),
+            timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
+impl fmt::Display for AdapterReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        writeln!(
+            f,
+            "gpu:{}  {} ({}, {})",
+            self.index, self.name, self.backend, self.device_type
+        )?;
+        let driver = match (self.driver.is_empty(), self.driver_info.is_empty()) {
+            (true, true) => "unknown".to_string(),
+            (false, true) => self.driver.clone(),
+            (true, false) => self.driver_info.clone(),
+            (false, false) => format!("{} ({})", self.driver, self.driver_info),
+        };
+        writeln!(f, "    driver: {driver}")?;
+        writeln!(
+            f,
+            "    max storage binding {}, max buffer {}",
+            mib(self.max_storage_buffer_binding_size),
+            mib(self.max_buffer_size)
+        )?;
+        writeln!(
+            f,
+            "    workgroup: size x ≤ {}, ≤ {} invocations, {} KiB shared",
+            self.max_compute_workgroup_size_x,
+            self.max_compute_invocations_per_workgroup,
+            self.max_compute_workgroup_storage_size / 1024
+        )?;
+        write!(
+            f,
+            "    shader-f16: {}, subgroups: {}, timestamp queries: {}",
+            yes(self.shader_f16),
+            yes(self.subgroup),
+            yes(self.timestamp_query)
+        )
+    }
+}
+
+fn type_name(t: wgpu::DeviceType) -> &'static str {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+        wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+        wgpu::DeviceType::VirtualGpu => "virtual GPU",
+        wgpu::DeviceType::Cpu => "software",
+        wgpu::DeviceType::Other => "other",
+    }
+}
+
+pub(crate) fn kind_of(t: wgpu::DeviceType) -> DeviceKind {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu,
+        wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu,
+        wgpu::DeviceType::Cpu => DeviceKind::SoftwareGpu,
+        wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => DeviceKind::OtherGpu,
+    }
+}
+
+/// Preference of `open_best`: lower is better.
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => 2,
+        wgpu::DeviceType::Cpu => 3,
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = BACKENDS;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter, in a stable order (the order of `distill devices`).
+pub(crate) fn adapters() -> Vec<wgpu::Adapter> {
+    let inst = instance();
+    pollster::block_on(inst.enumerate_adapters(BACKENDS))
+}
+
+pub(crate) fn reports() -> Vec<AdapterReport> {
+    adapters()
+        .iter()
+        .enumerate()
+        .map(|(i, a)| AdapterReport::new(i, a))
+        .collect()
+}
+
+/// The best adapter: discrete, then integrated, then other, then software; first on ties.
+pub(crate) fn best_adapter() -> Result<wgpu::Adapter> {
+    let list = adapters();
+    let best = list
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, a)| (rank(a.get_info().device_type), *i))
+        .map(|(i, _)| i);
+    match best {
+        Some(i) => Ok(list.into_iter().nth(i).expect("index from the same list")),
+        None => Err(no_adapter_error()),
+    }
+}
+
+pub(crate) fn adapter_at(index: usize) -> Result<wgpu::Adapter> {
+    let list = adapters();
+    let n = list.len();
+    list.into_iter().nth(index).ok_or_else(|| {
+        if n == 0 {
+            no_adapter_error()
+        } else {
+            Error::Device(format!(
+                "no GPU adapter gpu:{index}: there {} {n} (gpu:0..gpu:{}); see `distill devices`",
+                if n == 1 { "is" } else { "are" },
+                n - 1
+            ))
+        }
+    })
+}
+
+fn no_adapter_error() -> Error {
+    Error::Device(
+        "no GPU adapter found (Vulkan, Metal or DX12). On Linux without a GPU, install a \
+         software Vulkan driver (Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1) \
+         or use --device cpu"
+            .into(),
+    )
+}
+
+/// Errors reported asynchronously by wgpu, kept until the next backend call returns them.
+#[derive(Clone, Default)]
+pub(crate) struct ErrorSink {
+    inner: Arc<Mutex<Vec<Error>>>,
+}
+
+impl ErrorSink {
+    pub fn push(&self, e: Error) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+    }
+    /// The first recorded error, if any (the rest are usually consequences of it).
+    pub fn take(&self) -> Option<Error> {
+        let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if v.is_empty() {
+            None
+        } else {
+            let first = v.remove(0);
+            v.clear();
+            Some(first)
+        }
+    }
+}
+
+/// An open device and what we know about it.
+pub(crate) struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub errors: ErrorSink,
+    /// `name (Backend)`, used in every error message.
+    pub label: String,
+}
+
+impl Context {
+    pub fn open(adapter: wgpu::Adapter) -> Result<Context> {
+        let info = adapter.get_info();
+        let label = format!("{} ({:?})", info.name, info.backend);
+        // The adapter's real limits: wgpu's defaults cap storage bindings at 128 MiB.
+        let limits = adapter.limits();
+        let features = adapter.features() & WANTED_FEATURES;
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("distill"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::Device(format!("could not open {label}: {e}")))?;
+        let errors = ErrorSink::default();
+        {
+            let sink = errors.clone();
+            let label = label.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                sink.push(convert(&label, e));
+            }));
+        }
+        {
+            let sink = errors.clone();
+            let label = label.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                if reason != wgpu::DeviceLostReason::Destroyed {
+                    sink.push(Error::Device(format!(
+                        "{label}: device lost ({reason:?}): {msg}"
+                    )));
+                }
+            });
+        }
+        Ok(Context {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            errors,
+            label,
+        })
+    }
+
+    pub fn check(&self) -> Result<()> {
+        match self.errors.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A wgpu error as ours, naming the device.
+pub(crate) fn convert(label: &str, e: wgpu::Error) -> Error {
+    match e {
+        wgpu::Error::OutOfMemory { .. } => Error::OutOfMemory {
+            device: label.to_string(),
+            detail: "the device ran out of memory".into(),
+        },
+        wgpu::Error::Validation { description, .. } => {
+            Error::Device(format!("{label}: validation error: {description}"))
+        }
+        wgpu::Error::Internal { description, .. } => {
+            Error::Device(format!("{label}: internal error: {description}"))
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Between planar C×H×W bytes and the `image` crate: grey/RGB conversion, resizing
+//! (bilinear), and writing one image as PNG. Only 1- and 3-channel images convert.
+
+use std::path::Path;
+
+use image::imageops::FilterType;
+use image::{DynamicImage, GrayImage, RgbImage};
+use rayon::prelude::*;
+
+use crate::data::Split;
+use crate::{Error, Result};
+
+/// Planar C×H×W bytes (C = 1 or 3) as an `image` value.
+pub fn to_image(
+    pixels: &[u8],
+    channels: usize,
+    height: usize,
+    width: usize,
+) -> Result<DynamicImage> {
+    let plane = height * width;
+    if pixels.len() != channels * plane {
+        return Err(Error::Data(format!(
+            "{} bytes are not a {channels}×{height}×{width} image",
+            pixels.len()
+        )));
+    }
+    let (w, h) = (width as u32, height as u32);
+    match channels {
+        1 => Ok(DynamicImage::ImageLuma8(
+            GrayImage::from_raw(w, h, pixels.to_vec()).expect("sizes checked"),
+        )),
+        3 => {
+            let mut hwc = vec![0u8; 3 * plane];
+            for p in 0..plane {
+                for c in 0..3 {
+                    hwc[p * 3 + c] = pixels[c * plane + p];
+                }
+            }
+            Ok(DynamicImage::ImageRgb8(
+                RgbImage::from_raw(w, h, hwc).expect("sizes checked"),
+            ))
+        }
+        c => Err(Error::Data(format!(
+            "cannot convert {c}-channel images (only 1 or 3)"
+        ))),
+    }
+}
+
+/// An image resized to `height×width` (bilinear, when the size differs) and converted to
+/// planar bytes with `channels` = 1 (luma) or 3 (RGB), appended to `out`.
+pub fn append_planar(
+    img: &DynamicImage,
+    channels: usize,
+    height: usize,
+    width: usize,
+    out: &mut Vec<u8>,
+) {
+    let (w, h) = (width as u32, height as u32);
+    let resized;
+    let img = if img.width() != w || img.height() != h {
+        resized = img.resize_exact(w, h, FilterType::Triangle);
+        &resized
+    } else {
+        img
+    };
+    if channels == 1 {
+        match img {
+            DynamicImage::ImageLuma8(g) => out.extend_from_slice(g.as_raw()),
+            _ => out.extend_from_slice(img.to_luma8().as_raw()),
+        }
+    } else {
+        let rgb = img.to_rgb8();
+        let raw = rgb.as_raw();
+        let plane = height * width;
+        let start = out.len();
+        out.resize(start + 3 * plane, 0);
+        let dst = &mut out[start..];
+        for p in 0..plane {
+            for c in 0..3 {
+                dst[c * plane + p] = raw[p * 3 + c];
+            }
+        }
+    }
+}
+
+/// Converts every image of a split from `from` = (C, H, W) to `to` = (C, H, W). Returns the
+/// split unchanged when the shapes agree.
+pub fn convert_split(
+    split: Split,
+    from: (usize, usize, usize),
+    to: (usize, usize, usize),
+) -> Result<Split> {
+    if from == to || split.is_empty() {
+        return Ok(split);
+    }
+    if ![1, 3].contains(&to.0) {
+        return Err(Error::Data(format!(
+            "cannot convert to {}-channel images (only 1 or 3)",
+            to.0
+        )));
+    }
+    let per = from.0 * from.1 * from.2;
+    let parts: Vec<Result<Vec<u8>>> = split
+        .images
+        .par_chunks(per)
+        .map(|px| {
+            let img = to_image(px, from.0, from.1, from.2)?;
+            let mut out = Vec::with_capacity(to.0 * to.1 * to.2);
+            append_planar(&img, to.0, to.1, to.2, &mut out);
+            Ok(out)
+        })
+        .collect();
+    let mut images = Vec::with_capacity(split.len() * to.0 * to.1 * to.2);
+    for p in parts {
+        images.extend_from_slice(&p?);
+    }
+    Ok(Split {
+        images,
+        labels: split.labels,
+    })
+}
+
+/// Writes planar C×H×W bytes (C = 1 or 3) as a PNG file (8-bit grey or RGB).
+pub fn save_png(
+    path: &Path,
+    pixels: &[u8],
+    channels: usize,
+    height: usize,
+    width: usize,
+) -> Result<()> {
+    let img = to_image(pixels, channels, height, width)?;
+    img.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| match e {
+            image::ImageError::IoError(io) => Error::io(path, io),
+            e => Error::Data(format!("{}: cannot write PNG: {e}", path.display())),
+        })
+}

@@ -1,0 +1,174 @@
+//! Layers, the seed architectures (`teacher`, `student`) and PyTorch's default initialisation.
+//!
+//! A model is a [`Sequential`] of [`Layer`]s whose parameters carry the names the seed's
+//! PyTorch modules give them (`conv1.weight`, `conv1.bias`, …, `fc2.bias`) and PyTorch's
+//! layouts (`[out, in, kh, kw]`, `[out, in]`), so checkpoints load on either side.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ops::{self, Conv2dParams};
+use crate::rng::Rng;
+use crate::{Device, Error, Result, Tensor};
+
+/// One layer of a [`Sequential`].
+pub enum Layer {
+    Conv2d { name: String, weight: Tensor, bias: Tensor, params: Conv2dParams },
+    Linear { name: String, weight: Tensor, bias: Tensor },
+    Relu,
+    MaxPool2d { kernel: (usize, usize), stride: (usize, usize) },
+    Flatten,
+}
+
+impl Layer {
+    /// `Conv2d` with PyTorch's default init: weights Kaiming-uniform (a = √5), i.e.
+    /// U(±1/√fan_in), and biases U(±1/√fan_in), fan_in = in·kh·kw.
+    pub fn conv2d(name: &str, in_ch: usize, out_ch: usize, kernel: usize, params: Conv2dParams, device: &Device, rng: &mut Rng) -> Result<Layer> {
+        let fan_in = in_ch * kernel * kernel;
+        let weight = uniform_param(&[out_ch, in_ch, kernel, kernel], fan_in, device, rng)?;
+        let bias = uniform_param(&[out_ch], fan_in, device, rng)?;
+        Ok(Layer::Conv2d { name: name.into(), weight, bias, params })
+    }
+
+    /// `Linear` with PyTorch's default init (as for `conv2d`, fan_in = in).
+    pub fn linear(name: &str, fan_in: usize, fan_out: usize, device: &Device, rng: &mut Rng) -> Result<Layer> {
+        let weight = uniform_param(&[fan_out, fan_in], fan_in, device, rng)?;
+        let bias = uniform_param(&[fan_out], fan_in, device, rng)?;
+        Ok(Layer::Linear { name: name.into(), weight, bias })
+    }
+}
+
+fn uniform_param(shape: &[usize], fan_in: usize, device: &Device, rng: &mut Rng) -> Result<Tensor> {
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.uniform(-bound, bound)).collect();
+    Ok(Tensor::from_f32(&data, shape, device)?.into_param())
+}
+
+/// Layers applied in order.
+pub struct Sequential {
+    pub layers: Vec<Layer>,
+}
+
+impl Sequential {
+    /// Runs the layers; a `Linear` followed by `Relu` runs as one GEMM with a fused epilogue.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        let mut i = 0;
+        while i < self.layers.len() {
+            let fuse_relu = matches!(self.layers.get(i + 1), Some(Layer::Relu));
+            h = match &self.layers[i] {
+                Layer::Conv2d { weight, bias, params, .. } => ops::conv2d(&h, weight, Some(bias), *params)?,
+                Layer::Linear { weight, bias, .. } => {
+                    if fuse_relu {
+                        i += 1;
+                    }
+                    ops::linear(&h, weight, Some(bias), fuse_relu)?
+                }
+                Layer::Relu => ops::relu(&h)?,
+                Layer::MaxPool2d { kernel, stride } => ops::max_pool2d(&h, *kernel, *stride)?,
+                Layer::Flatten => ops::flatten(&h)?,
+            };
+            i += 1;
+        }
+        Ok(h)
+    }
+
+    /// `(name, tensor)` for every parameter, in layer order (`conv1.weight`, `conv1.bias`, …).
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for layer in &self.layers {
+            match layer {
+                Layer::Conv2d { name, weight, bias, .. } | Layer::Linear { name, weight, bias } => {
+                    out.push((format!("{name}.weight"), weight.clone()));
+                    out.push((format!("{name}.bias"), bias.clone()));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// One of the seed architectures, sized for a dataset:
+/// `conv(c1, 3×3, pad 1) relu maxpool2, conv(c2, 3×3, pad 1) relu maxpool2, linear(hidden) relu,
+/// linear(classes)`; teacher: c1 = 64, c2 = 128, hidden = 1000; student: 32, 64, 500.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchSpec {
+    pub arch: String,
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub num_classes: usize,
+    pub conv_channels: [usize; 2],
+    pub hidden: usize,
+}
+
+impl ArchSpec {
+    /// `teacher` or `student` for inputs of `in_channels × height × width` and `num_classes`.
+    pub fn preset(arch: &str, in_channels: usize, height: usize, width: usize, num_classes: usize) -> Result<ArchSpec> {
+        let (conv_channels, hidden) = match arch {
+            "teacher" => ([64, 128], 1000),
+            "student" => ([32, 64], 500),
+            other => return Err(Error::Other(format!("unknown architecture '{other}': expected teacher or student"))),
+        };
+        let spec = ArchSpec { arch: arch.into(), in_channels, height, width, num_classes, conv_channels, hidden };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.in_channels == 0 || self.num_classes == 0 || self.hidden == 0 || self.conv_channels.contains(&0) {
+            return Err(Error::Shape(format!("architecture {self:?}: every size must be > 0")));
+        }
+        if self.height < 4 || self.width < 4 {
+            return Err(Error::Shape(format!("architecture '{}': input {}x{} is too small for two 2x2 max-pools (need at least 4x4)", self.arch, self.height, self.width)));
+        }
+        Ok(())
+    }
+
+    /// Features entering `fc1`: c2 · ⌊⌊H/2⌋/2⌋ · ⌊⌊W/2⌋/2⌋ (NCHW flatten order).
+    pub fn fc1_inputs(&self) -> usize {
+        self.conv_channels[1] * (self.height / 2 / 2) * (self.width / 2 / 2)
+    }
+
+    /// `(name, shape)` of every parameter, in order.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let [c1, c2] = self.conv_channels;
+        vec![
+            ("conv1.weight".into(), vec![c1, self.in_channels, 3, 3]),
+            ("conv1.bias".into(), vec![c1]),
+            ("conv2.weight".into(), vec![c2, c1, 3, 3]),
+            ("conv2.bias".into(), vec![c2]),
+            ("fc1.weight".into(), vec![self.hidden, self.fc1_inputs()]),
+            ("fc1.bias".into(), vec![self.hidden]),
+            ("fc2.weight".into(), vec![self.num_classes, self.hidden]),
+            ("fc2.bias".into(), vec![self.num_classes]),
+        ]
+    }
+
+    pub fn num_parameters(&self) -> usize {
+        self.parameter_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+    }
+
+    /// Builds the network with PyTorch's default initialisation from `seed`.
+    pub fn build(&self, device: &Device, seed: u64) -> Result<Sequential> {
+        self.validate()?;
+        let mut rng = Rng::derive(seed, "init", 0);
+        let [c1, c2] = self.conv_channels;
+        let same = Conv2dParams { stride: (1, 1), padding: (1, 1) };
+        Ok(Sequential {
+            layers: vec![
+                Layer::conv2d("conv1", self.in_channels, c1, 3, same, device, &mut rng)?,
+                Layer::Relu,
+                Layer::MaxPool2d { kernel: (2, 2), stride: (2, 2) },
+                Layer::conv2d("conv2", c1, c2, 3, same, device, &mut rng)?,
+                Layer::Relu,
+                Layer::MaxPool2d { kernel: (2, 2), stride: (2, 2) },
+                Layer::Flatten,
+                Layer::linear("fc1", self.fc1_inputs(), self.hidden, device, &mut rng)?,
+                Layer::Relu,
+                Layer::linear("fc2", self.hidden, self.num_classes, device, &mut rng)?,
+            ],
+        })
+    }
+}

@@ -1,0 +1,196 @@
+//! `Tensor`: a shape, a dtype, a buffer on some device, and (when it needs one) the autograd
+//! node that made it. Cheap to clone (an `Arc`); views such as `reshape` share the buffer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::autograd::Node;
+use crate::backend::{Device, Storage};
+use crate::{Error, Result};
+
+/// What the 32-bit words of a tensor's buffer mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    /// Labels and pooling indices.
+    U32,
+}
+
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) dtype: DType,
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) device: Device,
+    pub(crate) requires_grad: bool,
+    /// Accumulated gradient of a leaf (parameters).
+    pub(crate) grad: Mutex<Option<Tensor>>,
+    /// How this tensor was computed; `None` for leaves and for results computed without grad.
+    pub(crate) node: Option<Node>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl Tensor {
+    pub(crate) fn from_parts(storage: Arc<Storage>, shape: Vec<usize>, dtype: DType, device: Device, node: Option<Node>) -> Tensor {
+        Tensor(Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            requires_grad: node.is_some(),
+            shape,
+            dtype,
+            storage,
+            device,
+            grad: Mutex::new(None),
+            node,
+        }))
+    }
+
+    /// A new f32 tensor holding `data` with `shape`.
+    pub fn from_f32(data: &[f32], shape: &[usize], device: &Device) -> Result<Tensor> {
+        check_len(data.len(), shape)?;
+        let storage = device.backend().upload_f32(data)?;
+        Ok(Tensor::from_parts(Arc::new(storage), shape.to_vec(), DType::F32, device.clone(), None))
+    }
+
+    /// A new u32 tensor (labels).
+    pub fn from_u32(data: &[u32], shape: &[usize], device: &Device) -> Result<Tensor> {
+        check_len(data.len(), shape)?;
+        let storage = device.backend().upload_u32(data)?;
+        Ok(Tensor::from_parts(Arc::new(storage), shape.to_vec(), DType::U32, device.clone(), None))
+    }
+
+    /// A zero-filled f32 tensor.
+    pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
+        let storage = device.backend().zeros(numel(shape))?;
+        Ok(Tensor::from_parts(Arc::new(storage), shape.to_vec(), DType::F32, device.clone(), None))
+    }
+
+    /// An uninitialised-looking (actually zeroed) output buffer for an op, with no grad.
+    pub(crate) fn empty_like_shape(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        let storage = device.backend().zeros(numel(shape))?;
+        Ok(Tensor::from_parts(Arc::new(storage), shape.to_vec(), dtype, device.clone(), None))
+    }
+
+    /// Marks a leaf as a trainable parameter: `backward()` will accumulate into its `grad()`.
+    pub fn into_param(self) -> Tensor {
+        let inner = &self.0;
+        Tensor(Arc::new(Inner {
+            id: inner.id,
+            shape: inner.shape.clone(),
+            dtype: inner.dtype,
+            storage: inner.storage.clone(),
+            device: inner.device.clone(),
+            requires_grad: true,
+            grad: Mutex::new(None),
+            node: None,
+        }))
+    }
+
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+    pub fn numel(&self) -> usize {
+        numel(&self.0.shape)
+    }
+    pub fn device(&self) -> &Device {
+        &self.0.device
+    }
+    pub fn storage(&self) -> &Storage {
+        &self.0.storage
+    }
+    pub(crate) fn storage_arc(&self) -> &Arc<Storage> {
+        &self.0.storage
+    }
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+    pub(crate) fn node(&self) -> Option<&Node> {
+        self.0.node.as_ref()
+    }
+
+    /// The accumulated gradient of a parameter, if `backward()` reached it.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.0.grad.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    pub(crate) fn set_grad(&self, g: Option<Tensor>) {
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = g;
+    }
+    /// Forgets the accumulated gradient.
+    pub fn zero_grad(&self) {
+        self.set_grad(None);
+    }
+
+    /// Copies the values to the host (waits for queued device work).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        if self.dtype() != DType::F32 {
+            return Err(Error::Shape("to_vec on a u32 tensor: use to_vec_u32".into()));
+        }
+        self.device().backend().download_f32(self.storage()).map(|mut v| {
+            v.truncate(self.numel());
+            v
+        })
+    }
+    pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
+        if self.dtype() != DType::U32 {
+            return Err(Error::Shape("to_vec_u32 on an f32 tensor: use to_vec".into()));
+        }
+        self.device().backend().download_u32(self.storage()).map(|mut v| {
+            v.truncate(self.numel());
+            v
+        })
+    }
+    /// The value of a one-element tensor.
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(Error::Shape(format!("item() on a tensor of shape {:?}", self.shape())));
+        }
+        Ok(self.to_vec()?[0])
+    }
+
+    /// Overwrites the values in place (same number of elements), e.g. loading a checkpoint.
+    pub fn assign(&self, data: &[f32]) -> Result<()> {
+        check_len(data.len(), self.shape())?;
+        let be = self.device().backend();
+        let src = be.upload_f32(data)?;
+        be.copy(&src, self.storage())
+    }
+
+    /// Copies this tensor to another device (no grad).
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        match self.dtype() {
+            DType::F32 => Tensor::from_f32(&self.to_vec()?, self.shape(), device),
+            DType::U32 => Tensor::from_u32(&self.to_vec_u32()?, self.shape(), device),
+        }
+    }
+
+    /// A tensor with the same values and no autograd history.
+    pub fn detach(&self) -> Tensor {
+        Tensor::from_parts(self.0.storage.clone(), self.shape().to_vec(), self.dtype(), self.device().clone(), None)
+    }
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor(#{}, {:?}, {:?}, grad={}, on {})", self.id(), self.shape(), self.dtype(), self.requires_grad(), self.device().name())
+    }
+}
+
+fn check_len(len: usize, shape: &[usize]) -> Result<()> {
+    if numel(shape) != len {
+        return Err(Error::Shape(format!("{len} values do not fill shape {shape:?} ({} elements)", numel(shape))));
+    }
+    Ok(())
+}
