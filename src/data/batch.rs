@@ -22,7 +22,7 @@ use crate::{Error, Result};
 pub const QUEUE_DEPTH: usize = 4;
 
 /// Training-time augmentation. The default does nothing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Augment {
     /// Pad each side by this many zero pixels, then crop back to H×W at a random offset.
     pub crop_padding: usize,

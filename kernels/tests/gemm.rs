@@ -1,0 +1,441 @@
+//! GEMM against a naive f64 reference: every transpose pair, every epilogue, every SIMD level
+//! this CPU has, on shapes that hit full tiles, edge tiles, several KC blocks and the
+//! multi-threaded split.
+
+use distill_kernels::gemm::{gemm, gemm_at};
+use distill_kernels::simd::{self, SimdLevel};
+use distill_kernels::{Bias, Epilogue, Trans};
+
+/// SplitMix64: a tiny deterministic PRNG, so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn f32(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, len: usize) -> Vec<f32> {
+        (0..len).map(|_| self.f32()).collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ep {
+    Plain,
+    Accumulate,
+    RowBias,
+    ColBias,
+    Relu,
+    /// Everything at once: accumulate + per-col bias + ReLU.
+    All,
+}
+
+const EPS: [Ep; 6] = [
+    Ep::Plain,
+    Ep::Accumulate,
+    Ep::RowBias,
+    Ep::ColBias,
+    Ep::Relu,
+    Ep::All,
+];
+const TRANS: [(Trans, Trans); 4] = [
+    (Trans::N, Trans::N),
+    (Trans::N, Trans::T),
+    (Trans::T, Trans::N),
+    (Trans::T, Trans::T),
+];
+
+/// Element (i, p) of op(A) and (p, j) of op(B) in their stored layouts.
+fn a_at(ta: Trans, a: &[f32], m: usize, k: usize, i: usize, p: usize) -> f32 {
+    match ta {
+        Trans::N => a[i * k + p],
+        Trans::T => a[p * m + i],
+    }
+}
+fn b_at(tb: Trans, b: &[f32], k: usize, n: usize, p: usize, j: usize) -> f32 {
+    match tb {
+        Trans::N => b[p * n + j],
+        Trans::T => b[j * k + p],
+    }
+}
+
+/// One (transposes, shape) case: random operands and the f64 reference product, computed
+/// once and then checked against every SIMD level and every epilogue.
+struct Case {
+    ta: Trans,
+    tb: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c0: Vec<f32>,
+    row_bias: Vec<f32>,
+    col_bias: Vec<f32>,
+    /// Σ_p op(A)[i,p]·op(B)[p,j] in f64, and Σ_p |…| (the rounding-error scale).
+    prod: Vec<f64>,
+    mag: Vec<f64>,
+}
+
+impl Case {
+    fn new(ta: Trans, tb: Trans, m: usize, n: usize, k: usize, seed: u64) -> Case {
+        let mut rng = Rng(seed ^ ((m * 1_000_003 + n * 1009 + k) as u64));
+        let a = rng.vec(m * k);
+        let b = rng.vec(k * n);
+        let mut prod = vec![0.0f64; m * n];
+        let mut mag = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    let t = a_at(ta, &a, m, k, i, p) as f64 * b_at(tb, &b, k, n, p, j) as f64;
+                    prod[i * n + j] += t;
+                    mag[i * n + j] += t.abs();
+                }
+            }
+        }
+        Case {
+            ta,
+            tb,
+            m,
+            n,
+            k,
+            a,
+            b,
+            c0: rng.vec(m * n),
+            row_bias: rng.vec(m),
+            col_bias: rng.vec(n),
+            prod,
+            mag,
+        }
+    }
+
+    /// Run on `level` with epilogue `ep` and compare with the reference; panics with context.
+    fn check(&self, level: SimdLevel, ep: Ep) {
+        let Case {
+            ta, tb, m, n, k, ..
+        } = *self;
+        let accumulate = matches!(ep, Ep::Accumulate | Ep::All);
+        let relu = matches!(ep, Ep::Relu | Ep::All);
+        let bias = match ep {
+            Ep::RowBias => Bias::PerRow(&self.row_bias),
+            Ep::ColBias | Ep::All => Bias::PerCol(&self.col_bias),
+            _ => Bias::None,
+        };
+        let mut c = self.c0.clone();
+        let epi = Epilogue {
+            accumulate,
+            bias,
+            relu,
+        };
+        gemm_at(level, ta, tb, m, n, k, &self.a, &self.b, &mut c, epi);
+        for i in 0..m {
+            for j in 0..n {
+                let (mut want, mut mag) = (self.prod[i * n + j], self.mag[i * n + j]);
+                let mut add = |x: f32| {
+                    want += x as f64;
+                    mag += (x as f64).abs();
+                };
+                if accumulate {
+                    add(self.c0[i * n + j]);
+                }
+                match bias {
+                    Bias::PerRow(bb) => add(bb[i]),
+                    Bias::PerCol(bb) => add(bb[j]),
+                    Bias::None => {}
+                }
+                if relu {
+                    want = want.max(0.0);
+                }
+                let got = c[i * n + j] as f64;
+                // f32 sums of k+2 terms: error ≤ (k+2)·ε·Σ|terms| (blocked FMA sums do better).
+                let tol = 2.0 * f32::EPSILON as f64 * (k as f64 + 2.0) * mag + 1e-30;
+                assert!(
+                    (got - want).abs() <= tol,
+                    "{level:?} {ta:?}{tb:?} m={m} n={n} k={k} {ep:?}: \
+                     C[{i},{j}] = {got}, want {want} (tol {tol})"
+                );
+                if relu {
+                    assert!(got >= 0.0, "relu left a negative at C[{i},{j}]");
+                }
+            }
+        }
+    }
+
+    fn check_all(&self) {
+        for level in simd::available() {
+            for &ep in &EPS {
+                self.check(level, ep);
+            }
+        }
+    }
+}
+
+fn shapes() -> Vec<(usize, usize, usize)> {
+    vec![
+        (1, 1, 1),
+        (3, 3, 3),
+        (7, 13, 1),
+        (6, 16, 7),
+        (13, 7, 13),
+        (12, 32, 256),
+        (7, 17, 257),
+        (127, 1, 3),
+        (1, 127, 13),
+        (1000, 7, 13),
+        (13, 1000, 3),
+        (3, 13, 1000),
+        (127, 127, 127),
+        (64, 300, 65),
+    ]
+}
+
+#[test]
+fn matches_reference_every_transpose_epilogue_and_level() {
+    for &(ta, tb) in &TRANS {
+        for &(m, n, k) in &shapes() {
+            Case::new(ta, tb, m, n, k, 17).check_all();
+        }
+    }
+}
+
+/// Large enough to cross MC/KC/NC block edges and take the multi-threaded path.
+#[test]
+fn large_blocked_shapes() {
+    for &(ta, tb) in &TRANS {
+        // n > NC (3072): two column panels; k > KC: several depth blocks.
+        Case::new(ta, tb, 7, 3100, 300, 5).check_all();
+        // m > MC: several row blocks, with a ragged last one.
+        Case::new(ta, tb, 401, 45, 520, 6).check_all();
+        // Small m, wide n: the split over n is what feeds the threads.
+        Case::new(ta, tb, 64, 1000, 40, 7).check_all();
+    }
+}
+
+/// The default entry point picks a level and agrees with the explicit one.
+#[test]
+fn gemm_uses_the_process_level() {
+    let (m, n, k) = (37, 45, 53);
+    let mut rng = Rng(99);
+    let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+    let mut c1 = vec![0.0; m * n];
+    let mut c2 = vec![1.0; m * n];
+    gemm(
+        Trans::N,
+        Trans::T,
+        m,
+        n,
+        k,
+        &a,
+        &b,
+        &mut c1,
+        Epilogue::default(),
+    );
+    gemm_at(
+        simd::level(),
+        Trans::N,
+        Trans::T,
+        m,
+        n,
+        k,
+        &a,
+        &b,
+        &mut c2,
+        Epilogue::default(),
+    );
+    assert_eq!(c1, c2);
+}
+
+/// Results do not depend on the SIMD path beyond rounding, nor on threads at all: two runs of
+/// the same multi-threaded call are bitwise equal.
+#[test]
+fn deterministic_across_runs() {
+    let (m, n, k) = (300, 500, 700);
+    let mut rng = Rng(3);
+    let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+    let run = || {
+        let mut c = vec![0.0; m * n];
+        gemm(
+            Trans::N,
+            Trans::N,
+            m,
+            n,
+            k,
+            &a,
+            &b,
+            &mut c,
+            Epilogue::default(),
+        );
+        c
+    };
+    let first = run();
+    for _ in 0..3 {
+        assert_eq!(first, run());
+    }
+}
+
+/// Every C element is summed in the same order whatever the tiling, so the result is bitwise
+/// the same on 1, 2 or 3 threads — for the shared-B path (tall m) and the per-tile-B path
+/// (short m, deep k) alike.
+#[test]
+fn independent_of_thread_count() {
+    let mut rng = Rng(8);
+    for (m, n, k) in [(400, 300, 600), (64, 700, 900)] {
+        let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+        let bias = rng.vec(n);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut c = vec![0.0; m * n];
+            let ep = Epilogue {
+                accumulate: false,
+                bias: Bias::PerCol(&bias),
+                relu: true,
+            };
+            pool.install(|| gemm(Trans::T, Trans::T, m, n, k, &a, &b, &mut c, ep));
+            c
+        };
+        let one = run(1);
+        assert_eq!(one, run(2), "m={m} n={n} k={k}: 1 vs 2 threads");
+        assert_eq!(one, run(3), "m={m} n={n} k={k}: 1 vs 3 threads");
+    }
+}
+
+#[test]
+fn degenerate_sizes() {
+    for level in simd::available() {
+        // m or n = 0: nothing to do, nothing touched.
+        let mut c = vec![5.0f32; 4];
+        gemm_at(
+            level,
+            Trans::N,
+            Trans::N,
+            0,
+            4,
+            3,
+            &[0.0; 0],
+            &[0.0; 12],
+            &mut c[..0],
+            Epilogue::default(),
+        );
+        gemm_at(
+            level,
+            Trans::N,
+            Trans::N,
+            4,
+            0,
+            3,
+            &[0.0; 12],
+            &[],
+            &mut c[..0],
+            Epilogue::default(),
+        );
+        assert_eq!(c, [5.0; 4]);
+
+        // k = 0: the product is zero, so C = relu(C? + bias).
+        let rb = [1.0f32, -2.0];
+        let cb = [0.5f32, -3.0, 2.0];
+        let mut c = vec![1.0f32; 6];
+        gemm_at(
+            level,
+            Trans::N,
+            Trans::N,
+            2,
+            3,
+            0,
+            &[],
+            &[],
+            &mut c,
+            Epilogue::default(),
+        );
+        assert_eq!(c, [0.0; 6]);
+
+        let mut c = vec![1.0f32; 6];
+        let ep = Epilogue {
+            accumulate: true,
+            bias: Bias::PerRow(&rb),
+            relu: false,
+        };
+        gemm_at(level, Trans::T, Trans::T, 2, 3, 0, &[], &[], &mut c, ep);
+        assert_eq!(c, [2.0, 2.0, 2.0, -1.0, -1.0, -1.0]);
+
+        let mut c = vec![1.0f32; 6];
+        let ep = Epilogue {
+            accumulate: false,
+            bias: Bias::PerCol(&cb),
+            relu: true,
+        };
+        gemm_at(level, Trans::N, Trans::T, 2, 3, 0, &[], &[], &mut c, ep);
+        assert_eq!(c, [0.5, 0.0, 2.0, 0.5, 0.0, 2.0]);
+    }
+}
+
+/// C is overwritten, not accumulated, unless asked: stale values (even NaN) must not leak in.
+#[test]
+fn overwrite_ignores_stale_c() {
+    for level in simd::available() {
+        let (m, n, k) = (13, 37, 300);
+        let mut rng = Rng(11);
+        let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+        let mut c = vec![f32::NAN; m * n];
+        gemm_at(
+            level,
+            Trans::N,
+            Trans::N,
+            m,
+            n,
+            k,
+            &a,
+            &b,
+            &mut c,
+            Epilogue::default(),
+        );
+        assert!(c.iter().all(|v| v.is_finite()));
+    }
+}
+
+/// Operand slices longer than needed are fine; C past m·n is left alone.
+#[test]
+fn longer_slices_are_ok_and_tail_untouched() {
+    let (m, n, k) = (5, 9, 11);
+    let mut rng = Rng(21);
+    let (a, b) = (rng.vec(m * k + 7), rng.vec(k * n + 3));
+    let mut c = vec![42.0f32; m * n + 5];
+    gemm(
+        Trans::N,
+        Trans::N,
+        m,
+        n,
+        k,
+        &a,
+        &b,
+        &mut c,
+        Epilogue::default(),
+    );
+    assert_eq!(&c[m * n..], &[42.0; 5]);
+}
+
+#[test]
+#[should_panic(expected = "operand too short")]
+fn short_operand_panics() {
+    let mut c = vec![0.0f32; 4];
+    gemm(
+        Trans::N,
+        Trans::N,
+        2,
+        2,
+        2,
+        &[1.0; 3],
+        &[1.0; 4],
+        &mut c,
+        Epilogue::default(),
+    );
+}
