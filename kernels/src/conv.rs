@@ -54,19 +54,38 @@
 //! # What bounds it
 //!
 //! conv2 (teacher 64→128 and student 32→64, 3×3 on 14×14) has K = 576 / 288 and is compute
-//! bound: 2·K = 1152 / 576 flops per output element written, so its speed is the GEMM's.
-//! conv1 (one input channel) has K = 9: each output element costs 18 flops and one 4-byte
-//! store, 4.5 flop/byte. Teacher conv1 on a batch of 128 is 116 Mflop against 25.7 MB of
-//! output (128·64·784·4 B); at 75 % of a 2-core AVX2 peak (~265 Gflop/s) the flops would
-//! take ~0.6 ms, but writing 25.7 MB (it does not stay in a 32 MB L3 next to everything else
-//! of a training step) needs ~2 ms at an assumed ~13 GB/s. So conv1 is memory bound in all three
-//! kernels (forward writes y, input grad and weight grad both stream all of dy), and its
-//! flop rate is capped by bandwidth, not by the GEMM. The unfold costs 9 floats per input
-//! pixel and is negligible there; for conv2 it is `K·P` floats per image, ~1/(2·co) of the
-//! GEMM's flops. conv1's GEMMs are also thin: the input grad has m = K = 9 rows (the 6-row
-//! register tile runs 75 % full) and the weight grad n = K = 9 columns (the 16-wide tile runs
-//! 56 % full), which caps them at ~40 % / ~30 % of one core's peak even in cache (forward:
-//! ~57 %); a dWᵀ = col·dYᵀ formulation (K on the 6-row side) was tried and was no faster.
+//! bound: 2·K = 1152 / 576 flops per output element written, so its speed is the GEMM's. The
+//! unfold/fold is `K·P` floats per image, ~1/(2·co) of the GEMM's flops.
+//!
+//! # Thin reductions (conv1): direct kernels
+//!
+//! With K = in·kh·kw ≤ [`THIN_MAX_K`] (conv1: one input channel, K = 9) and the AVX2+FMA level,
+//! the three kernels skip the GEMM (whose 6×16 tile runs 56–75 % full at K = 9 and which packs
+//! and re-reads C for 9 flops per element) for direct loops over a per-image unfold kept in
+//! L1 (module `thin` below): forward keeps an output channel's K weights and bias in registers and
+//! streams `col`; weight grad keeps K vector accumulators per output channel over all pixels
+//! of a batch chunk; input grad forms `dcol = Wᵀ·dY` with K accumulators per 8 pixels,
+//! channels in blocks of 8, then folds it. Other levels and larger K keep im2col + GEMM.
+//!
+//! Roofline (teacher conv1, batch 128: 116 Mflop; 2-core Zen 5, AVX2 peak ~265 Gflop/s, so
+//! 0.44 ms at peak and 0.80 ms at 55 %): each output element costs 18 flops against one
+//! 4-byte store (forward) or load (both backward kernels): 4.5 flop/byte. y and dy are
+//! 128·64·784·4 B = 25.7 MB each. That is under the 32 MB L3, but not next to everything else
+//! (x, the other buffers of a step or of the bench, which touches ~100 MB between two calls of
+//! one kernel), so it streams from/to DRAM. Measured on this box (2 threads, best of many):
+//! reading 25.7 MB takes 0.72 ms (~36 GB/s), writing it 0.59–0.66 ms (~40 GB/s, more with
+//! the read-for-ownership of plain stores). So the memory floor is ~0.6–0.7 ms = 60–70 % of
+//! peak, above the flop floor: conv1 is memory bound in all three kernels, and 55 % needs the
+//! compute to hide almost entirely under the stream. Hence:
+//! - forward writes y with streaming stores (outputs ≥ 8 MB), which skips the
+//!   read-for-ownership (~25 % faster measured);
+//! - the backward kernels software-prefetch dY one plane (weight grad) or one 8-channel block
+//!   (input grad) ahead, across image boundaries: the input grad reads 8 planes side by side,
+//!   which the hardware prefetchers did not follow (it ran at ~6 GB/s per core before).
+//!
+//! In cache (batch 16, one thread) the direct kernels run at 72 % (forward), 56 % (input grad)
+//! and 62 % (weight grad) of one core's peak; at batch 128 the bandwidth above is the cap.
+//! Student conv1 (32 channels) is the same at half the size (12.8 MB).
 
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -170,9 +189,10 @@ fn valid_range(off: usize, pad: usize, stride: usize, len: usize, out: usize) ->
     (lo.min(hi), hi)
 }
 
-/// Unfolds one input plane into its `kh·kw` rows of the column matrix (`rows[kh·kw×P]`).
-fn im2col_channel(g: &Geo, plane: &[f32], rows: &mut [f32]) {
-    let mut rows = rows.chunks_exact_mut(g.p());
+/// Unfolds one input plane into its `kh·kw` rows of the column matrix (`rows[kh·kw×P]`, rows
+/// `rs ≥ P` floats apart; the `rs − P` floats past each row are left untouched).
+fn im2col_channel(g: &Geo, plane: &[f32], rows: &mut [f32], rs: usize) {
+    let mut rows = rows.chunks_mut(rs).map(|r| &mut r[..g.p()]);
     for i in 0..g.kh {
         let (oh_lo, oh_hi) = valid_range(i, g.ph, g.sh, g.h, g.oh);
         for j in 0..g.kw {
@@ -205,10 +225,11 @@ fn im2col_channel(g: &Geo, plane: &[f32], rows: &mut [f32]) {
 }
 
 /// Folds one input channel's `kh·kw` column rows back into its plane: the plane is zeroed,
-/// then every column entry is added to the pixel it was read from, in a fixed order.
-fn col2im_channel(g: &Geo, rows: &[f32], plane: &mut [f32]) {
+/// then every column entry is added to the pixel it was read from, in a fixed order. Rows are
+/// `rs ≥ P` floats apart.
+fn col2im_channel(g: &Geo, rows: &[f32], plane: &mut [f32], rs: usize) {
     plane.fill(0.0);
-    let mut rows = rows.chunks_exact(g.p());
+    let mut rows = rows.chunks(rs).map(|r| &r[..g.p()]);
     for i in 0..g.kh {
         let (oh_lo, oh_hi) = valid_range(i, g.ph, g.sh, g.h, g.oh);
         for j in 0..g.kw {
@@ -245,10 +266,10 @@ fn im2col(g: &Geo, x: &[f32], col: &mut [f32], par: bool) {
         col.par_chunks_mut(rows)
             .zip(x.par_chunks(plane))
             .with_min_len(CHANNELS_PER_TASK)
-            .for_each(|(r, xp)| im2col_channel(g, xp, r));
+            .for_each(|(r, xp)| im2col_channel(g, xp, r, g.p()));
     } else {
         for (r, xp) in col.chunks_exact_mut(rows).zip(x.chunks_exact(plane)) {
-            im2col_channel(g, xp, r);
+            im2col_channel(g, xp, r, g.p());
         }
     }
 }
@@ -261,10 +282,10 @@ fn col2im(g: &Geo, col: &[f32], dx: &mut [f32], par: bool) {
         dx.par_chunks_mut(plane)
             .zip(col.par_chunks(rows))
             .with_min_len(CHANNELS_PER_TASK)
-            .for_each(|(d, r)| col2im_channel(g, r, d));
+            .for_each(|(d, r)| col2im_channel(g, r, d, g.p()));
     } else {
         for (d, r) in dx.chunks_exact_mut(plane).zip(col.chunks_exact(rows)) {
-            col2im_channel(g, r, d);
+            col2im_channel(g, r, d, g.p());
         }
     }
 }
@@ -311,6 +332,11 @@ pub fn conv2d_forward_at(
     };
     let x = &x[..s.input_len()];
     let y = &mut y[..s.output_len()];
+    #[cfg(target_arch = "x86_64")]
+    if uses_thin_kernels(level, s) {
+        thin::forward(&g, x, w, bias.map(|b| &b[..g.co]), y);
+        return;
+    }
     let image = |yn: &mut [f32], xn: &[f32], par: bool| {
         if g.is_pointwise() {
             gemm_at(level, Trans::N, Trans::N, g.co, p, k, w, xn, yn, ep);
@@ -363,6 +389,11 @@ pub fn conv2d_backward_input_at(
     let ep = Epilogue::default();
     let dy = &dy[..s.output_len()];
     let dx = &mut dx[..s.input_len()];
+    #[cfg(target_arch = "x86_64")]
+    if uses_thin_kernels(level, s) {
+        thin::backward_input(&g, w, dy, dx);
+        return;
+    }
     let image = |dxn: &mut [f32], dyn_: &[f32], par: bool| {
         if g.is_pointwise() {
             // dx_n[ci×P] = Wᵀ·dY_n, with W stored co×ci.
@@ -439,16 +470,22 @@ pub fn conv2d_backward_weight_at(
             }
         }
     };
+    // A fixed partition of the batch (it depends on the batch size only), one partial per
+    // chunk, then a fixed-order reduction (small per-image GEMMs and the thin-K kernels).
+    let per_chunk = batch.div_ceil(batch.min(MAX_PARTIALS));
+    let chunks = batch.div_ceil(per_chunk);
+    let chunk_images = |c: usize| c * per_chunk..((c + 1) * per_chunk).min(batch);
+    #[cfg(target_arch = "x86_64")]
+    if uses_thin_kernels(level, s) {
+        let (x, dy) = (&x[..s.input_len()], &dy[..s.output_len()]);
+        thin::backward_weight(&g, x, dy, dw, chunks, chunk_images);
+        return;
+    }
     if !images_in_parallel(&g) {
         // Big per-image GEMMs: one after another, each over the pool, straight into dw.
         run(dw, 0..batch, true);
         return;
     }
-    // Small per-image GEMMs: a fixed partition of the batch (it depends on the batch size
-    // only), one partial per chunk, then a fixed-order reduction.
-    let per_chunk = batch.div_ceil(batch.min(MAX_PARTIALS));
-    let chunks = batch.div_ceil(per_chunk);
-    let chunk_images = |c: usize| c * per_chunk..((c + 1) * per_chunk).min(batch);
     let mut partials = vec![0.0f32; (chunks - 1) * wlen];
     let mut targets: Vec<&mut [f32]> = Vec::with_capacity(chunks);
     targets.push(&mut *dw);
@@ -498,4 +535,345 @@ pub fn conv2d_backward_bias(s: &Conv2dShape, dy: &[f32], db: &mut [f32]) {
         }
         *out = total as f32;
     });
+}
+
+/// Direct AVX2+FMA kernels for a thin reduction (`K = in·kh·kw ≤` [`THIN_MAX_K`]; conv1 of
+/// the teacher and the student has K = 9), any kernel size, stride and padding.
+///
+/// Per image the input is unfolded into `col[K×PS]` (PS = P rounded up to 8, tails zeroed;
+/// 28 KB for 28×28 with K = 9, so it stays in L1), then:
+/// - forward: per output channel its K weights (and bias) sit in registers and `col` is
+///   streamed 8 pixels at a time, 4 vectors per step: `y = bias + Σ_k w_k·col_k`;
+/// - weight grad: per output channel K vector accumulators run over all pixels of all images
+///   of a batch chunk (the same fixed partition as the generic path), then lanes, then chunks,
+///   are summed in a fixed order;
+/// - input grad: per 8 pixels K vector accumulators run over the output channels,
+///   `dcol_k = Σ_co w[co,k]·dY[co]`, then `dcol` is folded into dx (col2im, fixed order).
+///
+/// Images run in parallel, one per task; every element sees the same operations whatever
+/// the thread count.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+mod thin {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Outputs from this size on are written with streaming stores (they would not stay in
+    /// cache anyway, and skipping the read-for-ownership halves the memory traffic).
+    const STREAM_MIN_BYTES: usize = 8 << 20;
+
+    /// Row stride of the padded column matrix.
+    pub(super) fn row_stride(p: usize) -> usize {
+        p.div_ceil(8) * 8
+    }
+
+    /// Unfolds image `x_n` into `col[K×PS]` with zeroed row tails.
+    fn unfold(g: &Geo, x: &[f32], col: &mut [f32], ps: usize) {
+        let p = g.p();
+        let per = g.kh * g.kw * ps;
+        for (r, xp) in col.chunks_exact_mut(per).zip(x.chunks_exact(g.h * g.w)) {
+            im2col_channel(g, xp, r, ps);
+        }
+        if ps > p {
+            for row in col.chunks_exact_mut(ps) {
+                row[p..].fill(0.0);
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn tail_mask(rem: usize) -> __m256i {
+        let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(rem as i32), idx)
+    }
+
+    /// `y[co×P] = bias + w[co×K]·col[K×PS]` for one image.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn fwd_image<const K: usize>(
+        col: &[f32],
+        ps: usize,
+        p: usize,
+        w: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+        co: usize,
+        nt: bool,
+    ) {
+        debug_assert!(col.len() >= K * ps && w.len() >= co * K && y.len() >= co * p);
+        let cp = col.as_ptr();
+        let (full, rem) = (p / 8, p % 8);
+        let mask = tail_mask(rem);
+        for c in 0..co {
+            let mut wk = [_mm256_setzero_ps(); K];
+            for (k, v) in wk.iter_mut().enumerate() {
+                *v = _mm256_set1_ps(*w.get_unchecked(c * K + k));
+            }
+            let b = _mm256_set1_ps(bias.map_or(0.0, |b| *b.get_unchecked(c)));
+            let yp = y.as_mut_ptr().add(c * p);
+            // Streaming (non-temporal) stores skip the read-for-ownership of y.
+            // 128-bit halves: they need 16-byte alignment only, which large allocations have.
+            let stream = nt && (yp as usize) % 16 == 0;
+            let st = |dst: *mut f32, v: __m256| {
+                if stream {
+                    _mm_stream_ps(dst, _mm256_castps256_ps128(v));
+                    _mm_stream_ps(dst.add(4), _mm256_extractf128_ps::<1>(v));
+                } else {
+                    _mm256_storeu_ps(dst, v)
+                }
+            };
+            let mut v = 0;
+            while v + 4 <= full {
+                let o = v * 8;
+                let (mut a0, mut a1, mut a2, mut a3) = (b, b, b, b);
+                for k in 0..K {
+                    let r = cp.add(k * ps + o);
+                    a0 = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(r), a0);
+                    a1 = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(r.add(8)), a1);
+                    a2 = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(r.add(16)), a2);
+                    a3 = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(r.add(24)), a3);
+                }
+                st(yp.add(o), a0);
+                st(yp.add(o + 8), a1);
+                st(yp.add(o + 16), a2);
+                st(yp.add(o + 24), a3);
+                v += 4;
+            }
+            while v < full {
+                let o = v * 8;
+                let mut a = b;
+                for k in 0..K {
+                    a = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(cp.add(k * ps + o)), a);
+                }
+                st(yp.add(o), a);
+                v += 1;
+            }
+            if rem > 0 {
+                let o = full * 8;
+                let mut a = b;
+                for k in 0..K {
+                    a = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(cp.add(k * ps + o)), a);
+                }
+                _mm256_maskstore_ps(yp.add(o), mask, a);
+            }
+        }
+    }
+
+    /// `acc[co×K×8] += dY[co×P]·col[K×PS]ᵀ`, lane-wise (8 partial sums per weight).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn wgrad_image<const K: usize>(
+        col: &[f32],
+        ps: usize,
+        p: usize,
+        dy: &[f32],
+        acc: &mut [f32],
+        co: usize,
+    ) {
+        debug_assert!(col.len() >= K * ps && dy.len() >= co * p && acc.len() >= co * K * 8);
+        let cp = col.as_ptr();
+        let (full, rem) = (p / 8, p % 8);
+        let mask = tail_mask(rem);
+        for c in 0..co {
+            let ap = acc.as_mut_ptr().add(c * K * 8);
+            let mut a = [_mm256_setzero_ps(); K];
+            for (k, v) in a.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(ap.add(k * 8));
+            }
+            let dp = dy.as_ptr().add(c * p);
+            for v in 0..full {
+                let o = v * 8;
+                if (c + 1) * p + o < dy.len() {
+                    // The next plane (of the next image after the last one), one plane ahead:
+                    // dY streams from DRAM.
+                    _mm_prefetch::<_MM_HINT_T0>(dp.add(p + o) as *const i8);
+                }
+                let d = _mm256_loadu_ps(dp.add(o));
+                for k in 0..K {
+                    a[k] = _mm256_fmadd_ps(d, _mm256_loadu_ps(cp.add(k * ps + o)), a[k]);
+                }
+            }
+            if rem > 0 {
+                let o = full * 8;
+                let d = _mm256_maskload_ps(dp.add(o), mask);
+                for k in 0..K {
+                    a[k] = _mm256_fmadd_ps(d, _mm256_loadu_ps(cp.add(k * ps + o)), a[k]);
+                }
+            }
+            for (k, v) in a.iter().enumerate() {
+                _mm256_storeu_ps(ap.add(k * 8), *v);
+            }
+        }
+    }
+
+    /// Output channels per pass of [`dcol_image`]: their dY planes are streamed side by side
+    /// (8 sequential streams, which the prefetchers follow; 64 do not) while `dcol` stays in L1.
+    const DCOL_CHANNELS: usize = 8;
+
+    /// `dcol[K×PS] = w[co×K]ᵀ·dY[co×P]` for one image (tail columns unspecified). Channels are
+    /// summed in blocks of [`DCOL_CHANNELS`], in order, through `dcol`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dcol_image<const K: usize>(
+        w: &[f32],
+        dy: &[f32],
+        p: usize,
+        co: usize,
+        dcol: &mut [f32],
+        ps: usize,
+    ) {
+        debug_assert!(dcol.len() >= K * ps && w.len() >= co * K && dy.len() >= co * p);
+        let (full, rem) = (p / 8, p % 8);
+        let mask = tail_mask(rem);
+        let (wp, dp, op) = (w.as_ptr(), dy.as_ptr(), dcol.as_mut_ptr());
+        for c0 in (0..co).step_by(DCOL_CHANNELS) {
+            let c1 = (c0 + DCOL_CHANNELS).min(co);
+            for v in 0..full + (rem > 0) as usize {
+                let o = v * 8;
+                let mut a = [_mm256_setzero_ps(); K];
+                if c0 > 0 {
+                    for (k, v) in a.iter_mut().enumerate() {
+                        *v = _mm256_loadu_ps(op.add(k * ps + o));
+                    }
+                }
+                for c in c0..c1 {
+                    let src = dp.add(c * p + o);
+                    if (c + DCOL_CHANNELS) * p + o < dy.len() {
+                        // The next block's planes (of the next image after the last block), a
+                        // whole block ahead: dY streams from DRAM.
+                        _mm_prefetch::<_MM_HINT_T1>(src.add(DCOL_CHANNELS * p) as *const i8);
+                    }
+                    let d = if v < full {
+                        _mm256_loadu_ps(src)
+                    } else {
+                        _mm256_maskload_ps(src, mask)
+                    };
+                    for k in 0..K {
+                        a[k] = _mm256_fmadd_ps(_mm256_broadcast_ss(&*wp.add(c * K + k)), d, a[k]);
+                    }
+                }
+                for (k, v) in a.iter().enumerate() {
+                    _mm256_storeu_ps(op.add(k * ps + o), *v);
+                }
+            }
+        }
+    }
+
+    macro_rules! by_k {
+        ($k:expr, $f:ident($($arg:expr),*)) => {
+            match $k {
+                1 => $f::<1>($($arg),*),
+                2 => $f::<2>($($arg),*),
+                3 => $f::<3>($($arg),*),
+                4 => $f::<4>($($arg),*),
+                5 => $f::<5>($($arg),*),
+                6 => $f::<6>($($arg),*),
+                7 => $f::<7>($($arg),*),
+                8 => $f::<8>($($arg),*),
+                9 => $f::<9>($($arg),*),
+                10 => $f::<10>($($arg),*),
+                11 => $f::<11>($($arg),*),
+                12 => $f::<12>($($arg),*),
+                _ => unreachable!("thin conv kernel: K out of range"),
+            }
+        };
+    }
+
+    /// Forward. Caller has checked AVX2+FMA and `K ≤ THIN_MAX_K`.
+    pub(super) fn forward(g: &Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        let (k, p) = (g.k(), g.p());
+        let ps = row_stride(p);
+        let nt = y.len() * 4 >= STREAM_MIN_BYTES;
+        y.par_chunks_mut(g.out_image())
+            .zip(x.par_chunks(g.in_image()))
+            .for_each(|(yn, xn)| {
+                with_scratch(k * ps, |col| {
+                    unfold(g, xn, col, ps);
+                    // SAFETY: AVX2+FMA checked by the caller; lengths as asserted above.
+                    unsafe { by_k!(k, fwd_image(col, ps, p, w, bias, yn, g.co, nt)) }
+                })
+            });
+        if nt {
+            // SAFETY: AVX2 implies SSE; orders the streaming stores before any later access.
+            unsafe { _mm_sfence() };
+        }
+    }
+
+    /// Input gradient (dx overwritten).
+    pub(super) fn backward_input(g: &Geo, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let (k, p) = (g.k(), g.p());
+        let ps = row_stride(p);
+        let per = g.kh * g.kw * ps;
+        dx.par_chunks_mut(g.in_image())
+            .enumerate()
+            .for_each(|(n, dxn)| {
+                // Image n's dY and everything after it (read only for prefetching).
+                let dyn_ = &dy[n * g.out_image()..];
+                with_scratch(k * ps, |dcol| {
+                    // SAFETY: AVX2+FMA checked by the caller; lengths as asserted above.
+                    unsafe { by_k!(k, dcol_image(w, dyn_, p, g.co, dcol, ps)) }
+                    for (d, r) in dxn.chunks_exact_mut(g.h * g.w).zip(dcol.chunks_exact(per)) {
+                        col2im_channel(g, r, d, ps);
+                    }
+                })
+            });
+    }
+
+    /// Weight gradient (dw overwritten) over the fixed chunk partition `chunk_images`.
+    pub(super) fn backward_weight(
+        g: &Geo,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+        chunks: usize,
+        chunk_images: impl Fn(usize) -> std::ops::Range<usize> + Sync,
+    ) {
+        let (k, p) = (g.k(), g.p());
+        let ps = row_stride(p);
+        let wlen = g.co * k;
+        // Per chunk: co×K×8 lane sums, reduced to co×K in a fixed order.
+        let mut partials = vec![0.0f32; chunks * wlen];
+        partials
+            .par_chunks_mut(wlen)
+            .enumerate()
+            .for_each(|(ch, out)| {
+                let mut acc = vec![0.0f32; wlen * 8];
+                for n in chunk_images(ch) {
+                    let xn = &x[n * g.in_image()..(n + 1) * g.in_image()];
+                    // Image n's dY and everything after it (read only for prefetching).
+                    let dyn_ = &dy[n * g.out_image()..];
+                    with_scratch(k * ps, |col| {
+                        unfold(g, xn, col, ps);
+                        // SAFETY: AVX2+FMA checked by the caller; lengths as asserted above.
+                        unsafe { by_k!(k, wgrad_image(col, ps, p, dyn_, &mut acc, g.co)) }
+                    });
+                }
+                for (o, lanes) in out.iter_mut().zip(acc.chunks_exact(8)) {
+                    let s4 = [
+                        lanes[0] + lanes[4],
+                        lanes[1] + lanes[5],
+                        lanes[2] + lanes[6],
+                        lanes[3] + lanes[7],
+                    ];
+                    *o = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+                }
+            });
+        dw.copy_from_slice(&partials[..wlen]);
+        for part in partials.chunks_exact(wlen).skip(1) {
+            for (d, s) in dw.iter_mut().zip(part) {
+                *d += *s;
+            }
+        }
+    }
+}
+
+/// Largest reduction length `K = in·kh·kw` served by the direct thin-K kernels (AVX2 only;
+/// other levels, and larger K, take im2col + GEMM).
+pub const THIN_MAX_K: usize = 12;
+
+/// Whether `level` runs the direct thin-K kernels for this shape (the choice depends on the
+/// shape and the SIMD level only, never on the thread count).
+pub fn uses_thin_kernels(level: SimdLevel, s: &Conv2dShape) -> bool {
+    let k = s.in_channels * s.kernel_h * s.kernel_w;
+    cfg!(target_arch = "x86_64")
+        && level == SimdLevel::Avx2Fma
+        && simd::detect() == SimdLevel::Avx2Fma
+        && (1..=THIN_MAX_K).contains(&k)
 }

@@ -3,7 +3,7 @@
 
 use distill_kernels::conv::{
     conv2d_backward_bias, conv2d_backward_input, conv2d_backward_input_at, conv2d_backward_weight,
-    conv2d_backward_weight_at, conv2d_forward, conv2d_forward_at,
+    conv2d_backward_weight_at, conv2d_forward, conv2d_forward_at, uses_thin_kernels, THIN_MAX_K,
 };
 use distill_kernels::{simd, Conv2dShape};
 
@@ -78,6 +78,100 @@ fn shapes() -> Vec<Conv2dShape> {
         shape(2, 13, (13, 13), 37, (3, 3), (1, 1), (1, 1)),
         shape(2, 7, (13, 13), 64, (5, 5), (2, 1), (2, 1)),
     ]
+}
+
+/// Thin reductions (K = in·kh·kw ≤ THIN_MAX_K: the direct AVX2 kernels): odd widths 1, 3, 7,
+/// 13, 29 (pixel counts that are not multiples of 8, and fewer than 8), batch 1 and 17,
+/// strides and paddings other than 1, several input channels, K = 1 and K = THIN_MAX_K; plus
+/// K just above the limit (the GEMM path).
+fn thin_shapes() -> Vec<Conv2dShape> {
+    vec![
+        shape(1, 1, (1, 1), 5, (3, 3), (1, 1), (1, 1)),
+        shape(17, 1, (3, 3), 4, (3, 3), (1, 1), (1, 1)),
+        shape(17, 1, (7, 7), 9, (3, 3), (1, 1), (1, 1)),
+        shape(1, 1, (13, 13), 64, (3, 3), (1, 1), (1, 1)),
+        shape(3, 1, (29, 29), 33, (3, 3), (1, 1), (1, 1)),
+        shape(2, 1, (5, 29), 3, (3, 3), (1, 1), (1, 1)),
+        shape(17, 1, (13, 7), 6, (3, 3), (2, 2), (1, 1)),
+        shape(2, 1, (29, 13), 5, (3, 3), (3, 2), (0, 2)),
+        shape(17, 3, (7, 13), 7, (1, 1), (1, 1), (0, 0)),
+        shape(3, 3, (13, 13), 8, (2, 2), (2, 2), (1, 0)),
+        shape(2, 1, (7, 7), 3, (1, 1), (1, 1), (0, 0)),
+        shape(5, 4, (13, 3), 9, (3, 1), (1, 1), (1, 0)),
+        shape(2, 3, (7, 7), 4, (2, 2), (1, 1), (0, 0)),
+        shape(2, 1, (13, 29), 4, (2, 7), (1, 1), (1, 3)),
+        shape(2, 13, (7, 7), 4, (1, 1), (1, 1), (0, 0)),
+        shape(2, 1, (28, 28), 64, (3, 3), (1, 1), (1, 1)),
+    ]
+}
+
+#[test]
+fn thin_kernels_are_selected_by_shape_and_level() {
+    let k = |s: &Conv2dShape| s.in_channels * s.kernel_h * s.kernel_w;
+    let thin = thin_shapes();
+    assert!(thin.iter().any(|s| k(s) == 1) && thin.iter().any(|s| k(s) == THIN_MAX_K));
+    assert!(thin.iter().any(|s| k(s) > THIN_MAX_K));
+    for s in &thin {
+        assert!(!uses_thin_kernels(simd::SimdLevel::Scalar, s));
+        let avx2 = simd::detect() == simd::SimdLevel::Avx2Fma;
+        assert_eq!(
+            uses_thin_kernels(simd::SimdLevel::Avx2Fma, s),
+            avx2 && k(s) <= THIN_MAX_K,
+            "{s:?}"
+        );
+    }
+}
+
+/// Every kernel on every thin shape and every SIMD level against the f64 reference.
+#[test]
+fn thin_reductions_match_reference_on_every_simd_level() {
+    for (t, s) in thin_shapes().iter().enumerate() {
+        let d = data(s, 800 + t as u64);
+        let fwd = ref_forward(s, &d.x, &d.w, Some(&d.b));
+        let fwd_nb = ref_forward(s, &d.x, &d.w, None);
+        let dxr = ref_backward_input(s, &d.w, &d.dy);
+        let dwr = ref_backward_weight(s, &d.x, &d.dy);
+        for level in simd::available() {
+            let name = level.name();
+            let mut y = vec![f32::NAN; s.output_len()];
+            conv2d_forward_at(level, s, &d.x, &d.w, Some(&d.b), &mut y);
+            fwd.check(&y, &format!("thin forward+bias [{name}]"), s);
+            let mut y = vec![f32::NAN; s.output_len()];
+            conv2d_forward_at(level, s, &d.x, &d.w, None, &mut y);
+            fwd_nb.check(&y, &format!("thin forward [{name}]"), s);
+            let mut dx = vec![f32::NAN; s.input_len()];
+            conv2d_backward_input_at(level, s, &d.w, &d.dy, &mut dx);
+            dxr.check(&dx, &format!("thin backward_input [{name}]"), s);
+            let mut dw = vec![f32::NAN; s.weight_len()];
+            conv2d_backward_weight_at(level, s, &d.x, &d.dy, &mut dw);
+            dwr.check(&dw, &format!("thin backward_weight [{name}]"), s);
+        }
+    }
+}
+
+/// The streaming-store forward (outputs ≥ 8 MB) on a batch large enough to take it, with an
+/// output slice that starts off a 16-byte boundary in one call (plain stores) and on one in
+/// the other: both match the reference on a sample of images.
+#[test]
+fn thin_forward_with_large_output_matches_reference() {
+    let s = shape(43, 1, (28, 28), 64, (3, 3), (1, 1), (1, 1));
+    assert!(s.output_len() * 4 >= 8 << 20);
+    let d = data(&s, 900);
+    let one = shape(1, 1, (28, 28), 64, (3, 3), (1, 1), (1, 1));
+    for offset in [0, 1] {
+        let mut buf = vec![f32::NAN; s.output_len() + offset];
+        conv2d_forward(&s, &d.x, &d.w, Some(&d.b), &mut buf[offset..]);
+        let y = &buf[offset..];
+        for n in [0, 21, 42] {
+            let xn = &d.x[n * one.input_len()..(n + 1) * one.input_len()];
+            let want = ref_forward(&one, xn, &d.w, Some(&d.b));
+            want.check(
+                &y[n * one.output_len()..(n + 1) * one.output_len()],
+                "thin forward (large)",
+                &one,
+            );
+        }
+    }
 }
 
 /// Iterates every (n, co, oy, ox, ci, i, j, input index) tap that lands inside the input.
@@ -308,6 +402,9 @@ fn results_do_not_depend_on_thread_count() {
         shape(37, 5, (9, 11), 6, (3, 3), (1, 2), (1, 1)),
         shape(20, 1, (28, 28), 8, (3, 3), (1, 1), (1, 1)),
         shape(3, 13, (13, 13), 37, (3, 3), (1, 1), (1, 1)),
+        // Thin-K kernels: odd width, stride 2, uneven weight-gradient chunks.
+        shape(37, 1, (13, 29), 7, (3, 3), (1, 1), (1, 1)),
+        shape(17, 3, (13, 13), 5, (2, 2), (2, 2), (1, 0)),
     ];
     for (t, s) in cases.iter().enumerate() {
         let d = data(s, 600 + t as u64);
