@@ -183,7 +183,7 @@ impl Batcher {
             order: epoch_order(n, cfg.shuffle, cfg.seed, epoch),
             count: num_batches(n, cfg.batch_size, cfg.drop_last),
             shape: [channels, height, width],
-            augment: cfg.augment.clone(),
+            augment: cfg.augment,
             batch_size: cfg.batch_size,
             aug_seed: Rng::derive(cfg.seed, "augment", epoch).next_u64(),
             lut,

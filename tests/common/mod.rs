@@ -42,3 +42,91 @@ pub fn gradcheck_at(device: &Device, rng: &mut Rng, inputs: &[(&[usize], Vec<f32
         }
     }
 }
+
+/// The best GPU adapter as a device, opened once per test binary, or `None` (after one printed
+/// line) when there is none. Panics instead under `DISTILL_REQUIRE_GPU=1`. Same convention as
+/// `gpu_parity.rs`.
+pub fn gpu_or_skip() -> Option<Device> {
+    use std::sync::OnceLock;
+    static GPU: OnceLock<Option<Device>> = OnceLock::new();
+    let dev = GPU.get_or_init(|| match distill::backend::gpu::open_best() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("DISTILL_REQUIRE_GPU=1 but no GPU device could be opened: {e}");
+            }
+            None
+        }
+    });
+    if dev.is_none() {
+        eprintln!("skipping GPU test: no GPU adapter (set DISTILL_REQUIRE_GPU=1 to fail instead)");
+    }
+    dev.clone()
+}
+
+/// Runs `f` with grad on both devices at the same inputs, back-propagates the same random
+/// cotangent, and compares outputs and every input's gradient (∞-norm-relative, `tol`).
+pub fn grad_parity(
+    a: &Device,
+    b: &Device,
+    rng: &mut Rng,
+    inputs: &[(&[usize], Vec<f32>)],
+    tol: f32,
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+) {
+    let run = |dev: &Device, r: &[f32]| -> (Vec<f32>, Vec<Vec<f32>>) {
+        let params: Vec<Tensor> = inputs
+            .iter()
+            .map(|(s, v)| Tensor::from_f32(v, s, dev).unwrap().into_param())
+            .collect();
+        let y = f(&params).expect("forward");
+        y.backward_with(Tensor::from_f32(r, y.shape(), dev).unwrap())
+            .expect("backward");
+        let grads = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.grad()
+                    .unwrap_or_else(|| panic!("input {i} got no gradient on {}", dev.name()))
+                    .to_vec()
+                    .unwrap()
+            })
+            .collect();
+        (y.to_vec().unwrap(), grads)
+    };
+    let n_out = no_grad(|| {
+        f(&inputs
+            .iter()
+            .map(|(s, v)| Tensor::from_f32(v, s, a).unwrap())
+            .collect::<Vec<_>>())
+        .unwrap()
+        .numel()
+    });
+    let r: Vec<f32> = (0..n_out).map(|_| rng.normal()).collect();
+    let (ya, ga) = run(a, &r);
+    let (yb, gb) = run(b, &r);
+    assert_close_rel("output", &yb, &ya, tol);
+    for (i, (x, y)) in gb.iter().zip(&ga).enumerate() {
+        assert_close_rel(&format!("gradient of input {i}"), x, y, tol);
+    }
+}
+
+/// `max |got − want| ≤ tol · max(1, max |want|)`.
+pub fn assert_close_rel(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let (mut worst, mut at) = (0.0f32, 0);
+    for (j, (g, w)) in got.iter().zip(want).enumerate() {
+        let d = (g - w).abs();
+        if d > worst || d.is_nan() {
+            worst = d;
+            at = j;
+        }
+    }
+    assert!(
+        worst <= tol * scale,
+        "{what}: element {at}: {} vs {} (max |diff| {worst}, scale {scale}, tol {tol})",
+        got[at],
+        want[at]
+    );
+}
