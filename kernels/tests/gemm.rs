@@ -193,6 +193,10 @@ fn shapes() -> Vec<(usize, usize, usize)> {
         (3, 13, 1000),
         (127, 127, 127),
         (64, 300, 65),
+        // m = 1 with B transposed takes the streaming dot-product path (batch-1 inference);
+        // the first is large enough for its threaded split.
+        (1, 1000, 700),
+        (1, 5, 1001),
     ]
 }
 
