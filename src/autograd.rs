@@ -48,18 +48,29 @@ pub(crate) fn should_record(inputs: &[&Tensor]) -> bool {
 }
 
 /// A node for an op's output, or `None` when nothing needs a gradient.
-pub(crate) fn record(name: &'static str, inputs: &[&Tensor], grad_fn: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static) -> Option<Node> {
+pub(crate) fn record(
+    name: &'static str,
+    inputs: &[&Tensor],
+    grad_fn: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
+) -> Option<Node> {
     if !should_record(inputs) {
         return None;
     }
-    Some(Node { name, inputs: inputs.iter().map(|t| (*t).clone()).collect(), grad_fn: Box::new(grad_fn) })
+    Some(Node {
+        name,
+        inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+        grad_fn: Box::new(grad_fn),
+    })
 }
 
 impl Tensor {
     /// Back-propagates from a one-element tensor (a loss), seeding its gradient with 1.
     pub fn backward(&self) -> Result<()> {
         if self.numel() != 1 {
-            return Err(Error::Shape(format!("backward() needs a one-element loss, got shape {:?}; use backward_with", self.shape())));
+            return Err(Error::Shape(format!(
+                "backward() needs a one-element loss, got shape {:?}; use backward_with",
+                self.shape()
+            )));
         }
         let one = Tensor::from_f32(&[1.0], self.shape(), self.device())?;
         self.backward_with(one)
@@ -68,7 +79,11 @@ impl Tensor {
     /// Back-propagates with an explicit gradient for this tensor (same shape).
     pub fn backward_with(&self, grad: Tensor) -> Result<()> {
         if grad.shape() != self.shape() {
-            return Err(Error::Shape(format!("backward_with: gradient shape {:?} != tensor shape {:?}", grad.shape(), self.shape())));
+            return Err(Error::Shape(format!(
+                "backward_with: gradient shape {:?} != tensor shape {:?}",
+                grad.shape(),
+                self.shape()
+            )));
         }
         if !self.requires_grad() {
             return Err(Error::Shape("backward() on a tensor that does not require grad (computed under no_grad, or from no parameter)".into()));
@@ -102,12 +117,16 @@ impl Tensor {
         let mut grads: HashMap<u64, Tensor> = HashMap::new();
         grads.insert(self.id(), grad);
         for t in order.iter().rev() {
-            let Some(g) = grads.remove(&t.id()) else { continue };
+            let Some(g) = grads.remove(&t.id()) else {
+                continue;
+            };
             match t.node() {
                 None => accumulate_leaf(t, g)?,
                 Some(node) => {
                     let input_grads = (node.grad_fn)(&g).map_err(|e| match e {
-                        Error::Shape(s) => Error::Shape(format!("in the backward pass of {}: {s}", node.name)),
+                        Error::Shape(s) => {
+                            Error::Shape(format!("in the backward pass of {}: {s}", node.name))
+                        }
                         other => other,
                     })?;
                     for (input, ig) in node.inputs.iter().zip(input_grads) {
@@ -139,7 +158,8 @@ fn accumulate_leaf(leaf: &Tensor, g: Tensor) -> Result<()> {
         None => {
             // Keep the buffer when nothing else holds it; copy when it may alias another
             // tensor (e.g. `add` hands the same gradient to both inputs).
-            let unique = std::sync::Arc::strong_count(&g.0) == 1 && std::sync::Arc::strong_count(g.storage_arc()) == 1;
+            let unique = std::sync::Arc::strong_count(&g.0) == 1
+                && std::sync::Arc::strong_count(g.storage_arc()) == 1;
             let owned = if unique && g.shape() == leaf.shape() {
                 g
             } else {
@@ -149,7 +169,10 @@ fn accumulate_leaf(leaf: &Tensor, g: Tensor) -> Result<()> {
             };
             leaf.set_grad(Some(owned));
         }
-        Some(prev) => leaf.device().backend().axpy(1.0, g.storage(), prev.storage())?,
+        Some(prev) => leaf
+            .device()
+            .backend()
+            .axpy(1.0, g.storage(), prev.storage())?,
     }
     Ok(())
 }

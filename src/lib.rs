@@ -16,7 +16,7 @@ pub mod optim;
 pub mod rng;
 pub mod tensor;
 
-pub use backend::Device;
 pub use autograd::no_grad;
+pub use backend::Device;
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor};

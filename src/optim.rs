@@ -30,14 +30,34 @@ impl OptimConfig {
     }
     /// `Adam(lr)` with PyTorch's defaults (β = (0.9, 0.999), ε = 1e-8).
     pub fn adam(lr: f32, weight_decay: f32) -> Self {
-        OptimConfig::Adam(AdamConfig { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, decoupled_weight_decay: false })
+        OptimConfig::Adam(AdamConfig {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            decoupled_weight_decay: false,
+        })
     }
     /// `AdamW(lr)` with PyTorch's defaults.
     pub fn adamw(lr: f32, weight_decay: f32) -> Self {
-        OptimConfig::Adam(AdamConfig { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, decoupled_weight_decay: true })
+        OptimConfig::Adam(AdamConfig {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            decoupled_weight_decay: true,
+        })
     }
     pub fn sgd(lr: f32, momentum: f32, weight_decay: f32, nesterov: bool) -> Self {
-        OptimConfig::Sgd(SgdConfig { lr, momentum, dampening: 0.0, weight_decay, nesterov })
+        OptimConfig::Sgd(SgdConfig {
+            lr,
+            momentum,
+            dampening: 0.0,
+            weight_decay,
+            nesterov,
+        })
     }
 }
 
@@ -61,15 +81,25 @@ impl Optimizer {
         let mut state = Vec::with_capacity(params.len());
         for (name, p) in &params {
             if !p.requires_grad() || p.dtype() != DType::F32 {
-                return Err(Error::Other(format!("optimizer: parameter '{name}' is not a trainable f32 tensor")));
+                return Err(Error::Other(format!(
+                    "optimizer: parameter '{name}' is not a trainable f32 tensor"
+                )));
             }
             let second = match config {
                 OptimConfig::Adam(_) => Some(Tensor::zeros(p.shape(), p.device())?),
                 OptimConfig::Sgd(_) => None,
             };
-            state.push(ParamState { steps: 0, first: Tensor::zeros(p.shape(), p.device())?, second });
+            state.push(ParamState {
+                steps: 0,
+                first: Tensor::zeros(p.shape(), p.device())?,
+                second,
+            });
         }
-        Ok(Optimizer { config, params, state })
+        Ok(Optimizer {
+            config,
+            params,
+            state,
+        })
     }
 
     pub fn config(&self) -> &OptimConfig {
@@ -89,9 +119,24 @@ impl Optimizer {
             let be = p.device().backend();
             st.steps += 1;
             match (&self.config, &st.second) {
-                (OptimConfig::Sgd(c), _) => be.sgd_step(c, st.steps == 1, p.storage(), g.storage(), st.first.storage())?,
-                (OptimConfig::Adam(c), Some(v)) => be.adam_step(c, st.steps, p.storage(), g.storage(), st.first.storage(), v.storage())?,
-                (OptimConfig::Adam(_), None) => unreachable!("Adam state always has a second moment"),
+                (OptimConfig::Sgd(c), _) => be.sgd_step(
+                    c,
+                    st.steps == 1,
+                    p.storage(),
+                    g.storage(),
+                    st.first.storage(),
+                )?,
+                (OptimConfig::Adam(c), Some(v)) => be.adam_step(
+                    c,
+                    st.steps,
+                    p.storage(),
+                    g.storage(),
+                    st.first.storage(),
+                    v.storage(),
+                )?,
+                (OptimConfig::Adam(_), None) => {
+                    unreachable!("Adam state always has a second moment")
+                }
             }
         }
         Ok(())
@@ -113,9 +158,17 @@ impl Optimizer {
             OptimConfig::Adam(_) => "exp_avg",
         };
         for ((name, p), st) in self.params.iter().zip(&self.state) {
-            tensors.push(NamedTensor { name: format!("{name}.{first_name}"), shape: p.shape().to_vec(), data: st.first.to_vec()? });
+            tensors.push(NamedTensor {
+                name: format!("{name}.{first_name}"),
+                shape: p.shape().to_vec(),
+                data: st.first.to_vec()?,
+            });
             if let Some(v) = &st.second {
-                tensors.push(NamedTensor { name: format!("{name}.exp_avg_sq"), shape: p.shape().to_vec(), data: v.to_vec()? });
+                tensors.push(NamedTensor {
+                    name: format!("{name}.exp_avg_sq"),
+                    shape: p.shape().to_vec(),
+                    data: v.to_vec()?,
+                });
             }
         }
         Ok((tensors, self.state.iter().map(|s| s.steps).collect()))
@@ -124,15 +177,25 @@ impl Optimizer {
     /// Restores what [`export_state`](Self::export_state) produced.
     pub fn import_state(&mut self, tensors: &[NamedTensor], steps: &[u32]) -> Result<()> {
         if steps.len() != self.state.len() {
-            return Err(Error::Checkpoint(format!("optimizer state has {} parameters, the model {}", steps.len(), self.state.len())));
+            return Err(Error::Checkpoint(format!(
+                "optimizer state has {} parameters, the model {}",
+                steps.len(),
+                self.state.len()
+            )));
         }
-        let find = |name: &str| tensors.iter().find(|t| t.name == name).ok_or_else(|| Error::Checkpoint(format!("optimizer state lacks '{name}'")));
+        let find = |name: &str| {
+            tensors
+                .iter()
+                .find(|t| t.name == name)
+                .ok_or_else(|| Error::Checkpoint(format!("optimizer state lacks '{name}'")))
+        };
         let first_name = match self.config {
             OptimConfig::Sgd(_) => "momentum_buffer",
             OptimConfig::Adam(_) => "exp_avg",
         };
         for (((name, _), st), &s) in self.params.iter().zip(&mut self.state).zip(steps) {
-            st.first.assign(&find(&format!("{name}.{first_name}"))?.data)?;
+            st.first
+                .assign(&find(&format!("{name}.{first_name}"))?.data)?;
             if let Some(v) = &st.second {
                 v.assign(&find(&format!("{name}.exp_avg_sq"))?.data)?;
             }
@@ -158,7 +221,9 @@ impl LrSchedule {
     pub fn lr_at(&self, base_lr: f32, epoch: usize) -> f32 {
         match *self {
             LrSchedule::Constant => base_lr,
-            LrSchedule::Step { step_size, gamma } => base_lr * gamma.powi((epoch / step_size.max(1)) as i32),
+            LrSchedule::Step { step_size, gamma } => {
+                base_lr * gamma.powi((epoch / step_size.max(1)) as i32)
+            }
             LrSchedule::Cosine { t_max, eta_min } => {
                 let t = epoch.min(t_max) as f32 / t_max.max(1) as f32;
                 eta_min + (base_lr - eta_min) * 0.5 * (1.0 + (std::f32::consts::PI * t).cos())

@@ -39,7 +39,13 @@ pub(crate) fn numel(shape: &[usize]) -> usize {
 }
 
 impl Tensor {
-    pub(crate) fn from_parts(storage: Arc<Storage>, shape: Vec<usize>, dtype: DType, device: Device, node: Option<Node>) -> Tensor {
+    pub(crate) fn from_parts(
+        storage: Arc<Storage>,
+        shape: Vec<usize>,
+        dtype: DType,
+        device: Device,
+        node: Option<Node>,
+    ) -> Tensor {
         Tensor(Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             requires_grad: node.is_some(),
@@ -56,26 +62,54 @@ impl Tensor {
     pub fn from_f32(data: &[f32], shape: &[usize], device: &Device) -> Result<Tensor> {
         check_len(data.len(), shape)?;
         let storage = device.backend().upload_f32(data)?;
-        Ok(Tensor::from_parts(Arc::new(storage), shape.to_vec(), DType::F32, device.clone(), None))
+        Ok(Tensor::from_parts(
+            Arc::new(storage),
+            shape.to_vec(),
+            DType::F32,
+            device.clone(),
+            None,
+        ))
     }
 
     /// A new u32 tensor (labels).
     pub fn from_u32(data: &[u32], shape: &[usize], device: &Device) -> Result<Tensor> {
         check_len(data.len(), shape)?;
         let storage = device.backend().upload_u32(data)?;
-        Ok(Tensor::from_parts(Arc::new(storage), shape.to_vec(), DType::U32, device.clone(), None))
+        Ok(Tensor::from_parts(
+            Arc::new(storage),
+            shape.to_vec(),
+            DType::U32,
+            device.clone(),
+            None,
+        ))
     }
 
     /// A zero-filled f32 tensor.
     pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
         let storage = device.backend().zeros(numel(shape))?;
-        Ok(Tensor::from_parts(Arc::new(storage), shape.to_vec(), DType::F32, device.clone(), None))
+        Ok(Tensor::from_parts(
+            Arc::new(storage),
+            shape.to_vec(),
+            DType::F32,
+            device.clone(),
+            None,
+        ))
     }
 
     /// An uninitialised-looking (actually zeroed) output buffer for an op, with no grad.
-    pub(crate) fn empty_like_shape(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    pub(crate) fn empty_like_shape(
+        shape: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         let storage = device.backend().zeros(numel(shape))?;
-        Ok(Tensor::from_parts(Arc::new(storage), shape.to_vec(), dtype, device.clone(), None))
+        Ok(Tensor::from_parts(
+            Arc::new(storage),
+            shape.to_vec(),
+            dtype,
+            device.clone(),
+            None,
+        ))
     }
 
     /// Marks a leaf as a trainable parameter: `backward()` will accumulate into its `grad()`.
@@ -123,7 +157,11 @@ impl Tensor {
 
     /// The accumulated gradient of a parameter, if `backward()` reached it.
     pub fn grad(&self) -> Option<Tensor> {
-        self.0.grad.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0
+            .grad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     pub(crate) fn set_grad(&self, g: Option<Tensor>) {
         *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = g;
@@ -136,26 +174,39 @@ impl Tensor {
     /// Copies the values to the host (waits for queued device work).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         if self.dtype() != DType::F32 {
-            return Err(Error::Shape("to_vec on a u32 tensor: use to_vec_u32".into()));
+            return Err(Error::Shape(
+                "to_vec on a u32 tensor: use to_vec_u32".into(),
+            ));
         }
-        self.device().backend().download_f32(self.storage()).map(|mut v| {
-            v.truncate(self.numel());
-            v
-        })
+        self.device()
+            .backend()
+            .download_f32(self.storage())
+            .map(|mut v| {
+                v.truncate(self.numel());
+                v
+            })
     }
     pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
         if self.dtype() != DType::U32 {
-            return Err(Error::Shape("to_vec_u32 on an f32 tensor: use to_vec".into()));
+            return Err(Error::Shape(
+                "to_vec_u32 on an f32 tensor: use to_vec".into(),
+            ));
         }
-        self.device().backend().download_u32(self.storage()).map(|mut v| {
-            v.truncate(self.numel());
-            v
-        })
+        self.device()
+            .backend()
+            .download_u32(self.storage())
+            .map(|mut v| {
+                v.truncate(self.numel());
+                v
+            })
     }
     /// The value of a one-element tensor.
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {
-            return Err(Error::Shape(format!("item() on a tensor of shape {:?}", self.shape())));
+            return Err(Error::Shape(format!(
+                "item() on a tensor of shape {:?}",
+                self.shape()
+            )));
         }
         Ok(self.to_vec()?[0])
     }
@@ -178,19 +229,36 @@ impl Tensor {
 
     /// A tensor with the same values and no autograd history.
     pub fn detach(&self) -> Tensor {
-        Tensor::from_parts(self.0.storage.clone(), self.shape().to_vec(), self.dtype(), self.device().clone(), None)
+        Tensor::from_parts(
+            self.0.storage.clone(),
+            self.shape().to_vec(),
+            self.dtype(),
+            self.device().clone(),
+            None,
+        )
     }
 }
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor(#{}, {:?}, {:?}, grad={}, on {})", self.id(), self.shape(), self.dtype(), self.requires_grad(), self.device().name())
+        write!(
+            f,
+            "Tensor(#{}, {:?}, {:?}, grad={}, on {})",
+            self.id(),
+            self.shape(),
+            self.dtype(),
+            self.requires_grad(),
+            self.device().name()
+        )
     }
 }
 
 fn check_len(len: usize, shape: &[usize]) -> Result<()> {
     if numel(shape) != len {
-        return Err(Error::Shape(format!("{len} values do not fill shape {shape:?} ({} elements)", numel(shape))));
+        return Err(Error::Shape(format!(
+            "{len} values do not fill shape {shape:?} ({} elements)",
+            numel(shape)
+        )));
     }
     Ok(())
 }

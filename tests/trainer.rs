@@ -20,7 +20,9 @@ use distill::{ops, Device, Error, Tensor};
 fn kd_loss_by_hand_through_the_engine() {
     let dev = Device::cpu();
     let ln3 = 3f64.ln();
-    let s = Tensor::from_f32(&[0.0, 0.0, (2.0 * ln3) as f32, 0.0], &[2, 2], &dev).unwrap().into_param();
+    let s = Tensor::from_f32(&[0.0, 0.0, (2.0 * ln3) as f32, 0.0], &[2, 2], &dev)
+        .unwrap()
+        .into_param();
     let t = Tensor::from_f32(&[0.0, (2.0 * ln3) as f32, 0.0, 0.0], &[2, 2], &dev).unwrap();
     let y = Tensor::from_u32(&[0, 1], &[2], &dev).unwrap();
     let loss = ops::kd_loss(&s, &t, &y, 2.0, 0.5).unwrap();
@@ -47,23 +49,42 @@ fn tiny_dataset(n: usize) -> Dataset {
         for _r in 0..8 {
             for c in 0..8 {
                 let bright = (c < 4) == (label == 0);
-                images.push(if bright { 200 + (i % 50) as u8 } else { (i * 7 % 40) as u8 });
+                images.push(if bright {
+                    200 + (i % 50) as u8
+                } else {
+                    (i * 7 % 40) as u8
+                });
             }
         }
         labels.push(label);
     }
     let train = Split::new(images.clone(), labels.clone()).unwrap();
     let test = Split::new(images, labels).unwrap();
-    Dataset::from_splits("tiny", (1, 8, 8), vec!["left".into(), "right".into()], train, test).unwrap()
+    Dataset::from_splits(
+        "tiny",
+        (1, 8, 8),
+        vec!["left".into(), "right".into()],
+        train,
+        test,
+    )
+    .unwrap()
 }
 
-fn job<'a>(ds: &Dataset, dir: Option<std::path::PathBuf>, kd: Option<(KdConfig, TeacherLogits<'a>)>) -> TrainJob<'a> {
+fn job<'a>(
+    ds: &Dataset,
+    dir: Option<std::path::PathBuf>,
+    kd: Option<(KdConfig, TeacherLogits<'a>)>,
+) -> TrainJob<'a> {
     TrainJob {
         run: "student".into(),
         spec: ArchSpec::preset("student", 1, 8, 8, 2).unwrap(),
         input: train::InputSpec::of(ds),
         device: Device::cpu(),
-        config: TrainConfig { epochs: 2, batch_size: 16, ..TrainConfig::default() },
+        config: TrainConfig {
+            epochs: 2,
+            batch_size: 16,
+            ..TrainConfig::default()
+        },
         train: Arc::new(ds.train.clone()),
         test: Arc::new(ds.test.clone()),
         kd,
@@ -76,13 +97,32 @@ fn job<'a>(ds: &Dataset, dir: Option<std::path::PathBuf>, kd: Option<(KdConfig, 
 fn trains_and_writes_best_and_last_checkpoints_that_reload() {
     let ds = tiny_dataset(64);
     let dir = tempfile::tempdir().unwrap();
-    let trained = train::train(job(&ds, Some(dir.path().to_path_buf()), None), &mut Silent).unwrap();
+    let trained =
+        train::train(job(&ds, Some(dir.path().to_path_buf()), None), &mut Silent).unwrap();
     assert_eq!(trained.history.len(), 2);
-    for f in ["best.safetensors", "last.safetensors", "last.state.safetensors"] {
+    for f in [
+        "best.safetensors",
+        "last.safetensors",
+        "last.state.safetensors",
+    ] {
         assert!(dir.path().join(f).exists(), "{f} missing");
     }
-    let loaded = train::load_model(&dir.path().join("last.safetensors"), &Device::cpu(), None, None).unwrap();
-    let eval = train::evaluate(&loaded.model, &Device::cpu(), &Arc::new(ds.test.clone()), &loaded.input, 32, true).unwrap();
+    let loaded = train::load_model(
+        &dir.path().join("last.safetensors"),
+        &Device::cpu(),
+        None,
+        None,
+    )
+    .unwrap();
+    let eval = train::evaluate(
+        &loaded.model,
+        &Device::cpu(),
+        &Arc::new(ds.test.clone()),
+        &loaded.input,
+        32,
+        true,
+    )
+    .unwrap();
     assert_eq!(eval.accuracy, trained.final_accuracy);
     let confusion = eval.confusion.unwrap();
     assert_eq!(confusion.iter().flatten().sum::<u64>(), 64);
@@ -94,7 +134,9 @@ fn nan_loss_stops_with_a_clear_error_and_writes_no_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let poisoned = Arc::new(vec![f32::NAN; 32 * 2]);
     let kd = Some((KdConfig::default(), TeacherLogits::Cached(poisoned)));
-    let err = train::train(job(&ds, Some(dir.path().to_path_buf()), kd), &mut Silent).err().expect("must fail");
+    let err = train::train(job(&ds, Some(dir.path().to_path_buf()), kd), &mut Silent)
+        .err()
+        .expect("must fail");
     assert!(matches!(err, Error::Diverged(_)), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("NaN") && msg.contains("epoch 1"), "{msg}");
@@ -111,13 +153,23 @@ fn bad_settings_are_errors() {
     j.config.batch_size = 0;
     assert!(train::train(j, &mut Silent).is_err());
     // Cached logits of the wrong size.
-    let kd = Some((KdConfig::default(), TeacherLogits::Cached(Arc::new(vec![0.0; 3]))));
+    let kd = Some((
+        KdConfig::default(),
+        TeacherLogits::Cached(Arc::new(vec![0.0; 3])),
+    ));
     let err = train::train(job(&ds, None, kd), &mut Silent).err().unwrap();
     assert!(err.to_string().contains("cached teacher logits"), "{err}");
     // A checkpoint of another architecture is a clear error listing the differences.
     let dir = tempfile::tempdir().unwrap();
     train::train(job(&ds, Some(dir.path().to_path_buf()), None), &mut Silent).unwrap();
     let teacher = ArchSpec::preset("teacher", 1, 8, 8, 2).unwrap();
-    let err = train::load_model(&dir.path().join("last.safetensors"), &Device::cpu(), Some(teacher), None).err().unwrap();
+    let err = train::load_model(
+        &dir.path().join("last.safetensors"),
+        &Device::cpu(),
+        Some(teacher),
+        None,
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("conv1.weight"), "{err}");
 }

@@ -27,29 +27,39 @@
 //!   image per rayon task; the GEMM is below its own parallel threshold and runs on the
 //!   task's thread, so there is no nesting and no fork/join per image.
 //! - **Large per-image GEMMs (≥ 1 MFLOP, e.g. teacher conv2: 128×196×576 forward, 576×196×128
-//!   input grad, 128×576×196 weight grad):** images one after another, each GEMM spread over
-//!   the pool by the GEMM itself, and the unfold/fold split over input channels. Running these
-//!   GEMMs inside a parallel image loop measured ~2× slower on teacher conv2 (a worker waiting
-//!   in the GEMM's join steals another image, so pack buffers are re-allocated and one L2
-//!   holds several images' operands).
+//!   input grad, 128×576×196 weight grad):** chunks of `images_per_chunk` consecutive
+//!   images (16 at P = 196: `CHUNK_COLUMNS` = 3136 columns) one after another, one GEMM per
+//!   chunk spread over the pool by the GEMM itself. A per-image GEMM has only N = P = 196
+//!   columns (12¼ slivers of 16), too few to amortise packing, edge tiles and fork/join over
+//!   two threads; a chunk has N = 16·196. Per chunk, with `c` images and columns `i·P + p`:
+//!   - forward: unfold into `col[K × c·P]` (input channels in parallel), `Y_c = W·col` into
+//!     a `[co × c·P]` scratch (bias fused), scattered into the c NCHW images;
+//!   - input grad: dY gathered into `[co × c·P]`, `dcol = Wᵀ·dY_c`, folded per (image,
+//!     channel) plane in parallel;
+//!   - weight grad: unfold and gather as above, `dWᵀ[K×co] (+)= col·dY_cᵀ` — one GEMM whose
+//!     reduction runs over all c·P pixels, accumulating over chunks in batch order; the
+//!     transposed form (m = K, n = co) measured ~20 % faster than m = co on student conv2.
+//!     dWᵀ is transposed into dw at the end.
 //!
-//! Per image the working set is small — col_n is `K·P·4` bytes, 451 KB for teacher conv2 —
-//! so the unfold, the GEMM and the fold of one image run out of L2. col_n / dcol_n live in a
-//! thread-local scratch vector taken out while in use (a nested rayon task landing on the
-//! same thread allocates its own instead of aliasing), so steady-state calls allocate nothing
-//! per image.
+//!   Running per-image GEMMs inside a parallel image loop instead measured ~2× slower on
+//!   teacher conv2 (a worker waiting in the GEMM's join steals another image, so pack buffers
+//!   are re-allocated and one L2 holds several images' operands).
 //!
-//! Weight grad: with large GEMMs each image accumulates (`Epilogue::accumulate`) straight into
-//! dw, in batch order. With small GEMMs the batch is cut into at most [`MAX_PARTIALS`] chunks
+//! The chunk's buffers live in a thread-local scratch vector taken out while in use (a nested
+//! rayon task landing on the same thread allocates its own instead of aliasing), so
+//! steady-state calls allocate nothing. Teacher conv2 needs (576 + 128)·3136·4 B = 8.8 MB.
+//!
+//! Weight grad with small GEMMs: the batch is cut into at most [`MAX_PARTIALS`] chunks
 //! of consecutive images (a count that depends on the batch size only); each chunk
 //! accumulates into its own partial (chunk 0 into dw itself), then the partials are added
 //! into dw in chunk order. Every output element thus sees the same sequence of float
-//! operations on every run and thread count: all four kernels are bit-for-bit deterministic,
-//! given a deterministic GEMM (the tests check 1, 2, 3 and 5 threads).
+//! operations on every run and thread count (the chunk size of the large path also depends on
+//! the shape only): all four kernels are bit-for-bit deterministic, given a deterministic GEMM
+//! (the tests check 1, 2, 3 and 5 threads).
 //!
-//! Measured (one core, Zen-class AVX2 at ~133 Gflop/s FMA peak, per image, min of 200): the
-//! conv2 kernels run at ~88–90 % of the bare per-image GEMM, i.e. 74–75 % of peak for
-//! teacher conv2 and 60–65 % for student conv2; the unfold/fold is the rest.
+//! Measured (2-core Zen 5, ~262 GFLOP/s AVX2 FMA peak, batch 128, one process, on a loaded
+//! shared box, so noisy): the bare chunk GEMMs run at 70–90 % of peak (student weight grad
+//! 36–50 %); the unfold/gather/scatter/fold phases are the rest.
 //!
 //! # What bounds it
 //!
@@ -302,6 +312,79 @@ fn images_in_parallel(g: &Geo) -> bool {
     2.0 * ((g.co * g.p() * g.k()) as f64) < SERIAL_IMAGES_MIN_FLOPS
 }
 
+/// Target number of columns (`images · P`) of one chunk's GEMM on the large-GEMM path: wide
+/// enough that the 6×16 tiles, the B packing and the fork/join are amortised (at P = 196 a
+/// per-image GEMM has only 12.25 column slivers, the last one a quarter full), small enough
+/// that a chunk's column matrix (teacher conv2: 576 × 1568 × 4 B = 3.6 MB) stays in L3.
+const CHUNK_COLUMNS: usize = 3136;
+
+/// Most images per chunk on the large-GEMM path.
+const MAX_CHUNK_IMAGES: usize = 16;
+
+/// Images per chunk on the large-GEMM path (a function of the shape only).
+fn images_per_chunk(g: &Geo) -> usize {
+    CHUNK_COLUMNS.div_ceil(g.p()).clamp(1, MAX_CHUNK_IMAGES)
+}
+
+/// Unfolds images `x[c×ci×h×w]` into one column matrix `col[K × c·P]` (column `i·P + p` is
+/// output position p of image i), input channels in parallel.
+fn im2col_chunk(g: &Geo, x: &[f32], c: usize, col: &mut [f32]) {
+    let (plane, cp) = (g.h * g.w, c * g.p());
+    let rows = g.kh * g.kw * cp;
+    col[..g.ci * rows]
+        .par_chunks_mut(rows)
+        .enumerate()
+        .with_min_len(CHANNELS_PER_TASK)
+        .for_each(|(ch, r)| {
+            for i in 0..c {
+                let xp = &x[(i * g.ci + ch) * plane..][..plane];
+                im2col_channel(g, xp, &mut r[i * g.p()..], cp);
+            }
+        });
+}
+
+/// Folds `dcol[K × c·P]` (columns as in [`im2col_chunk`]) back into images
+/// `dx[c×ci×h×w]` (overwritten), one (image, channel) plane per task, each in a fixed order.
+fn col2im_chunk(g: &Geo, dcol: &[f32], c: usize, dx: &mut [f32]) {
+    let (plane, cp) = (g.h * g.w, c * g.p());
+    let rows = g.kh * g.kw * cp;
+    dx[..c * g.in_image()]
+        .par_chunks_mut(plane)
+        .enumerate()
+        .with_min_len(CHANNELS_PER_TASK)
+        .for_each(|(t, d)| {
+            let (i, ch) = (t / g.ci, t % g.ci);
+            col2im_channel(g, &dcol[ch * rows + i * g.p()..], d, cp);
+        });
+}
+
+/// `dst[co × c·P]` (column `i·P + p`) from NCHW `src[c×co×P]`, rows in parallel.
+fn gather_chunk(g: &Geo, src: &[f32], c: usize, dst: &mut [f32]) {
+    let p = g.p();
+    dst[..g.co * c * p]
+        .par_chunks_mut(c * p)
+        .enumerate()
+        .with_min_len(8)
+        .for_each(|(o, row)| {
+            for (i, d) in row.chunks_exact_mut(p).enumerate() {
+                d.copy_from_slice(&src[(i * g.co + o) * p..][..p]);
+            }
+        });
+}
+
+/// NCHW `dst[c×co×P]` from `src[co × c·P]`, images in parallel.
+fn scatter_chunk(g: &Geo, src: &[f32], c: usize, dst: &mut [f32]) {
+    let p = g.p();
+    dst[..c * g.out_image()]
+        .par_chunks_mut(p)
+        .enumerate()
+        .with_min_len(8)
+        .for_each(|(t, d)| {
+            let (i, o) = (t / g.co, t % g.co);
+            d.copy_from_slice(&src[o * c * p + i * p..][..p]);
+        });
+}
+
 /// `y[n, co, oh, ow] = bias[co] + Σ_{ci,kh,kw} w[co, ci, kh, kw] · x[n, ci, oh·s−p+kh, ow·s−p+kw]`.
 pub fn conv2d_forward(s: &Conv2dShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     conv2d_forward_at(simd::level(), s, x, w, bias, y)
@@ -352,9 +435,22 @@ pub fn conv2d_forward_at(
             .zip(x.par_chunks(g.in_image()))
             .for_each(|(yn, xn)| image(yn, xn, false));
     } else {
-        for (yn, xn) in y.chunks_mut(g.out_image()).zip(x.chunks(g.in_image())) {
-            image(yn, xn, true);
-        }
+        // Chunks of images: one unfold into col[K × c·P], one GEMM with n = c·P, then the
+        // [co × c·P] result is scattered into the c images of y.
+        let per = images_per_chunk(&g);
+        with_scratch((k + g.co) * per * p, |buf| {
+            let (col, yc) = buf.split_at_mut(k * per * p);
+            for (yn, xn) in y
+                .chunks_mut(per * g.out_image())
+                .zip(x.chunks(per * g.in_image()))
+            {
+                let c = xn.len() / g.in_image();
+                let (col, yc) = (&mut col[..k * c * p], &mut yc[..g.co * c * p]);
+                im2col_chunk(&g, xn, c, col);
+                gemm_at(level, Trans::N, Trans::N, g.co, c * p, k, w, col, yc, ep);
+                scatter_chunk(&g, yc, c, yn);
+            }
+        });
     }
 }
 
@@ -410,9 +506,22 @@ pub fn conv2d_backward_input_at(
             .zip(dy.par_chunks(g.out_image()))
             .for_each(|(dxn, dyn_)| image(dxn, dyn_, false));
     } else {
-        for (dxn, dyn_) in dx.chunks_mut(g.in_image()).zip(dy.chunks(g.out_image())) {
-            image(dxn, dyn_, true);
-        }
+        // Chunks of images: dY gathered into [co × c·P], one GEMM dcol = Wᵀ·dY with n = c·P,
+        // then dcol folded into the c images of dx.
+        let per = images_per_chunk(&g);
+        with_scratch((k + g.co) * per * p, |buf| {
+            let (dcol, dyc) = buf.split_at_mut(k * per * p);
+            for (dxn, dyn_) in dx
+                .chunks_mut(per * g.in_image())
+                .zip(dy.chunks(per * g.out_image()))
+            {
+                let c = dxn.len() / g.in_image();
+                let (dcol, dyc) = (&mut dcol[..k * c * p], &mut dyc[..g.co * c * p]);
+                gather_chunk(&g, dyn_, c, dyc);
+                gemm_at(level, Trans::T, Trans::N, k, c * p, g.co, w, dyc, dcol, ep);
+                col2im_chunk(&g, dcol, c, dxn);
+            }
+        });
     }
 }
 
@@ -482,8 +591,36 @@ pub fn conv2d_backward_weight_at(
         return;
     }
     if !images_in_parallel(&g) {
-        // Big per-image GEMMs: one after another, each over the pool, straight into dw.
-        run(dw, 0..batch, true);
+        // Big per-image GEMMs: chunks of images one after another, each one GEMM over the
+        // pool with a reduction over all the chunk's pixels, accumulated in batch order. The
+        // GEMM forms the transpose, dWᵀ[K×co] (+)= col_c[K × c·P]·dY_cᵀ: m = K rather than
+        // m = co keeps more row blocks for the pool and measured ~20 % faster on student
+        // conv2 (co = 64). dWᵀ is transposed into dw at the end.
+        let per = images_per_chunk(&g);
+        with_scratch((k + g.co) * per * p + wlen, |buf| {
+            let (dwt, buf) = buf.split_at_mut(wlen);
+            let (col, dyc) = buf.split_at_mut(k * per * p);
+            for (ch, (xn, dyn_)) in x[..s.input_len()]
+                .chunks(per * g.in_image())
+                .zip(dy[..s.output_len()].chunks(per * g.out_image()))
+                .enumerate()
+            {
+                let c = xn.len() / g.in_image();
+                let (col, dyc) = (&mut col[..k * c * p], &mut dyc[..g.co * c * p]);
+                im2col_chunk(&g, xn, c, col);
+                gather_chunk(&g, dyn_, c, dyc);
+                let ep = Epilogue {
+                    accumulate: ch > 0,
+                    ..Epilogue::default()
+                };
+                gemm_at(level, Trans::N, Trans::T, k, g.co, c * p, col, dyc, dwt, ep);
+            }
+            for (o, row) in dw.chunks_exact_mut(k).enumerate() {
+                for (kk, d) in row.iter_mut().enumerate() {
+                    *d = dwt[kk * g.co + o];
+                }
+            }
+        });
         return;
     }
     let mut partials = vec![0.0f32; (chunks - 1) * wlen];

@@ -227,7 +227,15 @@ pub fn gemm_at(
 /// The epilogue alone, for k = 0.
 /// `c[j] = epilogue(x · b[j, :])` for the `n` rows of a row-major `[n, k]` matrix; rows are
 /// split across threads in fixed blocks, and each dot product is summed in a fixed order.
-fn gemv_rows(level: SimdLevel, n: usize, k: usize, x: &[f32], b: &[f32], c: &mut [f32], ep: Epilogue) {
+fn gemv_rows(
+    level: SimdLevel,
+    n: usize,
+    k: usize,
+    x: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    ep: Epilogue,
+) {
     const ROWS_PER_TASK: usize = 64;
     let run = |j0: usize, out: &mut [f32]| {
         for (dj, v) in out.iter_mut().enumerate() {
@@ -246,7 +254,9 @@ fn gemv_rows(level: SimdLevel, n: usize, k: usize, x: &[f32], b: &[f32], c: &mut
     };
     if 2.0 * (n * k) as f64 >= PARALLEL_MIN_FLOPS {
         use rayon::prelude::*;
-        c.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, out)| run(t * ROWS_PER_TASK, out));
+        c.par_chunks_mut(ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(t, out)| run(t * ROWS_PER_TASK, out));
     } else {
         run(0, c);
     }
@@ -291,13 +301,18 @@ unsafe fn dot_avx2(x: &[f32], y: &[f32]) -> f32 {
         i += 32;
     }
     while i + 8 <= n {
-        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(yp.add(i)), acc[0]);
+        acc[0] = _mm256_fmadd_ps(
+            _mm256_loadu_ps(xp.add(i)),
+            _mm256_loadu_ps(yp.add(i)),
+            acc[0],
+        );
         i += 8;
     }
     let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
     let mut lanes = [0.0f32; 8];
     _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
-    let mut total = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    let mut total = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+        + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
     while i < n {
         total += x[i] * y[i];
         i += 1;

@@ -77,6 +77,14 @@ fn shapes() -> Vec<Conv2dShape> {
         // Per-image GEMMs ≥ 1 MFLOP: the images-one-after-another path with a parallel unfold.
         shape(2, 13, (13, 13), 37, (3, 3), (1, 1), (1, 1)),
         shape(2, 7, (13, 13), 64, (5, 5), (2, 1), (2, 1)),
+        // The same path over chunks of several images (one unfold and one GEMM per chunk):
+        // batch 1, 5 and 17 (one partial chunk, a chunk of 16 plus one image), odd channel
+        // counts, stride 2 and padding 2, a pointwise kernel.
+        shape(1, 13, (13, 13), 37, (3, 3), (1, 1), (1, 1)),
+        shape(5, 13, (13, 13), 37, (3, 3), (1, 1), (1, 1)),
+        shape(17, 13, (13, 13), 37, (3, 3), (1, 1), (1, 1)),
+        shape(5, 7, (15, 13), 40, (5, 5), (2, 1), (2, 1)),
+        shape(3, 64, (14, 14), 48, (1, 1), (1, 1), (0, 0)),
     ]
 }
 
@@ -402,6 +410,9 @@ fn results_do_not_depend_on_thread_count() {
         shape(37, 5, (9, 11), 6, (3, 3), (1, 2), (1, 1)),
         shape(20, 1, (28, 28), 8, (3, 3), (1, 1), (1, 1)),
         shape(3, 13, (13, 13), 37, (3, 3), (1, 1), (1, 1)),
+        // Large GEMMs over chunks of images: a full chunk plus a partial one.
+        shape(17, 13, (13, 13), 37, (3, 3), (1, 1), (1, 1)),
+        shape(5, 7, (15, 13), 40, (5, 5), (2, 1), (2, 1)),
         // Thin-K kernels: odd width, stride 2, uneven weight-gradient chunks.
         shape(37, 1, (13, 29), 7, (3, 3), (1, 1), (1, 1)),
         shape(17, 3, (13, 13), 5, (2, 2), (2, 2), (1, 0)),

@@ -271,7 +271,8 @@ impl Device {
     /// The CPU backend (rayon + SIMD).
     pub fn cpu() -> Device {
         static CPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-        CPU.get_or_init(|| Device(Arc::new(cpu::CpuBackend::new()))).clone()
+        CPU.get_or_init(|| Device(Arc::new(cpu::CpuBackend::new())))
+            .clone()
     }
     pub fn backend(&self) -> &dyn Backend {
         &*self.0

@@ -3,6 +3,10 @@
 
 pub mod pipeline;
 pub mod plot;
+pub mod report;
 pub mod train;
 
-pub use train::{evaluate, load_model, predict_logits, save_model, train, EpochRecord, InputSpec, KdConfig, Observer, OptimizerKind, Silent, TeacherLogits, TrainConfig, TrainJob, Trained};
+pub use train::{
+    evaluate, load_model, predict_logits, save_model, train, EpochRecord, InputSpec, KdConfig,
+    Observer, OptimizerKind, Silent, TeacherLogits, TrainConfig, TrainJob, Trained,
+};

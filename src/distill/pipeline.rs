@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::train::{self, EpochRecord, InputSpec, KdConfig, Observer, TeacherLogits, TrainConfig, TrainJob, Trained};
+use super::train::{
+    self, EpochRecord, InputSpec, KdConfig, Observer, TeacherLogits, TrainConfig, TrainJob, Trained,
+};
 use crate::checkpoint::StoreDtype;
 use crate::data::{self, Dataset, LoadOptions, Split};
 use crate::nn::{ArchSpec, Sequential};
@@ -46,8 +48,14 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             data: data::default_data_dir(),
-            teacher: TrainConfig { epochs: 5, ..TrainConfig::default() },
-            student: TrainConfig { epochs: 30, ..TrainConfig::default() },
+            teacher: TrainConfig {
+                epochs: 5,
+                ..TrainConfig::default()
+            },
+            student: TrainConfig {
+                epochs: 30,
+                ..TrainConfig::default()
+            },
             kd: KdConfig::default(),
             label_fraction: 0.1,
             seeds: 1,
@@ -64,8 +72,14 @@ impl RunConfig {
     pub fn quick() -> Self {
         let d = RunConfig::default();
         RunConfig {
-            teacher: TrainConfig { epochs: 1, ..d.teacher.clone() },
-            student: TrainConfig { epochs: 3, ..d.student.clone() },
+            teacher: TrainConfig {
+                epochs: 1,
+                ..d.teacher.clone()
+            },
+            student: TrainConfig {
+                epochs: 3,
+                ..d.student.clone()
+            },
             max_train: Some(6000),
             max_test: Some(2000),
             label_fraction: 0.2,
@@ -77,16 +91,25 @@ impl RunConfig {
         self.teacher.validate()?;
         self.student.validate()?;
         if !(self.label_fraction > 0.0 && self.label_fraction <= 1.0) {
-            return Err(Error::Other(format!("--label-fraction must be in (0, 1], got {}", self.label_fraction)));
+            return Err(Error::Other(format!(
+                "--label-fraction must be in (0, 1], got {}",
+                self.label_fraction
+            )));
         }
         if self.seeds == 0 {
             return Err(Error::Other("--seeds must be at least 1".into()));
         }
         if !(self.kd.temperature.is_finite() && self.kd.temperature > 0.0) {
-            return Err(Error::Other(format!("--temperature must be > 0, got {}", self.kd.temperature)));
+            return Err(Error::Other(format!(
+                "--temperature must be > 0, got {}",
+                self.kd.temperature
+            )));
         }
         if !(0.0..=1.0).contains(&self.kd.alpha) {
-            return Err(Error::Other(format!("--alpha must be in [0, 1], got {}", self.kd.alpha)));
+            return Err(Error::Other(format!(
+                "--alpha must be in [0, 1], got {}",
+                self.kd.alpha
+            )));
         }
         Ok(())
     }
@@ -174,7 +197,11 @@ pub struct Report {
 pub fn mean_std(values: &[f64]) -> (f64, f64) {
     let n = values.len().max(1) as f64;
     let mean = values.iter().sum::<f64>() / n;
-    let var = if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 
@@ -219,22 +246,43 @@ pub fn load_dataset(cfg: &RunConfig) -> Result<Dataset> {
 
 /// Runs the whole job into `run_dir` (created; an existing one is resumed: finished runs are
 /// restored from their checkpoints and unfinished ones continue where they stopped).
-pub fn run(cfg: &RunConfig, device: &Device, run_dir: &Path, obs: &mut dyn Observer) -> Result<Report> {
+pub fn run(
+    cfg: &RunConfig,
+    device: &Device,
+    run_dir: &Path,
+    obs: &mut dyn Observer,
+) -> Result<Report> {
     cfg.validate()?;
     let started = Instant::now();
-    std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
     let config_path = run_dir.join("config.json");
     if config_path.exists() {
         let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let saved: RunConfig = serde_json::from_str(&text).map_err(|e| Error::Other(format!("{}: {e}", config_path.display())))?;
-        let comparable = RunConfig { teacher: TrainConfig { epochs: cfg.teacher.epochs, ..saved.teacher.clone() }, student: TrainConfig { epochs: cfg.student.epochs, ..saved.student.clone() }, ..saved.clone() };
+        let saved: RunConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::Other(format!("{}: {e}", config_path.display())))?;
+        let comparable = RunConfig {
+            teacher: TrainConfig {
+                epochs: cfg.teacher.epochs,
+                ..saved.teacher.clone()
+            },
+            student: TrainConfig {
+                epochs: cfg.student.epochs,
+                ..saved.student.clone()
+            },
+            ..saved.clone()
+        };
         if &comparable != cfg {
             return Err(Error::Other(format!("{} holds a run with other settings; use a new --out or the same settings (only epochs may change)", run_dir.display())));
         }
     }
-    crate::checkpoint::write_atomic(&config_path, serde_json::to_string_pretty(cfg).unwrap_or_default().as_bytes())?;
-
+    // Load the data first: a bad --data must not leave a run directory behind.
     let ds = load_dataset(cfg)?;
+    std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+    crate::checkpoint::write_atomic(
+        &config_path,
+        serde_json::to_string_pretty(cfg)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     let input = InputSpec::of(&ds);
     let classes = ds.num_classes();
     let teacher_spec = ArchSpec::preset("teacher", ds.channels, ds.height, ds.width, classes)?;
@@ -242,14 +290,27 @@ pub fn run(cfg: &RunConfig, device: &Device, run_dir: &Path, obs: &mut dyn Obser
     let full_train = Arc::new(ds.train.clone());
     let test = Arc::new(ds.test.clone());
     let metrics_path = run_dir.join("metrics.jsonl");
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-    let mut log = MetricsLog { file, path: metrics_path, inner: obs, error: None };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| Error::io(&metrics_path, e))?;
+    let mut log = MetricsLog {
+        file,
+        path: metrics_path,
+        inner: obs,
+        error: None,
+    };
 
     // 1. The teacher: trained on everything, or loaded.
     let (teacher, teacher_summary) = match &cfg.teacher_checkpoint {
         Some(path) => {
             let loaded = train::load_model(path, device, None, None)?;
-            if loaded.spec.num_classes != classes || loaded.spec.in_channels != ds.channels || loaded.spec.height != ds.height || loaded.spec.width != ds.width {
+            if loaded.spec.num_classes != classes
+                || loaded.spec.in_channels != ds.channels
+                || loaded.spec.height != ds.height
+                || loaded.spec.width != ds.width
+            {
                 return Err(Error::Checkpoint(format!(
                     "{}: teacher expects {}x{}x{} inputs and {} classes, the data has {}x{}x{} and {classes}",
                     path.display(),
@@ -263,7 +324,11 @@ pub fn run(cfg: &RunConfig, device: &Device, run_dir: &Path, obs: &mut dyn Obser
                 )));
             }
             let eval = train::evaluate(&loaded.model, device, &test, &input, 256, false)?;
-            log.message(&format!("teacher loaded from {}: test accuracy {:.2}%", path.display(), 100.0 * eval.accuracy));
+            log.message(&format!(
+                "teacher loaded from {}: test accuracy {:.2}%",
+                path.display(),
+                100.0 * eval.accuracy
+            ));
             let summary = RunSummary {
                 run: "teacher".into(),
                 arch: loaded.spec.arch.clone(),
@@ -291,13 +356,18 @@ pub fn run(cfg: &RunConfig, device: &Device, run_dir: &Path, obs: &mut dyn Obser
                 resume: true,
             };
             let t = train::train(job, &mut log)?;
-            let summary = RunSummary::of("teacher", "teacher", cfg.teacher.seed, full_train.len(), &t);
+            let summary =
+                RunSummary::of("teacher", "teacher", cfg.teacher.seed, full_train.len(), &t);
             (t.model, summary)
         }
     };
 
     // 2. The students' data: a seeded, stratified fraction of the labelled set.
-    let student_train: Arc<Split> = if cfg.label_fraction < 1.0 { Arc::new(full_train.label_fraction(cfg.label_fraction, cfg.student.seed)?) } else { full_train.clone() };
+    let student_train: Arc<Split> = if cfg.label_fraction < 1.0 {
+        Arc::new(full_train.label_fraction(cfg.label_fraction, cfg.student.seed)?)
+    } else {
+        full_train.clone()
+    };
 
     // 3. Offline KD: the teacher's logits over the students' images, once.
     let (teacher_logits, cache_seconds) = if cfg.student.augment.is_active() {
@@ -306,7 +376,10 @@ pub fn run(cfg: &RunConfig, device: &Device, run_dir: &Path, obs: &mut dyn Obser
         let t0 = Instant::now();
         let logits = train::predict_logits(&teacher, device, &student_train, &input, 256)?;
         let secs = t0.elapsed().as_secs_f64();
-        log.message(&format!("teacher logits cached for {} images in {secs:.1}s (offline KD)", student_train.len()));
+        log.message(&format!(
+            "teacher logits cached for {} images in {secs:.1}s (offline KD)",
+            student_train.len()
+        ));
         (TeacherLogits::Cached(Arc::new(logits)), Some(secs))
     };
 
@@ -316,15 +389,25 @@ pub fn run(cfg: &RunConfig, device: &Device, run_dir: &Path, obs: &mut dyn Obser
     let mut kd_models: Vec<Sequential> = Vec::new();
     for i in 0..cfg.seeds {
         let seed = cfg.student.seed + i as u64;
-        let suffix = if cfg.seeds > 1 { format!("-seed{seed}") } else { String::new() };
-        for (run, kd_cfg) in [("baseline", None), ("kd", Some((cfg.kd, teacher_logits.clone())))] {
+        let suffix = if cfg.seeds > 1 {
+            format!("-seed{seed}")
+        } else {
+            String::new()
+        };
+        for (run, kd_cfg) in [
+            ("baseline", None),
+            ("kd", Some((cfg.kd, teacher_logits.clone()))),
+        ] {
             let name = format!("{run}{suffix}");
             let job = TrainJob {
                 run: name.clone(),
                 spec: student_spec.clone(),
                 input: input.clone(),
                 device: device.clone(),
-                config: TrainConfig { seed, ..cfg.student.clone() },
+                config: TrainConfig {
+                    seed,
+                    ..cfg.student.clone()
+                },
                 train: student_train.clone(),
                 test: test.clone(),
                 kd: kd_cfg,
@@ -345,21 +428,37 @@ pub fn run(cfg: &RunConfig, device: &Device, run_dir: &Path, obs: &mut dyn Obser
         return Err(e);
     }
     if cfg.half {
-        for (dir, spec) in [("teacher", &teacher_spec), ("kd", &student_spec), ("baseline", &student_spec)] {
-            let src = run_dir.join(dir).join("best.safetensors");
+        let runs = std::iter::once(("teacher".to_string(), &teacher_spec)).chain(
+            baseline
+                .iter()
+                .chain(&kd)
+                .map(|r| (r.run.clone(), &student_spec)),
+        );
+        for (dir, spec) in runs {
+            let src = run_dir.join(&dir).join("best.safetensors");
             if src.exists() {
-                let loaded = train::load_model(&src, device, Some(spec.clone()), Some(input.clone()))?;
+                let loaded =
+                    train::load_model(&src, device, Some(spec.clone()), Some(input.clone()))?;
                 let meta: Vec<(String, String)> = loaded.metadata.into_iter().collect();
-                train::save_model(&run_dir.join(dir).join("best.f16.safetensors"), &loaded.model, &meta, StoreDtype::F16)?;
+                train::save_model(
+                    &run_dir.join(&dir).join("best.f16.safetensors"),
+                    &loaded.model,
+                    &meta,
+                    StoreDtype::F16,
+                )?;
             }
         }
     }
 
     // 5. What it bought: accuracy, size, speed.
+    log.message("evaluating the KD student and measuring inference latency and throughput…");
     let kd_eval = train::evaluate(&kd_models[0], device, &test, &input, 256, true)?;
     let teacher_stats = model_stats(&teacher, &teacher_spec, device)?;
     let student_stats = model_stats(&kd_models[0], &student_spec, device)?;
-    let gains = |f: fn(&RunSummary) -> f64| mean_std(&kd.iter().map(f).collect::<Vec<_>>()).0 - mean_std(&baseline.iter().map(f).collect::<Vec<_>>()).0;
+    let gains = |f: fn(&RunSummary) -> f64| {
+        mean_std(&kd.iter().map(f).collect::<Vec<_>>()).0
+            - mean_std(&baseline.iter().map(f).collect::<Vec<_>>()).0
+    };
     let student_epochs_run = (cfg.student.epochs * cfg.seeds) as f64;
     let report = Report {
         version: env!("CARGO_PKG_VERSION").into(),

@@ -40,7 +40,9 @@ impl std::str::FromStr for OptimizerKind {
             "adam" => Ok(OptimizerKind::Adam),
             "adamw" => Ok(OptimizerKind::AdamW),
             "sgd" => Ok(OptimizerKind::Sgd),
-            other => Err(format!("unknown optimizer '{other}': expected adam, adamw or sgd")),
+            other => Err(format!(
+                "unknown optimizer '{other}': expected adam, adamw or sgd"
+            )),
         }
     }
 }
@@ -82,10 +84,16 @@ impl TrainConfig {
             return Err(Error::Other("epochs and batch size must be > 0".into()));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::Other(format!("learning rate must be finite and > 0, got {}", self.lr)));
+            return Err(Error::Other(format!(
+                "learning rate must be finite and > 0, got {}",
+                self.lr
+            )));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(Error::Other(format!("weight decay must be >= 0, got {}", self.weight_decay)));
+            return Err(Error::Other(format!(
+                "weight decay must be >= 0, got {}",
+                self.weight_decay
+            )));
         }
         Ok(())
     }
@@ -94,7 +102,9 @@ impl TrainConfig {
         match self.optimizer {
             OptimizerKind::Adam => OptimConfig::adam(self.lr, self.weight_decay),
             OptimizerKind::AdamW => OptimConfig::adamw(self.lr, self.weight_decay),
-            OptimizerKind::Sgd => OptimConfig::sgd(self.lr, self.momentum, self.weight_decay, false),
+            OptimizerKind::Sgd => {
+                OptimConfig::sgd(self.lr, self.momentum, self.weight_decay, false)
+            }
         }
     }
 }
@@ -108,7 +118,10 @@ pub struct KdConfig {
 
 impl Default for KdConfig {
     fn default() -> Self {
-        KdConfig { temperature: 4.0, alpha: 0.9 }
+        KdConfig {
+            temperature: 4.0,
+            alpha: 0.9,
+        }
     }
 }
 
@@ -136,7 +149,14 @@ pub struct InputSpec {
 
 impl InputSpec {
     pub fn of(ds: &data::Dataset) -> InputSpec {
-        InputSpec { channels: ds.channels, height: ds.height, width: ds.width, mean: ds.mean.clone(), std: ds.std.clone(), class_names: ds.class_names.clone() }
+        InputSpec {
+            channels: ds.channels,
+            height: ds.height,
+            width: ds.width,
+            mean: ds.mean.clone(),
+            std: ds.std.clone(),
+            class_names: ds.class_names.clone(),
+        }
     }
     fn batch_config(&self, batch_size: usize) -> BatchConfig {
         BatchConfig::eval(batch_size, self.mean.clone(), self.std.clone())
@@ -213,7 +233,12 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
     if let (true, Some(dir)) = (job.resume, &job.checkpoint_dir) {
         if dir.join("last.state.safetensors").exists() {
             history = restore(dir, &job, &model, &mut optimizer)?;
-            obs.message(&format!("{}: resumed after epoch {} from {}", job.run, history.len(), dir.display()));
+            obs.message(&format!(
+                "{}: resumed after epoch {} from {}",
+                job.run,
+                history.len(),
+                dir.display()
+            ));
         }
     }
     if let Some(dir) = &job.checkpoint_dir {
@@ -227,10 +252,16 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
     batch_cfg.augment = cfg.augment;
     if let Some((_, TeacherLogits::Cached(logits))) = &job.kd {
         if cfg.augment.is_active() {
-            return Err(Error::Other("cached teacher logits cannot be used with augmentation: use online KD".into()));
+            return Err(Error::Other(
+                "cached teacher logits cannot be used with augmentation: use online KD".into(),
+            ));
         }
         if logits.len() != job.train.len() * classes {
-            return Err(Error::Shape(format!("cached teacher logits hold {} values, expected {} images × {classes} classes", logits.len(), job.train.len())));
+            return Err(Error::Shape(format!(
+                "cached teacher logits hold {} values, expected {} images × {classes} classes",
+                logits.len(),
+                job.train.len()
+            )));
         }
     }
 
@@ -241,7 +272,14 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
         let epoch_start = Instant::now();
         let lr = cfg.schedule.lr_at(cfg.lr, epoch - 1);
         optimizer.set_lr(lr);
-        let batches = data::try_batches(job.train.clone(), input.channels, input.height, input.width, &batch_cfg, epoch as u64)?;
+        let batches = data::try_batches(
+            job.train.clone(),
+            input.channels,
+            input.height,
+            input.width,
+            &batch_cfg,
+            epoch as u64,
+        )?;
         let total_batches = batches.num_batches();
         obs.epoch_start(&job.run, epoch, cfg.epochs, total_batches);
 
@@ -281,7 +319,12 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
             let mean_loss = if read {
                 let l = loss_sum.to_vec()?[0] as f64 / seen as f64;
                 if !l.is_finite() {
-                    let kept = job.checkpoint_dir.as_ref().map(|d| format!("; the last good checkpoint is kept in {}", d.display())).unwrap_or_default();
+                    let kept = job
+                        .checkpoint_dir
+                        .as_ref()
+                        .filter(|d| d.join("last.safetensors").exists())
+                        .map(|d| format!("; the last good checkpoint is kept in {}", d.display()))
+                        .unwrap_or_else(|| "; no checkpoint was written".into());
                     return Err(Error::Diverged(format!(
                         "{}: the training loss became {l} in epoch {epoch} by batch {done} (try a lower --lr){kept}",
                         job.run
@@ -292,12 +335,23 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
                 be.flush()?;
                 None
             };
-            obs.batch(done, mean_loss, seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9));
+            obs.batch(
+                done,
+                mean_loss,
+                seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9),
+            );
         }
         let train_loss = loss_sum.to_vec()?[0] as f64 / seen.max(1) as f64;
         let train_accuracy = correct.to_vec_u32()?[0] as f64 / seen.max(1) as f64;
         let train_seconds = epoch_start.elapsed().as_secs_f64();
-        let eval = evaluate(&model, device, &job.test, input, cfg.batch_size.max(256), false)?;
+        let eval = evaluate(
+            &model,
+            device,
+            &job.test,
+            input,
+            cfg.batch_size.max(256),
+            false,
+        )?;
         let record = EpochRecord {
             run: job.run.clone(),
             epoch,
@@ -309,22 +363,47 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
             seconds: epoch_start.elapsed().as_secs_f64(),
             images_per_second: seen as f64 / train_seconds.max(1e-9),
         };
-        let is_best = history.iter().all(|r| record.test_accuracy > r.test_accuracy);
+        let is_best = history
+            .iter()
+            .all(|r| record.test_accuracy > r.test_accuracy);
         history.push(record.clone());
         if let Some(dir) = &job.checkpoint_dir {
             let meta = model_metadata(&job.spec, input, cfg.seed, Some(&record));
-            save_model(&dir.join("last.safetensors"), &model, &meta, StoreDtype::F32)?;
+            save_model(
+                &dir.join("last.safetensors"),
+                &model,
+                &meta,
+                StoreDtype::F32,
+            )?;
             if is_best {
-                save_model(&dir.join("best.safetensors"), &model, &meta, StoreDtype::F32)?;
+                save_model(
+                    &dir.join("best.safetensors"),
+                    &model,
+                    &meta,
+                    StoreDtype::F32,
+                )?;
             }
             save_state(dir, &optimizer, &history, cfg)?;
         }
         obs.epoch_end(&record);
     }
 
-    let (best_epoch, best_accuracy) = history.iter().fold((0, f64::MIN), |(be, ba), r| if r.test_accuracy > ba { (r.epoch, r.test_accuracy) } else { (be, ba) });
+    let (best_epoch, best_accuracy) = history.iter().fold((0, f64::MIN), |(be, ba), r| {
+        if r.test_accuracy > ba {
+            (r.epoch, r.test_accuracy)
+        } else {
+            (be, ba)
+        }
+    });
     let final_accuracy = history.last().map_or(0.0, |r| r.test_accuracy);
-    Ok(Trained { model, history, best_epoch, best_accuracy, final_accuracy, seconds: started.elapsed().as_secs_f64() })
+    Ok(Trained {
+        model,
+        history,
+        best_epoch,
+        best_accuracy,
+        final_accuracy,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Test-set metrics.
@@ -336,7 +415,14 @@ pub struct Evaluation {
 }
 
 /// Mean cross-entropy and accuracy of `model` on `split` (no tape, in order, no augmentation).
-pub fn evaluate(model: &Sequential, device: &Device, split: &Arc<Split>, input: &InputSpec, batch_size: usize, confusion: bool) -> Result<Evaluation> {
+pub fn evaluate(
+    model: &Sequential,
+    device: &Device,
+    split: &Arc<Split>,
+    input: &InputSpec,
+    batch_size: usize,
+    confusion: bool,
+) -> Result<Evaluation> {
     no_grad(|| {
         let classes = input.class_names.len();
         let be = device.backend();
@@ -344,13 +430,23 @@ pub fn evaluate(model: &Sequential, device: &Device, split: &Arc<Split>, input: 
         let correct = Tensor::from_u32(&[0], &[1], device)?;
         let mut matrix = confusion.then(|| vec![vec![0u64; classes]; classes]);
         let mut n = 0usize;
-        for batch in data::try_batches(split.clone(), input.channels, input.height, input.width, &input.batch_config(batch_size), 0)? {
+        for batch in data::try_batches(
+            split.clone(),
+            input.channels,
+            input.height,
+            input.width,
+            &input.batch_config(batch_size),
+            0,
+        )? {
             let rows = batch.len();
             let x = Tensor::from_f32(&batch.images, &batch.shape, device)?;
             let y = Tensor::from_u32(&batch.labels, &[rows], device)?;
             let logits = model.forward(&x)?;
             if logits.shape() != [rows, classes] {
-                return Err(Error::Shape(format!("model outputs {:?} but the data has {classes} classes", logits.shape())));
+                return Err(Error::Shape(format!(
+                    "model outputs {:?} but the data has {classes} classes",
+                    logits.shape()
+                )));
             }
             let loss = ops::cross_entropy(&logits, &y)?;
             be.axpy(rows as f32, loss.storage(), loss_sum.storage())?;
@@ -375,10 +471,23 @@ pub fn evaluate(model: &Sequential, device: &Device, split: &Arc<Split>, input: 
 }
 
 /// The model's logits for every image of `split`, `[n, classes]` row-major (offline KD).
-pub fn predict_logits(model: &Sequential, device: &Device, split: &Arc<Split>, input: &InputSpec, batch_size: usize) -> Result<Vec<f32>> {
+pub fn predict_logits(
+    model: &Sequential,
+    device: &Device,
+    split: &Arc<Split>,
+    input: &InputSpec,
+    batch_size: usize,
+) -> Result<Vec<f32>> {
     no_grad(|| {
         let mut out = Vec::with_capacity(split.len() * input.class_names.len());
-        for batch in data::try_batches(split.clone(), input.channels, input.height, input.width, &input.batch_config(batch_size), 0)? {
+        for batch in data::try_batches(
+            split.clone(),
+            input.channels,
+            input.height,
+            input.width,
+            &input.batch_config(batch_size),
+            0,
+        )? {
             let x = Tensor::from_f32(&batch.images, &batch.shape, device)?;
             out.extend(model.forward(&x)?.to_vec()?);
         }
@@ -388,13 +497,20 @@ pub fn predict_logits(model: &Sequential, device: &Device, split: &Arc<Split>, i
 
 /// Index of the first maximum.
 pub fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+    row.iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
 }
 
 // --- checkpoints -------------------------------------------------------------------------------
 
 /// Metadata every model checkpoint carries (all values are strings, as safetensors wants).
-pub fn model_metadata(spec: &ArchSpec, input: &InputSpec, seed: u64, record: Option<&EpochRecord>) -> Vec<(String, String)> {
+pub fn model_metadata(
+    spec: &ArchSpec,
+    input: &InputSpec,
+    seed: u64,
+    record: Option<&EpochRecord>,
+) -> Vec<(String, String)> {
     let mut m = vec![
         ("format".to_string(), "distill".to_string()),
         ("version".into(), env!("CARGO_PKG_VERSION").into()),
@@ -403,26 +519,55 @@ pub fn model_metadata(spec: &ArchSpec, input: &InputSpec, seed: u64, record: Opt
         ("height".into(), spec.height.to_string()),
         ("width".into(), spec.width.to_string()),
         ("num_classes".into(), spec.num_classes.to_string()),
-        ("arch_spec".into(), serde_json::to_string(spec).unwrap_or_default()),
-        ("input".into(), serde_json::to_string(input).unwrap_or_default()),
-        ("class_names".into(), serde_json::to_string(&input.class_names).unwrap_or_default()),
-        ("mean".into(), serde_json::to_string(&input.mean).unwrap_or_default()),
-        ("std".into(), serde_json::to_string(&input.std).unwrap_or_default()),
+        (
+            "arch_spec".into(),
+            serde_json::to_string(spec).unwrap_or_default(),
+        ),
+        (
+            "input".into(),
+            serde_json::to_string(input).unwrap_or_default(),
+        ),
+        (
+            "class_names".into(),
+            serde_json::to_string(&input.class_names).unwrap_or_default(),
+        ),
+        (
+            "mean".into(),
+            serde_json::to_string(&input.mean).unwrap_or_default(),
+        ),
+        (
+            "std".into(),
+            serde_json::to_string(&input.std).unwrap_or_default(),
+        ),
         ("seed".into(), seed.to_string()),
     ];
     if let Some(r) = record {
         m.push(("epoch".into(), r.epoch.to_string()));
-        m.push(("metrics".into(), serde_json::to_string(r).unwrap_or_default()));
+        m.push((
+            "metrics".into(),
+            serde_json::to_string(r).unwrap_or_default(),
+        ));
     }
     m
 }
 
 /// Writes the model's parameters (PyTorch names and layouts) atomically.
-pub fn save_model(path: &Path, model: &Sequential, metadata: &[(String, String)], dtype: StoreDtype) -> Result<()> {
+pub fn save_model(
+    path: &Path,
+    model: &Sequential,
+    metadata: &[(String, String)],
+    dtype: StoreDtype,
+) -> Result<()> {
     let tensors = model
         .parameters()
         .into_iter()
-        .map(|(name, t)| Ok(NamedTensor { name, shape: t.shape().to_vec(), data: t.to_vec()? }))
+        .map(|(name, t)| {
+            Ok(NamedTensor {
+                name,
+                shape: t.shape().to_vec(),
+                data: t.to_vec()?,
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     checkpoint::save(path, &tensors, &metadata.iter().cloned().collect(), dtype)
 }
@@ -437,28 +582,51 @@ pub struct LoadedModel {
 
 /// Loads a checkpoint written by [`save_model`] (or a PyTorch state_dict of the seed's
 /// modules saved with safetensors plus our metadata keys, or given `spec`/`input` explicitly).
-pub fn load_model(path: &Path, device: &Device, spec: Option<ArchSpec>, input: Option<InputSpec>) -> Result<LoadedModel> {
+pub fn load_model(
+    path: &Path,
+    device: &Device,
+    spec: Option<ArchSpec>,
+    input: Option<InputSpec>,
+) -> Result<LoadedModel> {
     let ckpt = checkpoint::load(path)?;
     let meta = &ckpt.metadata;
     let spec = match spec {
         Some(s) => s,
         None => match meta.get("arch_spec") {
-            Some(json) => serde_json::from_str(json).map_err(|e| Error::Checkpoint(format!("{}: bad arch_spec metadata: {e}", path.display())))?,
+            Some(json) => serde_json::from_str(json).map_err(|e| {
+                Error::Checkpoint(format!("{}: bad arch_spec metadata: {e}", path.display()))
+            })?,
             None => {
                 let get = |k: &str| -> Result<usize> {
-                    meta.get(k)
-                        .and_then(|v| v.parse().ok())
-                        .ok_or_else(|| Error::Checkpoint(format!("{}: metadata lacks '{k}' (needed to rebuild the architecture)", path.display())))
+                    meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| {
+                        Error::Checkpoint(format!(
+                            "{}: metadata lacks '{k}' (needed to rebuild the architecture)",
+                            path.display()
+                        ))
+                    })
                 };
-                let arch = meta.get("arch").ok_or_else(|| Error::Checkpoint(format!("{}: metadata lacks 'arch' (teacher or student)", path.display())))?;
-                ArchSpec::preset(arch, get("in_channels")?, get("height")?, get("width")?, get("num_classes")?)?
+                let arch = meta.get("arch").ok_or_else(|| {
+                    Error::Checkpoint(format!(
+                        "{}: metadata lacks 'arch' (teacher or student)",
+                        path.display()
+                    ))
+                })?;
+                ArchSpec::preset(
+                    arch,
+                    get("in_channels")?,
+                    get("height")?,
+                    get("width")?,
+                    get("num_classes")?,
+                )?
             }
         },
     };
     let input = match input {
         Some(i) => i,
         None => match meta.get("input") {
-            Some(json) => serde_json::from_str(json).map_err(|e| Error::Checkpoint(format!("{}: bad input metadata: {e}", path.display())))?,
+            Some(json) => serde_json::from_str(json).map_err(|e| {
+                Error::Checkpoint(format!("{}: bad input metadata: {e}", path.display()))
+            })?,
             None => InputSpec {
                 channels: spec.in_channels,
                 height: spec.height,
@@ -472,43 +640,100 @@ pub fn load_model(path: &Path, device: &Device, spec: Option<ArchSpec>, input: O
     checkpoint::check_matches(&spec.parameter_shapes(), &ckpt, path)?;
     let model = spec.build(device, 0)?;
     for (name, p) in model.parameters() {
-        let t = ckpt.get(&name).ok_or_else(|| Error::Checkpoint(format!("{}: missing {name}", path.display())))?;
+        let t = ckpt
+            .get(&name)
+            .ok_or_else(|| Error::Checkpoint(format!("{}: missing {name}", path.display())))?;
         p.assign(&t.data)?;
     }
-    Ok(LoadedModel { spec, input, model, metadata: ckpt.metadata })
+    Ok(LoadedModel {
+        spec,
+        input,
+        model,
+        metadata: ckpt.metadata,
+    })
 }
 
-fn save_state(dir: &Path, optimizer: &Optimizer, history: &[EpochRecord], cfg: &TrainConfig) -> Result<()> {
+fn save_state(
+    dir: &Path,
+    optimizer: &Optimizer,
+    history: &[EpochRecord],
+    cfg: &TrainConfig,
+) -> Result<()> {
     let (tensors, steps) = optimizer.export_state()?;
     let meta = [
-        ("history".to_string(), serde_json::to_string(history).unwrap_or_default()),
-        ("optimizer_steps".into(), serde_json::to_string(&steps).unwrap_or_default()),
-        ("config".into(), serde_json::to_string(cfg).unwrap_or_default()),
+        (
+            "history".to_string(),
+            serde_json::to_string(history).unwrap_or_default(),
+        ),
+        (
+            "optimizer_steps".into(),
+            serde_json::to_string(&steps).unwrap_or_default(),
+        ),
+        (
+            "config".into(),
+            serde_json::to_string(cfg).unwrap_or_default(),
+        ),
     ];
-    checkpoint::save(&dir.join("last.state.safetensors"), &tensors, &meta.into_iter().collect(), StoreDtype::F32)
+    checkpoint::save(
+        &dir.join("last.state.safetensors"),
+        &tensors,
+        &meta.into_iter().collect(),
+        StoreDtype::F32,
+    )
 }
 
 /// Restores weights, optimiser state and history from `dir/last.*`; the data order and
 /// augmentation are functions of (seed, epoch), so nothing else is needed to continue exactly.
-fn restore(dir: &Path, job: &TrainJob, model: &Sequential, optimizer: &mut Optimizer) -> Result<Vec<EpochRecord>> {
+fn restore(
+    dir: &Path,
+    job: &TrainJob,
+    model: &Sequential,
+    optimizer: &mut Optimizer,
+) -> Result<Vec<EpochRecord>> {
     let state_path = dir.join("last.state.safetensors");
     let state = checkpoint::load(&state_path)?;
     let bad = |what: &str| Error::Checkpoint(format!("{}: {what}", state_path.display()));
-    let saved_cfg: TrainConfig = serde_json::from_str(state.metadata.get("config").ok_or_else(|| bad("no config"))?).map_err(|e| bad(&format!("bad config: {e}")))?;
-    let same_schedule = TrainConfig { epochs: job.config.epochs, ..saved_cfg.clone() };
+    let saved_cfg: TrainConfig = serde_json::from_str(
+        state
+            .metadata
+            .get("config")
+            .ok_or_else(|| bad("no config"))?,
+    )
+    .map_err(|e| bad(&format!("bad config: {e}")))?;
+    let same_schedule = TrainConfig {
+        epochs: job.config.epochs,
+        ..saved_cfg.clone()
+    };
     if same_schedule != job.config {
         return Err(Error::Checkpoint(format!(
             "{}: cannot resume: the run was started with different settings ({saved_cfg:?}); only --epochs may change",
             state_path.display()
         )));
     }
-    let history: Vec<EpochRecord> = serde_json::from_str(state.metadata.get("history").ok_or_else(|| bad("no history"))?).map_err(|e| bad(&format!("bad history: {e}")))?;
-    let steps: Vec<u32> = serde_json::from_str(state.metadata.get("optimizer_steps").ok_or_else(|| bad("no optimizer steps"))?).map_err(|e| bad(&format!("bad optimizer steps: {e}")))?;
+    let history: Vec<EpochRecord> = serde_json::from_str(
+        state
+            .metadata
+            .get("history")
+            .ok_or_else(|| bad("no history"))?,
+    )
+    .map_err(|e| bad(&format!("bad history: {e}")))?;
+    let steps: Vec<u32> = serde_json::from_str(
+        state
+            .metadata
+            .get("optimizer_steps")
+            .ok_or_else(|| bad("no optimizer steps"))?,
+    )
+    .map_err(|e| bad(&format!("bad optimizer steps: {e}")))?;
     let weights_path = dir.join("last.safetensors");
     let weights = checkpoint::load(&weights_path)?;
     checkpoint::check_matches(&job.spec.parameter_shapes(), &weights, &weights_path)?;
     for (name, p) in model.parameters() {
-        p.assign(&weights.get(&name).ok_or_else(|| bad(&format!("missing {name}")))?.data)?;
+        p.assign(
+            &weights
+                .get(&name)
+                .ok_or_else(|| bad(&format!("missing {name}")))?
+                .data,
+        )?;
     }
     optimizer.import_state(&state.tensors, &steps)?;
     Ok(history)

@@ -12,28 +12,63 @@ use crate::{Device, Error, Result, Tensor};
 
 /// One layer of a [`Sequential`].
 pub enum Layer {
-    Conv2d { name: String, weight: Tensor, bias: Tensor, params: Conv2dParams },
-    Linear { name: String, weight: Tensor, bias: Tensor },
+    Conv2d {
+        name: String,
+        weight: Tensor,
+        bias: Tensor,
+        params: Conv2dParams,
+    },
+    Linear {
+        name: String,
+        weight: Tensor,
+        bias: Tensor,
+    },
     Relu,
-    MaxPool2d { kernel: (usize, usize), stride: (usize, usize) },
+    MaxPool2d {
+        kernel: (usize, usize),
+        stride: (usize, usize),
+    },
     Flatten,
 }
 
 impl Layer {
     /// `Conv2d` with PyTorch's default init: weights Kaiming-uniform (a = √5), i.e.
     /// U(±1/√fan_in), and biases U(±1/√fan_in), fan_in = in·kh·kw.
-    pub fn conv2d(name: &str, in_ch: usize, out_ch: usize, kernel: usize, params: Conv2dParams, device: &Device, rng: &mut Rng) -> Result<Layer> {
+    pub fn conv2d(
+        name: &str,
+        in_ch: usize,
+        out_ch: usize,
+        kernel: usize,
+        params: Conv2dParams,
+        device: &Device,
+        rng: &mut Rng,
+    ) -> Result<Layer> {
         let fan_in = in_ch * kernel * kernel;
         let weight = uniform_param(&[out_ch, in_ch, kernel, kernel], fan_in, device, rng)?;
         let bias = uniform_param(&[out_ch], fan_in, device, rng)?;
-        Ok(Layer::Conv2d { name: name.into(), weight, bias, params })
+        Ok(Layer::Conv2d {
+            name: name.into(),
+            weight,
+            bias,
+            params,
+        })
     }
 
     /// `Linear` with PyTorch's default init (as for `conv2d`, fan_in = in).
-    pub fn linear(name: &str, fan_in: usize, fan_out: usize, device: &Device, rng: &mut Rng) -> Result<Layer> {
+    pub fn linear(
+        name: &str,
+        fan_in: usize,
+        fan_out: usize,
+        device: &Device,
+        rng: &mut Rng,
+    ) -> Result<Layer> {
         let weight = uniform_param(&[fan_out, fan_in], fan_in, device, rng)?;
         let bias = uniform_param(&[fan_out], fan_in, device, rng)?;
-        Ok(Layer::Linear { name: name.into(), weight, bias })
+        Ok(Layer::Linear {
+            name: name.into(),
+            weight,
+            bias,
+        })
     }
 }
 
@@ -57,7 +92,12 @@ impl Sequential {
         while i < self.layers.len() {
             let fuse_relu = matches!(self.layers.get(i + 1), Some(Layer::Relu));
             h = match &self.layers[i] {
-                Layer::Conv2d { weight, bias, params, .. } => ops::conv2d(&h, weight, Some(bias), *params)?,
+                Layer::Conv2d {
+                    weight,
+                    bias,
+                    params,
+                    ..
+                } => ops::conv2d(&h, weight, Some(bias), *params)?,
                 Layer::Linear { weight, bias, .. } => {
                     if fuse_relu {
                         i += 1;
@@ -78,7 +118,10 @@ impl Sequential {
         let mut out = Vec::new();
         for layer in &self.layers {
             match layer {
-                Layer::Conv2d { name, weight, bias, .. } | Layer::Linear { name, weight, bias } => {
+                Layer::Conv2d {
+                    name, weight, bias, ..
+                }
+                | Layer::Linear { name, weight, bias } => {
                     out.push((format!("{name}.weight"), weight.clone()));
                     out.push((format!("{name}.bias"), bias.clone()));
                 }
@@ -105,20 +148,44 @@ pub struct ArchSpec {
 
 impl ArchSpec {
     /// `teacher` or `student` for inputs of `in_channels × height × width` and `num_classes`.
-    pub fn preset(arch: &str, in_channels: usize, height: usize, width: usize, num_classes: usize) -> Result<ArchSpec> {
+    pub fn preset(
+        arch: &str,
+        in_channels: usize,
+        height: usize,
+        width: usize,
+        num_classes: usize,
+    ) -> Result<ArchSpec> {
         let (conv_channels, hidden) = match arch {
             "teacher" => ([64, 128], 1000),
             "student" => ([32, 64], 500),
-            other => return Err(Error::Other(format!("unknown architecture '{other}': expected teacher or student"))),
+            other => {
+                return Err(Error::Other(format!(
+                    "unknown architecture '{other}': expected teacher or student"
+                )))
+            }
         };
-        let spec = ArchSpec { arch: arch.into(), in_channels, height, width, num_classes, conv_channels, hidden };
+        let spec = ArchSpec {
+            arch: arch.into(),
+            in_channels,
+            height,
+            width,
+            num_classes,
+            conv_channels,
+            hidden,
+        };
         spec.validate()?;
         Ok(spec)
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.in_channels == 0 || self.num_classes == 0 || self.hidden == 0 || self.conv_channels.contains(&0) {
-            return Err(Error::Shape(format!("architecture {self:?}: every size must be > 0")));
+        if self.in_channels == 0
+            || self.num_classes == 0
+            || self.hidden == 0
+            || self.conv_channels.contains(&0)
+        {
+            return Err(Error::Shape(format!(
+                "architecture {self:?}: every size must be > 0"
+            )));
         }
         if self.height < 4 || self.width < 4 {
             return Err(Error::Shape(format!("architecture '{}': input {}x{} is too small for two 2x2 max-pools (need at least 4x4)", self.arch, self.height, self.width)));
@@ -147,7 +214,10 @@ impl ArchSpec {
     }
 
     pub fn num_parameters(&self) -> usize {
-        self.parameter_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+        self.parameter_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 
     /// Builds the network with PyTorch's default initialisation from `seed`.
@@ -155,15 +225,24 @@ impl ArchSpec {
         self.validate()?;
         let mut rng = Rng::derive(seed, "init", 0);
         let [c1, c2] = self.conv_channels;
-        let same = Conv2dParams { stride: (1, 1), padding: (1, 1) };
+        let same = Conv2dParams {
+            stride: (1, 1),
+            padding: (1, 1),
+        };
         Ok(Sequential {
             layers: vec![
                 Layer::conv2d("conv1", self.in_channels, c1, 3, same, device, &mut rng)?,
                 Layer::Relu,
-                Layer::MaxPool2d { kernel: (2, 2), stride: (2, 2) },
+                Layer::MaxPool2d {
+                    kernel: (2, 2),
+                    stride: (2, 2),
+                },
                 Layer::conv2d("conv2", c1, c2, 3, same, device, &mut rng)?,
                 Layer::Relu,
-                Layer::MaxPool2d { kernel: (2, 2), stride: (2, 2) },
+                Layer::MaxPool2d {
+                    kernel: (2, 2),
+                    stride: (2, 2),
+                },
                 Layer::Flatten,
                 Layer::linear("fc1", self.fc1_inputs(), self.hidden, device, &mut rng)?,
                 Layer::Relu,

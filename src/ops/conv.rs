@@ -15,12 +15,20 @@ pub struct Conv2dParams {
 
 impl Default for Conv2dParams {
     fn default() -> Self {
-        Conv2dParams { stride: (1, 1), padding: (0, 0) }
+        Conv2dParams {
+            stride: (1, 1),
+            padding: (0, 0),
+        }
     }
 }
 
 /// `y = conv2d(x[N,C,H,W], w[O,C,KH,KW]) + b[O]`, NCHW, as PyTorch's `F.conv2d`.
-pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+) -> Result<Tensor> {
     let mut all = vec![x, weight];
     all.extend(bias);
     check_f32("conv2d", &all)?;
@@ -29,7 +37,10 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dParam
     check_rank("conv2d", "weight", weight, 4)?;
     let (xs, ws) = (x.shape(), weight.shape());
     if xs[1] != ws[1] {
-        return Err(Error::Shape(format!("conv2d: input has {} channels but the weight {:?} expects {}", xs[1], ws, ws[1])));
+        return Err(Error::Shape(format!(
+            "conv2d: input has {} channels but the weight {:?} expects {}",
+            xs[1], ws, ws[1]
+        )));
     }
     let s = Conv2dShape {
         batch: xs[0],
@@ -47,12 +58,26 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dParam
     s.validate().map_err(Error::Shape)?;
     if let Some(b) = bias {
         if b.shape() != [s.out_channels] {
-            return Err(Error::Shape(format!("conv2d: bias shape {:?} != [{}]", b.shape(), s.out_channels)));
+            return Err(Error::Shape(format!(
+                "conv2d: bias shape {:?} != [{}]",
+                b.shape(),
+                s.out_channels
+            )));
         }
     }
     let be = x.device().backend();
-    let y = Tensor::empty_like_shape(&[s.batch, s.out_channels, s.out_h(), s.out_w()], DType::F32, x.device())?;
-    be.conv2d_forward(&s, x.storage(), weight.storage(), bias.map(|b| b.storage()), y.storage())?;
+    let y = Tensor::empty_like_shape(
+        &[s.batch, s.out_channels, s.out_h(), s.out_w()],
+        DType::F32,
+        x.device(),
+    )?;
+    be.conv2d_forward(
+        &s,
+        x.storage(),
+        weight.storage(),
+        bias.map(|b| b.storage()),
+        y.storage(),
+    )?;
 
     let (sx, sw) = (x.clone(), weight.clone());
     let has_bias = bias.is_some();

@@ -15,7 +15,10 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     let saved = x.clone();
     let node = record("relu", &[x], move |dy| {
         let dx = Tensor::empty_like_shape(saved.shape(), DType::F32, saved.device())?;
-        saved.device().backend().relu_backward(saved.storage(), dy.storage(), dx.storage())?;
+        saved
+            .device()
+            .backend()
+            .relu_backward(saved.storage(), dy.storage(), dx.storage())?;
         Ok(vec![Some(dx)])
     });
     Ok(with_node(y, node))
@@ -26,11 +29,19 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     check_f32("add", &[a, b])?;
     check_same_device("add", &[a, b])?;
     if a.shape() != b.shape() {
-        return Err(Error::Shape(format!("add: shapes {:?} and {:?} differ", a.shape(), b.shape())));
+        return Err(Error::Shape(format!(
+            "add: shapes {:?} and {:?} differ",
+            a.shape(),
+            b.shape()
+        )));
     }
     let y = Tensor::empty_like_shape(a.shape(), DType::F32, a.device())?;
-    a.device().backend().add(a.storage(), b.storage(), y.storage())?;
-    let node = record("add", &[a, b], |dy| Ok(vec![Some(dy.clone()), Some(dy.clone())]));
+    a.device()
+        .backend()
+        .add(a.storage(), b.storage(), y.storage())?;
+    let node = record("add", &[a, b], |dy| {
+        Ok(vec![Some(dy.clone()), Some(dy.clone())])
+    });
     Ok(with_node(y, node))
 }
 
@@ -85,11 +96,22 @@ fn reduce_all(name: &'static str, x: &Tensor, factor: f32) -> Result<Tensor> {
 /// The same values under a new shape with as many elements (shares the buffer).
 pub fn reshape(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if numel(shape) != x.numel() {
-        return Err(Error::Shape(format!("reshape: {:?} ({} elements) cannot become {:?}", x.shape(), x.numel(), shape)));
+        return Err(Error::Shape(format!(
+            "reshape: {:?} ({} elements) cannot become {:?}",
+            x.shape(),
+            x.numel(),
+            shape
+        )));
     }
     let from = x.shape().to_vec();
     let node = record("reshape", &[x], move |dy| Ok(vec![Some(view(dy, &from))]));
-    Ok(Tensor::from_parts(x.storage_arc().clone(), shape.to_vec(), x.dtype(), x.device().clone(), node))
+    Ok(Tensor::from_parts(
+        x.storage_arc().clone(),
+        shape.to_vec(),
+        x.dtype(),
+        x.device().clone(),
+        node,
+    ))
 }
 
 /// `[N, d1, d2, …] → [N, d1·d2·…]`, in NCHW order (as PyTorch's `flatten(1)`).
@@ -104,12 +126,24 @@ pub fn flatten(x: &Tensor) -> Result<Tensor> {
 
 /// A no-grad view of `t` under another shape.
 pub(crate) fn view(t: &Tensor, shape: &[usize]) -> Tensor {
-    Tensor::from_parts(Arc::clone(t.storage_arc()), shape.to_vec(), t.dtype(), t.device().clone(), None)
+    Tensor::from_parts(
+        Arc::clone(t.storage_arc()),
+        shape.to_vec(),
+        t.dtype(),
+        t.device().clone(),
+        None,
+    )
 }
 
 pub(crate) fn with_node(y: Tensor, node: Option<crate::autograd::Node>) -> Tensor {
     match node {
         None => y,
-        Some(node) => Tensor::from_parts(y.storage_arc().clone(), y.shape().to_vec(), y.dtype(), y.device().clone(), Some(node)),
+        Some(node) => Tensor::from_parts(
+            y.storage_arc().clone(),
+            y.shape().to_vec(),
+            y.dtype(),
+            y.device().clone(),
+            Some(node),
+        ),
     }
 }

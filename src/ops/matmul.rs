@@ -17,23 +17,69 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (m, k) = (a.shape()[0], a.shape()[1]);
     let (k2, n) = (b.shape()[0], b.shape()[1]);
     if k != k2 {
-        return Err(Error::Shape(format!("matmul: inner dimensions differ: {:?} · {:?}", a.shape(), b.shape())));
+        return Err(Error::Shape(format!(
+            "matmul: inner dimensions differ: {:?} · {:?}",
+            a.shape(),
+            b.shape()
+        )));
     }
     let be = a.device().backend();
     let c = Tensor::empty_like_shape(&[m, n], DType::F32, a.device())?;
-    be.gemm(GemmShape { ta: Trans::N, tb: Trans::N, m, n, k }, a.storage(), b.storage(), c.storage(), GemmBias::None, false, false)?;
+    be.gemm(
+        GemmShape {
+            ta: Trans::N,
+            tb: Trans::N,
+            m,
+            n,
+            k,
+        },
+        a.storage(),
+        b.storage(),
+        c.storage(),
+        GemmBias::None,
+        false,
+        false,
+    )?;
     let (sa, sb) = (a.clone(), b.clone());
     let node = record("matmul", &[a, b], move |dc| {
         let be = dc.device().backend();
         let mut out = vec![None, None];
         if sa.requires_grad() {
             let da = Tensor::empty_like_shape(&[m, k], DType::F32, dc.device())?;
-            be.gemm(GemmShape { ta: Trans::N, tb: Trans::T, m, n: k, k: n }, dc.storage(), sb.storage(), da.storage(), GemmBias::None, false, false)?;
+            be.gemm(
+                GemmShape {
+                    ta: Trans::N,
+                    tb: Trans::T,
+                    m,
+                    n: k,
+                    k: n,
+                },
+                dc.storage(),
+                sb.storage(),
+                da.storage(),
+                GemmBias::None,
+                false,
+                false,
+            )?;
             out[0] = Some(da);
         }
         if sb.requires_grad() {
             let db = Tensor::empty_like_shape(&[k, n], DType::F32, dc.device())?;
-            be.gemm(GemmShape { ta: Trans::T, tb: Trans::N, m: k, n, k: m }, sa.storage(), dc.storage(), db.storage(), GemmBias::None, false, false)?;
+            be.gemm(
+                GemmShape {
+                    ta: Trans::T,
+                    tb: Trans::N,
+                    m: k,
+                    n,
+                    k: m,
+                },
+                sa.storage(),
+                dc.storage(),
+                db.storage(),
+                GemmBias::None,
+                false,
+                false,
+            )?;
             out[1] = Some(db);
         }
         Ok(out)
@@ -56,17 +102,37 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, relu: bool) ->
     let (batch, fan_in) = (x.shape()[0], x.shape()[1]);
     let (fan_out, w_in) = (weight.shape()[0], weight.shape()[1]);
     if fan_in != w_in {
-        return Err(Error::Shape(format!("linear: input has {fan_in} features but the weight {:?} expects {w_in}", weight.shape())));
+        return Err(Error::Shape(format!(
+            "linear: input has {fan_in} features but the weight {:?} expects {w_in}",
+            weight.shape()
+        )));
     }
     if let Some(b) = bias {
         if b.shape() != [fan_out] {
-            return Err(Error::Shape(format!("linear: bias shape {:?} != [{fan_out}]", b.shape())));
+            return Err(Error::Shape(format!(
+                "linear: bias shape {:?} != [{fan_out}]",
+                b.shape()
+            )));
         }
     }
     let be = x.device().backend();
     let y = Tensor::empty_like_shape(&[batch, fan_out], DType::F32, x.device())?;
     let gemm_bias = bias.map_or(GemmBias::None, |b| GemmBias::PerCol(b.storage()));
-    be.gemm(GemmShape { ta: Trans::N, tb: Trans::T, m: batch, n: fan_out, k: fan_in }, x.storage(), weight.storage(), y.storage(), gemm_bias, false, relu)?;
+    be.gemm(
+        GemmShape {
+            ta: Trans::N,
+            tb: Trans::T,
+            m: batch,
+            n: fan_out,
+            k: fan_in,
+        },
+        x.storage(),
+        weight.storage(),
+        y.storage(),
+        gemm_bias,
+        false,
+        relu,
+    )?;
 
     let (sx, sw, sy) = (x.clone(), weight.clone(), y.clone());
     let has_bias = bias.is_some();
@@ -83,12 +149,40 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, relu: bool) ->
         let mut out = vec![None, None];
         if sx.requires_grad() {
             let dx = Tensor::empty_like_shape(&[batch, fan_in], DType::F32, dy.device())?;
-            be.gemm(GemmShape { ta: Trans::N, tb: Trans::N, m: batch, n: fan_in, k: fan_out }, dz.storage(), sw.storage(), dx.storage(), GemmBias::None, false, false)?;
+            be.gemm(
+                GemmShape {
+                    ta: Trans::N,
+                    tb: Trans::N,
+                    m: batch,
+                    n: fan_in,
+                    k: fan_out,
+                },
+                dz.storage(),
+                sw.storage(),
+                dx.storage(),
+                GemmBias::None,
+                false,
+                false,
+            )?;
             out[0] = Some(dx);
         }
         if sw.requires_grad() {
             let dw = Tensor::empty_like_shape(&[fan_out, fan_in], DType::F32, dy.device())?;
-            be.gemm(GemmShape { ta: Trans::T, tb: Trans::N, m: fan_out, n: fan_in, k: batch }, dz.storage(), sx.storage(), dw.storage(), GemmBias::None, false, false)?;
+            be.gemm(
+                GemmShape {
+                    ta: Trans::T,
+                    tb: Trans::N,
+                    m: fan_out,
+                    n: fan_in,
+                    k: batch,
+                },
+                dz.storage(),
+                sx.storage(),
+                dw.storage(),
+                GemmBias::None,
+                false,
+                false,
+            )?;
             out[1] = Some(dw);
         }
         if has_bias {

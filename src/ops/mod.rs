@@ -33,7 +33,11 @@ pub(crate) fn check_same_device(op: &str, tensors: &[&Tensor]) -> Result<()> {
     let first = tensors[0].device();
     for t in &tensors[1..] {
         if !t.device().same(first) {
-            return Err(Error::Device(format!("{op}: tensors on different devices ({} and {})", first.name(), t.device().name())));
+            return Err(Error::Device(format!(
+                "{op}: tensors on different devices ({} and {})",
+                first.name(),
+                t.device().name()
+            )));
         }
     }
     Ok(())
@@ -42,7 +46,10 @@ pub(crate) fn check_same_device(op: &str, tensors: &[&Tensor]) -> Result<()> {
 pub(crate) fn check_f32(op: &str, tensors: &[&Tensor]) -> Result<()> {
     for t in tensors {
         if t.dtype() != DType::F32 {
-            return Err(Error::Shape(format!("{op}: expected an f32 tensor, got u32 of shape {:?}", t.shape())));
+            return Err(Error::Shape(format!(
+                "{op}: expected an f32 tensor, got u32 of shape {:?}",
+                t.shape()
+            )));
         }
     }
     Ok(())
@@ -53,14 +60,20 @@ pub(crate) fn check_nonempty(op: &str, t: &Tensor) -> Result<()> {
         return Ok(());
     }
     if t.shape().contains(&0) {
-        return Err(Error::Shape(format!("{op}: zero-sized dimension in shape {:?}", t.shape())));
+        return Err(Error::Shape(format!(
+            "{op}: zero-sized dimension in shape {:?}",
+            t.shape()
+        )));
     }
     Ok(())
 }
 
 pub(crate) fn check_rank(op: &str, name: &str, t: &Tensor, rank: usize) -> Result<()> {
     if t.shape().len() != rank {
-        return Err(Error::Shape(format!("{op}: {name} must have rank {rank}, got shape {:?}", t.shape())));
+        return Err(Error::Shape(format!(
+            "{op}: {name} must have rank {rank}, got shape {:?}",
+            t.shape()
+        )));
     }
     Ok(())
 }

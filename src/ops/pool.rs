@@ -11,7 +11,16 @@ pub fn max_pool2d(x: &Tensor, kernel: (usize, usize), stride: (usize, usize)) ->
     check_f32("max_pool2d", &[x])?;
     check_rank("max_pool2d", "input", x, 4)?;
     let xs = x.shape();
-    let s = Pool2dShape { batch: xs[0], channels: xs[1], in_h: xs[2], in_w: xs[3], kernel_h: kernel.0, kernel_w: kernel.1, stride_h: stride.0, stride_w: stride.1 };
+    let s = Pool2dShape {
+        batch: xs[0],
+        channels: xs[1],
+        in_h: xs[2],
+        in_w: xs[3],
+        kernel_h: kernel.0,
+        kernel_w: kernel.1,
+        stride_h: stride.0,
+        stride_w: stride.1,
+    };
     s.validate().map_err(Error::Shape)?;
     let be = x.device().backend();
     let out_shape = [s.batch, s.channels, s.out_h(), s.out_w()];
@@ -21,7 +30,12 @@ pub fn max_pool2d(x: &Tensor, kernel: (usize, usize), stride: (usize, usize)) ->
     let in_shape = xs.to_vec();
     let node = record("max_pool2d", &[x], move |dy| {
         let dx = Tensor::empty_like_shape(&in_shape, DType::F32, dy.device())?;
-        dy.device().backend().max_pool2d_backward(&s, dy.storage(), argmax.storage(), dx.storage())?;
+        dy.device().backend().max_pool2d_backward(
+            &s,
+            dy.storage(),
+            argmax.storage(),
+            dx.storage(),
+        )?;
         Ok(vec![Some(dx)])
     });
     Ok(with_node(y, node))

@@ -14,14 +14,20 @@ fn rows_cols(op: &str, x: &Tensor) -> Result<(usize, usize)> {
 
 fn check_temperature(op: &str, t: f32) -> Result<()> {
     if !(t.is_finite() && t > 0.0) {
-        return Err(Error::Shape(format!("{op}: temperature must be finite and > 0, got {t}")));
+        return Err(Error::Shape(format!(
+            "{op}: temperature must be finite and > 0, got {t}"
+        )));
     }
     Ok(())
 }
 
 fn check_labels(op: &str, labels: &Tensor, rows: usize) -> Result<()> {
     if labels.dtype() != DType::U32 || labels.shape() != [rows] {
-        return Err(Error::Shape(format!("{op}: labels must be u32 of shape [{rows}], got {:?} {:?}", labels.dtype(), labels.shape())));
+        return Err(Error::Shape(format!(
+            "{op}: labels must be u32 of shape [{rows}], got {:?} {:?}",
+            labels.dtype(),
+            labels.shape()
+        )));
     }
     Ok(())
 }
@@ -33,11 +39,20 @@ pub fn softmax_t(x: &Tensor, temperature: f32) -> Result<Tensor> {
     check_temperature("softmax", temperature)?;
     let (rows, cols) = rows_cols("softmax", x)?;
     let y = Tensor::empty_like_shape(x.shape(), DType::F32, x.device())?;
-    x.device().backend().softmax(rows, cols, x.storage(), temperature, y.storage())?;
+    x.device()
+        .backend()
+        .softmax(rows, cols, x.storage(), temperature, y.storage())?;
     let sy = y.clone();
     let node = record("softmax", &[x], move |dy| {
         let dx = Tensor::empty_like_shape(dy.shape(), DType::F32, dy.device())?;
-        dy.device().backend().softmax_backward(rows, cols, sy.storage(), dy.storage(), temperature, dx.storage())?;
+        dy.device().backend().softmax_backward(
+            rows,
+            cols,
+            sy.storage(),
+            dy.storage(),
+            temperature,
+            dx.storage(),
+        )?;
         Ok(vec![Some(dx)])
     });
     Ok(with_node(y, node))
@@ -49,11 +64,20 @@ pub fn log_softmax(x: &Tensor, temperature: f32) -> Result<Tensor> {
     check_temperature("log_softmax", temperature)?;
     let (rows, cols) = rows_cols("log_softmax", x)?;
     let y = Tensor::empty_like_shape(x.shape(), DType::F32, x.device())?;
-    x.device().backend().log_softmax(rows, cols, x.storage(), temperature, y.storage())?;
+    x.device()
+        .backend()
+        .log_softmax(rows, cols, x.storage(), temperature, y.storage())?;
     let sy = y.clone();
     let node = record("log_softmax", &[x], move |dy| {
         let dx = Tensor::empty_like_shape(dy.shape(), DType::F32, dy.device())?;
-        dy.device().backend().log_softmax_backward(rows, cols, sy.storage(), dy.storage(), temperature, dx.storage())?;
+        dy.device().backend().log_softmax_backward(
+            rows,
+            cols,
+            sy.storage(),
+            dy.storage(),
+            temperature,
+            dx.storage(),
+        )?;
         Ok(vec![Some(dx)])
     });
     Ok(with_node(y, node))
@@ -67,39 +91,82 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     check_labels("cross_entropy", labels, rows)?;
     let be = logits.device().backend();
     let loss = Tensor::empty_like_shape(&[], DType::F32, logits.device())?;
-    let grad = crate::autograd::should_record(&[logits]).then(|| Tensor::empty_like_shape(logits.shape(), DType::F32, logits.device())).transpose()?;
-    be.cross_entropy(rows, cols, logits.storage(), labels.storage(), loss.storage(), grad.as_ref().map(|g| g.storage()))?;
-    let node = grad.and_then(|g| record("cross_entropy", &[logits], move |dloss| Ok(vec![Some(scaled(&g, dloss)?)])));
+    let grad = crate::autograd::should_record(&[logits])
+        .then(|| Tensor::empty_like_shape(logits.shape(), DType::F32, logits.device()))
+        .transpose()?;
+    be.cross_entropy(
+        rows,
+        cols,
+        logits.storage(),
+        labels.storage(),
+        loss.storage(),
+        grad.as_ref().map(|g| g.storage()),
+    )?;
+    let node = grad.and_then(|g| {
+        record("cross_entropy", &[logits], move |dloss| {
+            Ok(vec![Some(scaled(&g, dloss)?)])
+        })
+    });
     Ok(with_node(loss, node))
 }
 
 /// Hinton et al.'s distillation loss, as a `[]` tensor:
 /// `α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, y)`, KL averaged over the batch.
 /// The teacher's logits get no gradient (pass them detached or computed under `no_grad`).
-pub fn kd_loss(student: &Tensor, teacher: &Tensor, labels: &Tensor, temperature: f32, alpha: f32) -> Result<Tensor> {
+pub fn kd_loss(
+    student: &Tensor,
+    teacher: &Tensor,
+    labels: &Tensor,
+    temperature: f32,
+    alpha: f32,
+) -> Result<Tensor> {
     check_f32("kd_loss", &[student, teacher])?;
     check_same_device("kd_loss", &[student, teacher, labels])?;
     check_temperature("kd_loss", temperature)?;
     if !(0.0..=1.0).contains(&alpha) {
-        return Err(Error::Shape(format!("kd_loss: alpha must be in [0, 1], got {alpha}")));
+        return Err(Error::Shape(format!(
+            "kd_loss: alpha must be in [0, 1], got {alpha}"
+        )));
     }
     let (rows, cols) = rows_cols("kd_loss", student)?;
     if teacher.shape() != student.shape() {
-        return Err(Error::Shape(format!("kd_loss: teacher logits {:?} != student logits {:?}", teacher.shape(), student.shape())));
+        return Err(Error::Shape(format!(
+            "kd_loss: teacher logits {:?} != student logits {:?}",
+            teacher.shape(),
+            student.shape()
+        )));
     }
     check_labels("kd_loss", labels, rows)?;
     let be = student.device().backend();
     let loss = Tensor::empty_like_shape(&[], DType::F32, student.device())?;
-    let grad = crate::autograd::should_record(&[student]).then(|| Tensor::empty_like_shape(student.shape(), DType::F32, student.device())).transpose()?;
-    be.kd_loss(rows, cols, student.storage(), teacher.storage(), labels.storage(), temperature, alpha, loss.storage(), grad.as_ref().map(|g| g.storage()))?;
-    let node = grad.and_then(|g| record("kd_loss", &[student], move |dloss| Ok(vec![Some(scaled(&g, dloss)?)])));
+    let grad = crate::autograd::should_record(&[student])
+        .then(|| Tensor::empty_like_shape(student.shape(), DType::F32, student.device()))
+        .transpose()?;
+    be.kd_loss(
+        rows,
+        cols,
+        student.storage(),
+        teacher.storage(),
+        labels.storage(),
+        temperature,
+        alpha,
+        loss.storage(),
+        grad.as_ref().map(|g| g.storage()),
+    )?;
+    let node = grad.and_then(|g| {
+        record("kd_loss", &[student], move |dloss| {
+            Ok(vec![Some(scaled(&g, dloss)?)])
+        })
+    });
     Ok(with_node(loss, node))
 }
 
 /// `g · dloss[0]`, leaving `g` (saved by the forward) untouched.
 fn scaled(g: &Tensor, dloss: &Tensor) -> Result<Tensor> {
     let out = Tensor::empty_like_shape(g.shape(), DType::F32, g.device())?;
-    g.device().backend().scale_by(g.storage(), dloss.storage(), out.storage())?;
+    g.device()
+        .backend()
+        .scale_by(g.storage(), dloss.storage(), out.storage())?;
     Ok(out)
 }
 
@@ -109,7 +176,15 @@ pub fn accuracy_count(logits: &Tensor, labels: &Tensor, correct: &Tensor) -> Res
     let (rows, cols) = rows_cols("accuracy", logits)?;
     check_labels("accuracy", labels, rows)?;
     if correct.dtype() != DType::U32 || correct.numel() != 1 {
-        return Err(Error::Shape("accuracy: the counter must be a one-element u32 tensor".into()));
+        return Err(Error::Shape(
+            "accuracy: the counter must be a one-element u32 tensor".into(),
+        ));
     }
-    logits.device().backend().count_correct(rows, cols, logits.storage(), labels.storage(), correct.storage())
+    logits.device().backend().count_correct(
+        rows,
+        cols,
+        logits.storage(),
+        labels.storage(),
+        correct.storage(),
+    )
 }

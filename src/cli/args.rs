@@ -1,0 +1,411 @@
+//! The command line (clap derive) and the `--config FILE.toml` file, which takes the same keys
+//! as the long flags (snake_case or kebab-case). Flags override the file; the file overrides
+//! the defaults.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use distill::distill::OptimizerKind;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "distill",
+    version,
+    about = "Train a teacher CNN and distill it into a small student (Hinton KD), on hand-written CPU and GPU kernels.",
+    after_help = "Start with `distill run --quick` (a one-minute smoke run) or `distill run` (the full job on Fashion-MNIST)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// Options every subcommand takes.
+#[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Global options")]
+pub struct Global {
+    /// Where to compute: auto (a hardware GPU, else the CPU), cpu, gpu (the best adapter,
+    /// including software ones), gpu:N (see `distill devices`). Default: $DISTILL_DEVICE, else auto.
+    #[arg(long, global = true, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// Read options from a TOML file (keys as the long flags); flags override it.
+    #[arg(long, global = true, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable output on stdout (JSON); no progress bars.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars and no per-epoch lines (errors are still printed).
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// GPU only: print the time spent in each kernel at the end (needs timestamp queries).
+    #[arg(long, global = true)]
+    pub profile: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The main job: train the teacher on every training image, then a baseline student and a
+    /// KD student on a fraction of them, and write the report. Resumes a run directory that
+    /// already holds a config.json.
+    Run(RunArgs),
+    /// Train one model (teacher or student architecture) on labels alone.
+    Train(TrainArgs),
+    /// Train a student by knowledge distillation from a saved teacher.
+    Distill(DistillArgs),
+    /// Test accuracy and loss of a checkpoint.
+    Eval(EvalArgs),
+    /// Classify image files with a checkpoint (top-k classes and probabilities).
+    Predict(PredictArgs),
+    /// List the compute devices: every GPU adapter and the CPU backend.
+    Devices,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    Constant,
+    Step,
+    Cosine,
+}
+
+fn parse_optimizer(s: &str) -> Result<OptimizerKind, String> {
+    s.parse()
+}
+
+/// The dataset and its slices.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Data")]
+pub struct DataOpts {
+    /// Dataset folder (IDX, CIFAR binaries or an image folder). Default: the shipped
+    /// Fashion-MNIST ($DISTILL_DATA, else ./datasets/fashion-mnist).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Use only the first N training images.
+    #[arg(long, value_name = "N")]
+    pub max_train: Option<usize>,
+    /// Use only the first N test images.
+    #[arg(long, value_name = "N")]
+    pub max_test: Option<usize>,
+}
+
+/// The optimisation schedule.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Training")]
+pub struct HyperOpts {
+    /// Epochs (`distill run`: of the students; the teacher's are --teacher-epochs).
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Images per batch.
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Learning rate.
+    #[arg(long, value_name = "LR")]
+    pub lr: Option<f32>,
+    /// adam, adamw or sgd.
+    #[arg(long, value_parser = parse_optimizer, value_name = "NAME")]
+    pub optimizer: Option<OptimizerKind>,
+    /// SGD momentum.
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// L2 penalty (Adam, SGD) or decoupled decay (AdamW).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Learning-rate schedule (cosine spans all epochs).
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// Step schedule: epochs between decays (default 10).
+    #[arg(long, value_name = "N")]
+    pub step_size: Option<usize>,
+    /// Step schedule: decay factor (default 0.1).
+    #[arg(long)]
+    pub gamma: Option<f32>,
+    /// Seed of initialisation, shuffling and augmentation.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Augment training images: random crop with padding 2 and horizontal flips (KD then runs
+    /// the teacher online).
+    #[arg(long)]
+    pub augment: bool,
+}
+
+/// Hinton KD settings.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Distillation")]
+pub struct KdOpts {
+    /// Softmax temperature T (> 0). Default 4.
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f32>,
+    /// Weight of the distillation term, in [0, 1]. Default 0.9.
+    #[arg(long)]
+    pub alpha: Option<f32>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// Run directory. Default: runs/<YYYYmmdd-HHMMSS> (UTC). If it holds a config.json the
+    /// run resumes.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the interrupted run in DIR (only --epochs / --teacher-epochs may change).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Smoke-sized run: 6000/2000 images, teacher 1 epoch, students 3 epochs, 20% labels.
+    #[arg(long)]
+    pub quick: bool,
+    /// Train each student with N seeds (seed, seed+1, …) and report mean ± std.
+    #[arg(long, value_name = "N")]
+    pub seeds: Option<usize>,
+    /// Fraction of the labelled training images the students see, in (0, 1]. Default 0.1.
+    #[arg(long, value_name = "F")]
+    pub label_fraction: Option<f64>,
+    /// Use this teacher checkpoint instead of training one.
+    #[arg(long, value_name = "CKPT")]
+    pub teacher: Option<PathBuf>,
+    /// Teacher epochs (default 5).
+    #[arg(long, value_name = "N")]
+    pub teacher_epochs: Option<usize>,
+    /// Also write f16 copies of the best checkpoints.
+    #[arg(long)]
+    pub half: bool,
+    #[command(flatten)]
+    pub data: DataOpts,
+    #[command(flatten)]
+    pub hyper: HyperOpts,
+    #[command(flatten)]
+    pub kd: KdOpts,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// teacher or student.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Checkpoint directory (best/last safetensors, metrics.jsonl). Default: runs/<timestamp>-<arch>.
+    /// An existing one with a last.state.safetensors is resumed.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Also write best.f16.safetensors.
+    #[arg(long)]
+    pub half: bool,
+    #[command(flatten)]
+    pub data: DataOpts,
+    #[command(flatten)]
+    pub hyper: HyperOpts,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct DistillArgs {
+    /// The teacher checkpoint.
+    #[arg(long, value_name = "CKPT")]
+    pub teacher: Option<PathBuf>,
+    /// The student's architecture: student (default) or teacher.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Fraction of the labelled training images to use, in (0, 1]. Default 1.
+    #[arg(long, value_name = "F")]
+    pub label_fraction: Option<f64>,
+    /// Checkpoint directory. Default: runs/<timestamp>-kd. An existing one is resumed.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Also write best.f16.safetensors.
+    #[arg(long)]
+    pub half: bool,
+    #[command(flatten)]
+    pub data: DataOpts,
+    #[command(flatten)]
+    pub hyper: HyperOpts,
+    #[command(flatten)]
+    pub kd: KdOpts,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct EvalArgs {
+    /// A checkpoint written by distill (or a PyTorch state_dict with distill's metadata).
+    pub checkpoint: PathBuf,
+    /// Dataset folder whose test split to use (default: the shipped Fashion-MNIST).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Use only the first N test images.
+    #[arg(long, value_name = "N")]
+    pub max_test: Option<usize>,
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Also print the confusion matrix and per-class accuracy.
+    #[arg(long)]
+    pub confusion: bool,
+    /// Also draw the confusion matrix into this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub confusion_png: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PredictArgs {
+    pub checkpoint: PathBuf,
+    /// Image files (PNG, JPEG, BMP, GIF, TIFF, WebP, PNM, TGA); converted to the checkpoint's
+    /// channels and size.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// How many classes to print per image.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+}
+
+/// The `--config` file: every long flag as a key. Unknown keys are an error.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    // global
+    pub device: Option<String>,
+    pub json: Option<bool>,
+    pub quiet: Option<bool>,
+    pub profile: Option<bool>,
+    // data
+    pub data: Option<PathBuf>,
+    pub max_train: Option<usize>,
+    pub max_test: Option<usize>,
+    // schedule
+    pub epochs: Option<usize>,
+    pub teacher_epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub lr: Option<f32>,
+    pub optimizer: Option<OptimizerKind>,
+    pub momentum: Option<f32>,
+    pub weight_decay: Option<f32>,
+    pub schedule: Option<ScheduleKind>,
+    pub step_size: Option<usize>,
+    pub gamma: Option<f32>,
+    pub seed: Option<u64>,
+    pub augment: Option<bool>,
+    // kd
+    pub temperature: Option<f32>,
+    pub alpha: Option<f32>,
+    // run / train / distill
+    pub out: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
+    pub quick: Option<bool>,
+    pub seeds: Option<usize>,
+    pub label_fraction: Option<f64>,
+    pub teacher: Option<PathBuf>,
+    pub half: Option<bool>,
+    pub arch: Option<String>,
+    // eval / predict
+    pub confusion: Option<bool>,
+    pub confusion_png: Option<PathBuf>,
+    pub top_k: Option<usize>,
+}
+
+impl FileConfig {
+    /// Reads a TOML file; keys may be kebab-case or snake_case.
+    pub fn load(path: &Path) -> Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .with_context(|| format!("{}: not valid TOML", path.display()))?;
+        let mut normalised = toml::Table::new();
+        for (key, value) in table {
+            let snake = key.replace('-', "_");
+            if normalised.contains_key(&snake) {
+                bail!(
+                    "{}: the key '{key}' is given twice (snake_case and kebab-case)",
+                    path.display()
+                );
+            }
+            normalised.insert(snake, value);
+        }
+        FileConfig::deserialize(toml::Value::Table(normalised))
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message().trim()))
+    }
+}
+
+/// `a = a.or(b)` for each named field.
+macro_rules! fill {
+    ($dst:expr, $src:expr; $($field:ident),* $(,)?) => {
+        $( if $dst.$field.is_none() { $dst.$field = $src.$field.clone(); } )*
+    };
+}
+
+/// `a = a || b.unwrap_or(false)` for each named flag.
+macro_rules! fill_flag {
+    ($dst:expr, $src:expr; $($field:ident),* $(,)?) => {
+        $( $dst.$field = $dst.$field || $src.$field.unwrap_or(false); )*
+    };
+}
+
+impl Global {
+    pub fn fill(&mut self, f: &FileConfig) {
+        if self.device.is_none() {
+            self.device = std::env::var("DISTILL_DEVICE")
+                .ok()
+                .filter(|s| !s.trim().is_empty());
+        }
+        fill!(self, f; device);
+        fill_flag!(self, f; json, quiet, profile);
+    }
+}
+
+impl DataOpts {
+    pub fn fill(&mut self, f: &FileConfig) {
+        fill!(self, f; data, max_train, max_test);
+    }
+}
+
+impl HyperOpts {
+    pub fn fill(&mut self, f: &FileConfig) {
+        fill!(self, f; epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule,
+            step_size, gamma, seed);
+        fill_flag!(self, f; augment);
+    }
+}
+
+impl KdOpts {
+    pub fn fill(&mut self, f: &FileConfig) {
+        fill!(self, f; temperature, alpha);
+    }
+}
+
+impl RunArgs {
+    pub fn fill(&mut self, f: &FileConfig) {
+        fill!(self, f; out, resume, seeds, label_fraction, teacher, teacher_epochs);
+        fill_flag!(self, f; quick, half);
+        self.data.fill(f);
+        self.hyper.fill(f);
+        self.kd.fill(f);
+    }
+}
+
+impl TrainArgs {
+    pub fn fill(&mut self, f: &FileConfig) {
+        fill!(self, f; arch, out);
+        fill_flag!(self, f; half);
+        self.data.fill(f);
+        self.hyper.fill(f);
+    }
+}
+
+impl DistillArgs {
+    pub fn fill(&mut self, f: &FileConfig) {
+        fill!(self, f; teacher, arch, label_fraction, out);
+        fill_flag!(self, f; half);
+        self.data.fill(f);
+        self.hyper.fill(f);
+        self.kd.fill(f);
+    }
+}
+
+impl EvalArgs {
+    pub fn fill(&mut self, f: &FileConfig) {
+        fill!(self, f; data, max_test, batch_size, confusion_png);
+        fill_flag!(self, f; confusion);
+    }
+}
+
+impl PredictArgs {
+    pub fn fill(&mut self, f: &FileConfig) {
+        fill!(self, f; top_k);
+    }
+}

@@ -1,0 +1,287 @@
+//! The `distill` command line: parsing (`args`), progress (`progress`), the subcommands
+//! (`commands`), and the shared pieces here (devices, errors, output).
+
+mod args;
+mod commands;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use distill::backend::gpu::{self, GpuBackend};
+use distill::backend::DeviceKind;
+use distill::{Device, Error};
+
+use args::{Cli, Command, FileConfig, Global};
+
+/// Exit code of a run whose loss became NaN or infinite.
+const EXIT_DIVERGED: u8 = 3;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            let diverged = e
+                .chain()
+                .any(|c| matches!(c.downcast_ref::<Error>(), Some(Error::Diverged(_))));
+            ExitCode::from(if diverged { EXIT_DIVERGED } else { 1 })
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let mut global = cli.global;
+    let file = match &global.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    global.fill(&file);
+    let ctx = Ctx::new(global);
+    match cli.command {
+        Command::Run(mut a) => {
+            a.fill(&file);
+            commands::run(&ctx, a)
+        }
+        Command::Train(mut a) => {
+            a.fill(&file);
+            commands::train(&ctx, a)
+        }
+        Command::Distill(mut a) => {
+            a.fill(&file);
+            commands::distill(&ctx, a)
+        }
+        Command::Eval(mut a) => {
+            a.fill(&file);
+            commands::eval(&ctx, a)
+        }
+        Command::Predict(mut a) => {
+            a.fill(&file);
+            commands::predict(&ctx, a)
+        }
+        Command::Devices => devices(&ctx),
+    }
+}
+
+/// What every subcommand knows: output mode and the device choice.
+pub struct Ctx {
+    pub global: Global,
+    pub mode: progress::Mode,
+}
+
+impl Ctx {
+    fn new(global: Global) -> Ctx {
+        let mode = progress::Mode::choose(global.quiet, global.json);
+        Ctx { global, mode }
+    }
+
+    fn device_spec(&self) -> String {
+        self.global.device.clone().unwrap_or_else(|| "auto".into())
+    }
+
+    /// Opens the device (`--device`, `$DISTILL_DEVICE`, the config file, else `auto`) and, with
+    /// `--profile` on a GPU, turns on kernel timing.
+    pub fn open_device(&self) -> Result<OpenDevice> {
+        let spec = self.device_spec();
+        let spec = spec.trim();
+        let gpu_backend: Option<Arc<GpuBackend>> = match spec {
+            "cpu" => None,
+            "auto" => match GpuBackend::open_best() {
+                Ok(b) if b.device().kind() != DeviceKind::SoftwareGpu => Some(b),
+                _ => None,
+            },
+            "gpu" => Some(GpuBackend::open_best().context("cannot open a GPU (--device gpu)")?),
+            other => match other.strip_prefix("gpu:").map(str::parse::<usize>) {
+                Some(Ok(i)) => Some(
+                    GpuBackend::open_index(i)
+                        .with_context(|| format!("cannot open --device {other}"))?,
+                ),
+                _ => bail!(
+                    "unknown device '{other}': expected auto, cpu, gpu or gpu:N (see `distill devices`)"
+                ),
+            },
+        };
+        let device = match &gpu_backend {
+            Some(b) => b.device(),
+            None => Device::cpu(),
+        };
+        let mut profiling = None;
+        if self.global.profile {
+            match &gpu_backend {
+                None => self.note("--profile: the CPU backend has no kernel timer; ignored"),
+                Some(b) => {
+                    if b.enable_profiling()? {
+                        profiling = Some(b.clone());
+                    } else {
+                        self.note(&format!(
+                            "--profile: {} has no timestamp queries; ignored",
+                            device.name()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(OpenDevice { device, profiling })
+    }
+
+    /// A remark on stderr (hidden by --quiet).
+    pub fn note(&self, text: &str) {
+        if self.mode != progress::Mode::Quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Prints `value` as pretty JSON on stdout.
+    pub fn print_json(&self, value: &impl serde::Serialize) -> Result<()> {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).context("cannot serialise the output")?
+        );
+        Ok(())
+    }
+}
+
+pub struct OpenDevice {
+    pub device: Device,
+    profiling: Option<Arc<GpuBackend>>,
+}
+
+impl OpenDevice {
+    /// With `--profile`: the time per kernel, slowest first, on stderr.
+    pub fn print_profile(&self) -> Result<()> {
+        let Some(b) = &self.profiling else {
+            return Ok(());
+        };
+        let rows = b.profile_report()?;
+        let total: f64 = rows.iter().map(|r| r.2).sum();
+        eprintln!(
+            "GPU time per kernel on {} (total {total:.1} ms):",
+            self.device.name()
+        );
+        eprintln!(
+            "{:<32} {:>10} {:>12} {:>10} {:>7}",
+            "kernel", "calls", "total ms", "µs/call", "share"
+        );
+        for (name, calls, ms) in rows {
+            eprintln!(
+                "{name:<32} {calls:>10} {ms:>12.2} {:>10.1} {:>6.1}%",
+                1e3 * ms / calls.max(1) as f64,
+                100.0 * ms / total.max(1e-12)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `distill devices`.
+fn devices(ctx: &Ctx) -> Result<()> {
+    let adapters = gpu::list_adapters();
+    let cpu = Device::cpu();
+    let threads = rayon::current_num_threads();
+    let simd = distill_kernels::simd::level().name();
+    let auto = Device::from_spec("auto").map(|d| d.name());
+    if ctx.global.json {
+        let list: Vec<serde_json::Value> = adapters
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "spec": format!("gpu:{}", a.index),
+                    "index": a.index,
+                    "name": a.name,
+                    "backend": a.backend,
+                    "device_type": a.device_type,
+                    "driver": a.driver,
+                    "driver_info": a.driver_info,
+                    "max_storage_buffer_binding_size": a.max_storage_buffer_binding_size,
+                    "max_buffer_size": a.max_buffer_size,
+                    "max_compute_workgroup_size_x": a.max_compute_workgroup_size_x,
+                    "max_compute_invocations_per_workgroup": a.max_compute_invocations_per_workgroup,
+                    "max_compute_workgroup_storage_size": a.max_compute_workgroup_storage_size,
+                    "shader_f16": a.shader_f16,
+                    "subgroup": a.subgroup,
+                    "timestamp_query": a.timestamp_query,
+                })
+            })
+            .collect();
+        return ctx.print_json(&serde_json::json!({
+            "adapters": list,
+            "cpu": { "spec": "cpu", "name": cpu.name(), "simd": simd, "threads": threads },
+            "auto": auto.as_ref().ok(),
+        }));
+    }
+    if adapters.is_empty() {
+        println!("no GPU adapters (Vulkan, Metal, DX12) found");
+    }
+    for a in &adapters {
+        println!("{a}");
+    }
+    println!(
+        "cpu  {} (rayon, SIMD {simd}, {threads} threads)",
+        cpu.name()
+    );
+    match auto {
+        Ok(name) => println!(
+            "--device auto picks: {name}  (a hardware GPU when there is one, else the CPU backend; \
+             software ones only with --device gpu or gpu:N)"
+        ),
+        Err(e) => println!("--device auto fails: {e}"),
+    }
+    Ok(())
+}
+
+/// `runs/<YYYYmmdd-HHMMSS><suffix>` (UTC), made unique with `-2`, `-3`, … when taken.
+pub fn default_run_dir(suffix: &str) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    let stamp = format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
+    let base = Path::new("runs").join(format!("{stamp}{suffix}"));
+    let mut dir = base.clone();
+    let mut n = 2;
+    while dir.exists() {
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+        n += 1;
+    }
+    dir
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn calendar() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+    }
+}
