@@ -48,6 +48,8 @@ fn shape(
 fn shapes() -> Vec<Pool2dShape> {
     vec![
         shape(2, 3, (28, 28), (2, 2), (2, 2)),
+        // 2x2 stride 2 on odd sizes: the last row and column are dropped (floor mode).
+        shape(2, 3, (7, 9), (2, 2), (2, 2)),
         shape(3, 7, (13, 13), (3, 3), (2, 2)),
         shape(1, 1, (7, 7), (3, 3), (1, 1)),
         shape(2, 3, (7, 13), (2, 3), (1, 2)),
@@ -129,6 +131,50 @@ fn nan_propagates_and_negative_infinity_is_a_value() {
     assert_eq!(a[0], 5, "PyTorch's rule: the last NaN of the window");
     assert_eq!(y[1], ninf);
     assert_eq!(a[1], 2, "all −∞: the first element");
+}
+
+/// The same rules on rows wide enough for the vectorised 2×2 path, against the reference.
+#[test]
+fn nan_and_ties_on_the_wide_2x2_path() {
+    let s = shape(2, 3, (4, 37), (2, 2), (2, 2));
+    let mut rng = Rng(77);
+    let x: Vec<f32> = (0..s.input_len())
+        .map(|_| match rng.level(6) as i32 {
+            0 => f32::NAN,
+            1 => f32::NEG_INFINITY,
+            v => v as f32,
+        })
+        .collect();
+    let (y, a) = run_forward(&s, &x);
+    // PyTorch's rule, written out: start at −∞ on the first element; a later element wins if
+    // it is greater or NaN (so NaN propagates and the last NaN is reported).
+    let (mut y_ref, mut a_ref) = (Vec::new(), Vec::new());
+    for p in 0..s.batch * s.channels {
+        let plane = &x[p * s.in_h * s.in_w..(p + 1) * s.in_h * s.in_w];
+        for r in 0..s.out_h() {
+            for c in 0..s.out_w() {
+                let (mut best, mut at) = (f32::NEG_INFINITY, 2 * r * s.in_w + 2 * c);
+                for idx in [
+                    2 * r * s.in_w + 2 * c,
+                    2 * r * s.in_w + 2 * c + 1,
+                    (2 * r + 1) * s.in_w + 2 * c,
+                    (2 * r + 1) * s.in_w + 2 * c + 1,
+                ] {
+                    if plane[idx] > best || plane[idx].is_nan() {
+                        (best, at) = (plane[idx], idx);
+                    }
+                }
+                y_ref.push(best);
+                a_ref.push(at as u32);
+            }
+        }
+    }
+    assert_eq!(a, a_ref);
+    assert_eq!(
+        y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        y_ref.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    assert!(y.iter().any(|v| v.is_nan()) && y.iter().any(|v| !v.is_nan()));
 }
 
 /// Backward routes dy to the arg-max; overlapping windows (3/2, 3/1) sum into shared inputs.
