@@ -18,7 +18,7 @@ use super::train::{
     self, EpochRecord, InputSpec, KdConfig, Observer, TeacherLogits, TrainConfig, TrainJob, Trained,
 };
 use crate::checkpoint::StoreDtype;
-use crate::data::{self, Dataset, LoadOptions, Split};
+use crate::data::{self, BatchConfig, Dataset, LoadOptions, Split};
 use crate::nn::{ArchSpec, Sequential};
 use crate::{no_grad, Device, Error, Result, Tensor};
 
@@ -453,8 +453,18 @@ pub fn run(
     // 5. What it bought: accuracy, size, speed.
     log.message("evaluating the KD student and measuring inference latency and throughput…");
     let kd_eval = train::evaluate(&kd_models[0], device, &test, &input, 256, true)?;
-    let teacher_stats = model_stats(&teacher, &teacher_spec, device)?;
-    let student_stats = model_stats(&kd_models[0], &student_spec, device)?;
+    let sample = data::try_batches(
+        test.clone(),
+        input.channels,
+        input.height,
+        input.width,
+        &BatchConfig::eval(256, input.mean.clone(), input.std.clone()),
+        0,
+    )?
+    .next()
+    .ok_or_else(|| Error::Data("the test split is empty".into()))?;
+    let teacher_stats = model_stats(&teacher, &teacher_spec, device, &sample.images)?;
+    let student_stats = model_stats(&kd_models[0], &student_spec, device, &sample.images)?;
     let gains = |f: fn(&RunSummary) -> f64| {
         mean_std(&kd.iter().map(f).collect::<Vec<_>>()).0
             - mean_std(&baseline.iter().map(f).collect::<Vec<_>>()).0
@@ -489,11 +499,31 @@ pub fn run(
 }
 
 /// Parameters, bytes, batch-1 latency and batch-256 throughput of a model on `device`.
-pub fn model_stats(model: &Sequential, spec: &ArchSpec, device: &Device) -> Result<ModelStats> {
+/// `images` holds normalised test images (at least one): real data, so the activations and
+/// the work they cause are those of inference, not of a synthetic input.
+pub fn model_stats(
+    model: &Sequential,
+    spec: &ArchSpec,
+    device: &Device,
+    images: &[f32],
+) -> Result<ModelStats> {
+    let image_len = spec.in_channels * spec.height * spec.width;
+    if images.len() < image_len || images.len() % image_len != 0 {
+        return Err(Error::Shape(format!(
+            "model_stats: {} values are not whole images of {image_len}",
+            images.len()
+        )));
+    }
     let shape1 = [1, spec.in_channels, spec.height, spec.width];
     let shape256 = [256, spec.in_channels, spec.height, spec.width];
-    let x1 = Tensor::from_f32(&vec![0.1; shape1.iter().product()], &shape1, device)?;
-    let x256 = Tensor::from_f32(&vec![0.1; shape256.iter().product()], &shape256, device)?;
+    let batch256: Vec<f32> = images
+        .iter()
+        .copied()
+        .cycle()
+        .take(256 * image_len)
+        .collect();
+    let x1 = Tensor::from_f32(&images[..image_len], &shape1, device)?;
+    let x256 = Tensor::from_f32(&batch256, &shape256, device)?;
     let time = |x: &Tensor, min_iters: usize, budget: f64| -> Result<f64> {
         no_grad(|| {
             model.forward(x)?.to_vec()?; // warm-up: pipelines, pools, caches
