@@ -206,10 +206,9 @@ unsafe fn pool_2x2_avx2(
             let mut at = (t0 + 2 * c) as u32;
             for i in [t0 + 2 * c, t0 + 2 * c + 1, b0 + 2 * c, b0 + 2 * c + 1] {
                 let v = xp[i];
-                if v > best || v.is_nan() {
-                    best = v;
-                    at = i as u32;
-                }
+                let take = v > best || v.is_nan();
+                best = if take { v } else { best };
+                at = if take { i as u32 } else { at };
             }
             yp[r * ow + c] = best;
             ap[r * ow + c] = at;
