@@ -173,3 +173,52 @@ fn bad_settings_are_errors() {
     .unwrap();
     assert!(err.to_string().contains("conv1.weight"), "{err}");
 }
+
+/// A teacher exported from PyTorch (`safetensors.torch.save_file(model.state_dict())`) has
+/// the seed's names and layouts but no distill metadata: its architecture is read off the
+/// shapes and the data's input size.
+#[test]
+fn a_bare_pytorch_state_dict_loads_as_a_teacher() {
+    use distill::checkpoint::{self, NamedTensor, StoreDtype};
+    let ds = tiny_dataset(32);
+    let trained = train::train(job(&ds, None, None), &mut Silent).unwrap();
+    let tensors: Vec<NamedTensor> = trained
+        .model
+        .parameters()
+        .into_iter()
+        .map(|(name, t)| NamedTensor {
+            name,
+            shape: t.shape().to_vec(),
+            data: t.to_vec().unwrap(),
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("from_pytorch.safetensors");
+    checkpoint::save(&path, &tensors, &Default::default(), StoreDtype::F32).unwrap();
+
+    let input = train::InputSpec::of(&ds);
+    let loaded = train::load_model_for_data(&path, &Device::cpu(), &input).unwrap();
+    assert_eq!(
+        loaded.spec,
+        ArchSpec::preset("student", 1, 8, 8, 2).unwrap()
+    );
+    let test = Arc::new(ds.test.clone());
+    let eval = train::evaluate(&loaded.model, &Device::cpu(), &test, &input, 32, false).unwrap();
+    assert_eq!(eval.accuracy, trained.final_accuracy);
+
+    // Missing tensors or the wrong class count are clear errors.
+    checkpoint::save(&path, &tensors[2..], &Default::default(), StoreDtype::F32).unwrap();
+    let err = train::load_model_for_data(&path, &Device::cpu(), &input)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("conv1.weight"), "{err}");
+    checkpoint::save(&path, &tensors, &Default::default(), StoreDtype::F32).unwrap();
+    let three_classes = train::InputSpec {
+        class_names: vec!["a".into(), "b".into(), "c".into()],
+        ..input
+    };
+    let err = train::load_model_for_data(&path, &Device::cpu(), &three_classes)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("classes"), "{err}");
+}

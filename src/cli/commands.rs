@@ -565,8 +565,13 @@ pub fn distill(ctx: &Ctx, a: DistillArgs) -> Result<()> {
     let cfg = apply_hyper(TrainConfig::default(), &a.hyper, a.hyper.epochs)?;
     let kd = apply_kd(KdConfig::default(), &a.kd)?;
     let dev = ctx.open_device()?;
-    let teacher = load_checkpoint(&teacher_path, &dev.device)?;
     let ds = load_data(&a.data)?;
+    if !teacher_path.is_file() {
+        bail!("{}: no such checkpoint file", teacher_path.display());
+    }
+    // A distill checkpoint, or a bare PyTorch state_dict of the seed's modules.
+    let teacher = train::load_model_for_data(&teacher_path, &dev.device, &InputSpec::of(&ds))
+        .with_context(|| format!("cannot load the teacher {}", teacher_path.display()))?;
     check_fits(&teacher_path, &teacher, &ds)?;
     // The student sees exactly what the teacher saw: the teacher's normalisation and classes.
     let input = teacher.input.clone();

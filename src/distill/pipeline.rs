@@ -305,7 +305,7 @@ pub fn run(
     // 1. The teacher: trained on everything, or loaded.
     let (teacher, teacher_summary) = match &cfg.teacher_checkpoint {
         Some(path) => {
-            let loaded = train::load_model(path, device, None, None)?;
+            let loaded = train::load_model_for_data(path, device, &input)?;
             if loaded.spec.num_classes != classes
                 || loaded.spec.in_channels != ds.channels
                 || loaded.spec.height != ds.height

@@ -588,7 +588,75 @@ pub fn load_model(
     spec: Option<ArchSpec>,
     input: Option<InputSpec>,
 ) -> Result<LoadedModel> {
+    model_from_checkpoint(checkpoint::load(path)?, path, device, spec, input)
+}
+
+/// Loads a model to use on `data`, typically a teacher: a distill checkpoint as it is; a bare
+/// PyTorch `state_dict` of the seed's modules (saved with `safetensors.torch.save_file`, no
+/// metadata) with its architecture read off the tensor shapes and the data's input size,
+/// normalisation and class names.
+pub fn load_model_for_data(path: &Path, device: &Device, data: &InputSpec) -> Result<LoadedModel> {
     let ckpt = checkpoint::load(path)?;
+    if ckpt.metadata.contains_key("arch_spec") || ckpt.metadata.contains_key("arch") {
+        return model_from_checkpoint(ckpt, path, device, None, None);
+    }
+    let spec = infer_spec(&ckpt, data, path)?;
+    model_from_checkpoint(ckpt, path, device, Some(spec), Some(data.clone()))
+}
+
+/// The seed architecture whose parameters have these shapes, for inputs shaped like `data`.
+fn infer_spec(ckpt: &checkpoint::Checkpoint, data: &InputSpec, path: &Path) -> Result<ArchSpec> {
+    let shape = |name: &str, rank: usize| -> Result<Vec<usize>> {
+        match ckpt.get(name) {
+            Some(t) if t.shape.len() == rank => Ok(t.shape.clone()),
+            Some(t) => Err(Error::Checkpoint(format!("{}: {name} has shape {:?}, expected rank {rank}", path.display(), t.shape))),
+            None => Err(Error::Checkpoint(format!(
+                "{}: no '{name}': not a checkpoint of the seed's modules (conv1, conv2, fc1, fc2) and no distill metadata",
+                path.display()
+            ))),
+        }
+    };
+    let (conv1, conv2, fc1, fc2) = (
+        shape("conv1.weight", 4)?,
+        shape("conv2.weight", 4)?,
+        shape("fc1.weight", 2)?,
+        shape("fc2.weight", 2)?,
+    );
+    if conv1[1] != data.channels || fc2[0] != data.class_names.len() {
+        return Err(Error::Checkpoint(format!(
+            "{}: the model takes {} input channels and predicts {} classes; the data has {} and {}",
+            path.display(),
+            conv1[1],
+            fc2[0],
+            data.channels,
+            data.class_names.len()
+        )));
+    }
+    let arch = match (conv1[0], conv2[0], fc1[0]) {
+        (64, 128, 1000) => "teacher",
+        (32, 64, 500) => "student",
+        _ => "custom",
+    };
+    let spec = ArchSpec {
+        arch: arch.into(),
+        in_channels: conv1[1],
+        height: data.height,
+        width: data.width,
+        num_classes: fc2[0],
+        conv_channels: [conv1[0], conv2[0]],
+        hidden: fc1[0],
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+fn model_from_checkpoint(
+    ckpt: checkpoint::Checkpoint,
+    path: &Path,
+    device: &Device,
+    spec: Option<ArchSpec>,
+    input: Option<InputSpec>,
+) -> Result<LoadedModel> {
     let meta = &ckpt.metadata;
     let spec = match spec {
         Some(s) => s,
