@@ -1,7 +1,14 @@
 //! The CPU backend: each [`Backend`] method locks its buffers and calls the matching
 //! `distill-kernels` function. Work runs immediately on the calling thread + rayon's pool.
+//!
+//! Buffers come from a pool keyed by length, as on the GPU: a training step asks for the
+//! same sizes every time, so after the first step it allocates nothing. Without the pool,
+//! activations larger than the allocator's mmap threshold (glibc: 32 MiB at most, e.g. the
+//! teacher's first conv output at batch 256) were mapped, faulted in page by page and
+//! unmapped on every op, which halved training throughput.
 
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use distill_kernels as k;
 use distill_kernels::{Bias, Epilogue};
@@ -9,15 +16,72 @@ use distill_kernels::{Bias, Epilogue};
 use super::*;
 use crate::Error;
 
-/// A host buffer of 32-bit words (u32 data is stored bit-for-bit in the f32 vector).
+/// Free host buffers by length, bounded so an idle pool cannot hoard memory.
+#[derive(Default)]
+pub struct CpuPool {
+    state: Mutex<PoolState>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    free: HashMap<usize, Vec<Vec<f32>>>,
+    cached_bytes: usize,
+    fresh_allocations: u64,
+}
+
+impl CpuPool {
+    /// The most bytes of free buffers kept for reuse.
+    pub const MAX_CACHED_BYTES: usize = 2 << 30;
+
+    fn take(&self, len: usize) -> Option<Vec<f32>> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let v = st.free.get_mut(&len)?.pop()?;
+        st.cached_bytes -= len * 4;
+        Some(v)
+    }
+
+    fn give(&self, v: Vec<f32>) {
+        let bytes = v.len() * 4;
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if bytes == 0 || st.cached_bytes + bytes > Self::MAX_CACHED_BYTES {
+            return; // dropped: freed to the allocator
+        }
+        st.cached_bytes += bytes;
+        st.free.entry(v.len()).or_default().push(v);
+    }
+
+    /// Buffers allocated because the pool had none of the size asked for (a steady-state
+    /// training loop stops adding to it after its first step).
+    pub fn fresh_allocations(&self) -> u64 {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fresh_allocations
+    }
+}
+
+/// A host buffer of 32-bit words (u32 data is stored bit-for-bit in the f32 vector). Goes
+/// back to its pool when dropped.
 pub struct CpuStorage {
     data: RwLock<Vec<f32>>,
+    pool: Option<Arc<CpuPool>>,
+}
+
+impl Drop for CpuStorage {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            let v = std::mem::take(self.data.get_mut().unwrap_or_else(|e| e.into_inner()));
+            pool.give(v);
+        }
+    }
 }
 
 impl CpuStorage {
+    /// A buffer that owns `data` and belongs to no pool.
     pub fn new(data: Vec<f32>) -> Self {
         CpuStorage {
             data: RwLock::new(data),
+            pool: None,
         }
     }
     pub fn len(&self) -> usize {
@@ -36,13 +100,46 @@ impl CpuStorage {
 
 pub struct CpuBackend {
     level: k::SimdLevel,
+    pool: Arc<CpuPool>,
 }
 
 impl CpuBackend {
     pub fn new() -> Self {
         CpuBackend {
             level: k::simd::level(),
+            pool: Arc::default(),
         }
+    }
+
+    pub fn pool(&self) -> &CpuPool {
+        &self.pool
+    }
+
+    /// A pooled buffer of `len` words; its contents are whatever the last user left, so
+    /// callers overwrite all of it.
+    fn buffer(&self, len: usize) -> Result<Vec<f32>> {
+        if let Some(v) = self.pool.take(len) {
+            return Ok(v);
+        }
+        self.pool
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fresh_allocations += 1;
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
+            device: self.name(),
+            detail: format!("could not allocate {} bytes", len * 4),
+        })?;
+        v.resize(len, 0.0);
+        Ok(v)
+    }
+
+    fn storage(&self, data: Vec<f32>) -> Storage {
+        Storage::Cpu(CpuStorage {
+            data: RwLock::new(data),
+            pool: Some(self.pool.clone()),
+        })
     }
 }
 
@@ -92,21 +189,21 @@ impl Backend for CpuBackend {
     }
 
     fn zeros(&self, len: usize) -> Result<Storage> {
-        let mut v = Vec::new();
-        v.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
-            device: self.name(),
-            detail: format!("could not allocate {} bytes", len * 4),
-        })?;
-        v.resize(len, 0.0);
-        Ok(Storage::Cpu(CpuStorage::new(v)))
+        let mut v = self.buffer(len)?;
+        k::elementwise::fill(&mut v, 0.0);
+        Ok(self.storage(v))
     }
     fn upload_f32(&self, data: &[f32]) -> Result<Storage> {
-        Ok(Storage::Cpu(CpuStorage::new(data.to_vec())))
+        let mut v = self.buffer(data.len())?;
+        v.copy_from_slice(data);
+        Ok(self.storage(v))
     }
     fn upload_u32(&self, data: &[u32]) -> Result<Storage> {
-        Ok(Storage::Cpu(CpuStorage::new(
-            data.iter().map(|&u| f32::from_bits(u)).collect(),
-        )))
+        let mut v = self.buffer(data.len())?;
+        for (d, &u) in v.iter_mut().zip(data) {
+            *d = f32::from_bits(u);
+        }
+        Ok(self.storage(v))
     }
     fn download_f32(&self, src: &Storage) -> Result<Vec<f32>> {
         Ok(r(src)?.clone())
@@ -121,6 +218,9 @@ impl Backend for CpuBackend {
     }
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+    fn fresh_allocations(&self) -> u64 {
+        self.pool.fresh_allocations()
     }
 
     fn gemm(

@@ -104,6 +104,9 @@ pub trait Backend: Send + Sync {
     fn copy(&self, src: &Storage, dst: &Storage) -> Result<()>;
     /// Submit queued work without waiting (a no-op on the CPU).
     fn flush(&self) -> Result<()>;
+    /// Buffers created so far because the pool had none of the size asked for; flat across
+    /// the steps of a steady-state training loop.
+    fn fresh_allocations(&self) -> u64;
 
     // --- gemm.rs / matmul.wgsl ----------------------------------------------------------------
     /// `C = op(A)·op(B) (+ C if accumulate) (+ bias)`, then ReLU if `relu`.

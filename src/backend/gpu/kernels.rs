@@ -333,6 +333,9 @@ impl Backend for GpuBackend {
         self.exec.ctx.check()?;
         self.exec.submit(&mut st)
     }
+    fn fresh_allocations(&self) -> u64 {
+        self.pool_stats().fresh_allocations
+    }
 
     fn gemm(
         &self,
