@@ -1,7 +1,7 @@
 //! conv2d over NCHW (weights `[out, in, kh, kw]`): forward, input gradient, weight gradient,
 //! bias gradient. Any kernel size, stride and zero padding.
 //!
-//! # Algorithm: im2col + GEMM, one image per GEMM
+//! # Algorithm: im2col + GEMM (per image, or per chunk of images for large layers)
 //!
 //! With `K = in·kh·kw` and `P = out_h·out_w`, image n is unfolded into the column matrix
 //! `col_n[K×P]` (row `(ci, i, j)` holds the input pixel each output position sees through tap
