@@ -5,6 +5,7 @@
 use super::elementwise::with_node;
 use super::*;
 use crate::autograd::record;
+use crate::backend::{Backend, Storage};
 
 fn rows_cols(op: &str, x: &Tensor) -> Result<(usize, usize)> {
     check_rank(op, "logits", x, 2)?;
@@ -35,42 +36,55 @@ fn check_labels(op: &str, labels: &Tensor, rows: usize) -> Result<()> {
 /// `softmax(x / T)` over the last dimension of `[rows, cols]`.
 /// Gradient: `dx = y ⊙ (dy − Σ dy⊙y) / T`.
 pub fn softmax_t(x: &Tensor, temperature: f32) -> Result<Tensor> {
-    check_f32("softmax", &[x])?;
-    check_temperature("softmax", temperature)?;
-    let (rows, cols) = rows_cols("softmax", x)?;
-    let y = Tensor::empty_like_shape(x.shape(), DType::F32, x.device())?;
-    x.device()
-        .backend()
-        .softmax(rows, cols, x.storage(), temperature, y.storage())?;
-    let sy = y.clone();
-    let node = record("softmax", &[x], move |dy| {
-        let dx = Tensor::empty_like_shape(dy.shape(), DType::F32, dy.device())?;
-        dy.device().backend().softmax_backward(
-            rows,
-            cols,
-            sy.storage(),
-            dy.storage(),
-            temperature,
-            dx.storage(),
-        )?;
-        Ok(vec![Some(dx)])
-    });
-    Ok(with_node(y, node))
+    row_normalise(
+        "softmax",
+        x,
+        temperature,
+        |b, r, c, x, t, y| b.softmax(r, c, x, t, y),
+        |b, r, c, y, dy, t, dx| b.softmax_backward(r, c, y, dy, t, dx),
+    )
 }
 
 /// `log_softmax(x / T)` over the last dimension. Gradient: `dx = (dy − softmax · Σ dy) / T`.
 pub fn log_softmax(x: &Tensor, temperature: f32) -> Result<Tensor> {
-    check_f32("log_softmax", &[x])?;
-    check_temperature("log_softmax", temperature)?;
-    let (rows, cols) = rows_cols("log_softmax", x)?;
+    row_normalise(
+        "log_softmax",
+        x,
+        temperature,
+        |b, r, c, x, t, y| b.log_softmax(r, c, x, t, y),
+        |b, r, c, y, dy, t, dx| b.log_softmax_backward(r, c, y, dy, t, dx),
+    )
+}
+
+type RowForward = fn(&dyn Backend, usize, usize, &Storage, f32, &Storage) -> Result<()>;
+type RowBackward = fn(&dyn Backend, usize, usize, &Storage, &Storage, f32, &Storage) -> Result<()>;
+
+/// softmax and log-softmax share everything but their two kernels: both save their output
+/// `y`, and their backward kernels take `(y, dy)`.
+fn row_normalise(
+    name: &'static str,
+    x: &Tensor,
+    temperature: f32,
+    forward: RowForward,
+    backward: RowBackward,
+) -> Result<Tensor> {
+    check_f32(name, &[x])?;
+    check_temperature(name, temperature)?;
+    let (rows, cols) = rows_cols(name, x)?;
     let y = Tensor::empty_like_shape(x.shape(), DType::F32, x.device())?;
-    x.device()
-        .backend()
-        .log_softmax(rows, cols, x.storage(), temperature, y.storage())?;
+    forward(
+        x.device().backend(),
+        rows,
+        cols,
+        x.storage(),
+        temperature,
+        y.storage(),
+    )?;
     let sy = y.clone();
-    let node = record("log_softmax", &[x], move |dy| {
+    let node = record(name, &[x], move |dy| {
         let dx = Tensor::empty_like_shape(dy.shape(), DType::F32, dy.device())?;
-        dy.device().backend().log_softmax_backward(
+        backward(
+            dy.device().backend(),
             rows,
             cols,
             sy.storage(),
