@@ -75,7 +75,7 @@
 //! L1 (module `thin` below): forward keeps an output channel's K weights and bias in registers and
 //! streams `col`; weight grad keeps K vector accumulators per output channel over all pixels
 //! of a batch chunk; input grad forms `dcol = Wᵀ·dY` with K accumulators per 8 pixels,
-//! channels in blocks of 8, then folds it. Other levels and larger K keep im2col + GEMM.
+//! channels in blocks of 16, then folds it. Other levels and larger K keep im2col + GEMM.
 //!
 //! Roofline (teacher conv1, batch 128: 116 Mflop; 2-core Zen 5, AVX2 peak ~265 Gflop/s, so
 //! 0.44 ms at peak and 0.80 ms at 55 %): each output element costs 18 flops against one
@@ -89,9 +89,13 @@
 //! compute to hide almost entirely under the stream. Hence:
 //! - forward writes y with streaming stores (outputs ≥ 8 MB), which skips the
 //!   read-for-ownership (~25 % faster measured);
-//! - the backward kernels software-prefetch dY one plane (weight grad) or one 8-channel block
-//!   (input grad) ahead, across image boundaries: the input grad reads 8 planes side by side,
-//!   which the hardware prefetchers did not follow (it ran at ~6 GB/s per core before).
+//! - the backward kernels software-prefetch dY 8 planes (weight grad) or one 16-channel block
+//!   (input grad) ahead, across image boundaries: the input grad reads 16 planes side by side,
+//!   which the hardware prefetchers did not follow (it ran at ~6 GB/s per core before). One
+//!   plane ahead is ~90 ns of weight-grad compute, under the DRAM latency: 8 planes ahead
+//!   measured +10 points (teacher) / +6 (student) in the weight grad. 16-channel blocks
+//!   (half the `dcol` reloads of 8, still under L1 with the prefetches) measured +10 points
+//!   in the input grad; 32 was no better.
 //!
 //! In cache (batch 16, one thread) the direct kernels run at 72 % (forward), 56 % (input grad)
 //! and 62 % (weight grad) of one core's peak; at batch 128 the bandwidth above is the cap.
@@ -818,10 +822,10 @@ mod thin {
             let dp = dy.as_ptr().add(c * p);
             for v in 0..full {
                 let o = v * 8;
-                if (c + 1) * p + o < dy.len() {
-                    // The next plane (of the next image after the last one), one plane ahead:
-                    // dY streams from DRAM.
-                    _mm_prefetch::<_MM_HINT_T0>(dp.add(p + o) as *const i8);
+                if (c + WGRAD_AHEAD) * p + o < dy.len() {
+                    // [`WGRAD_AHEAD`] planes ahead (into the next image after the last
+                    // ones): dY streams from DRAM.
+                    _mm_prefetch::<_MM_HINT_T0>(dp.add(WGRAD_AHEAD * p + o) as *const i8);
                 }
                 let d = _mm256_loadu_ps(dp.add(o));
                 for k in 0..K {
@@ -841,9 +845,15 @@ mod thin {
         }
     }
 
+    /// How many dY planes ahead [`wgrad_image`] prefetches.
+    const WGRAD_AHEAD: usize = 8;
+
+    /// How many channel blocks ahead [`dcol_image`] prefetches.
+    const DCOL_AHEAD: usize = 1;
+
     /// Output channels per pass of [`dcol_image`]: their dY planes are streamed side by side
-    /// (8 sequential streams, which the prefetchers follow; 64 do not) while `dcol` stays in L1.
-    const DCOL_CHANNELS: usize = 8;
+    /// (16 sequential streams, software-prefetched a block ahead) while `dcol` stays in L1.
+    const DCOL_CHANNELS: usize = 16;
 
     /// `dcol[K×PS] = w[co×K]ᵀ·dY[co×P]` for one image (tail columns unspecified). Channels are
     /// summed in blocks of [`DCOL_CHANNELS`], in order, through `dcol`.
@@ -872,10 +882,12 @@ mod thin {
                 }
                 for c in c0..c1 {
                     let src = dp.add(c * p + o);
-                    if (c + DCOL_CHANNELS) * p + o < dy.len() {
-                        // The next block's planes (of the next image after the last block), a
-                        // whole block ahead: dY streams from DRAM.
-                        _mm_prefetch::<_MM_HINT_T1>(src.add(DCOL_CHANNELS * p) as *const i8);
+                    if (c + DCOL_AHEAD * DCOL_CHANNELS) * p + o < dy.len() {
+                        // [`DCOL_AHEAD`] blocks ahead (into the next image after the last
+                        // blocks): dY streams from DRAM.
+                        _mm_prefetch::<_MM_HINT_T1>(
+                            src.add(DCOL_AHEAD * DCOL_CHANNELS * p) as *const i8
+                        );
                     }
                     let d = if v < full {
                         _mm256_loadu_ps(src)
