@@ -4,6 +4,7 @@
 # PyTorch (installed there) loads our checkpoints into the seed's modules. Everything it
 # prints also lands in $OUT/device-check.log.
 set -uo pipefail
+gunzip -f .device/*.gz
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 if [ -e /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
