@@ -69,14 +69,9 @@ fn wg_sum4(li: u32, v: vec4<f32>) -> vec4<f32> {
     return r;
 }
 
-@compute @workgroup_size(256)
-fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) li: u32) {
-    let r = row_of(wg, nwg);
-    if (r >= p.rows) {
-        return;
-    }
-    let base = r * p.cols;
+// (max of in0[row]/T, Σ exp(in0[row]/T − max)) for the row starting at `base`: the shared
+// first two passes of softmax and log-softmax. Called by the whole workgroup (barriers).
+fn row_max_sum_exp(base: u32, li: u32) -> vec2<f32> {
     var mx = NEG_INF;
     for (var j = li; j < p.cols; j += 256u) {
         mx = max(mx, in0[base + j] / p.t);
@@ -86,7 +81,20 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     for (var j = li; j < p.cols; j += 256u) {
         s += exp(in0[base + j] / p.t - m);
     }
-    let total = wg_sum4(li, vec4<f32>(s)).x;
+    return vec2<f32>(m, wg_sum4(li, vec4<f32>(s)).x);
+}
+
+@compute @workgroup_size(256)
+fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let r = row_of(wg, nwg);
+    if (r >= p.rows) {
+        return;
+    }
+    let base = r * p.cols;
+    let stats = row_max_sum_exp(base, li);
+    let m = stats.x;
+    let total = stats.y;
     for (var j = li; j < p.cols; j += 256u) {
         out[base + j] = exp(in0[base + j] / p.t - m) / total;
     }
@@ -100,16 +108,9 @@ fn log_softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         return;
     }
     let base = r * p.cols;
-    var mx = NEG_INF;
-    for (var j = li; j < p.cols; j += 256u) {
-        mx = max(mx, in0[base + j] / p.t);
-    }
-    let m = wg_max4(li, vec4<f32>(mx)).x;
-    var s = 0.0;
-    for (var j = li; j < p.cols; j += 256u) {
-        s += exp(in0[base + j] / p.t - m);
-    }
-    let lse = log(wg_sum4(li, vec4<f32>(s)).x);
+    let stats = row_max_sum_exp(base, li);
+    let m = stats.x;
+    let lse = log(stats.y);
     for (var j = li; j < p.cols; j += 256u) {
         out[base + j] = in0[base + j] / p.t - m - lse;
     }
