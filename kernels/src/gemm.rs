@@ -114,6 +114,42 @@ pub fn gemm_at(
     c: &mut [f32],
     ep: Epilogue,
 ) {
+    gemm_impl(level, ta, tb, m, n, k, a, b, c, ep, true)
+}
+
+/// [`gemm_at`] entirely on the calling thread, whatever its size: for callers that run
+/// several GEMMs in parallel themselves (the chunks of a conv2d), where a GEMM that forks
+/// would nest, and pay a fork/join per KC block on problems with few tiles.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_serial_at(
+    level: SimdLevel,
+    ta: Trans,
+    tb: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    ep: Epilogue,
+) {
+    gemm_impl(level, ta, tb, m, n, k, a, b, c, ep, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_impl(
+    level: SimdLevel,
+    ta: Trans,
+    tb: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    ep: Epilogue,
+    parallel: bool,
+) {
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
         "gemm: operand too short"
@@ -135,11 +171,11 @@ pub fn gemm_at(
         // A single row against a row-major [n, k] matrix (a linear layer at batch 1): n dot
         // products over contiguous rows. Packing B would copy all of it for one use; this
         // streams it once, so batch-1 inference runs at memory bandwidth.
-        gemv_rows(level, n, k, &a[..k], b, &mut c[..n], ep);
+        gemv_rows(level, n, k, &a[..k], b, &mut c[..n], ep, parallel);
         return;
     }
     let kern = microkernel(level);
-    let threads = if 2.0 * (m * n) as f64 * k as f64 >= PARALLEL_MIN_FLOPS {
+    let threads = if parallel && 2.0 * (m * n) as f64 * k as f64 >= PARALLEL_MIN_FLOPS {
         rayon::current_num_threads()
     } else {
         1
@@ -227,6 +263,7 @@ pub fn gemm_at(
 /// The epilogue alone, for k = 0.
 /// `c[j] = epilogue(x · b[j, :])` for the `n` rows of a row-major `[n, k]` matrix; rows are
 /// split across threads in fixed blocks, and each dot product is summed in a fixed order.
+#[allow(clippy::too_many_arguments)]
 fn gemv_rows(
     level: SimdLevel,
     n: usize,
@@ -235,6 +272,7 @@ fn gemv_rows(
     b: &[f32],
     c: &mut [f32],
     ep: Epilogue,
+    parallel: bool,
 ) {
     const ROWS_PER_TASK: usize = 64;
     let run = |j0: usize, out: &mut [f32]| {
@@ -252,7 +290,7 @@ fn gemv_rows(
             *v = if ep.relu && acc < 0.0 { 0.0 } else { acc };
         }
     };
-    if 2.0 * (n * k) as f64 >= PARALLEL_MIN_FLOPS {
+    if parallel && 2.0 * (n * k) as f64 >= PARALLEL_MIN_FLOPS {
         use rayon::prelude::*;
         c.par_chunks_mut(ROWS_PER_TASK)
             .enumerate()

@@ -214,7 +214,10 @@ unsafe fn pool_2x2_avx2(
                     take,
                 ));
             }
-            let (yo, ao) = (yp.as_mut_ptr().add(r * ow + c), ap.as_mut_ptr().add(r * ow + c));
+            let (yo, ao) = (
+                yp.as_mut_ptr().add(r * ow + c),
+                ap.as_mut_ptr().add(r * ow + c),
+            );
             if n == 8 {
                 _mm256_storeu_ps(yo, best);
                 _mm256_storeu_si256(ao as *mut __m256i, at);

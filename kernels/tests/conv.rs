@@ -85,6 +85,13 @@ fn shapes() -> Vec<Conv2dShape> {
         shape(17, 13, (13, 13), 37, (3, 3), (1, 1), (1, 1)),
         shape(5, 7, (15, 13), 40, (5, 5), (2, 1), (2, 1)),
         shape(3, 64, (14, 14), 48, (1, 1), (1, 1), (0, 0)),
+        // Stride 1 with rows of ≥ 8 outputs (the unfold's zero-padded-plane path): no
+        // padding, padding on one axis only, rectangular kernels, a padding wider than 1;
+        // and a plane too large for that path's stack buffer (the generic unfold).
+        shape(2, 3, (9, 11), 5, (3, 5), (1, 1), (0, 2)),
+        shape(2, 2, (12, 10), 4, (5, 3), (1, 1), (2, 0)),
+        shape(3, 3, (10, 9), 6, (2, 3), (1, 1), (2, 2)),
+        shape(1, 2, (70, 70), 3, (3, 3), (1, 1), (1, 1)),
     ]
 }
 
@@ -110,6 +117,9 @@ fn thin_shapes() -> Vec<Conv2dShape> {
         shape(2, 1, (13, 29), 4, (2, 7), (1, 1), (1, 3)),
         shape(2, 13, (7, 7), 4, (1, 1), (1, 1), (0, 0)),
         shape(2, 1, (28, 28), 64, (3, 3), (1, 1), (1, 1)),
+        // Stride 1, rows ≥ 8 wide, K = 8 and a padding of 2 (the padded-plane unfold).
+        shape(2, 1, (9, 17), 8, (2, 4), (1, 1), (1, 2)),
+        shape(3, 1, (8, 8), 5, (3, 3), (1, 1), (2, 2)),
     ]
 }
 

@@ -2,7 +2,7 @@
 //! this CPU has, on shapes that hit full tiles, edge tiles, several KC blocks and the
 //! multi-threaded split.
 
-use distill_kernels::gemm::{gemm, gemm_at};
+use distill_kernels::gemm::{gemm, gemm_at, gemm_serial_at};
 use distill_kernels::simd::{self, SimdLevel};
 use distill_kernels::{Bias, Epilogue, Trans};
 
@@ -310,6 +310,32 @@ fn independent_of_thread_count() {
         let one = run(1);
         assert_eq!(one, run(2), "m={m} n={n} k={k}: 1 vs 2 threads");
         assert_eq!(one, run(3), "m={m} n={n} k={k}: 1 vs 3 threads");
+        // The single-threaded entry point (conv2d's chunks in parallel) gives the same bits
+        // on a pool of 3, and accumulates like the pooled one.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let (mut serial, mut pooled) = (one.clone(), one.clone());
+        let ep = Epilogue {
+            accumulate: true,
+            bias: Bias::PerCol(&bias),
+            relu: false,
+        };
+        let level = simd::level();
+        pool.install(|| {
+            gemm_serial_at(level, Trans::T, Trans::T, m, n, k, &a, &b, &mut serial, ep);
+            gemm_at(level, Trans::T, Trans::T, m, n, k, &a, &b, &mut pooled, ep);
+        });
+        assert_eq!(serial, pooled, "m={m} n={n} k={k}: serial vs pooled");
+        let mut fresh = vec![0.0; m * n];
+        let ep = Epilogue {
+            accumulate: false,
+            bias: Bias::PerCol(&bias),
+            relu: true,
+        };
+        gemm_serial_at(level, Trans::T, Trans::T, m, n, k, &a, &b, &mut fresh, ep);
+        assert_eq!(fresh, one, "m={m} n={n} k={k}: serial vs 1 thread");
     }
 }
 
