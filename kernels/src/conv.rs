@@ -28,26 +28,38 @@
 //!   task's thread, so there is no nesting and no fork/join per image.
 //! - **Large per-image GEMMs (≥ 1 MFLOP, e.g. teacher conv2: 128×196×576 forward, 576×196×128
 //!   input grad, 128×576×196 weight grad):** chunks of `images_per_chunk` consecutive
-//!   images (16 at P = 196: `CHUNK_COLUMNS` = 3136 columns) one after another, one GEMM per
-//!   chunk spread over the pool by the GEMM itself. A per-image GEMM has only N = P = 196
-//!   columns (12¼ slivers of 16), too few to amortise packing, edge tiles and fork/join over
-//!   two threads; a chunk has N = 16·196. Per chunk, with `c` images and columns `i·P + p`:
-//!   - forward: unfold into `col[K × c·P]` (input channels in parallel), `Y_c = W·col` into
-//!     a `[co × c·P]` scratch (bias fused), scattered into the c NCHW images;
+//!   images (16 at P = 196: `CHUNK_COLUMNS` = 3136 columns), one GEMM per chunk. A per-image
+//!   GEMM has only N = P = 196 columns (12¼ slivers of 16), too few to amortise packing and
+//!   edge tiles; a chunk has N = 16·196. Per chunk, with `c` images and columns `i·P + p`:
+//!   - forward: unfold into `col[K × c·P]`, `Y_c = W·col` into a `[co × c·P]` scratch (bias
+//!     fused), scattered into the c NCHW images;
 //!   - input grad: dY gathered into `[co × c·P]`, `dcol = Wᵀ·dY_c`, folded per (image,
-//!     channel) plane in parallel;
-//!   - weight grad: unfold and gather as above, `dWᵀ[K×co] (+)= col·dY_cᵀ` — one GEMM whose
-//!     reduction runs over all c·P pixels, accumulating over chunks in batch order; the
-//!     transposed form (m = K, n = co) measured ~20 % faster than m = co on student conv2.
-//!     dWᵀ is transposed into dw at the end.
+//!     channel) plane;
+//!   - weight grad: unfold and gather as above, `dWᵀ_chunk[K×co] = col·dY_cᵀ` — one GEMM whose
+//!     reduction runs over all c·P pixels, into the chunk's own partial; the partials are
+//!     summed in chunk order and transposed into dw. The transposed form (m = K, n = co)
+//!     measured ~20 % faster than m = co on student conv2.
 //!
-//!   Running per-image GEMMs inside a parallel image loop instead measured ~2× slower on
-//!   teacher conv2 (a worker waiting in the GEMM's join steals another image, so pack buffers
-//!   are re-allocated and one L2 holds several images' operands).
+//!   With at least as many chunks as threads (batch 128: 8 chunks), the chunks run in
+//!   parallel, each with a single-threaded GEMM and unfold ([`gemm_serial_at`]); otherwise
+//!   one after another, each spread over the pool. A GEMM's bits do not depend on its
+//!   tiling or threads, so both give the same result. Chunks in parallel measured +20 points
+//!   on student conv2's weight grad (51 % → 67–71 % of peak: m = 288, n = 64 makes few
+//!   tiles, so the pooled GEMM paid two fork/joins per KC block and packed the unfold once
+//!   per column run) and +3–5 points on the other conv2 kernels.
 //!
-//! The chunk's buffers live in a thread-local scratch vector taken out while in use (a nested
+//!   Running per-image GEMMs that are themselves parallel inside a parallel image loop
+//!   measured ~2× slower on teacher conv2 (a worker waiting in the GEMM's join steals another
+//!   image, so pack buffers are re-allocated and one L2 holds several images' operands).
+//!
+//! A chunk's buffers live in a thread-local scratch vector taken out while in use (a nested
 //! rayon task landing on the same thread allocates its own instead of aliasing), so
-//! steady-state calls allocate nothing. Teacher conv2 needs (576 + 128)·3136·4 B = 8.8 MB.
+//! steady-state calls allocate nothing. Teacher conv2 needs (576 + 128)·3136·4 B = 8.8 MB
+//! per thread.
+//!
+//! The unfold of a stride-1 layer copies each input plane once into a zero-bordered plane on
+//! the stack, from which every column row is a contiguous run (no per-pixel bounds or fills;
+//! `im2col_channel_stride1`).
 //!
 //! Weight grad with small GEMMs: the batch is cut into at most [`MAX_PARTIALS`] chunks
 //! of consecutive images (a count that depends on the batch size only); each chunk
@@ -57,9 +69,9 @@
 //! the shape only): all four kernels are bit-for-bit deterministic, given a deterministic GEMM
 //! (the tests check 1, 2, 3 and 5 threads).
 //!
-//! Measured (2-core Zen 5, ~262 GFLOP/s AVX2 FMA peak, batch 128, one process, on a loaded
-//! shared box, so noisy): the bare chunk GEMMs run at 70–90 % of peak (student weight grad
-//! 36–50 %); the unfold/gather/scatter/fold phases are the rest.
+//! Measured (2-core Zen 5, ~280 GFLOP/s AVX2 FMA peak, batch 128, a shared box, so noisy):
+//! conv2 at 65–80 % of peak in all three kernels; the bare chunk GEMMs run at 80–90 %, the
+//! unfold/gather/scatter/fold and packing phases are the rest.
 //!
 //! # What bounds it
 //!
@@ -74,8 +86,9 @@
 //! and re-reads C for 9 flops per element) for direct loops over a per-image unfold kept in
 //! L1 (module `thin` below): forward keeps an output channel's K weights and bias in registers and
 //! streams `col`; weight grad keeps K vector accumulators per output channel over all pixels
-//! of a batch chunk; input grad forms `dcol = Wᵀ·dY` with K accumulators per 8 pixels,
-//! channels in blocks of 16, then folds it. Other levels and larger K keep im2col + GEMM.
+//! of a batch chunk; input grad forms `dcol = Wᵀ·dY` on a 3-row × 24-pixel register tile
+//! over all channels, then folds it (stride 1: 8 pixels of a row at a time, the taps summed
+//! in registers). Other levels and larger K keep im2col + GEMM.
 //!
 //! Roofline (teacher conv1, batch 128: 116 Mflop; 2-core Zen 5, AVX2 peak ~265 Gflop/s, so
 //! 0.44 ms at peak and 0.80 ms at 55 %): each output element costs 18 flops against one
@@ -89,17 +102,21 @@
 //! compute to hide almost entirely under the stream. Hence:
 //! - forward writes y with streaming stores (outputs ≥ 8 MB), which skips the
 //!   read-for-ownership (~25 % faster measured);
-//! - the backward kernels software-prefetch dY 8 planes (weight grad) or one 16-channel block
-//!   (input grad) ahead, across image boundaries: the input grad reads 16 planes side by side,
-//!   which the hardware prefetchers did not follow (it ran at ~6 GB/s per core before). One
-//!   plane ahead is ~90 ns of weight-grad compute, under the DRAM latency: 8 planes ahead
-//!   measured +10 points (teacher) / +6 (student) in the weight grad. 16-channel blocks
-//!   (half the `dcol` reloads of 8, still under L1 with the prefetches) measured +10 points
-//!   in the input grad; 32 was no better.
+//! - the backward kernels software-prefetch dY: 8 planes ahead in the weight grad (across
+//!   image boundaries; one plane ahead is ~90 ns of compute, under the DRAM latency: +10
+//!   points teacher / +6 student), and 64 pixels ahead in every plane in the input grad,
+//!   which reads all co planes side by side — more streams than the hardware prefetchers
+//!   follow (~50 % of peak without, ~62 % with).
+//! - the input grad's `dcol` tile (3 taps × 24 pixels: 9 accumulators, 3 dY vectors and a
+//!   broadcast weight fill the 16 ymm registers) loads 3 dY vectors and 3 weights per 9 FMAs;
+//!   the earlier 9-tap × 8-pixel loop loaded 10 per 9 and stored/reloaded `dcol` every 16
+//!   channels, and its scalar fold was ~20 % of the kernel. Together: 45–50 % → 59–62 % of
+//!   peak (lab runs on a quiet spell). A 3 × 32-pixel tile spilled and ran 1.6× slower.
 //!
-//! In cache (batch 16, one thread) the direct kernels run at 72 % (forward), 56 % (input grad)
-//! and 62 % (weight grad) of one core's peak; at batch 128 the bandwidth above is the cap.
-//! Student conv1 (32 channels) is the same at half the size (12.8 MB).
+//! The forward is at the write floor: 4-, 6- and 7-vector steps measured the same, and in
+//! cache (y under L3) it runs at ~70 % of peak. How close each conv1 kernel gets to its floor
+//! moves with the other tenants' memory traffic: the same binary measured 40–65 % of peak
+//! across one afternoon. Student conv1 (32 channels) is the same at half the size (12.8 MB).
 
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -871,8 +888,9 @@ pub fn conv2d_backward_bias(s: &Conv2dShape, dy: &[f32], db: &mut [f32]) {
 /// - weight grad: per output channel K vector accumulators run over all pixels of all images
 ///   of a batch chunk (the same fixed partition as the generic path), then lanes, then chunks,
 ///   are summed in a fixed order;
-/// - input grad: per 8 pixels K vector accumulators run over the output channels,
-///   `dcol_k = Σ_co w[co,k]·dY[co]`, then `dcol` is folded into dx (col2im, fixed order).
+/// - input grad: per 24 pixels and 3 taps, 9 vector accumulators run over the output
+///   channels in order, `dcol_k = Σ_co w[co,k]·dY[co]`, then `dcol` is folded into dx (fixed
+///   order; vectorised for stride 1).
 ///
 /// Images run in parallel, one per task; every element sees the same operations whatever
 /// the thread count.
