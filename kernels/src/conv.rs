@@ -407,11 +407,21 @@ fn images_in_parallel(g: &Geo) -> bool {
     2.0 * ((g.co * g.p() * g.k()) as f64) < SERIAL_IMAGES_MIN_FLOPS
 }
 
-/// Whether the large-GEMM path runs its `chunks` in parallel, each with a single-threaded
-/// GEMM (enough chunks for every thread), or one after another, each GEMM over the pool.
-/// Both give the same bits: a GEMM's result does not depend on how it is tiled or threaded.
-fn spread_chunks(chunks: usize) -> bool {
-    chunks >= rayon::current_num_threads()
+/// Runs `f(i, out_i, spread)` over the chunks `out_i` of `out` (`len` floats each): in
+/// parallel with `spread = true` when there are at least as many chunks as threads (each
+/// chunk then runs a single-threaded GEMM and unfold), else one after another with
+/// `spread = false` (each spread over the pool). Both give the same bits: a GEMM's result
+/// does not depend on how it is tiled or threaded.
+fn for_each_chunk(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32], bool) + Sync) {
+    if out.len().div_ceil(len) >= rayon::current_num_threads() {
+        out.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, o)| f(i, o, true));
+    } else {
+        for (i, o) in out.chunks_mut(len).enumerate() {
+            f(i, o, false);
+        }
+    }
 }
 
 /// One chunk's GEMM: on this thread when the chunks are spread over the pool, else over it.
@@ -582,7 +592,9 @@ pub fn conv2d_forward_at(
         // Chunks of images: one unfold into col[K × c·P], one GEMM with n = c·P, then the
         // [co × c·P] result is scattered into the c images of y.
         let per = images_per_chunk(&g);
-        let chunk = |yn: &mut [f32], xn: &[f32], spread: bool| {
+        let (yc, xc) = (per * g.out_image(), per * g.in_image());
+        for_each_chunk(y, yc, |i, yn, spread| {
+            let xn = &x[i * xc..(i * xc + xc).min(x.len())];
             let c = xn.len() / g.in_image();
             with_scratch_in(&CHUNK, (k + g.co) * c * p, |buf| {
                 let (col, yc) = buf.split_at_mut(k * c * p);
@@ -602,17 +614,7 @@ pub fn conv2d_forward_at(
                 );
                 scatter_chunk(&g, yc, c, yn, !spread);
             });
-        };
-        let (yc, xc) = (per * g.out_image(), per * g.in_image());
-        if spread_chunks(s.batch.div_ceil(per)) {
-            y.par_chunks_mut(yc)
-                .zip(x.par_chunks(xc))
-                .for_each(|(yn, xn)| chunk(yn, xn, true));
-        } else {
-            for (yn, xn) in y.chunks_mut(yc).zip(x.chunks(xc)) {
-                chunk(yn, xn, false);
-            }
-        }
+        });
     }
 }
 
@@ -671,7 +673,9 @@ pub fn conv2d_backward_input_at(
         // Chunks of images: dY gathered into [co × c·P], one GEMM dcol = Wᵀ·dY with n = c·P,
         // then dcol folded into the c images of dx.
         let per = images_per_chunk(&g);
-        let chunk = |dxn: &mut [f32], dyn_: &[f32], spread: bool| {
+        let (xc, yc) = (per * g.in_image(), per * g.out_image());
+        for_each_chunk(dx, xc, |i, dxn, spread| {
+            let dyn_ = &dy[i * yc..(i * yc + yc).min(dy.len())];
             let c = dxn.len() / g.in_image();
             with_scratch_in(&CHUNK, (k + g.co) * c * p, |buf| {
                 let (dcol, dyc) = buf.split_at_mut(k * c * p);
@@ -691,17 +695,7 @@ pub fn conv2d_backward_input_at(
                 );
                 col2im_chunk(&g, dcol, c, dxn, !spread);
             });
-        };
-        let (xc, yc) = (per * g.in_image(), per * g.out_image());
-        if spread_chunks(s.batch.div_ceil(per)) {
-            dx.par_chunks_mut(xc)
-                .zip(dy.par_chunks(yc))
-                .for_each(|(dxn, dyn_)| chunk(dxn, dyn_, true));
-        } else {
-            for (dxn, dyn_) in dx.chunks_mut(xc).zip(dy.chunks(yc)) {
-                chunk(dxn, dyn_, false);
-            }
-        }
+        });
     }
 }
 
@@ -808,16 +802,7 @@ pub fn conv2d_backward_weight_at(
             });
         };
         with_scratch_in(&PARTIALS, n_chunks * wlen, |partials| {
-            if spread_chunks(n_chunks) {
-                partials
-                    .par_chunks_mut(wlen)
-                    .enumerate()
-                    .for_each(|(ch, dwt)| chunk(ch, dwt, true));
-            } else {
-                for (ch, dwt) in partials.chunks_mut(wlen).enumerate() {
-                    chunk(ch, dwt, false);
-                }
-            }
+            for_each_chunk(partials, wlen, chunk);
             // dW[o, kk] = Σ_chunks dWᵀ_chunk[kk, o], in chunk order.
             let (first, rest) = partials.split_at(wlen);
             for (o, row) in dw.chunks_exact_mut(k).enumerate() {
@@ -902,6 +887,7 @@ pub fn conv2d_backward_bias(s: &Conv2dShape, dy: &[f32], db: &mut [f32]) {
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 mod thin {
     use super::*;
+    use crate::simd::mask;
     use std::arch::x86_64::*;
 
     /// Outputs from this size on are written with streaming stores (they would not stay in
@@ -927,21 +913,6 @@ mod thin {
         }
     }
 
-    /// Lanes `l` of eight with `lo ≤ l < hi` (signed bounds, clamped), as a maskload mask.
-    #[inline(always)]
-    unsafe fn lane_window(lo: isize, hi: isize) -> __m256i {
-        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let lo = _mm256_set1_epi32(lo.clamp(-1, 8) as i32);
-        let hi = _mm256_set1_epi32(hi.clamp(0, 8) as i32);
-        _mm256_andnot_si256(_mm256_cmpgt_epi32(lo, lane), _mm256_cmpgt_epi32(hi, lane))
-    }
-
-    #[inline(always)]
-    unsafe fn tail_mask(rem: usize) -> __m256i {
-        let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(rem as i32), idx)
-    }
-
     /// Output vectors per step of [`fwd_image`] (independent FMA chains; with K ≤ 9 weights
     /// in registers 7 would fit). 4, 6 and 7 measured the same at batch 128: the forward
     /// waits on writing y, not on FMA latency.
@@ -962,7 +933,7 @@ mod thin {
         debug_assert!(col.len() >= K * ps && w.len() >= co * K && y.len() >= co * p);
         let cp = col.as_ptr();
         let (full, rem) = (p / 8, p % 8);
-        let mask = tail_mask(rem);
+        let mask = mask::first(rem);
         for c in 0..co {
             let mut wk = [_mm256_setzero_ps(); K];
             for (k, v) in wk.iter_mut().enumerate() {
@@ -1029,7 +1000,7 @@ mod thin {
         debug_assert!(col.len() >= K * ps && dy.len() >= co * p && acc.len() >= co * K * 8);
         let cp = col.as_ptr();
         let (full, rem) = (p / 8, p % 8);
-        let mask = tail_mask(rem);
+        let mask = mask::first(rem);
         for c in 0..co {
             let ap = acc.as_mut_ptr().add(c * K * 8);
             let mut a = [_mm256_setzero_ps(); K];
@@ -1171,7 +1142,7 @@ mod thin {
             o += 8;
         }
         if o < p {
-            groups!(1, o, Some(tail_mask(p - o)));
+            groups!(1, o, Some(mask::first(p - o)));
         }
     }
 
@@ -1195,9 +1166,9 @@ mod thin {
             let mut masks = [_mm256_setzero_si256(); THIN_MAX_K];
             for (j, m) in masks.iter_mut().enumerate().take(g.kw) {
                 let shift = g.pw as isize - j as isize;
-                *m = lane_window(-shift - xi, (ow - shift - xi).min(w - xi));
+                *m = mask::window(-shift - xi, (ow - shift - xi).min(w - xi));
             }
-            let store_mask = lane_window(0, w - xi);
+            let store_mask = mask::window(0, w - xi);
             for y in 0..g.h {
                 let mut acc = _mm256_setzero_ps();
                 for i in 0..g.kh {

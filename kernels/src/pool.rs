@@ -157,10 +157,9 @@ unsafe fn pool_2x2_avx2(
 ) {
     use std::arch::x86_64::*;
     let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-    let lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    // Lanes `< n` of eight: the ragged end of a row (ow = 7 or 14 in the seed models) is a
-    // masked vector, not a scalar loop (which cost more than the full vectors put together).
-    let first = |n: usize| _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane_ids);
+    // The ragged end of a row (ow = 7 or 14 in the seed models) is a masked vector, not a
+    // scalar loop (which cost more than the full vectors put together).
+    use crate::simd::mask::first;
     let one = _mm256_set1_epi32(1);
     for r in 0..oh {
         let (t0, b0) = (2 * r * iw, (2 * r + 1) * iw);

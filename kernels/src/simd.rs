@@ -59,3 +59,25 @@ pub fn available() -> Vec<SimdLevel> {
         vec![SimdLevel::Scalar, best]
     }
 }
+
+/// AVX2 lane masks for the ragged ends of rows (`_mm256_maskload_ps` / `maskstore` masks),
+/// shared by the conv and pool kernels. Callers are AVX2 functions (these inline into them).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod mask {
+    use std::arch::x86_64::*;
+
+    /// Lanes `l` of eight with `lo ≤ l < hi` (signed bounds; any values are fine).
+    #[inline(always)]
+    pub(crate) unsafe fn window(lo: isize, hi: isize) -> __m256i {
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let lo = _mm256_set1_epi32(lo.clamp(-1, 8) as i32);
+        let hi = _mm256_set1_epi32(hi.clamp(0, 8) as i32);
+        _mm256_andnot_si256(_mm256_cmpgt_epi32(lo, lane), _mm256_cmpgt_epi32(hi, lane))
+    }
+
+    /// The first `n` lanes of eight (all of them from `n = 8` on).
+    #[inline(always)]
+    pub(crate) unsafe fn first(n: usize) -> __m256i {
+        window(0, n.min(8) as isize)
+    }
+}
