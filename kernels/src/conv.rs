@@ -310,6 +310,19 @@ fn copy_runs(
 /// bounds or fills. Measured 3–4× faster than the generic loop on 14×14 and 28×28, where the
 /// unfold was ~12 % of conv1's forward and ~14 % of student conv2's weight grad.
 fn im2col_channel_stride1(g: &Geo, plane: &[f32], rows: &mut [f32], rs: usize) {
+    with_padded_plane(g, plane, |padded, wp| {
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = &mut rows[(i * g.kw + j) * rs..];
+                copy_runs(row, g.ow, &padded[i * wp + j..], wp, g.oh, g.ow);
+            }
+        }
+    })
+}
+
+/// Runs `f(padded, wp)` on a zero-bordered copy of `plane`, `padded[(h+2ph) × wp]` with
+/// `wp = w+2pw`, on the stack (`(h+2ph)·wp ≤` [`PADDED_MAX`], `w ≥ 8`).
+fn with_padded_plane<R>(g: &Geo, plane: &[f32], f: impl FnOnce(&[f32], usize) -> R) -> R {
     let (wp, hp) = (g.w + 2 * g.pw, g.h + 2 * g.ph);
     // Uninitialised, then zeroed over the used part only (zeroing all 16 KB cost more than
     // the unfold of a 14×14 plane).
@@ -321,12 +334,7 @@ fn im2col_channel_stride1(g: &Geo, plane: &[f32], rows: &mut [f32], rs: usize) {
     let padded: &mut [f32] =
         unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<f32>(), hp * wp) };
     copy_runs(&mut padded[g.ph * wp + g.pw..], wp, plane, g.w, g.h, g.w);
-    for i in 0..g.kh {
-        for j in 0..g.kw {
-            let row = &mut rows[(i * g.kw + j) * rs..];
-            copy_runs(row, g.ow, &padded[i * wp + j..], wp, g.oh, g.ow);
-        }
-    }
+    f(padded, wp)
 }
 
 /// Folds one input channel's `kh·kw` column rows back into its plane: the plane is zeroed,
@@ -870,8 +878,9 @@ pub fn conv2d_backward_bias(s: &Conv2dShape, dy: &[f32], db: &mut [f32]) {
 /// Direct AVX2+FMA kernels for a thin reduction (`K = in·kh·kw ≤` [`THIN_MAX_K`]; conv1 of
 /// the teacher and the student has K = 9), any kernel size, stride and padding.
 ///
-/// Per image the input is unfolded into `col[K×PS]` (PS = P rounded up to 8, tails zeroed;
-/// 28 KB for 28×28 with K = 9, so it stays in L1), then:
+/// Per image the input is unfolded into a column matrix (tap `k`'s row at `offs[k]`, tails
+/// zeroed; for stride 1 only `ci·kw` shifted rows are built and the `kh` taps of a column
+/// share one, see `ColLayout`: 10 KB for 28×28 with 3×3, so it stays in L1), then:
 /// - forward: per output channel its K weights (and bias) sit in registers and `col` is
 ///   streamed 8 pixels at a time, 4 vectors per step: `y = bias + Σ_k w_k·col_k`;
 /// - weight grad: per output channel K vector accumulators run over all pixels of all images
@@ -879,7 +888,11 @@ pub fn conv2d_backward_bias(s: &Conv2dShape, dy: &[f32], db: &mut [f32]) {
 ///   are summed in a fixed order;
 /// - input grad: per 24 pixels and 3 taps, 9 vector accumulators run over the output
 ///   channels in order, `dcol_k = Σ_co w[co,k]·dY[co]`, then `dcol` is folded into dx (fixed
-///   order; vectorised for stride 1).
+///   order; vectorised for stride 1, and for a stride-1 "same" convolution a sum of shifted
+///   rows with no masks, `FlatFold`).
+///
+/// These are memory-bound at batch 128 (conv1's output or dY is 25.7 MB): each task also
+/// prefetches the next image's input and the page translations of its output.
 ///
 /// Images run in parallel, one per task; every element sees the same operations whatever
 /// the thread count.
@@ -899,17 +912,107 @@ mod thin {
         p.div_ceil(8) * 8
     }
 
-    /// Unfolds image `x_n` into `col[K×PS]` with zeroed row tails.
-    fn unfold(g: &Geo, x: &[f32], col: &mut [f32], ps: usize) {
-        let p = g.p();
-        let per = g.kh * g.kw * ps;
-        for (r, xp) in col.chunks_exact_mut(per).zip(x.chunks_exact(g.h * g.w)) {
-            im2col_channel(g, xp, r, ps);
-        }
-        if ps > p {
-            for row in col.chunks_exact_mut(ps) {
-                row[p..].fill(0.0);
+    /// Where the thin kernels find the column matrix in their scratch: tap `k`'s row at output
+    /// pixel `o` (for `o < PS`) is `col[offs[k] + o]`.
+    ///
+    /// - **Shifted rows** (stride 1, rows ≥ 8 wide): for a stride of 1 the row of tap
+    ///   `(c, i, j)` is the row of tap `(c, 0, j)` moved on by `i` output rows, if that row runs
+    ///   on over all `h+2ph` padded rows. So only `ci·kw` such rows are built, each the
+    ///   padded plane's columns `j..j+ow` (`es` floats apart, zeroed past their end), and tap
+    ///   `(c, i, j)` is at `(c·kw + j)·es + i·ow`. A third of the unfold's writes for 3×3.
+    /// - **Unfolded** (other strides): the full `col[K×PS]`, tap `k` at `k·PS`.
+    struct ColLayout {
+        shifted: bool,
+        /// Floats between two built rows.
+        row_stride: usize,
+        /// Scratch floats.
+        len: usize,
+        offs: [usize; THIN_MAX_K],
+    }
+
+    impl ColLayout {
+        fn new(g: &Geo) -> ColLayout {
+            let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+            let ps = row_stride(g.p());
+            let mut offs = [0; THIN_MAX_K];
+            let shifted = g.sh == 1 && g.sw == 1 && g.ow >= 8 && g.w >= 8 && hp * wp <= PADDED_MAX;
+            if shifted {
+                // Reads reach (kh−1)·ow + PS − 1 ≤ hp·ow + 6 into a row: 8 zeroed floats past
+                // hp·ow cover them; a multiple of 8 keeps the rows' alignment.
+                let es = row_stride(hp * g.ow + 8);
+                for (t, o) in offs.iter_mut().enumerate().take(g.k()) {
+                    let (c, i, j) = (t / (g.kh * g.kw), t / g.kw % g.kh, t % g.kw);
+                    *o = (c * g.kw + j) * es + i * g.ow;
+                }
+                ColLayout {
+                    shifted,
+                    row_stride: es,
+                    len: g.ci * g.kw * es,
+                    offs,
+                }
+            } else {
+                for (t, o) in offs.iter_mut().enumerate().take(g.k()) {
+                    *o = t * ps;
+                }
+                ColLayout {
+                    shifted,
+                    row_stride: ps,
+                    len: g.k() * ps,
+                    offs,
+                }
             }
+        }
+
+        /// Unfolds image `x_n` into `col[..self.len]` (with zeroed tails past each row).
+        fn unfold(&self, g: &Geo, x: &[f32], col: &mut [f32]) {
+            let rs = self.row_stride;
+            if self.shifted {
+                let filled = (g.h + 2 * g.ph) * g.ow;
+                let per = g.kw * rs;
+                for (rows, plane) in col.chunks_exact_mut(per).zip(x.chunks_exact(g.h * g.w)) {
+                    with_padded_plane(g, plane, |padded, wp| {
+                        for (j, row) in rows.chunks_exact_mut(rs).enumerate() {
+                            copy_runs(row, g.ow, &padded[j..], wp, g.h + 2 * g.ph, g.ow);
+                            row[filled..].fill(0.0);
+                        }
+                    });
+                }
+            } else {
+                let p = g.p();
+                let per = g.kh * g.kw * rs;
+                for (r, xp) in col.chunks_exact_mut(per).zip(x.chunks_exact(g.h * g.w)) {
+                    im2col_channel(g, xp, r, rs);
+                }
+                if rs > p {
+                    for row in col.chunks_exact_mut(rs) {
+                        row[p..].fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prefetches what image `n + 1` will read first, while image `n` (this task) is computed
+    /// (with images split between threads in ranges, a thread's next image is most often
+    /// `n + 1`): every line of its input `x`, and one line of every 4 KB page of `out` (its
+    /// output's address range, written next), which loads the page's translation now rather
+    /// than in the middle of the stores. After a call that streamed other data through the
+    /// caches and TLB (a large GEMM, say) both were misses at the start of every image;
+    /// measured on conv1's forward after a 2048³ GEMM: ~5 % faster, and no change when run
+    /// back to back.
+    fn prefetch_next_image(g: &Geo, x: &[f32], n: usize, out: std::ops::Range<usize>) {
+        let next = (n + 1) * g.in_image();
+        if let Some(xn) = x.get(next..next + g.in_image()) {
+            for line in xn.iter().step_by(16) {
+                // SAFETY: prefetching is a hint; the address is inside x.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>((line as *const f32).cast()) };
+            }
+        }
+        let mut page = (out.start + 4095) & !4095;
+        while page < out.end {
+            // SAFETY: a prefetch never faults; the address is inside the output slice.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(page as *const i8) };
+            page += 4096;
         }
     }
 
@@ -922,7 +1025,7 @@ mod thin {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fwd_image<const K: usize>(
         col: &[f32],
-        ps: usize,
+        offs: &[usize],
         p: usize,
         w: &[f32],
         bias: Option<&[f32]>,
@@ -930,8 +1033,11 @@ mod thin {
         co: usize,
         nt: bool,
     ) {
-        debug_assert!(col.len() >= K * ps && w.len() >= co * K && y.len() >= co * p);
+        debug_assert!(col.len() >= offs[K - 1] + row_stride(p) && w.len() >= co * K);
+        debug_assert!(y.len() >= co * p);
         let cp = col.as_ptr();
+        let mut off = [0usize; K];
+        off.copy_from_slice(&offs[..K]);
         let (full, rem) = (p / 8, p % 8);
         let mask = mask::first(rem);
         for c in 0..co {
@@ -957,7 +1063,7 @@ mod thin {
                 let o = v * 8;
                 let mut a = [b; FWD_VECTORS];
                 for k in 0..K {
-                    let r = cp.add(k * ps + o);
+                    let r = cp.add(off[k] + o);
                     for (u, acc) in a.iter_mut().enumerate() {
                         *acc = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(r.add(8 * u)), *acc);
                     }
@@ -971,7 +1077,7 @@ mod thin {
                 let o = v * 8;
                 let mut a = b;
                 for k in 0..K {
-                    a = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(cp.add(k * ps + o)), a);
+                    a = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(cp.add(off[k] + o)), a);
                 }
                 st(yp.add(o), a);
                 v += 1;
@@ -980,7 +1086,7 @@ mod thin {
                 let o = full * 8;
                 let mut a = b;
                 for k in 0..K {
-                    a = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(cp.add(k * ps + o)), a);
+                    a = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(cp.add(off[k] + o)), a);
                 }
                 _mm256_maskstore_ps(yp.add(o), mask, a);
             }
@@ -991,14 +1097,17 @@ mod thin {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn wgrad_image<const K: usize>(
         col: &[f32],
-        ps: usize,
+        offs: &[usize],
         p: usize,
         dy: &[f32],
         acc: &mut [f32],
         co: usize,
     ) {
-        debug_assert!(col.len() >= K * ps && dy.len() >= co * p && acc.len() >= co * K * 8);
+        debug_assert!(col.len() >= offs[K - 1] + row_stride(p) && dy.len() >= co * p);
+        debug_assert!(acc.len() >= co * K * 8);
         let cp = col.as_ptr();
+        let mut off = [0usize; K];
+        off.copy_from_slice(&offs[..K]);
         let (full, rem) = (p / 8, p % 8);
         let mask = mask::first(rem);
         for c in 0..co {
@@ -1017,14 +1126,14 @@ mod thin {
                 }
                 let d = _mm256_loadu_ps(dp.add(o));
                 for k in 0..K {
-                    a[k] = _mm256_fmadd_ps(d, _mm256_loadu_ps(cp.add(k * ps + o)), a[k]);
+                    a[k] = _mm256_fmadd_ps(d, _mm256_loadu_ps(cp.add(off[k] + o)), a[k]);
                 }
             }
             if rem > 0 {
                 let o = full * 8;
                 let d = _mm256_maskload_ps(dp.add(o), mask);
                 for k in 0..K {
-                    a[k] = _mm256_fmadd_ps(d, _mm256_loadu_ps(cp.add(k * ps + o)), a[k]);
+                    a[k] = _mm256_fmadd_ps(d, _mm256_loadu_ps(cp.add(off[k] + o)), a[k]);
                 }
             }
             for (k, v) in a.iter().enumerate() {
@@ -1041,10 +1150,20 @@ mod thin {
     /// no better than 64.
     const DCOL_PREFETCH: usize = 64;
 
+    /// Most dY planes one pass of [`dcol_image_tiled`] reads side by side. Teacher conv1
+    /// (64 channels) in two passes of 32 measured ~12 % faster with dY coming from DRAM
+    /// (after a 2048³ GEMM) and ~2 % back to back; 16 per pass was no better than 32, and
+    /// student conv1 (32) gained nothing from 16. Fewer interleaved streams per pass, each
+    /// twice as long, suit the prefetchers and DRAM pages better.
+    const DCOL_CHANNEL_GROUP: usize = 32;
+
     /// Rows `k0..k0+KG` of `dcol` at pixels `o..o+8·NV`: `dcol_k = Σ_c w[c,k]·dY[c]` with
-    /// KG·NV accumulators in registers over all channels in order (KG broadcasts and NV
-    /// loads per KG·NV FMAs). `last` masks the final vector. `pf` prefetches this block's
-    /// successor in every plane (the first row group of a block only).
+    /// KG·NV accumulators in registers over the channels `chans = c0..c1` in order (KG
+    /// broadcasts and NV loads per KG·NV FMAs), starting from zero for `c0 = 0` and else from
+    /// the sums the previous channel group stored (the same chain of FMAs, so the same bits).
+    /// `last` masks the final vector. `pf` prefetches this block's successor in every plane
+    /// of the group (the first row group of a block only); past the end of the plane, the
+    /// plane one group on (the next group's, or the next image's).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn dcol_tile<const KG: usize, const NV: usize>(
@@ -1053,7 +1172,7 @@ mod thin {
         k0: usize,
         dy: &[f32],
         p: usize,
-        co: usize,
+        chans: (usize, usize),
         o: usize,
         last: Option<__m256i>,
         pf: bool,
@@ -1061,8 +1180,16 @@ mod thin {
         ps: usize,
     ) {
         let dp = dy.as_ptr();
+        let (c0, c1) = chans;
         let mut a = [[_mm256_setzero_ps(); NV]; KG];
-        for c in 0..co {
+        if c0 > 0 {
+            for (r, row) in a.iter_mut().enumerate() {
+                for (v, acc) in row.iter_mut().enumerate() {
+                    *acc = _mm256_loadu_ps(op.add((k0 + r) * ps + o + 8 * v));
+                }
+            }
+        }
+        for c in c0..c1 {
             let src = dp.add(c * p + o);
             if pf {
                 // The same plane DCOL_PREFETCH pixels on, or the next image's plane c
@@ -1072,7 +1199,7 @@ mod thin {
                 let at = if ahead < p {
                     c * p + ahead
                 } else {
-                    (co + c) * p + ahead - p
+                    (c + c1 - c0) * p + ahead - p
                 };
                 if at < dy.len() {
                     _mm_prefetch::<_MM_HINT_T0>(dp.add(at) as *const i8);
@@ -1107,7 +1234,8 @@ mod thin {
     /// a 3×3-vector register tile ([`dcol_tile`]: 9 accumulators, 3 dY vectors and a
     /// broadcast weight fit the 16 ymm registers; a 3×4 tile spilled and ran 1.6× slower).
     /// The block's dY (co × 96 B) comes from memory for the first row group and from L1 for
-    /// the others. The sum over channels runs in order, from zero, in registers.
+    /// the others. The channels run in passes of at most [`DCOL_CHANNEL_GROUP`]; the sum over
+    /// channels runs in order, from zero, in registers within a pass.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dcol_image_tiled(
         k: usize,
@@ -1120,29 +1248,33 @@ mod thin {
     ) {
         debug_assert!(dcol.len() >= k * ps && w.len() >= co * k && dy.len() >= co * p);
         let (wp, op) = (w.as_ptr(), dcol.as_mut_ptr());
-        macro_rules! groups {
-            ($nv:literal, $o:expr, $last:expr) => {
-                for k0 in (0..k).step_by(3) {
-                    let pf = k0 == 0;
-                    match k - k0 {
-                        1 => dcol_tile::<1, $nv>(wp, k, k0, dy, p, co, $o, $last, pf, op, ps),
-                        2 => dcol_tile::<2, $nv>(wp, k, k0, dy, p, co, $o, $last, pf, op, ps),
-                        _ => dcol_tile::<3, $nv>(wp, k, k0, dy, p, co, $o, $last, pf, op, ps),
+        let gsize = co.div_ceil(co.div_ceil(DCOL_CHANNEL_GROUP));
+        for c0 in (0..co).step_by(gsize) {
+            let ch = (c0, (c0 + gsize).min(co));
+            macro_rules! groups {
+                ($nv:literal, $o:expr, $last:expr) => {
+                    for k0 in (0..k).step_by(3) {
+                        let pf = k0 == 0;
+                        match k - k0 {
+                            1 => dcol_tile::<1, $nv>(wp, k, k0, dy, p, ch, $o, $last, pf, op, ps),
+                            2 => dcol_tile::<2, $nv>(wp, k, k0, dy, p, ch, $o, $last, pf, op, ps),
+                            _ => dcol_tile::<3, $nv>(wp, k, k0, dy, p, ch, $o, $last, pf, op, ps),
+                        }
                     }
-                }
-            };
-        }
-        let mut o = 0;
-        while o + 24 <= p {
-            groups!(3, o, None);
-            o += 24;
-        }
-        while o + 8 <= p {
-            groups!(1, o, None);
-            o += 8;
-        }
-        if o < p {
-            groups!(1, o, Some(mask::first(p - o)));
+                };
+            }
+            let mut o = 0;
+            while o + 24 <= p {
+                groups!(3, o, None);
+                o += 24;
+            }
+            while o + 8 <= p {
+                groups!(1, o, None);
+                o += 8;
+            }
+            if o < p {
+                groups!(1, o, Some(mask::first(p - o)));
+            }
         }
     }
 
@@ -1195,6 +1327,78 @@ mod thin {
         }
     }
 
+    /// The fold of a stride-1 "same" convolution (`oh = h`, `ow = w`), on `dcol` rows kept
+    /// with zero margins: `dx[q] = Σ_(i,j) dcol_ij[q + (ph−i)·ow + (pw−j)]` over flattened pixels
+    /// `q`, each tap a fixed shift, 8 pixels per plain load. Reads that leave the output's
+    /// rows land in the zeroed margins (above and below), and reads that wrap into a
+    /// neighbouring row (left and right edges) land on columns that no input pixel uses
+    /// (`clear_unused` zeroes them), so there are no masks and no bounds.
+    struct FlatFold {
+        /// Floats before each row's data (≥ ph·ow + pw, a multiple of 8).
+        front: usize,
+        /// Row stride: front + P + back margin (≥ ph·ow + pw + 8).
+        rs: usize,
+    }
+
+    impl FlatFold {
+        fn new(g: &Geo) -> FlatFold {
+            let reach = g.ph * g.ow + g.pw;
+            let front = row_stride(reach);
+            FlatFold {
+                front,
+                rs: row_stride(front + g.p() + reach + 8),
+            }
+        }
+
+        /// Zeroes the margins of one channel's `kh·kw` rows and, per tap column `j`, the
+        /// output columns it never reads from (`ox < pw − j` or `ox ≥ w + pw − j`).
+        fn clear_unused(&self, g: &Geo, rows: &mut [f32]) {
+            let p = g.p();
+            for (t, row) in rows.chunks_exact_mut(self.rs).enumerate() {
+                row[..self.front].fill(0.0);
+                row[self.front + p..].fill(0.0);
+                let j = t % g.kw;
+                let lo = g.pw.saturating_sub(j);
+                let hi = (g.w + g.pw).saturating_sub(j).min(g.ow);
+                let data = &mut row[self.front..self.front + p];
+                for r in data.chunks_exact_mut(g.ow) {
+                    r[..lo].fill(0.0);
+                    r[hi..].fill(0.0);
+                }
+            }
+        }
+
+        /// `dx[P] = Σ_taps shifted rows`, taps in (i, j) order.
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn fold(&self, g: &Geo, rows: &[f32], dx: &mut [f32]) {
+            let p = g.p();
+            debug_assert!(rows.len() >= g.kh * g.kw * self.rs && dx.len() >= p);
+            let mut start = [0usize; THIN_MAX_K];
+            for (t, s) in start.iter_mut().enumerate().take(g.kh * g.kw) {
+                let (i, j) = (t / g.kw, t % g.kw);
+                // front + (ph − i)·ow + (pw − j) ≥ 0 since front ≥ ph·ow + pw.
+                *s = t * self.rs + self.front + (g.ph * g.ow + g.pw) - (i * g.ow + j);
+            }
+            let taps = &start[..g.kh * g.kw];
+            let rp = rows.as_ptr();
+            let full = p / 8;
+            for v in 0..full {
+                let mut acc = _mm256_setzero_ps();
+                for &s in taps {
+                    acc = _mm256_add_ps(acc, _mm256_loadu_ps(rp.add(s + 8 * v)));
+                }
+                _mm256_storeu_ps(dx.as_mut_ptr().add(8 * v), acc);
+            }
+            if p % 8 > 0 {
+                let mut acc = _mm256_setzero_ps();
+                for &s in taps {
+                    acc = _mm256_add_ps(acc, _mm256_loadu_ps(rp.add(s + 8 * full)));
+                }
+                _mm256_maskstore_ps(dx.as_mut_ptr().add(8 * full), mask::first(p % 8), acc);
+            }
+        }
+    }
+
     macro_rules! by_k {
         ($k:expr, $f:ident($($arg:expr),*)) => {
             match $k {
@@ -1218,15 +1422,19 @@ mod thin {
     /// Forward. Caller has checked AVX2+FMA and `K ≤ THIN_MAX_K`.
     pub(super) fn forward(g: &Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
         let (k, p) = (g.k(), g.p());
-        let ps = row_stride(p);
+        let lay = ColLayout::new(g);
         let nt = y.len() * 4 >= STREAM_MIN_BYTES;
+        let y_end = y.as_ptr_range().end as usize;
         y.par_chunks_mut(g.out_image())
             .zip(x.par_chunks(g.in_image()))
-            .for_each(|(yn, xn)| {
-                with_scratch(k * ps, |col| {
-                    unfold(g, xn, col, ps);
+            .enumerate()
+            .for_each(|(n, (yn, xn))| {
+                let next_y = yn.as_ptr_range().end as usize;
+                prefetch_next_image(g, x, n, next_y..(next_y + 4 * yn.len()).min(y_end));
+                with_scratch(lay.len, |col| {
+                    lay.unfold(g, xn, col);
                     // SAFETY: AVX2+FMA checked by the caller; lengths as asserted above.
-                    unsafe { by_k!(k, fwd_image(col, ps, p, w, bias, yn, g.co, nt)) }
+                    unsafe { by_k!(k, fwd_image(col, &lay.offs, p, w, bias, yn, g.co, nt)) }
                 })
             });
         if nt {
@@ -1238,6 +1446,27 @@ mod thin {
     /// Input gradient (dx overwritten).
     pub(super) fn backward_input(g: &Geo, w: &[f32], dy: &[f32], dx: &mut [f32]) {
         let (k, p) = (g.k(), g.p());
+        if g.sh == 1 && g.sw == 1 && g.oh == g.h && g.ow == g.w {
+            let fl = FlatFold::new(g);
+            dx.par_chunks_mut(g.in_image())
+                .enumerate()
+                .for_each(|(n, dxn)| {
+                    let dyn_ = &dy[n * g.out_image()..];
+                    with_scratch(k * fl.rs, |dcol| {
+                        // SAFETY: AVX2+FMA checked by the caller; dcol holds k rows of rs.
+                        unsafe {
+                            dcol_image_tiled(k, w, dyn_, p, g.co, &mut dcol[fl.front..], fl.rs)
+                        }
+                        let per = g.kh * g.kw * fl.rs;
+                        for (d, r) in dxn.chunks_exact_mut(p).zip(dcol.chunks_exact_mut(per)) {
+                            fl.clear_unused(g, r);
+                            // SAFETY: AVX2+FMA checked by the caller; r holds kh·kw rows.
+                            unsafe { fl.fold(g, r, d) }
+                        }
+                    })
+                });
+            return;
+        }
         let ps = row_stride(p);
         let per = g.kh * g.kw * ps;
         dx.par_chunks_mut(g.in_image())
@@ -1270,7 +1499,7 @@ mod thin {
         chunk_images: impl Fn(usize) -> std::ops::Range<usize> + Sync,
     ) {
         let (k, p) = (g.k(), g.p());
-        let ps = row_stride(p);
+        let lay = ColLayout::new(g);
         let wlen = g.co * k;
         // Per chunk: co×K×8 lane sums, reduced to co×K in a fixed order.
         let mut partials = vec![0.0f32; chunks * wlen];
@@ -1283,10 +1512,13 @@ mod thin {
                     let xn = &x[n * g.in_image()..(n + 1) * g.in_image()];
                     // Image n's dY and everything after it (read only for prefetching).
                     let dyn_ = &dy[n * g.out_image()..];
-                    with_scratch(k * ps, |col| {
-                        unfold(g, xn, col, ps);
+                    if n + 1 < chunk_images(ch).end {
+                        prefetch_next_image(g, x, n, 0..0);
+                    }
+                    with_scratch(lay.len, |col| {
+                        lay.unfold(g, xn, col);
                         // SAFETY: AVX2+FMA checked by the caller; lengths as asserted above.
-                        unsafe { by_k!(k, wgrad_image(col, ps, p, dyn_, &mut acc, g.co)) }
+                        unsafe { by_k!(k, wgrad_image(col, &lay.offs, p, dyn_, &mut acc, g.co)) }
                     });
                 }
                 for (o, lanes) in out.iter_mut().zip(acc.chunks_exact(8)) {

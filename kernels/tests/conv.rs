@@ -120,6 +120,10 @@ fn thin_shapes() -> Vec<Conv2dShape> {
         // Stride 1, rows ≥ 8 wide, K = 8 and a padding of 2 (the padded-plane unfold).
         shape(2, 1, (9, 17), 8, (2, 4), (1, 1), (1, 2)),
         shape(3, 1, (8, 8), 5, (3, 3), (1, 1), (2, 2)),
+        // Shifted unfold rows over several channels with kh = 1 and kh = 2 (K = 6, 12); the
+        // first is a "same" convolution (the margin fold) with p % 8 ≠ 0 and one-axis padding.
+        shape(2, 2, (9, 11), 5, (1, 3), (1, 1), (0, 1)),
+        shape(3, 3, (9, 10), 4, (2, 2), (1, 1), (1, 0)),
     ]
 }
 
