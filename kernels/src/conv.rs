@@ -59,7 +59,7 @@
 //!
 //! The unfold of a stride-1 layer copies each input plane once into a zero-bordered plane on
 //! the stack, from which every column row is a contiguous run (no per-pixel bounds or fills;
-//! `im2col_channel_stride1`).
+//! `im2col_channel_stride1`, `with_padded_plane`).
 //!
 //! Weight grad with small GEMMs: the batch is cut into at most [`MAX_PARTIALS`] chunks
 //! of consecutive images (a count that depends on the batch size only); each chunk
@@ -87,8 +87,12 @@
 //! L1 (module `thin` below): forward keeps an output channel's K weights and bias in registers and
 //! streams `col`; weight grad keeps K vector accumulators per output channel over all pixels
 //! of a batch chunk; input grad forms `dcol = Wᵀ·dY` on a 3-row × 24-pixel register tile
-//! over all channels, then folds it (stride 1: 8 pixels of a row at a time, the taps summed
-//! in registers). Other levels and larger K keep im2col + GEMM.
+//! over the channels (in passes of at most 32), then folds it (stride 1: 8 pixels of a row
+//! at a time, the taps summed in registers; a "same" convolution: whole shifted rows over
+//! zero margins, no masks). For stride 1 the unfold builds only `ci·kw` rows: tap `(c, i, j)`
+//! is row `(c, j)` moved on by `i` output rows. Each image task prefetches the next image's
+//! input and the page translations of its output. Other levels and larger K keep im2col +
+//! GEMM.
 //!
 //! Roofline (teacher conv1, batch 128: 116 Mflop; 2-core Zen 5, AVX2 peak ~265 Gflop/s, so
 //! 0.44 ms at peak and 0.80 ms at 55 %): each output element costs 18 flops against one
@@ -114,9 +118,15 @@
 //!   peak (lab runs on a quiet spell). A 3 × 32-pixel tile spilled and ran 1.6× slower.
 //!
 //! The forward is at the write floor: 4-, 6- and 7-vector steps measured the same, and in
-//! cache (y under L3) it runs at ~70 % of peak. How close each conv1 kernel gets to its floor
-//! moves with the other tenants' memory traffic: the same binary measured 40–65 % of peak
-//! across one afternoon. Student conv1 (32 channels) is the same at half the size (12.8 MB).
+//! cache (y under L3) it runs at ~70 % of peak. Streaming stores top out at ~40 GB/s on this
+//! VM, one thread nearly as fast as two (0.60–0.66 ms for 25.7 MB). How close each conv1
+//! kernel gets to its floor moves with the other tenants' memory traffic, and with what ran
+//! just before: called back to back, teacher conv1's forward takes ~0.57–0.60 ms; right
+//! after a 2048³ GEMM ~0.68 ms (the same per image at batch 128, 256 and 512), and ~0.68 ms
+//! too after 30 ms of an FMA loop that touches no memory at all (so mostly a platform effect
+//! of compute-bound work, not cache state). The bench's round-robin runs conv1's forward right after GEMM 2048 and student
+//! conv1's after teacher conv2's weight grad, so its conv1 figures are this "after compute"
+//! case. Student conv1 (32 channels) is the same at half the size (12.8 MB).
 
 use rayon::prelude::*;
 use std::cell::Cell;
