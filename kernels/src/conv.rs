@@ -123,8 +123,8 @@
 //! kernel gets to its floor moves with the other tenants' memory traffic, and with what ran
 //! just before: called back to back, teacher conv1's forward takes ~0.57–0.60 ms; right
 //! after a 2048³ GEMM ~0.68 ms (the same per image at batch 128, 256 and 512), and ~0.68 ms
-//! too after 30 ms of an FMA loop that touches no memory at all (so mostly a platform effect
-//! of compute-bound work, not cache state). The bench's round-robin runs conv1's forward right after GEMM 2048 and student
+//! too after 30 ms of an FMA loop that touches no memory at all (which points at the platform
+//! rather than cache state; not proven, the VM's bandwidth alone varies ~2× between runs). The bench's round-robin runs conv1's forward right after GEMM 2048 and student
 //! conv1's after teacher conv2's weight grad, so its conv1 figures are this "after compute"
 //! case. Student conv1 (32 channels) is the same at half the size (12.8 MB).
 
