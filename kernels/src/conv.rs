@@ -123,8 +123,11 @@
 //! kernel gets to its floor moves with the other tenants' memory traffic, and with what ran
 //! just before: called back to back, teacher conv1's forward takes ~0.57–0.60 ms; right
 //! after a 2048³ GEMM ~0.68 ms (the same per image at batch 128, 256 and 512), and ~0.68 ms
-//! too after 30 ms of an FMA loop that touches no memory at all (which points at the platform
-//! rather than cache state; not proven, the VM's bandwidth alone varies ~2× between runs). The bench's round-robin runs conv1's forward right after GEMM 2048 and student
+//! too after 30 ms of an FMA loop that touches no memory at all. Part of it is page-table
+//! walks: student conv1's forward after teacher conv2's weight grad takes ~0.40 ms, ~0.36 ms
+//! if one float per 4 KB page of y is touched before the call (prefetching those pages one
+//! image ahead inside the kernel did not recover it), ~0.31 ms back to back. The VM's
+//! bandwidth alone varies ~2× between runs, so none of this is settled. The bench's round-robin runs conv1's forward right after GEMM 2048 and student
 //! conv1's after teacher conv2's weight grad, so its conv1 figures are this "after compute"
 //! case. Student conv1 (32 channels) is the same at half the size (12.8 MB).
 
