@@ -127,9 +127,10 @@
 //! walks: student conv1's forward after teacher conv2's weight grad takes ~0.40 ms, ~0.36 ms
 //! if one float per 4 KB page of y is touched before the call (prefetching those pages one
 //! image ahead inside the kernel did not recover it), ~0.31 ms back to back. The VM's
-//! bandwidth alone varies ~2× between runs, so none of this is settled. The bench's round-robin runs conv1's forward right after GEMM 2048 and student
-//! conv1's after teacher conv2's weight grad, so its conv1 figures are this "after compute"
-//! case. Student conv1 (32 channels) is the same at half the size (12.8 MB).
+//! bandwidth alone varies ~2× between runs, so none of this is settled. The bench's
+//! round-robin runs conv1's forward right after GEMM 2048 and student conv1's after teacher
+//! conv2's weight grad, so its conv1 figures are this "after compute" case. Student conv1
+//! (32 channels) is the same at half the size (12.8 MB).
 
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -1008,11 +1009,11 @@ mod thin {
     /// Prefetches what image `n + 1` will read first, while image `n` (this task) is computed
     /// (with images split between threads in ranges, a thread's next image is most often
     /// `n + 1`): every line of its input `x`, and one line of every 4 KB page of `out` (its
-    /// output's address range, written next), which loads the page's translation now rather
-    /// than in the middle of the stores. After a call that streamed other data through the
-    /// caches and TLB (a large GEMM, say) both were misses at the start of every image;
-    /// measured on conv1's forward after a 2048³ GEMM: ~5 % faster, and no change when run
-    /// back to back.
+    /// output's address range, written next), to start the page's translation before the
+    /// stores need it. After a call that streamed other data through the caches and TLB (a
+    /// large GEMM, say) both miss at the start of every image. Measured on conv1's forward
+    /// after a 2048³ GEMM, the two together: ~5 % faster, and no change back to back. (Touching
+    /// every page before the call recovers more, but costs more than it saves inside it.)
     fn prefetch_next_image(g: &Geo, x: &[f32], n: usize, out: std::ops::Range<usize>) {
         let next = (n + 1) * g.in_image();
         if let Some(xn) = x.get(next..next + g.in_image()) {
