@@ -1260,7 +1260,8 @@ mod thin {
         dcol: &mut [f32],
         ps: usize,
     ) {
-        debug_assert!(dcol.len() >= k * ps && w.len() >= co * k && dy.len() >= co * p);
+        debug_assert!(dcol.len() >= (k - 1) * ps + row_stride(p) && w.len() >= co * k);
+        debug_assert!(dy.len() >= co * p);
         let (wp, op) = (w.as_ptr(), dcol.as_mut_ptr());
         let gsize = co.div_ceil(co.div_ceil(DCOL_CHANNEL_GROUP));
         for c0 in (0..co).step_by(gsize) {
