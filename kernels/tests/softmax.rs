@@ -1,6 +1,7 @@
 //! Softmax family, cross-entropy and Hinton KD against naive f64 references and central
 //! finite differences; a hand-computed KD case; limits and extreme logits.
 
+use distill_kernels::simd;
 use distill_kernels::softmax as sm;
 
 mod common;
@@ -17,6 +18,10 @@ const SHAPES: &[(usize, usize)] = &[
     (7, 1000),
     (150, 1000),
     (12_001, 10),
+    // Rows of exactly one AVX2 vector, one vector and a ragged end, many and a ragged end.
+    (5, 8),
+    (4, 17),
+    (2, 1001),
 ];
 
 fn pool(n: usize) -> rayon::ThreadPool {
@@ -95,16 +100,13 @@ fn assert_close(got: &[f32], want: &[f64], rel: f64, abs: f64, what: &str) {
 
 // ---------------------------------------------------------------- softmax / log-softmax
 
+/// Every SIMD level against the f64 reference (the AVX2 rows take rows of 8 or more).
 #[test]
 fn softmax_and_log_softmax_match_reference() {
     let mut rng = Rng(10);
     for &(rows, cols) in SHAPES {
         for &t in &[1.0f32, 0.5, 4.0] {
             let x = rng.vec(rows * cols, 6.0);
-            let mut y = vec![f32::NAN; rows * cols];
-            let mut ly = vec![f32::NAN; rows * cols];
-            sm::softmax(rows, cols, &x, t, &mut y);
-            sm::log_softmax(rows, cols, &x, t, &mut ly);
             let xd = to_f64(&x);
             let mut want = Vec::new();
             let mut want_log = Vec::new();
@@ -112,14 +114,76 @@ fn softmax_and_log_softmax_match_reference() {
                 want.extend(ref_softmax(&xd[r * cols..(r + 1) * cols], t as f64));
                 want_log.extend(ref_log_softmax(&xd[r * cols..(r + 1) * cols], t as f64));
             }
-            let what = format!("softmax {rows}x{cols} T={t}");
-            assert_close(&y, &want, 1e-5, 1e-9, &what);
-            assert_close(&ly, &want_log, 1e-5, 1e-5, &format!("log_{what}"));
-            for r in 0..rows {
-                let s: f64 = y[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).sum();
-                assert!((s - 1.0).abs() < 1e-5, "{what}: row {r} sums to {s}");
+            for level in simd::available() {
+                let mut y = vec![f32::NAN; rows * cols];
+                let mut ly = vec![f32::NAN; rows * cols];
+                sm::softmax_at(level, rows, cols, &x, t, &mut y);
+                sm::log_softmax_at(level, rows, cols, &x, t, &mut ly);
+                let what = format!("softmax {rows}x{cols} T={t} [{}]", level.name());
+                assert_close(&y, &want, 1e-5, 1e-9, &what);
+                assert_close(&ly, &want_log, 1e-5, 1e-5, &format!("log_{what}"));
+                for r in 0..rows {
+                    let s: f64 = y[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).sum();
+                    assert!((s - 1.0).abs() < 1e-5, "{what}: row {r} sums to {s}");
+                }
             }
         }
+    }
+}
+
+/// Rows with −∞ logits, a NaN, one huge logit, all equal: every level gives the same kind of
+/// answer (exact 0 and 1 where they are exact, NaN for the whole NaN row, other rows intact).
+#[test]
+fn softmax_levels_agree_on_special_rows() {
+    let cols = 11;
+    let mut x = vec![0.0f32; 4 * cols];
+    x[..cols].copy_from_slice(&[
+        f32::NEG_INFINITY,
+        1.0,
+        1.0,
+        f32::NEG_INFINITY,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    ]);
+    x[cols + 5] = f32::NAN;
+    x[2 * cols + 9] = 1e4;
+    for level in simd::available() {
+        let name = level.name();
+        let mut y = vec![0.0f32; 4 * cols];
+        sm::softmax_at(level, 4, cols, &x, 1.0, &mut y);
+        assert_eq!((y[0], y[3]), (0.0, 0.0), "[{name}] −∞ logits");
+        assert!(
+            y[cols..2 * cols].iter().all(|v| v.is_nan()),
+            "[{name}] NaN row {:?}",
+            &y[cols..2 * cols]
+        );
+        assert_eq!(y[2 * cols + 9], 1.0, "[{name}] huge logit");
+        assert!(
+            y[2 * cols..3 * cols]
+                .iter()
+                .enumerate()
+                .all(|(j, &v)| j == 9 || v == 0.0),
+            "[{name}]"
+        );
+        for &v in &y[3 * cols..] {
+            assert!(
+                (v - 1.0 / cols as f32).abs() < 1e-7,
+                "[{name}] uniform row {v}"
+            );
+        }
+        let mut ly = vec![0.0f32; 4 * cols];
+        sm::log_softmax_at(level, 4, cols, &x, 1.0, &mut ly);
+        assert_eq!(ly[0], f32::NEG_INFINITY, "[{name}] log of a −∞ logit");
+        assert!(
+            ly[cols..2 * cols].iter().all(|v| v.is_nan()),
+            "[{name}] NaN row"
+        );
+        assert_eq!(ly[2 * cols + 9], 0.0, "[{name}] log of the huge logit");
     }
 }
 
