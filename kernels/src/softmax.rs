@@ -7,7 +7,8 @@
 //! from log-probabilities so that teacher probabilities of 0 contribute exactly 0. The forward
 //! maps (`softmax`, `log_softmax`) use f32 `exp` with f64 row sums — on AVX2, for rows of 8 or
 //! more, an 8-lane `exp` (within one f32 epsilon) and 8 f64 partial sums per row (module
-//! `avx2`: ~27 GB/s at 4096×1000 against ~5 GB/s for the scalar rows); the losses do their row
+//! `avx2`: ~27 GB/s at 4096×1000 against ~5 GB/s for the scalar rows; the log-softmax
+//! backward's `exp(y)` takes the same vector `exp` there); the losses do their row
 //! arithmetic in f64 (rows are short: one per class) and round the gradient to f32 once.
 //!
 //! Bound: memory for the AVX2 forward maps on long rows (read x, write y, then read and write
@@ -295,6 +296,20 @@ pub fn log_softmax_backward(
     temperature: f32,
     dx: &mut [f32],
 ) {
+    log_softmax_backward_at(simd::level(), rows, cols, y, dy, temperature, dx)
+}
+
+/// [`log_softmax_backward`] on a given SIMD level (rows of at least 8 take the AVX2 path
+/// there, which expects `y` to be log-probabilities, `≤ 0`, as the forward writes them).
+pub fn log_softmax_backward_at(
+    level: SimdLevel,
+    rows: usize,
+    cols: usize,
+    y: &[f32],
+    dy: &[f32],
+    temperature: f32,
+    dx: &mut [f32],
+) {
     assert_eq!(
         y.len(),
         rows * cols,
@@ -312,6 +327,15 @@ pub fn log_softmax_backward(
     );
     check_temperature(temperature, "log_softmax_backward");
     let inv_t = 1.0 / temperature;
+    #[cfg(target_arch = "x86_64")]
+    if level == SimdLevel::Avx2Fma && cols >= 8 {
+        // SAFETY: AVX2+FMA is the level's promise.
+        map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
+            avx2::log_softmax_backward_row(y, dy, inv_t, dx)
+        });
+        return;
+    }
+    let _ = level;
     map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
         let mut s = 0.0f64;
         for &d in dy {
@@ -635,6 +659,45 @@ mod avx2 {
         let m = row_max(x);
         let z = shifted_exp_sum(x, m, inv_t, y, false);
         apply(y, -(z.ln() as f32), true);
+    }
+
+    /// One row of the log-softmax backward, `dx = (dy − e^y·Σdy)·inv_t`, `y.len() ≥ 8`:
+    /// `Σdy` in f64 lanes (as [`shifted_exp_sum`]), then one pass with the vector `exp`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn log_softmax_backward_row(
+        y: &[f32],
+        dy: &[f32],
+        inv_t: f32,
+        dx: &mut [f32],
+    ) {
+        debug_assert!(y.len() >= 8 && dy.len() == y.len() && dx.len() == y.len());
+        let n = y.len() / 8 * 8;
+        let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        for i in (0..n).step_by(8) {
+            let d = _mm256_loadu_ps(dy.as_ptr().add(i));
+            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(d)));
+            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(d)));
+        }
+        let mut lanes = [0.0f64; 8];
+        _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
+        _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
+        let mut s = lanes.iter().sum::<f64>();
+        for &d in &dy[n..] {
+            s += d as f64;
+        }
+        let s = s as f32;
+        let (sv, tv) = (_mm256_set1_ps(s), _mm256_set1_ps(inv_t));
+        for i in (0..n).step_by(8) {
+            let e = exp(_mm256_loadu_ps(y.as_ptr().add(i)));
+            let d = _mm256_loadu_ps(dy.as_ptr().add(i));
+            _mm256_storeu_ps(
+                dx.as_mut_ptr().add(i),
+                _mm256_mul_ps(_mm256_fnmadd_ps(e, sv, d), tv),
+            );
+        }
+        for ((dx, &y), &dy) in dx[n..].iter_mut().zip(&y[n..]).zip(&dy[n..]) {
+            *dx = (dy - y.exp() * s) * inv_t;
+        }
     }
 
     #[cfg(test)]

@@ -200,9 +200,16 @@ fn backward_passes_match_formula_and_finite_differences() {
             sm::softmax(rows, cols, &x, t, &mut y);
             sm::log_softmax(rows, cols, &x, t, &mut ly);
             let mut dx = vec![f32::NAN; n];
-            let mut ldx = vec![f32::NAN; n];
             sm::softmax_backward(rows, cols, &y, &dy, t, &mut dx);
-            sm::log_softmax_backward(rows, cols, &ly, &dy, t, &mut ldx);
+            // The log-softmax backward on every SIMD level (AVX2 rows from 8 columns).
+            let ldxs: Vec<(&str, Vec<f32>)> = simd::available()
+                .into_iter()
+                .map(|level| {
+                    let mut ldx = vec![f32::NAN; n];
+                    sm::log_softmax_backward_at(level, rows, cols, &ly, &dy, t, &mut ldx);
+                    (level.name(), ldx)
+                })
+                .collect();
             // The documented formulas, in f64 from the same forward outputs.
             let mut want = vec![0.0f64; n];
             let mut want_l = vec![0.0f64; n];
@@ -217,13 +224,15 @@ fn backward_passes_match_formula_and_finite_differences() {
             }
             let what = format!("{rows}x{cols} T={t}");
             assert_close(&dx, &want, 1e-4, 1e-6, &format!("softmax_backward {what}"));
-            assert_close(
-                &ldx,
-                &want_l,
-                1e-4,
-                1e-5,
-                &format!("log_softmax_backward {what}"),
-            );
+            for (name, ldx) in &ldxs {
+                assert_close(
+                    ldx,
+                    &want_l,
+                    1e-4,
+                    1e-5,
+                    &format!("log_softmax_backward {what} [{name}]"),
+                );
+            }
 
             // And they are the true gradients: d/dx Σ dy ⊙ f(x/T), checked on small shapes.
             if n <= 200 {
@@ -247,7 +256,15 @@ fn backward_passes_match_formula_and_finite_differences() {
                         })
                         .sum()
                 });
-                assert_close(&ldx, &fd, 1e-4, 1e-5, &format!("log_softmax fd {what}"));
+                for (name, ldx) in &ldxs {
+                    assert_close(
+                        ldx,
+                        &fd,
+                        1e-4,
+                        1e-5,
+                        &format!("log_softmax fd {what} [{name}]"),
+                    );
+                }
             }
         }
     }
