@@ -569,6 +569,34 @@ mod avx2 {
         _mm256_andnot_ps(under, _mm256_mul_ps(p, two_n))
     }
 
+    /// A sum of f32 vectors kept in 8 f64 lanes (two 4-lane halves), added up in lane order
+    /// at the end: exact enough for a row sum, and the same order on every run.
+    #[derive(Clone, Copy)]
+    struct LaneSum(__m256d, __m256d);
+
+    impl LaneSum {
+        #[inline(always)]
+        unsafe fn new() -> LaneSum {
+            LaneSum(_mm256_setzero_pd(), _mm256_setzero_pd())
+        }
+
+        #[inline(always)]
+        unsafe fn add(self, v: __m256) -> LaneSum {
+            LaneSum(
+                _mm256_add_pd(self.0, _mm256_cvtps_pd(_mm256_castps256_ps128(v))),
+                _mm256_add_pd(self.1, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v))),
+            )
+        }
+
+        #[inline(always)]
+        unsafe fn total(self) -> f64 {
+            let mut lanes = [0.0f64; 8];
+            _mm256_storeu_pd(lanes.as_mut_ptr(), self.0);
+            _mm256_storeu_pd(lanes.as_mut_ptr().add(4), self.1);
+            lanes.iter().sum()
+        }
+    }
+
     /// NaN-ignoring maximum of a row of at least 8.
     #[inline(always)]
     unsafe fn row_max(x: &[f32]) -> f32 {
@@ -588,8 +616,7 @@ mod avx2 {
     }
 
     /// `y = s = (x − max)·inv_t` (`store_exp` false) or `y = e^s` (true), returning `Σ e^s`
-    /// in f64: per 8 elements two 4-lane f64 partial sums, then the 8 lanes in order, then
-    /// the tail.
+    /// in f64: a [`LaneSum`] over the full vectors, then the tail.
     #[inline(always)]
     unsafe fn shifted_exp_sum(
         x: &[f32],
@@ -600,18 +627,14 @@ mod avx2 {
     ) -> f64 {
         let n = x.len() / 8 * 8;
         let (mv, tv) = (_mm256_set1_ps(m), _mm256_set1_ps(inv_t));
-        let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        let mut sum = LaneSum::new();
         for i in (0..n).step_by(8) {
             let s = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), mv), tv);
             let e = exp(s);
             _mm256_storeu_ps(y.as_mut_ptr().add(i), if store_exp { e } else { s });
-            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(e)));
+            sum = sum.add(e);
         }
-        let mut lanes = [0.0f64; 8];
-        _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
-        _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
-        let mut z = lanes.iter().sum::<f64>();
+        let mut z = sum.total();
         for (y, &x) in y[n..].iter_mut().zip(&x[n..]) {
             let s = (x - m) * inv_t;
             let e = s.exp();
@@ -662,7 +685,7 @@ mod avx2 {
     }
 
     /// One row of the log-softmax backward, `dx = (dy − e^y·Σdy)·inv_t`, `y.len() ≥ 8`:
-    /// `Σdy` in f64 lanes (as [`shifted_exp_sum`]), then one pass with the vector `exp`.
+    /// `Σdy` in a [`LaneSum`], then one pass with the vector `exp`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn log_softmax_backward_row(
         y: &[f32],
@@ -672,16 +695,11 @@ mod avx2 {
     ) {
         debug_assert!(y.len() >= 8 && dy.len() == y.len() && dx.len() == y.len());
         let n = y.len() / 8 * 8;
-        let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        let mut sum = LaneSum::new();
         for i in (0..n).step_by(8) {
-            let d = _mm256_loadu_ps(dy.as_ptr().add(i));
-            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(d)));
-            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(d)));
+            sum = sum.add(_mm256_loadu_ps(dy.as_ptr().add(i)));
         }
-        let mut lanes = [0.0f64; 8];
-        _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
-        _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
-        let mut s = lanes.iter().sum::<f64>();
+        let mut s = sum.total();
         for &d in &dy[n..] {
             s += d as f64;
         }
