@@ -154,6 +154,12 @@ fn row_max(x: &[f32]) -> f32 {
     x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
+/// Whether rows of `cols` take the AVX2 path (module `avx2`) on `level`: from one full
+/// vector on; shorter rows stay scalar.
+fn avx2_rows(level: SimdLevel, cols: usize) -> bool {
+    level == SimdLevel::Avx2Fma && cols >= 8
+}
+
 /// `(max, ln Σ_j exp((x_j − max) · inv_t))` of one row, in f64.
 #[inline]
 fn row_lse(x: &[f32], inv_t: f64) -> (f64, f64) {
@@ -183,15 +189,16 @@ pub fn softmax_at(
     assert_eq!(y.len(), rows * cols, "softmax: y is not rows × cols");
     check_temperature(temperature, "softmax");
     let inv_t = 1.0 / temperature;
-    #[cfg(target_arch = "x86_64")]
-    if level == SimdLevel::Avx2Fma && cols >= 8 {
-        // SAFETY: AVX2+FMA is the level's promise.
-        map_rows(rows, cols, x, y, |x, y| unsafe {
-            avx2::softmax_row(x, inv_t, y)
-        });
-        return;
+    if avx2_rows(level, cols) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: AVX2+FMA is the level's promise.
+            map_rows(rows, cols, x, y, |x, y| unsafe {
+                avx2::softmax_row(x, inv_t, y)
+            });
+            return;
+        }
     }
-    let _ = level;
     map_rows(rows, cols, x, y, |x, y| {
         let m = row_max(x);
         let mut z = 0.0f64;
@@ -263,15 +270,16 @@ pub fn log_softmax_at(
     assert_eq!(y.len(), rows * cols, "log_softmax: y is not rows × cols");
     check_temperature(temperature, "log_softmax");
     let inv_t = 1.0 / temperature;
-    #[cfg(target_arch = "x86_64")]
-    if level == SimdLevel::Avx2Fma && cols >= 8 {
-        // SAFETY: AVX2+FMA is the level's promise.
-        map_rows(rows, cols, x, y, |x, y| unsafe {
-            avx2::log_softmax_row(x, inv_t, y)
-        });
-        return;
+    if avx2_rows(level, cols) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: AVX2+FMA is the level's promise.
+            map_rows(rows, cols, x, y, |x, y| unsafe {
+                avx2::log_softmax_row(x, inv_t, y)
+            });
+            return;
+        }
     }
-    let _ = level;
     map_rows(rows, cols, x, y, |x, y| {
         let m = row_max(x);
         let mut z = 0.0f64;
@@ -327,15 +335,16 @@ pub fn log_softmax_backward_at(
     );
     check_temperature(temperature, "log_softmax_backward");
     let inv_t = 1.0 / temperature;
-    #[cfg(target_arch = "x86_64")]
-    if level == SimdLevel::Avx2Fma && cols >= 8 {
-        // SAFETY: AVX2+FMA is the level's promise.
-        map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
-            avx2::log_softmax_backward_row(y, dy, inv_t, dx)
-        });
-        return;
+    if avx2_rows(level, cols) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: AVX2+FMA is the level's promise.
+            map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
+                avx2::log_softmax_backward_row(y, dy, inv_t, dx)
+            });
+            return;
+        }
     }
-    let _ = level;
     map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
         let mut s = 0.0f64;
         for &d in dy {
