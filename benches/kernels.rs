@@ -141,6 +141,41 @@ unsafe fn fma_loop(iters: u64) -> f32 {
     out.iter().sum()
 }
 
+/// The same loop on zmm registers, to report what AVX-512 would offer where the CPU has it.
+/// The kernels do not use AVX-512, so their % of peak is against [`fma_loop`]. Inline
+/// assembly, because the AVX-512 intrinsics need a newer Rust than this crate's MSRV.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+unsafe fn fma_loop_avx512(iters: u64) {
+    // 12 independent chains (zmm0–zmm11) on zeroed operands: no denormals, no dependence
+    // between chains; only the FMA throughput counts.
+    std::arch::asm!(
+        "vpxord zmm0, zmm0, zmm0",
+        "vmovaps zmm1, zmm0", "vmovaps zmm2, zmm0", "vmovaps zmm3, zmm0",
+        "vmovaps zmm4, zmm0", "vmovaps zmm5, zmm0", "vmovaps zmm6, zmm0",
+        "vmovaps zmm7, zmm0", "vmovaps zmm8, zmm0", "vmovaps zmm9, zmm0",
+        "vmovaps zmm10, zmm0", "vmovaps zmm11, zmm0", "vmovaps zmm12, zmm0",
+        "vmovaps zmm13, zmm0",
+        "2:",
+        "vfmadd213ps zmm0, zmm12, zmm13", "vfmadd213ps zmm1, zmm12, zmm13",
+        "vfmadd213ps zmm2, zmm12, zmm13", "vfmadd213ps zmm3, zmm12, zmm13",
+        "vfmadd213ps zmm4, zmm12, zmm13", "vfmadd213ps zmm5, zmm12, zmm13",
+        "vfmadd213ps zmm6, zmm12, zmm13", "vfmadd213ps zmm7, zmm12, zmm13",
+        "vfmadd213ps zmm8, zmm12, zmm13", "vfmadd213ps zmm9, zmm12, zmm13",
+        "vfmadd213ps zmm10, zmm12, zmm13", "vfmadd213ps zmm11, zmm12, zmm13",
+        "dec {n}",
+        "jnz 2b",
+        "vzeroupper",
+        n = inout(reg) iters.max(1) => _,
+        out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _,
+        out("zmm5") _, out("zmm6") _, out("zmm7") _, out("zmm8") _, out("zmm9") _,
+        out("zmm10") _, out("zmm11") _, out("zmm12") _, out("zmm13") _,
+        options(nostack, nomem),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Workloads
 
@@ -817,6 +852,24 @@ fn main() {
             })),
             best: f64::INFINITY,
         });
+        if is_x86_feature_detected!("avx512f") {
+            // Shown against the AVX2 peak (so ~200 % where zmm FMAs run at full width).
+            jobs.push(Job {
+                row: row(
+                    "fma-peak-avx512",
+                    "avx512 fma loop (unused)".into(),
+                    threads,
+                ),
+                flops: 2.0 * flops * threads as f64,
+                peak: PeakRef::All,
+                per_round: 10,
+                // SAFETY: AVX-512F was detected just above.
+                run: Some(Box::new(move || {
+                    rayon::broadcast(|_| unsafe { fma_loop_avx512(black_box(iters)) });
+                })),
+                best: f64::INFINITY,
+            });
+        }
     }
     let have_peak = !jobs.is_empty();
 
@@ -1022,6 +1075,17 @@ fn main() {
             fmt_opt(peak1, 1, ""),
             fmt_opt(peak_all, 1, ""),
         );
+        if let Some(v) = rows
+            .iter()
+            .find(|r| r.kernel == "fma-peak-avx512")
+            .and_then(|r| r.value)
+        {
+            println!(
+                "  (this CPU also has AVX-512, which the kernels do not use: {} GFLOP/s on \
+                 {threads} threads with zmm FMAs)",
+                fmt_opt(Some(v), 1, "")
+            );
+        }
     } else {
         println!("\nf32 peak: n/a (no AVX2+FMA on this CPU); % of peak not reported");
     }

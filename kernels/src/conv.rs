@@ -91,8 +91,8 @@
 //! at a time, the taps summed in registers; a "same" convolution: whole shifted rows over
 //! zero margins, no masks). For stride 1 the unfold builds only `ci·kw` rows: tap `(c, i, j)`
 //! is row `(c, j)` moved on by `i` output rows. Each image task prefetches the next image's
-//! input and the page translations of its output. Other levels and larger K keep im2col +
-//! GEMM.
+//! input, and the forward starts the page translations of its output two pages ahead of its
+//! stores. Other levels and larger K keep im2col + GEMM.
 //!
 //! Roofline (teacher conv1, batch 128: 116 Mflop; 2-core Zen 5, AVX2 peak ~265 Gflop/s, so
 //! 0.44 ms at peak and 0.80 ms at 55 %): each output element costs 18 flops against one
@@ -124,10 +124,13 @@
 //! just before: called back to back, teacher conv1's forward takes ~0.57–0.60 ms; right
 //! after a 2048³ GEMM ~0.68 ms (the same per image at batch 128, 256 and 512), and ~0.68 ms
 //! too after 30 ms of an FMA loop that touches no memory at all. Part of it is page-table
-//! walks: student conv1's forward after teacher conv2's weight grad takes ~0.40 ms, ~0.36 ms
-//! if one float per 4 KB page of y is touched before the call (prefetching those pages one
-//! image ahead inside the kernel did not recover it), ~0.31 ms back to back. The VM's
-//! bandwidth alone varies ~2× between runs, so none of this is settled. The bench's
+//! walks: student conv1's forward after teacher conv2's weight grad took ~0.40 ms, ~0.36 ms
+//! if one float per 4 KB page of y was touched before the call, ~0.31 ms back to back. A
+//! prefetch per output plane, two pages ahead of the stores, now starts those walks in time
+//! (`PAGE_AHEAD`: ~0.35 ms there, teacher 0.72 → 0.63 ms). On 2 MB pages the same buffers ran
+//! ~7–10 % faster in the bench, but training on them ran 1–4 % slower, so the engine keeps
+//! 4 KB pages. The VM's bandwidth alone varies ~2× between runs, so
+//! none of this is settled. The bench's
 //! round-robin runs conv1's forward right after GEMM 2048 and student conv1's after teacher
 //! conv2's weight grad, so its conv1 figures are this "after compute" case. Student conv1
 //! (32 channels) is the same at half the size (12.8 MB).
@@ -906,7 +909,8 @@ pub fn conv2d_backward_bias(s: &Conv2dShape, dy: &[f32], db: &mut [f32]) {
 ///   rows with no masks, `FlatFold`).
 ///
 /// These are memory-bound at batch 128 (conv1's output or dY is 25.7 MB): each task also
-/// prefetches the next image's input and the page translations of its output.
+/// prefetches the next image's input, and the forward touches its output's pages two pages
+/// ahead of its stores (`PAGE_AHEAD`).
 ///
 /// Images run in parallel, one per task; every element sees the same operations whatever
 /// the thread count.
@@ -1006,15 +1010,11 @@ mod thin {
         }
     }
 
-    /// Prefetches what image `n + 1` will read first, while image `n` (this task) is computed
+    /// Prefetches every line of image `n + 1`'s input while image `n` (this task) is computed
     /// (with images split between threads in ranges, a thread's next image is most often
-    /// `n + 1`): every line of its input `x`, and one line of every 4 KB page of `out` (its
-    /// output's address range, written next), to start the page's translation before the
-    /// stores need it. After a call that streamed other data through the caches and TLB (a
-    /// large GEMM, say) both miss at the start of every image. Measured on conv1's forward
-    /// after a 2048³ GEMM, the two together: ~5 % faster, and no change back to back. (Touching
-    /// every page before the call recovers more, but costs more than it saves inside it.)
-    fn prefetch_next_image(g: &Geo, x: &[f32], n: usize, out: std::ops::Range<usize>) {
+    /// `n + 1`). After a call that streamed other data through the caches (a large GEMM,
+    /// say) it would otherwise miss at the start of every image.
+    fn prefetch_next_input(g: &Geo, x: &[f32], n: usize) {
         let next = (n + 1) * g.in_image();
         if let Some(xn) = x.get(next..next + g.in_image()) {
             for line in xn.iter().step_by(16) {
@@ -1022,13 +1022,22 @@ mod thin {
                 unsafe { _mm_prefetch::<_MM_HINT_T0>((line as *const f32).cast()) };
             }
         }
-        let mut page = (out.start + 4095) & !4095;
-        while page < out.end {
-            // SAFETY: a prefetch never faults; the address is inside the output slice.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(page as *const i8) };
-            page += 4096;
-        }
     }
+
+    /// How far ahead of the plane being written [`fwd_image`] touches the output's pages:
+    /// 2 pages (8 KB, floats here).
+    ///
+    /// A 12.8 MB output spans 3,136 pages of 4 KB. After another large kernel has used the
+    /// TLB, each page costs a page walk, two-dimensional on a VM with nested paging. A
+    /// streaming store that waits on one stalls the stores behind it. So before each output
+    /// channel's plane, one prefetch per page of the range 2 pages ahead starts those walks
+    /// early, spread over the image one or two at a time. Measured on conv1's forward after
+    /// teacher conv2's weight grad: teacher 0.72 → 0.63 ms, student 0.37 → 0.35 ms, and no
+    /// change back to back. Distances of 1–3 pages measured alike; 8 pages was a little worse.
+    /// The earlier burst, one line per page of the next image's whole output at the start of
+    /// each image (25 prefetches at once), recovered only a third of that. Adding it on top
+    /// made things worse.
+    const PAGE_AHEAD: usize = 2048;
 
     /// Output vectors per step of [`fwd_image`] (independent FMA chains; with K ≤ 9 weights
     /// in registers 7 would fit). 4, 6 and 7 measured the same at batch 128: the forward
@@ -1061,6 +1070,11 @@ mod thin {
             }
             let b = _mm256_set1_ps(bias.map_or(0.0, |b| *b.get_unchecked(c)));
             let yp = y.as_mut_ptr().add(c * p);
+            // The pages PAGE_AHEAD on (past the end of y for the last planes: a prefetch
+            // never faults, and the pointer is never dereferenced).
+            for page in (0..p).step_by(1024) {
+                _mm_prefetch::<_MM_HINT_T0>(yp.wrapping_add(PAGE_AHEAD + page) as *const i8);
+            }
             // Streaming (non-temporal) stores skip the read-for-ownership of y.
             // 128-bit halves: they need 16-byte alignment only, which large allocations have.
             let stream = nt && (yp as usize) % 16 == 0;
@@ -1439,13 +1453,11 @@ mod thin {
         let (k, p) = (g.k(), g.p());
         let lay = ColLayout::new(g);
         let nt = y.len() * 4 >= STREAM_MIN_BYTES;
-        let y_end = y.as_ptr_range().end as usize;
         y.par_chunks_mut(g.out_image())
             .zip(x.par_chunks(g.in_image()))
             .enumerate()
             .for_each(|(n, (yn, xn))| {
-                let next_y = yn.as_ptr_range().end as usize;
-                prefetch_next_image(g, x, n, next_y..(next_y + 4 * yn.len()).min(y_end));
+                prefetch_next_input(g, x, n);
                 with_scratch(lay.len, |col| {
                     lay.unfold(g, xn, col);
                     // SAFETY: AVX2+FMA checked by the caller; lengths as asserted above.
@@ -1528,7 +1540,7 @@ mod thin {
                     // Image n's dY and everything after it (read only for prefetching).
                     let dyn_ = &dy[n * g.out_image()..];
                     if n + 1 < chunk_images(ch).end {
-                        prefetch_next_image(g, x, n, 0..0);
+                        prefetch_next_input(g, x, n);
                     }
                     with_scratch(lay.len, |col| {
                         lay.unfold(g, xn, col);
