@@ -5,7 +5,8 @@
 //!
 //! 1. **CPU kernels against the CPU's peak.** Measures this CPU's f32 FMA peak in the same
 //!    process (one thread and all rayon threads) with an AVX2+FMA loop — the SIMD level the CPU
-//!    kernels use — then `distill-kernels` GEMM (256–2048, NN/NT/TN) and conv2d (the teacher's
+//!    kernels use (where the CPU has AVX-512 the same loop on zmm registers is measured too
+//!    and printed beside it, for reference only) — then `distill-kernels` GEMM (256–2048, NN/NT/TN) and conv2d (the teacher's
 //!    and student's layers) as GFLOP/s and % of that peak. Every figure is the best of many
 //!    calls, taken round-robin over all workloads (peaks included) for a fixed time budget: on
 //!    a shared machine the best call is the one least disturbed by other work, and a quiet
