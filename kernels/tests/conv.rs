@@ -117,6 +117,13 @@ fn thin_shapes() -> Vec<Conv2dShape> {
         shape(2, 1, (13, 29), 4, (2, 7), (1, 1), (1, 3)),
         shape(2, 13, (7, 7), 4, (1, 1), (1, 1), (0, 0)),
         shape(2, 1, (28, 28), 64, (3, 3), (1, 1), (1, 1)),
+        // The weight grad splits the taps of a channel pair in two passes (⌈K/2⌉, ⌊K/2⌋):
+        // the K not covered above, each with an odd channel count (a lone last channel).
+        shape(2, 4, (9, 11), 5, (1, 1), (1, 1), (0, 0)),
+        shape(2, 1, (9, 11), 7, (1, 5), (1, 1), (0, 2)),
+        shape(2, 1, (11, 9), 5, (7, 1), (1, 1), (3, 0)),
+        shape(2, 2, (11, 9), 3, (5, 1), (1, 1), (2, 0)),
+        shape(2, 1, (9, 13), 9, (1, 11), (1, 1), (0, 5)),
         // Stride 1, rows ≥ 8 wide, K = 8 and a padding of 2 (the padded-plane unfold).
         shape(2, 1, (9, 17), 8, (2, 4), (1, 1), (1, 2)),
         shape(3, 1, (8, 8), 5, (3, 3), (1, 1), (2, 2)),
