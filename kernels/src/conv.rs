@@ -86,10 +86,11 @@
 //! and re-reads C for 9 flops per element) for direct loops over a per-image unfold kept in
 //! L1 (module `thin` below): forward keeps an output channel's K weights and bias in registers and
 //! streams `col`; weight grad keeps K vector accumulators per output channel over all pixels
-//! of a batch chunk (channels in pairs that share each `col` load, taps in two passes); input grad forms `dcol = Wᵀ·dY` on a 3-row × 24-pixel register tile
-//! over the channels (in passes of at most 32), then folds it (stride 1: 8 pixels of a row
-//! at a time, the taps summed in registers; a "same" convolution: whole shifted rows over
-//! zero margins, no masks). For stride 1 the unfold builds only `ci·kw` rows: tap `(c, i, j)`
+//! of a batch chunk (channels in pairs that share each `col` load, taps in two passes); input
+//! grad forms `dcol = Wᵀ·dY` on a 3-row × 24-pixel register tile over the channels (in
+//! passes of at most 32), then folds it (stride 1: 8 pixels of a row at a time, the taps
+//! summed in registers; a "same" convolution: whole shifted rows over zero margins, no
+//! masks). For stride 1 the unfold builds only `ci·kw` rows: tap `(c, i, j)`
 //! is row `(c, j)` moved on by `i` output rows. Each image task prefetches the next image's
 //! input, and the forward starts the page translations of its output two pages ahead of its
 //! stores. Other levels and larger K keep im2col + GEMM.
@@ -129,11 +130,10 @@
 //! prefetch per output plane, two pages ahead of the stores, now starts those walks in time
 //! (`PAGE_AHEAD`: ~0.35 ms there, teacher 0.72 → 0.63 ms). On 2 MB pages the same buffers ran
 //! ~7–10 % faster in the bench, but training on them ran 1–4 % slower, so the engine keeps
-//! 4 KB pages. The VM's bandwidth alone varies ~2× between runs, so
-//! none of this is settled. The bench's
-//! round-robin runs conv1's forward right after GEMM 2048 and student conv1's after teacher
-//! conv2's weight grad, so its conv1 figures are this "after compute" case. Student conv1
-//! (32 channels) is the same at half the size (12.8 MB).
+//! 4 KB pages. The VM's bandwidth alone varies ~2× between runs, so none of this is settled.
+//! The bench's round-robin runs conv1's forward right after GEMM 2048 and student conv1's
+//! after teacher conv2's weight grad, so its conv1 figures are this "after compute" case.
+//! Student conv1 (32 channels) is the same at half the size (12.8 MB).
 
 use rayon::prelude::*;
 use std::cell::Cell;
