@@ -1234,12 +1234,7 @@ mod thin {
             for (ch, dv) in d.iter_mut().enumerate() {
                 *dv = _mm256_loadu_ps(dp.add(ch * p + o));
             }
-            for j in 0..KG {
-                let cv = _mm256_loadu_ps(t.col.add(off[j] + o));
-                for ch in 0..CH {
-                    a[ch][j] = _mm256_fmadd_ps(d[ch], cv, a[ch][j]);
-                }
-            }
+            wgrad_step(t.col, &off, o, &d, &mut a);
         }
         if rem > 0 {
             let o = full * 8;
@@ -1248,16 +1243,29 @@ mod thin {
             for (ch, dv) in d.iter_mut().enumerate() {
                 *dv = _mm256_maskload_ps(dp.add(ch * p + o), mask);
             }
-            for j in 0..KG {
-                let cv = _mm256_loadu_ps(t.col.add(off[j] + o));
-                for ch in 0..CH {
-                    a[ch][j] = _mm256_fmadd_ps(d[ch], cv, a[ch][j]);
-                }
-            }
+            wgrad_step(t.col, &off, o, &d, &mut a);
         }
         for (ch, row) in a.iter().enumerate() {
             for (j, v) in row.iter().enumerate() {
                 _mm256_storeu_ps(t.acc.add(((c + ch) * t.k + k0 + j) * 8), *v);
+            }
+        }
+    }
+
+    /// One step of [`wgrad_pass`] at pixel `o`: `a[ch][j] += d[ch]·col_j` for its `KG` taps,
+    /// each `col` vector loaded once for the `CH` channels.
+    #[inline(always)]
+    unsafe fn wgrad_step<const CH: usize, const KG: usize>(
+        col: *const f32,
+        off: &[usize; KG],
+        o: usize,
+        d: &[__m256; CH],
+        a: &mut [[__m256; KG]; CH],
+    ) {
+        for j in 0..KG {
+            let cv = _mm256_loadu_ps(col.add(off[j] + o));
+            for ch in 0..CH {
+                a[ch][j] = _mm256_fmadd_ps(d[ch], cv, a[ch][j]);
             }
         }
     }
