@@ -1,6 +1,6 @@
 // conv2d.wgsl — 2-D convolution over NCHW, the twin of kernels/src/conv.rs.
 //
-// All three products are implicit GEMMs: the tile loop of matmul.wgsl, but operands are
+// All three products are implicit GEMMs: the tile loop matmul.wgsl uses, but operands are
 // gathered from the image on the fly instead of from an im2col buffer (no extra memory):
 //   MODE 0, forward:       y[co, (n,oh,ow)]   = Σ_(ci,kh,kw) w[co, (ci,kh,kw)] · x̂[(ci,kh,kw), (n,oh,ow)] + bias[co]
 //   MODE 1, input grad:    dx[ci, (n,ih,iw)]  = Σ_(co,kh,kw) w[co, ci, kh, kw] · dŷ[(co,kh,kw), (n,ih,iw)]
@@ -8,11 +8,12 @@
 // where x̂ reads the input pixel under a kernel tap (0 in the padding) and dŷ reads the output
 // pixel that a tap maps an input pixel to (0 where the stride skips it).
 //
-// Tiling: a 16×16 workgroup owns a 64×64 output tile, 4×4 accumulators per invocation, K in
-// steps of 16 staged through workgroup memory; consecutive invocations gather consecutive
-// pixels so the image reads coalesce. The index arithmetic (div/mod per gathered element)
-// makes this arithmetic-bound on small channel counts; the weight gradient has a long K
-// (batch·pixels) and few tiles, so it is latency-bound on big GPUs (a split-K would help).
+// Uses from shaders/common/ (appended when the module is built):
+//   tile.wgsl — `tile_gemm`, the 64×64 register-tiled loop (16×16 invocations, 4×4
+//   accumulators each, K in steps of BK = 16 through the workgroup tiles As and Bs);
+//   grid.wgsl — `flat_group`; tree.wgsl — `workgroup_sum` (bias_grad).
+// This file supplies the loop's `stage_tiles` (gathers from the image) and `store_c` (the
+// scatter to NCHW, + bias).
 //
 // `bias_grad` sums dy over batch and pixels per output channel: one workgroup per channel,
 // a fixed-order tree reduction, so the result is deterministic.
@@ -45,14 +46,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> src1: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
-
-const BM: u32 = 64u;
-const BN: u32 = 64u;
-const BK: u32 = 16u;
-
-var<workgroup> As: array<f32, 1024>;
-var<workgroup> Bs: array<f32, 1024>;
-var<workgroup> red: array<f32, 256>;
 
 // x[n, ci, oh·sh − ph + kh, ow·sw − pw + kw], 0 in the padding.
 fn x_tap(n: u32, ci: u32, oh: u32, ow: u32, kh: u32, kw: u32) -> f32 {
@@ -123,7 +116,7 @@ fn gather_b(kk: u32, j: u32) -> f32 {
     return x_tap(n, ci, pix / p.ow, pix % p.ow, t / p.kw, t % p.kw);
 }
 
-fn store(i: u32, j: u32, v: f32) {
+fn store_c(i: u32, j: u32, v: f32) {
     if (MODE == 0u) {
         let ohw = p.oh * p.ow;
         var out = v;
@@ -139,6 +132,30 @@ fn store(i: u32, j: u32, v: f32) {
     }
 }
 
+// Output rows row0.., columns col0.., reduction indices k0..k0+BK gathered into As and Bs.
+fn stage_tiles(row0: u32, col0: u32, k0: u32, li: u32) {
+    // A tile 64×16: invocation li gathers row li/4, reduction indices 4·(li%4)..+4.
+    let ai = row0 + li / 4u;
+    let ak = (li % 4u) * 4u;
+    for (var q = 0u; q < 4u; q++) {
+        var v = 0.0;
+        if (ai < p.m && k0 + ak + q < p.k) {
+            v = gather_a(ai, k0 + ak + q);
+        }
+        As[(ak + q) * BM + li / 4u] = v;
+    }
+    // B tile 16×64: invocation li gathers reduction index li/16, columns 4·(li%16)..+4.
+    let bk = li / 16u;
+    let bj = (li % 16u) * 4u;
+    for (var q = 0u; q < 4u; q++) {
+        var v = 0.0;
+        if (k0 + bk < p.k && col0 + bj + q < p.n) {
+            v = gather_b(k0 + bk, col0 + bj + q);
+        }
+        Bs[bk * BN + bj + q] = v;
+    }
+}
+
 @compute @workgroup_size(16, 16)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -146,63 +163,7 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    // Column tiles run over x and, past 65535 tiles, over z; row tiles over y.
-    let row0 = wg.y * BM;
-    let col0 = (wg.z * nwg.x + wg.x) * BN;
-    var acc: array<f32, 16>;
-    for (var q = 0u; q < 16u; q++) {
-        acc[q] = 0.0;
-    }
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        // A tile 64×16: invocation li gathers row li/4, reduction indices 4·(li%4)..+4.
-        let ai = row0 + li / 4u;
-        let ak = (li % 4u) * 4u;
-        for (var q = 0u; q < 4u; q++) {
-            var v = 0.0;
-            if (ai < p.m && k0 + ak + q < p.k) {
-                v = gather_a(ai, k0 + ak + q);
-            }
-            As[(ak + q) * BM + li / 4u] = v;
-        }
-        // B tile 16×64: invocation li gathers reduction index li/16, columns 4·(li%16)..+4.
-        let bk = li / 16u;
-        let bj = (li % 16u) * 4u;
-        for (var q = 0u; q < 4u; q++) {
-            var v = 0.0;
-            if (k0 + bk < p.k && col0 + bj + q < p.n) {
-                v = gather_b(k0 + bk, col0 + bj + q);
-            }
-            Bs[bk * BN + bj + q] = v;
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            var ar: array<f32, 4>;
-            var br: array<f32, 4>;
-            for (var q = 0u; q < 4u; q++) {
-                ar[q] = As[kk * BM + lid.y * 4u + q];
-                br[q] = Bs[kk * BN + lid.x * 4u + q];
-            }
-            for (var r = 0u; r < 4u; r++) {
-                for (var s = 0u; s < 4u; s++) {
-                    acc[r * 4u + s] = fma(ar[r], br[s], acc[r * 4u + s]);
-                }
-            }
-        }
-        workgroupBarrier();
-    }
-    for (var r = 0u; r < 4u; r++) {
-        let i = row0 + lid.y * 4u + r;
-        if (i >= p.m) {
-            break;
-        }
-        for (var s = 0u; s < 4u; s++) {
-            let j = col0 + lid.x * 4u + s;
-            if (j >= p.n) {
-                break;
-            }
-            store(i, j, acc[r * 4u + s]);
-        }
-    }
+    tile_gemm(wg, nwg, lid, li, p.m, p.n, p.k);
 }
 
 // db[co] = Σ_(n, pixel) dy[n, co, pixel]; src0 = dy, dst = db. One workgroup per channel
@@ -213,7 +174,7 @@ fn bias_grad(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let co = wg.y * nwg.x + wg.x;
+    let co = flat_group(wg, nwg);
     if (co >= p.cout) {
         return;
     }
@@ -223,15 +184,8 @@ fn bias_grad(
     for (var e = li; e < total; e += 256u) {
         s += src0[((e / ohw) * p.cout + co) * ohw + e % ohw];
     }
-    red[li] = s;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if (li < stride) {
-            red[li] += red[li + stride];
-        }
-        workgroupBarrier();
-    }
+    let sum = workgroup_sum(li, s);
     if (li == 0u) {
-        dst[co] = red[0];
+        dst[co] = sum;
     }
 }

@@ -7,6 +7,8 @@
 // relu: y = max(0, x)          relu_backward: dx = dy where x > 0 else 0
 // add:  y = a + b              scale: y = s·x         scale_by: y = x·s[0] (device scalar)
 // axpy: y += alpha·x           fill: y = value
+//
+// Uses from shaders/common/ (appended when the module is built): grid.wgsl — `flat_id`.
 
 struct Params {
     len: u32,
@@ -17,10 +19,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> z: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-
-fn flat_id(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + li;
-}
 
 @compute @workgroup_size(256)
 fn relu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -4,13 +4,13 @@
 // A is stored m×k (TRANS_A = false) or k×m (true); B as k×n or n×k. Transposes are pipeline
 // override constants, so backward passes read the operands in place (no transpose copies).
 //
-// Tiling: one workgroup of 16×16 invocations owns a 64×64 tile of C; each invocation keeps a
-// 4×4 block of accumulators in registers. K advances in steps of 16: the workgroup stages a
-// 64×16 slice of op(A) and a 16×64 slice of op(B) in workgroup memory (8 KiB), then every
-// invocation does 16 rank-1 updates of its 4×4 block (16 FMAs per 8 shared loads).
-// Where the contiguous dimension of an operand is a multiple of 4, its tile is loaded with
-// vec4 reads (the same buffer is bound a second time as array<vec4<f32>>).
-// Out-of-range elements load as 0, so any m, n, k works; stores are bounds-checked.
+// Uses from shaders/common/ (appended when the module is built):
+//   tile.wgsl — `tile_gemm`, the 64×64 register-tiled loop (16×16 invocations, 4×4
+//   accumulators each, K in steps of BK = 16 through the workgroup tiles As and Bs).
+// This file supplies the loop's `stage_tiles` (slices of op(A), op(B) read from memory) and
+// `store_c` (the epilogue). Where the contiguous dimension of an operand is a multiple of 4,
+// its slice is loaded with vec4 reads (the same buffer is bound a second time as
+// array<vec4<f32>>).
 //
 // Bound: arithmetic for large square problems (register blocking gives 2 FMAs per shared
 // load); memory for skinny ones (k or n small), where the tile is mostly padding.
@@ -37,35 +37,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
-
-const BM: u32 = 64u;
-const BN: u32 = 64u;
-const BK: u32 = 16u;
-
-// As[kk * BM + i] = op(A)[row0 + i, k0 + kk]; Bs[kk * BN + j] = op(B)[k0 + kk, col0 + j].
-// Both are k-major so the inner loop reads 4 consecutive floats per operand.
-var<workgroup> As: array<f32, 1024>;
-var<workgroup> Bs: array<f32, 1024>;
-
-fn load_a(i: u32, kk: u32) -> f32 {
-    if (i >= p.m || kk >= p.k) {
-        return 0.0;
-    }
-    if (TRANS_A) {
-        return a[kk * p.m + i];
-    }
-    return a[i * p.k + kk];
-}
-
-fn load_b(kk: u32, j: u32) -> f32 {
-    if (kk >= p.k || j >= p.n) {
-        return 0.0;
-    }
-    if (TRANS_B) {
-        return b[j * p.k + kk];
-    }
-    return b[kk * p.n + j];
-}
 
 // Four consecutive elements along the operand's contiguous (stored) dimension.
 // `base` is the flat index of the first; `avail` how many of the four are in range.
@@ -98,6 +69,76 @@ fn remaining(start: u32, end: u32) -> u32 {
     return end - start;
 }
 
+// op(A) rows row0.., op(B) columns col0.., reduction indices k0..k0+BK into As and Bs.
+fn stage_tiles(row0: u32, col0: u32, k0: u32, li: u32) {
+    // Stage A: 1024 elements, 4 per invocation, read along A's stored rows.
+    if (TRANS_A) {
+        // A is k×m: stored rows run along i.
+        let kk = li / 16u;
+        let i = (li % 16u) * 4u;
+        var v = vec4<f32>(0.0);
+        if (k0 + kk < p.k) {
+            v = quad_a((k0 + kk) * p.m + row0 + i, remaining(row0 + i, p.m));
+        }
+        for (var q = 0u; q < 4u; q++) {
+            As[kk * BM + i + q] = v[q];
+        }
+    } else {
+        // A is m×k: stored rows run along k.
+        let i = li / 4u;
+        let kk = (li % 4u) * 4u;
+        var v = vec4<f32>(0.0);
+        if (row0 + i < p.m) {
+            v = quad_a((row0 + i) * p.k + k0 + kk, remaining(k0 + kk, p.k));
+        }
+        for (var q = 0u; q < 4u; q++) {
+            As[(kk + q) * BM + i] = v[q];
+        }
+    }
+    // Stage B likewise.
+    if (TRANS_B) {
+        // B is n×k: stored rows run along k.
+        let j = li / 4u;
+        let kk = (li % 4u) * 4u;
+        var v = vec4<f32>(0.0);
+        if (col0 + j < p.n) {
+            v = quad_b((col0 + j) * p.k + k0 + kk, remaining(k0 + kk, p.k));
+        }
+        for (var q = 0u; q < 4u; q++) {
+            Bs[(kk + q) * BN + j] = v[q];
+        }
+    } else {
+        // B is k×n: stored rows run along j.
+        let kk = li / 16u;
+        let j = (li % 16u) * 4u;
+        var v = vec4<f32>(0.0);
+        if (k0 + kk < p.k) {
+            v = quad_b((k0 + kk) * p.n + col0 + j, remaining(col0 + j, p.n));
+        }
+        for (var q = 0u; q < 4u; q++) {
+            Bs[kk * BN + j + q] = v[q];
+        }
+    }
+}
+
+// Epilogue, in the CPU kernel's order: (+C) then (+bias) then ReLU.
+fn store_c(i: u32, j: u32, acc: f32) {
+    let idx = i * p.n + j;
+    var v = acc;
+    if (p.accumulate != 0u) {
+        v = c[idx] + v;
+    }
+    if (p.bias_mode == 1u) {
+        v += bias[i];
+    } else if (p.bias_mode == 2u) {
+        v += bias[j];
+    }
+    if (p.relu != 0u && v < 0.0) {
+        v = 0.0;
+    }
+    c[idx] = v;
+}
+
 @compute @workgroup_size(16, 16)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -105,106 +146,5 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    // Column tiles run over x and, past 65535 tiles, over z; row tiles over y.
-    let row0 = wg.y * BM;
-    let col0 = (wg.z * nwg.x + wg.x) * BN;
-    var acc: array<f32, 16>;
-    for (var q = 0u; q < 16u; q++) {
-        acc[q] = 0.0;
-    }
-
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        // Stage A: 1024 elements, 4 per invocation, read along A's stored rows.
-        if (TRANS_A) {
-            // A is k×m: stored rows run along i.
-            let kk = li / 16u;
-            let i = (li % 16u) * 4u;
-            var v = vec4<f32>(0.0);
-            if (k0 + kk < p.k) {
-                v = quad_a((k0 + kk) * p.m + row0 + i, remaining(row0 + i, p.m));
-            }
-            for (var q = 0u; q < 4u; q++) {
-                As[kk * BM + i + q] = v[q];
-            }
-        } else {
-            // A is m×k: stored rows run along k.
-            let i = li / 4u;
-            let kk = (li % 4u) * 4u;
-            var v = vec4<f32>(0.0);
-            if (row0 + i < p.m) {
-                v = quad_a((row0 + i) * p.k + k0 + kk, remaining(k0 + kk, p.k));
-            }
-            for (var q = 0u; q < 4u; q++) {
-                As[(kk + q) * BM + i] = v[q];
-            }
-        }
-        // Stage B likewise.
-        if (TRANS_B) {
-            // B is n×k: stored rows run along k.
-            let j = li / 4u;
-            let kk = (li % 4u) * 4u;
-            var v = vec4<f32>(0.0);
-            if (col0 + j < p.n) {
-                v = quad_b((col0 + j) * p.k + k0 + kk, remaining(k0 + kk, p.k));
-            }
-            for (var q = 0u; q < 4u; q++) {
-                Bs[(kk + q) * BN + j] = v[q];
-            }
-        } else {
-            // B is k×n: stored rows run along j.
-            let kk = li / 16u;
-            let j = (li % 16u) * 4u;
-            var v = vec4<f32>(0.0);
-            if (k0 + kk < p.k) {
-                v = quad_b((k0 + kk) * p.n + col0 + j, remaining(col0 + j, p.n));
-            }
-            for (var q = 0u; q < 4u; q++) {
-                Bs[kk * BN + j + q] = v[q];
-            }
-        }
-        workgroupBarrier();
-
-        for (var kk = 0u; kk < BK; kk++) {
-            var ar: array<f32, 4>;
-            var br: array<f32, 4>;
-            for (var q = 0u; q < 4u; q++) {
-                ar[q] = As[kk * BM + lid.y * 4u + q];
-                br[q] = Bs[kk * BN + lid.x * 4u + q];
-            }
-            for (var r = 0u; r < 4u; r++) {
-                for (var s = 0u; s < 4u; s++) {
-                    acc[r * 4u + s] = fma(ar[r], br[s], acc[r * 4u + s]);
-                }
-            }
-        }
-        workgroupBarrier();
-    }
-
-    // Epilogue, in the CPU kernel's order: (+C) then (+bias) then ReLU.
-    for (var r = 0u; r < 4u; r++) {
-        let i = row0 + lid.y * 4u + r;
-        if (i >= p.m) {
-            break;
-        }
-        for (var s = 0u; s < 4u; s++) {
-            let j = col0 + lid.x * 4u + s;
-            if (j >= p.n) {
-                break;
-            }
-            let idx = i * p.n + j;
-            var v = acc[r * 4u + s];
-            if (p.accumulate != 0u) {
-                v = c[idx] + v;
-            }
-            if (p.bias_mode == 1u) {
-                v += bias[i];
-            } else if (p.bias_mode == 2u) {
-                v += bias[j];
-            }
-            if (p.relu != 0u && v < 0.0) {
-                v = 0.0;
-            }
-            c[idx] = v;
-        }
-    }
+    tile_gemm(wg, nwg, lid, li, p.m, p.n, p.k);
 }

@@ -11,6 +11,8 @@
 //                          Adam: g = grad + wd·param      AdamW: param ·= 1 − lr·wd
 //                          m = lerp(m, g, 1 − β1)   v = β2·v + (1 − β2)·g²
 //                          param −= (lr / bc1) · m / (sqrt(v) / sqrt(bc2) + eps)
+//
+// Uses from shaders/common/ (appended when the module is built): grid.wgsl — `flat_id`.
 
 struct Params {
     len: u32,
@@ -33,10 +35,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read_write> s1: array<f32>;
 @group(0) @binding(4) var<storage, read_write> s2: array<f32>;
-
-fn flat_id(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + li;
-}
 
 @compute @workgroup_size(256)
 fn sgd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

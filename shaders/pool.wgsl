@@ -8,6 +8,8 @@
 //           and visiting windows in row-major order adds in the same order as the CPU kernel,
 //           so overlapping windows give the same bits on every run.
 // Both are memory-bound. Grids are 2-D (x ≤ 65535 workgroups) so any tensor fits.
+//
+// Uses from shaders/common/ (appended when the module is built): grid.wgsl — `flat_id`.
 
 struct Params {
     planes: u32,
@@ -26,10 +28,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> idx: array<u32>;
-
-fn flat_id(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + li;
-}
 
 @compute @workgroup_size(256)
 fn forward(

@@ -8,6 +8,9 @@
 // never on timing, so the same input gives the same bits on every run. No float atomics.
 // column_sums: a 64×4 workgroup covers 64 columns; the 4 row-lanes each sum every 4th row,
 // then combine in a fixed order. All three are memory-bound.
+//
+// Uses from shaders/common/ (appended when the module is built): grid.wgsl — `flat_group`;
+// tree.wgsl — `workgroup_sum`.
 
 const CHUNK: u32 = 4096u;
 
@@ -22,35 +25,22 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-var<workgroup> red: array<f32, 256>;
-
-fn tree(li: u32) {
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if (li < stride) {
-            red[li] += red[li + stride];
-        }
-        workgroupBarrier();
-    }
-}
-
 @compute @workgroup_size(256)
 fn partial(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let g = wg.y * nwg.x + wg.x;
+    let g = flat_group(wg, nwg);
     let start = g * CHUNK;
     let end = min(start + CHUNK, p.len);
     var s = 0.0;
     for (var i = start + li; i < end; i += 256u) {
         s += x[i];
     }
-    red[li] = s;
-    tree(li);
+    let total = workgroup_sum(li, s);
     if (li == 0u && start < p.len) {
-        out[g] = red[0];
+        out[g] = total;
     }
 }
 
@@ -61,10 +51,9 @@ fn finish(@builtin(local_invocation_index) li: u32) {
     for (var i = li; i < p.len; i += 256u) {
         s += x[i];
     }
-    red[li] = s;
-    tree(li);
+    let total = workgroup_sum(li, s);
     if (li == 0u) {
-        out[0] = red[0] / p.div;
+        out[0] = total / p.div;
     }
 }
 
@@ -76,7 +65,7 @@ fn column_sums(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let j = (wg.y * nwg.x + wg.x) * 64u + lid.x;
+    let j = flat_group(wg, nwg) * 64u + lid.x;
     var s = 0.0;
     if (j < p.cols) {
         for (var i = lid.y; i < p.rows; i += 4u) {

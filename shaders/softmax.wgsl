@@ -12,6 +12,9 @@
 // the mean over rows is reduce.wgsl's `finish` (one workgroup, fixed order) — deterministic.
 // count_correct: arg-max (first maximum) per row; rows whose arg-max equals the label add 1
 // to a u32 with an integer atomic (exact, so order does not matter).
+//
+// Uses from shaders/common/ (appended when the module is built): grid.wgsl — `flat_group`
+// (the row of a workgroup).
 
 struct Params {
     rows: u32,
@@ -36,10 +39,6 @@ var<workgroup> red: array<vec4<f32>, 256>;
 var<workgroup> redi: array<u32, 256>;
 
 const NEG_INF: f32 = -3.40282347e+38;
-
-fn row_of(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wg.y * nwg.x + wg.x;
-}
 
 fn wg_max4(li: u32, v: vec4<f32>) -> vec4<f32> {
     red[li] = v;
@@ -87,7 +86,7 @@ fn row_max_sum_exp(base: u32, li: u32) -> vec2<f32> {
 @compute @workgroup_size(256)
 fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let r = row_of(wg, nwg);
+    let r = flat_group(wg, nwg);
     if (r >= p.rows) {
         return;
     }
@@ -103,7 +102,7 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
 @compute @workgroup_size(256)
 fn log_softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
-    let r = row_of(wg, nwg);
+    let r = flat_group(wg, nwg);
     if (r >= p.rows) {
         return;
     }
@@ -120,7 +119,7 @@ fn log_softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
 @compute @workgroup_size(256)
 fn softmax_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
-    let r = row_of(wg, nwg);
+    let r = flat_group(wg, nwg);
     if (r >= p.rows) {
         return;
     }
@@ -139,7 +138,7 @@ fn softmax_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn log_softmax_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) li: u32) {
-    let r = row_of(wg, nwg);
+    let r = flat_group(wg, nwg);
     if (r >= p.rows) {
         return;
     }
@@ -157,7 +156,7 @@ fn log_softmax_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(256)
 fn cross_entropy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let r = row_of(wg, nwg);
+    let r = flat_group(wg, nwg);
     if (r >= p.rows) {
         return;
     }
@@ -189,7 +188,7 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(256)
 fn kd_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let r = row_of(wg, nwg);
+    let r = flat_group(wg, nwg);
     if (r >= p.rows) {
         return;
     }
@@ -240,7 +239,7 @@ fn kd_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
 @compute @workgroup_size(256)
 fn count_correct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let r = row_of(wg, nwg);
+    let r = flat_group(wg, nwg);
     if (r >= p.rows) {
         return;
     }

@@ -74,6 +74,18 @@ pub struct GemmShape {
     pub k: usize,
 }
 
+/// GPU time of one kernel, summed over its dispatches since profiling was turned on
+/// ([`Backend::kernel_times`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    /// The kernel's name, e.g. `matmul_nt` or `conv2d_backward_weight`.
+    pub name: String,
+    /// Dispatches timed.
+    pub calls: u64,
+    /// Their total time in milliseconds.
+    pub total_ms: f64,
+}
+
 /// What kind of device a backend drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceKind {
@@ -107,6 +119,20 @@ pub trait Backend: Send + Sync {
     /// Buffers created so far because the pool had none of the size asked for; flat across
     /// the steps of a steady-state training loop.
     fn fresh_allocations(&self) -> u64;
+
+    // --- profiling ----------------------------------------------------------------------------
+    /// Turns per-kernel timing on or off. Returns whether it is on: false where the device
+    /// cannot time kernels (the CPU backend; a GPU without timestamp queries). Turning it off
+    /// forgets the times so far. Timing may make the device wait at every flush.
+    fn set_profiling(&self, on: bool) -> Result<bool> {
+        let _ = on;
+        Ok(false)
+    }
+    /// Time per kernel since profiling was turned on, slowest first; empty when it is off.
+    /// Submits queued work first so the report covers everything recorded so far.
+    fn kernel_times(&self) -> Result<Vec<KernelTime>> {
+        Ok(Vec::new())
+    }
 
     // --- gemm.rs / matmul.wgsl ----------------------------------------------------------------
     /// `C = op(A)·op(B) (+ C if accumulate) (+ bias)`, then ReLU if `relu`.
@@ -302,26 +328,96 @@ impl fmt::Debug for Device {
     }
 }
 
-impl Device {
-    /// Opens a device from a user's spec: `auto`, `cpu`, `gpu` (the best adapter) or `gpu:N`
-    /// (the N-th adapter of `distill devices`). `gpu` prefers a discrete GPU, then an
-    /// integrated one, then a software one (lavapipe). `auto` takes a hardware GPU when there
-    /// is one and otherwise the CPU backend: a software Vulkan device runs our kernels far
-    /// slower than the CPU backend does on the same cores, so it is used only when asked for.
-    pub fn from_spec(spec: &str) -> Result<Device> {
+/// A device as a user names it: `auto`, `cpu`, `gpu` or `gpu:N`. [`Device::from_spec`]
+/// parses and opens one; parse alone to validate a spec without opening anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceSpec {
+    /// A hardware GPU when there is one, otherwise the CPU backend. A software Vulkan device
+    /// (lavapipe) runs our kernels far slower than the CPU backend does on the same cores,
+    /// so `auto` never picks one.
+    Auto,
+    /// The CPU backend.
+    Cpu,
+    /// The best adapter: a discrete GPU, then an integrated one, then a software one.
+    Gpu,
+    /// The N-th adapter of [`gpu::list_adapters`] (the order of `distill devices`).
+    GpuIndex(usize),
+}
+
+impl DeviceSpec {
+    /// Parses `auto`, `cpu`, `gpu` or `gpu:N` (surrounding spaces ignored).
+    pub fn parse(spec: &str) -> Result<DeviceSpec> {
         match spec.trim() {
-            "cpu" => Ok(Device::cpu()),
-            "auto" => Ok(match gpu::open_best() {
-                Ok(d) if d.kind() != DeviceKind::SoftwareGpu => d,
-                _ => Device::cpu(),
-            }),
-            "gpu" => gpu::open_best(),
+            "auto" => Ok(DeviceSpec::Auto),
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "gpu" => Ok(DeviceSpec::Gpu),
             other => match other.strip_prefix("gpu:").map(str::parse::<usize>) {
-                Some(Ok(index)) => gpu::open_index(index),
+                Some(Ok(index)) => Ok(DeviceSpec::GpuIndex(index)),
                 _ => Err(crate::Error::Device(format!(
                     "unknown device '{other}': expected auto, cpu, gpu or gpu:N (see `distill devices`)"
                 ))),
             },
         }
+    }
+
+    /// Opens the device. An adapter that cannot be opened is an error naming the spec, except
+    /// under `auto`, which then falls back to the CPU backend.
+    pub fn open(self) -> Result<Device> {
+        match self {
+            DeviceSpec::Cpu => Ok(Device::cpu()),
+            DeviceSpec::Auto => Ok(match gpu::open_best_hardware() {
+                Ok(Some(d)) => d,
+                Ok(None) | Err(_) => Device::cpu(),
+            }),
+            DeviceSpec::Gpu => gpu::open_best().map_err(|e| opening("a GPU (device `gpu`)", e)),
+            DeviceSpec::GpuIndex(i) => {
+                gpu::open_index(i).map_err(|e| opening(&format!("device `gpu:{i}`"), e))
+            }
+        }
+    }
+}
+
+/// A device error while opening `what`, saying so (other errors pass through unchanged).
+fn opening(what: &str, e: crate::Error) -> crate::Error {
+    match e {
+        crate::Error::Device(msg) => crate::Error::Device(format!("cannot open {what}: {msg}")),
+        other => other,
+    }
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<DeviceSpec> {
+        DeviceSpec::parse(s)
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Auto => f.write_str("auto"),
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Gpu => f.write_str("gpu"),
+            DeviceSpec::GpuIndex(i) => write!(f, "gpu:{i}"),
+        }
+    }
+}
+
+impl Device {
+    /// Opens a device from a user's spec: `auto`, `cpu`, `gpu` (the best adapter) or `gpu:N`
+    /// (the N-th adapter of `distill devices`); see [`DeviceSpec`]. `auto` takes a hardware
+    /// GPU when there is one and otherwise the CPU backend; it never picks a software adapter.
+    pub fn from_spec(spec: &str) -> Result<Device> {
+        DeviceSpec::parse(spec)?.open()
+    }
+
+    /// [`Backend::set_profiling`]: returns whether this device now times its kernels.
+    pub fn set_profiling(&self, on: bool) -> Result<bool> {
+        self.0.set_profiling(on)
+    }
+
+    /// [`Backend::kernel_times`]: time per kernel so far, slowest first.
+    pub fn kernel_times(&self) -> Result<Vec<KernelTime>> {
+        self.0.kernel_times()
     }
 }

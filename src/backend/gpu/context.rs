@@ -9,6 +9,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use super::table::OPTIONAL_FEATURES;
 use crate::backend::DeviceKind;
 use crate::{Error, Result};
 
@@ -17,14 +18,21 @@ pub(crate) const BACKENDS: wgpu::Backends = wgpu::Backends::VULKAN
     .union(wgpu::Backends::METAL)
     .union(wgpu::Backends::DX12);
 
-/// Features we use when the adapter has them.
-pub(crate) const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
-    .union(wgpu::Features::SUBGROUP)
-    .union(wgpu::Features::TIMESTAMP_QUERY)
-    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
-    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+/// Kernel timing (profiler.rs) writes timestamps at the start and end of compute passes,
+/// which needs TIMESTAMP_QUERY only.
+pub(crate) const PROFILING_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY;
 
-/// One adapter as `distill devices` lists it.
+/// The optional features a device is opened with: those the adapter offers among the ones we
+/// use, profiling and whatever a kernel of the table needs ([`OPTIONAL_FEATURES`], none yet).
+/// Nothing is required: the kernels run on every adapter with the base WebGPU features; a
+/// kernel that uses an optional feature declares it in the table and has a fallback.
+/// The adapter report lists what the adapter offers either way.
+pub(crate) fn requested_features(adapter: &wgpu::Adapter) -> wgpu::Features {
+    adapter.features() & (PROFILING_FEATURES | OPTIONAL_FEATURES)
+}
+
+/// One adapter as `distill devices` lists it: identity, limits and the optional features it
+/// offers (whether or not a kernel uses them yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdapterReport {
     /// Position in the list; `gpu:N` opens this one.
@@ -163,18 +171,17 @@ pub(crate) fn reports() -> Vec<AdapterReport> {
         .collect()
 }
 
-/// The best adapter: discrete, then integrated, then other, then software; first on ties.
-pub(crate) fn best_adapter() -> Result<wgpu::Adapter> {
+/// The best adapter: discrete, then integrated, then other, then software (unless
+/// `software` is false); first on ties. `None` if there is none of those.
+pub(crate) fn best_adapter(software: bool) -> Option<wgpu::Adapter> {
     let list = adapters();
     let best = list
         .iter()
         .enumerate()
+        .filter(|(_, a)| software || a.get_info().device_type != wgpu::DeviceType::Cpu)
         .min_by_key(|(i, a)| (rank(a.get_info().device_type), *i))
-        .map(|(i, _)| i);
-    match best {
-        Some(i) => Ok(list.into_iter().nth(i).expect("index from the same list")),
-        None => Err(no_adapter_error()),
-    }
+        .map(|(i, _)| i)?;
+    list.into_iter().nth(best)
 }
 
 pub(crate) fn adapter_at(index: usize) -> Result<wgpu::Adapter> {
@@ -193,11 +200,11 @@ pub(crate) fn adapter_at(index: usize) -> Result<wgpu::Adapter> {
     })
 }
 
-fn no_adapter_error() -> Error {
+pub(crate) fn no_adapter_error() -> Error {
     Error::Device(
         "no GPU adapter found (Vulkan, Metal or DX12). On Linux without a GPU, install a \
          software Vulkan driver (Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1) \
-         or use --device cpu"
+         or run on the CPU backend (device `cpu`)"
             .into(),
     )
 }
@@ -243,7 +250,7 @@ impl Context {
         let label = format!("{} ({:?})", info.name, info.backend);
         // The adapter's real limits: wgpu's defaults cap storage bindings at 128 MiB.
         let limits = adapter.limits();
-        let features = adapter.features() & WANTED_FEATURES;
+        let features = requested_features(&adapter);
         let desc = wgpu::DeviceDescriptor {
             label: Some("distill"),
             required_features: features,

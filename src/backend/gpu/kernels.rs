@@ -1,115 +1,74 @@
-//! [`Backend`] on the GPU: each method checks its operands, packs the kernel's parameters and
-//! records one or two dispatches (see `shaders/*.wgsl` for what each kernel does).
+//! [`Backend`] on the GPU: each method checks its operands, fills the kernel's params struct
+//! (params.rs) and records one or two dispatches (see `shaders/*.wgsl` for what each kernel
+//! does). The plumbing they share is in launch.rs.
 
-use super::pipelines::{k, Bind, Kernel};
+use super::launch::{bind, grid, tile_grid, u};
+use super::params::{
+    Conv2dParams, ElementwiseParams, MatmulParams, OptimParams, PoolParams, ReduceParams,
+    SoftmaxParams,
+};
+use super::table::{k, Kernel};
 use super::{GpuBackend, GpuStorage};
 use crate::backend::{
-    AdamConfig, Backend, Conv2dShape, DeviceKind, GemmBias, GemmShape, Pool2dShape, SgdConfig,
-    Storage, Trans,
+    AdamConfig, Backend, Conv2dShape, DeviceKind, GemmBias, GemmShape, KernelTime, Pool2dShape,
+    SgdConfig, Storage, Trans,
 };
-use crate::{Error, Result};
+use crate::Result;
 
-/// Workgroups for a 1-D range on a 2-D grid (x ≤ 65535): shaders flatten `y·nx + x`.
-fn grid(groups: usize) -> (u32, u32, u32) {
-    const MAX_X: usize = 65_535;
-    if groups <= MAX_X {
-        (groups as u32, 1, 1)
-    } else {
-        (MAX_X as u32, groups.div_ceil(MAX_X) as u32, 1)
+/// One launch of a softmax.wgsl kernel. The module binds six buffers; a kernel uses some of
+/// them, the others get placeholders.
+struct RowsCall<'a> {
+    kernel: &'static Kernel,
+    rows: usize,
+    cols: usize,
+    /// x, y (backward passes), logits or student logits.
+    input: &'a Storage,
+    /// dy (backward passes) or teacher logits.
+    second: Option<&'a Storage>,
+    labels: Option<&'a Storage>,
+    /// y, dx or the gradient of a loss.
+    out: Option<&'a Storage>,
+    /// Per-row losses (their mean is a reduce.wgsl `finish`).
+    row_loss: Option<&'a GpuStorage>,
+    /// count_correct's u32 counter.
+    correct: Option<&'a Storage>,
+    temperature: f32,
+    alpha: f32,
+}
+
+impl<'a> RowsCall<'a> {
+    /// `kernel` over `input`, every optional operand absent, temperature 1.
+    fn new(kernel: &'static Kernel, rows: usize, cols: usize, input: &'a Storage) -> Self {
+        RowsCall {
+            kernel,
+            rows,
+            cols,
+            input,
+            second: None,
+            labels: None,
+            out: None,
+            row_loss: None,
+            correct: None,
+            temperature: 1.0,
+            alpha: 0.0,
+        }
     }
 }
 
-/// Workgroups of a tiled GEMM: column tiles over x (then z past 65535), row tiles over y.
-fn tile_grid(m: usize, n: usize, tile: usize) -> (u32, u32, u32) {
-    let (tn, tm) = (n.div_ceil(tile), m.div_ceil(tile));
-    let x = tn.min(65_535);
-    (x as u32, tm as u32, tn.div_ceil(x.max(1)) as u32)
-}
-
-fn f(v: f32) -> u32 {
-    v.to_bits()
-}
-
-fn u(v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Device(format!("dimension {v} does not fit in 32 bits")))
+/// One conv2d.wgsl launch: the implicit GEMM `out[m×n] = a·b` over the convolution `shape`
+/// (conv2d.wgsl says which operand is which in each MODE).
+struct ConvCall<'a> {
+    kernel: &'static Kernel,
+    shape: &'a Conv2dShape,
+    a: &'a GpuStorage,
+    b: &'a GpuStorage,
+    out: &'a GpuStorage,
+    bias: Option<&'a GpuStorage>,
+    /// GEMM size (m, n, k).
+    mnk: (usize, usize, usize),
 }
 
 impl GpuBackend {
-    /// The GPU buffer behind `s`, checked to belong to this device and to hold `need` words.
-    fn g<'a>(&self, s: &'a Storage, need: usize, what: &str) -> Result<&'a GpuStorage> {
-        match s {
-            Storage::Gpu(g) if std::sync::Arc::ptr_eq(&g.pool, &self.exec.pool) => {
-                if g.len < need {
-                    return Err(Error::Shape(format!(
-                        "{what}: buffer holds {} values, the kernel needs {need}",
-                        g.len
-                    )));
-                }
-                Ok(g)
-            }
-            Storage::Gpu(_) => Err(Error::Device(format!(
-                "{what}: the tensor lives on another GPU device than {}",
-                self.exec.ctx.label
-            ))),
-            Storage::Cpu(_) => Err(Error::Device(format!(
-                "{what}: a CPU tensor was passed to the GPU backend ({})",
-                self.exec.ctx.label
-            ))),
-        }
-    }
-
-    fn dummy(&self, slot: usize) -> Bind<'_> {
-        let d = &self.dummies[slot];
-        Bind {
-            buf: &d.buf,
-            id: d.id,
-        }
-    }
-
-    fn run(
-        &self,
-        kernel: &'static Kernel,
-        params: &[u32],
-        binds: &[Bind],
-        groups: (u32, u32, u32),
-    ) -> Result<()> {
-        let mut st = self.exec.lock();
-        self.exec.ctx.check()?;
-        self.exec.dispatch(&mut st, kernel, params, binds, groups)
-    }
-
-    /// A pooled buffer of `len` words (contents undefined). On out-of-memory, submits and
-    /// waits, drops the pool's idle buffers and tries once more.
-    fn alloc(&self, len: usize) -> Result<GpuStorage> {
-        let bytes = (len as u64).max(1) * 4;
-        let pool = &self.exec.pool;
-        let pb = match pool.acquire(bytes) {
-            Ok(b) => b,
-            Err(Error::OutOfMemory { .. }) => {
-                let mut st = self.exec.lock();
-                self.exec.submit(&mut st)?;
-                self.exec.wait()?;
-                self.exec.clear_bind_groups(&mut st);
-                pool.trim();
-                drop(st);
-                pool.acquire(bytes)?
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(GpuStorage {
-            buf: Some(pb),
-            len,
-            pool: pool.clone(),
-        })
-    }
-
-    fn download(&self, src: &Storage) -> Result<Vec<u8>> {
-        let s = self.g(src, 0, "download")?;
-        let mut st = self.exec.lock();
-        self.exec.ctx.check()?;
-        self.exec.read(&mut st, &s.pooled().buf, s.len as u64 * 4)
-    }
-
     fn elementwise(
         &self,
         kernel: &'static Kernel,
@@ -127,23 +86,27 @@ impl GpuBackend {
             Some(z) => Some(self.g(z, n, kernel.name)?),
             None => None,
         };
-        let binds = [
-            x.map(bind).unwrap_or(self.dummy(1)),
-            z.map(bind).unwrap_or(self.dummy(2)),
-            bind(y),
-        ];
-        self.run(kernel, &[u(n)?, f(s)], &binds, grid(n.div_ceil(256)))
+        let binds = [self.bind_or_dummy(x, 1), self.bind_or_dummy(z, 2), bind(y)];
+        let params = ElementwiseParams { len: u(n)?, s };
+        self.run(kernel, &params, &binds, grid(n.div_ceil(256)))
     }
 
     /// `out[0] = Σ x[..len] / div`, deterministic (reduce.wgsl).
     fn reduce_into(&self, x: &GpuStorage, len: usize, out: &GpuStorage, div: f32) -> Result<()> {
         const CHUNK: usize = 4096;
         let chunks = len.div_ceil(CHUNK);
+        let params = |len, div| -> Result<ReduceParams> {
+            Ok(ReduceParams {
+                len: u(len)?,
+                div,
+                ..Default::default()
+            })
+        };
         if chunks <= 1 && div == 1.0 {
             // One chunk: the partial pass writes the result directly.
             return self.run(
                 &k::SUM_PARTIAL,
-                &[u(len)?, 0, 0, f(1.0)],
+                &params(len, 1.0)?,
                 &[bind(x), bind(out)],
                 (1, 1, 1),
             );
@@ -155,7 +118,7 @@ impl GpuBackend {
             partials = self.alloc(chunks)?;
             self.run(
                 &k::SUM_PARTIAL,
-                &[u(len)?, 0, 0, f(1.0)],
+                &params(len, 1.0)?,
                 &[bind(x), bind(&partials)],
                 grid(chunks),
             )?;
@@ -163,110 +126,85 @@ impl GpuBackend {
         };
         self.run(
             &k::SUM_FINISH,
-            &[u(n)?, 0, 0, f(div)],
+            &params(n, div)?,
             &[bind(src), bind(out)],
             (1, 1, 1),
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn softmax_family(
-        &self,
-        kernel: &'static Kernel,
-        rows: usize,
-        cols: usize,
-        in0: &Storage,
-        in1: Option<&Storage>,
-        labels: Option<&Storage>,
-        out: Option<&Storage>,
-        row_loss: Option<&GpuStorage>,
-        correct: Option<&Storage>,
-        t: f32,
-        alpha: f32,
-    ) -> Result<()> {
-        let n = rows * cols;
-        let name = kernel.name;
-        let in0 = self.g(in0, n, name)?;
-        let in1 = in1.map(|s| self.g(s, n, name)).transpose()?;
-        let labels = labels.map(|s| self.g(s, rows, name)).transpose()?;
-        let out = out.map(|s| self.g(s, n, name)).transpose()?;
-        let correct = correct.map(|s| self.g(s, 1, name)).transpose()?;
+    fn softmax_family(&self, c: RowsCall) -> Result<()> {
+        let (rows, n, name) = (c.rows, c.rows * c.cols, c.kernel.name);
+        let input = self.g(c.input, n, name)?;
+        let second = c.second.map(|s| self.g(s, n, name)).transpose()?;
+        let labels = c.labels.map(|s| self.g(s, rows, name)).transpose()?;
+        let out = c.out.map(|s| self.g(s, n, name)).transpose()?;
+        let correct = c.correct.map(|s| self.g(s, 1, name)).transpose()?;
         let binds = [
-            bind(in0),
-            in1.map(bind).unwrap_or(self.dummy(2)),
-            labels.map(bind).unwrap_or(self.dummy(3)),
-            out.map(bind).unwrap_or(self.dummy(4)),
-            row_loss.map(bind).unwrap_or(self.dummy(5)),
-            correct.map(bind).unwrap_or(self.dummy(6)),
+            bind(input),
+            self.bind_or_dummy(second, 2),
+            self.bind_or_dummy(labels, 3),
+            self.bind_or_dummy(out, 4),
+            self.bind_or_dummy(c.row_loss, 5),
+            self.bind_or_dummy(correct, 6),
         ];
-        let params = [u(rows)?, u(cols)?, f(t), f(alpha), out.is_some() as u32];
-        self.run(kernel, &params, &binds, grid(rows))
+        let params = SoftmaxParams {
+            rows: u(rows)?,
+            cols: u(c.cols)?,
+            t: c.temperature,
+            alpha: c.alpha,
+            want_grad: out.is_some() as u32,
+        };
+        self.run(c.kernel, &params, &binds, grid(rows))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn conv(
-        &self,
-        kernel: &'static Kernel,
-        s: &Conv2dShape,
-        src0: &GpuStorage,
-        src1: &GpuStorage,
-        dst: &GpuStorage,
-        bias: Option<&GpuStorage>,
-        (m, n, kk): (usize, usize, usize),
-    ) -> Result<()> {
-        let params = [
-            u(s.batch)?,
-            u(s.in_channels)?,
-            u(s.in_h)?,
-            u(s.in_w)?,
-            u(s.out_channels)?,
-            u(s.kernel_h)?,
-            u(s.kernel_w)?,
-            u(s.stride_h)?,
-            u(s.stride_w)?,
-            u(s.pad_h)?,
-            u(s.pad_w)?,
-            u(s.out_h())?,
-            u(s.out_w())?,
-            u(m)?,
-            u(n)?,
-            u(kk)?,
-            bias.is_some() as u32,
-        ];
+    fn conv(&self, c: ConvCall) -> Result<()> {
+        let s = c.shape;
+        let (m, n, kk) = c.mnk;
+        let params = Conv2dParams {
+            batch: u(s.batch)?,
+            cin: u(s.in_channels)?,
+            h: u(s.in_h)?,
+            w: u(s.in_w)?,
+            cout: u(s.out_channels)?,
+            kh: u(s.kernel_h)?,
+            kw: u(s.kernel_w)?,
+            sh: u(s.stride_h)?,
+            sw: u(s.stride_w)?,
+            ph: u(s.pad_h)?,
+            pw: u(s.pad_w)?,
+            oh: u(s.out_h())?,
+            ow: u(s.out_w())?,
+            m: u(m)?,
+            n: u(n)?,
+            k: u(kk)?,
+            has_bias: c.bias.is_some() as u32,
+        };
         let binds = [
-            bind(src0),
-            bind(src1),
-            bind(dst),
-            bias.map(bind).unwrap_or(self.dummy(4)),
+            bind(c.a),
+            bind(c.b),
+            bind(c.out),
+            self.bind_or_dummy(c.bias, 4),
         ];
-        let groups = if kernel.name == k::CONV_BGRAD.name {
+        let groups = if c.kernel.name == k::CONV_BGRAD.name {
             grid(s.out_channels)
         } else {
             tile_grid(m, n, 64)
         };
-        self.run(kernel, &params, &binds, groups)
+        self.run(c.kernel, &params, &binds, groups)
     }
 
-    fn pool_params(s: &Pool2dShape) -> Result<[u32; 9]> {
-        Ok([
-            u(s.batch * s.channels)?,
-            u(s.in_h)?,
-            u(s.in_w)?,
-            u(s.kernel_h)?,
-            u(s.kernel_w)?,
-            u(s.stride_h)?,
-            u(s.stride_w)?,
-            u(s.out_h())?,
-            u(s.out_w())?,
-        ])
-    }
-}
-
-fn bind(s: &GpuStorage) -> Bind<'_> {
-    let b = s.pooled();
-    Bind {
-        buf: &b.buf,
-        id: b.id,
+    fn pool_params(s: &Pool2dShape) -> Result<PoolParams> {
+        Ok(PoolParams {
+            planes: u(s.batch * s.channels)?,
+            h: u(s.in_h)?,
+            w: u(s.in_w)?,
+            kh: u(s.kernel_h)?,
+            kw: u(s.kernel_w)?,
+            sh: u(s.stride_h)?,
+            sw: u(s.stride_w)?,
+            oh: u(s.out_h())?,
+            ow: u(s.out_w())?,
+        })
     }
 }
 
@@ -336,6 +274,17 @@ impl Backend for GpuBackend {
     fn fresh_allocations(&self) -> u64 {
         self.pool_stats().fresh_allocations
     }
+    fn set_profiling(&self, on: bool) -> Result<bool> {
+        let mut st = self.exec.lock();
+        self.exec.ctx.check()?;
+        self.exec.set_profiling(&mut st, on)
+    }
+    fn kernel_times(&self) -> Result<Vec<KernelTime>> {
+        // Submit pending work so its dispatches are in the report.
+        let mut st = self.exec.lock();
+        self.exec.submit(&mut st)?;
+        Ok(self.exec.kernel_times(&st))
+    }
 
     fn gemm(
         &self,
@@ -383,21 +332,22 @@ impl Backend for GpuBackend {
         } else {
             kd % 4 == 0
         };
-        let params = [
-            u(m)?,
-            u(n)?,
-            u(kd)?,
+        let params = MatmulParams {
+            m: u(m)?,
+            n: u(n)?,
+            k: u(kd)?,
             bias_mode,
-            accumulate as u32,
-            relu as u32,
-            vec_a as u32,
-            vec_b as u32,
-        ];
+            accumulate: accumulate as u32,
+            relu: relu as u32,
+            vec_a: vec_a as u32,
+            vec_b: vec_b as u32,
+        };
+        // a and b bind twice: as f32 and as vec4 arrays.
         let binds = [
             bind(a),
             bind(b),
             bind(c),
-            bias.map(bind).unwrap_or(self.dummy(4)),
+            self.bind_or_dummy(bias, 4),
             bind(a),
             bind(b),
         ];
@@ -423,7 +373,15 @@ impl Backend for GpuBackend {
             s.batch * s.out_h() * s.out_w(),
             s.in_channels * s.kernel_h * s.kernel_w,
         );
-        self.conv(&k::CONV_FWD, s, w, x, y, bias, mnk)
+        self.conv(ConvCall {
+            kernel: &k::CONV_FWD,
+            shape: s,
+            a: w,
+            b: x,
+            out: y,
+            bias,
+            mnk,
+        })
     }
     fn conv2d_backward_input(
         &self,
@@ -440,7 +398,15 @@ impl Backend for GpuBackend {
             s.batch * s.in_h * s.in_w,
             s.out_channels * s.kernel_h * s.kernel_w,
         );
-        self.conv(&k::CONV_DGRAD, s, w, dy, dx, None, mnk)
+        self.conv(ConvCall {
+            kernel: &k::CONV_DGRAD,
+            shape: s,
+            a: w,
+            b: dy,
+            out: dx,
+            bias: None,
+            mnk,
+        })
     }
     fn conv2d_backward_weight(
         &self,
@@ -457,13 +423,29 @@ impl Backend for GpuBackend {
             s.in_channels * s.kernel_h * s.kernel_w,
             s.batch * s.out_h() * s.out_w(),
         );
-        self.conv(&k::CONV_WGRAD, s, dy, x, dw, None, mnk)
+        self.conv(ConvCall {
+            kernel: &k::CONV_WGRAD,
+            shape: s,
+            a: dy,
+            b: x,
+            out: dw,
+            bias: None,
+            mnk,
+        })
     }
     fn conv2d_backward_bias(&self, s: &Conv2dShape, dy: &Storage, db: &Storage) -> Result<()> {
         let dy = self.g(dy, s.output_len(), "conv2d dy")?;
         let db = self.g(db, s.out_channels, "conv2d db")?;
         // src1 is unused by bias_grad: bind dy twice (both read-only).
-        self.conv(&k::CONV_BGRAD, s, dy, dy, db, None, (0, 0, 0))
+        self.conv(ConvCall {
+            kernel: &k::CONV_BGRAD,
+            shape: s,
+            a: dy,
+            b: dy,
+            out: db,
+            bias: None,
+            mnk: (0, 0, 0),
+        })
     }
 
     fn max_pool2d_forward(
@@ -532,26 +514,23 @@ impl Backend for GpuBackend {
         let out = self.g(out, cols, "column_sums out")?;
         self.run(
             &k::COLUMN_SUMS,
-            &[0, u(rows)?, u(cols)?, f(1.0)],
+            &ReduceParams {
+                len: 0,
+                rows: u(rows)?,
+                cols: u(cols)?,
+                div: 1.0,
+            },
             &[bind(x), bind(out)],
             grid(cols.div_ceil(64)),
         )
     }
 
     fn softmax(&self, rows: usize, cols: usize, x: &Storage, t: f32, y: &Storage) -> Result<()> {
-        self.softmax_family(
-            &k::SOFTMAX,
-            rows,
-            cols,
-            x,
-            None,
-            None,
-            Some(y),
-            None,
-            None,
-            t,
-            0.0,
-        )
+        self.softmax_family(RowsCall {
+            out: Some(y),
+            temperature: t,
+            ..RowsCall::new(&k::SOFTMAX, rows, cols, x)
+        })
     }
     fn softmax_backward(
         &self,
@@ -562,19 +541,12 @@ impl Backend for GpuBackend {
         t: f32,
         dx: &Storage,
     ) -> Result<()> {
-        self.softmax_family(
-            &k::SOFTMAX_BWD,
-            rows,
-            cols,
-            y,
-            Some(dy),
-            None,
-            Some(dx),
-            None,
-            None,
-            t,
-            0.0,
-        )
+        self.softmax_family(RowsCall {
+            second: Some(dy),
+            out: Some(dx),
+            temperature: t,
+            ..RowsCall::new(&k::SOFTMAX_BWD, rows, cols, y)
+        })
     }
     fn log_softmax(
         &self,
@@ -584,19 +556,11 @@ impl Backend for GpuBackend {
         t: f32,
         y: &Storage,
     ) -> Result<()> {
-        self.softmax_family(
-            &k::LOG_SOFTMAX,
-            rows,
-            cols,
-            x,
-            None,
-            None,
-            Some(y),
-            None,
-            None,
-            t,
-            0.0,
-        )
+        self.softmax_family(RowsCall {
+            out: Some(y),
+            temperature: t,
+            ..RowsCall::new(&k::LOG_SOFTMAX, rows, cols, x)
+        })
     }
     fn log_softmax_backward(
         &self,
@@ -607,19 +571,12 @@ impl Backend for GpuBackend {
         t: f32,
         dx: &Storage,
     ) -> Result<()> {
-        self.softmax_family(
-            &k::LOG_SOFTMAX_BWD,
-            rows,
-            cols,
-            y,
-            Some(dy),
-            None,
-            Some(dx),
-            None,
-            None,
-            t,
-            0.0,
-        )
+        self.softmax_family(RowsCall {
+            second: Some(dy),
+            out: Some(dx),
+            temperature: t,
+            ..RowsCall::new(&k::LOG_SOFTMAX_BWD, rows, cols, y)
+        })
     }
     fn cross_entropy(
         &self,
@@ -632,19 +589,12 @@ impl Backend for GpuBackend {
     ) -> Result<()> {
         let loss = self.g(loss, 1, "cross_entropy loss")?;
         let row_loss = self.alloc(rows)?;
-        self.softmax_family(
-            &k::CROSS_ENTROPY,
-            rows,
-            cols,
-            logits,
-            None,
-            Some(labels),
-            grad,
-            Some(&row_loss),
-            None,
-            1.0,
-            0.0,
-        )?;
+        self.softmax_family(RowsCall {
+            labels: Some(labels),
+            out: grad,
+            row_loss: Some(&row_loss),
+            ..RowsCall::new(&k::CROSS_ENTROPY, rows, cols, logits)
+        })?;
         self.reduce_into(&row_loss, rows, loss, rows as f32)
     }
     fn kd_loss(
@@ -661,19 +611,15 @@ impl Backend for GpuBackend {
     ) -> Result<()> {
         let loss = self.g(loss, 1, "kd_loss loss")?;
         let row_loss = self.alloc(rows)?;
-        self.softmax_family(
-            &k::KD_LOSS,
-            rows,
-            cols,
-            student,
-            Some(teacher),
-            Some(labels),
-            grad,
-            Some(&row_loss),
-            None,
+        self.softmax_family(RowsCall {
+            second: Some(teacher),
+            labels: Some(labels),
+            out: grad,
+            row_loss: Some(&row_loss),
             temperature,
             alpha,
-        )?;
+            ..RowsCall::new(&k::KD_LOSS, rows, cols, student)
+        })?;
         self.reduce_into(&row_loss, rows, loss, rows as f32)
     }
     fn count_correct(
@@ -684,19 +630,11 @@ impl Backend for GpuBackend {
         labels: &Storage,
         out: &Storage,
     ) -> Result<()> {
-        self.softmax_family(
-            &k::COUNT_CORRECT,
-            rows,
-            cols,
-            logits,
-            None,
-            Some(labels),
-            None,
-            None,
-            Some(out),
-            1.0,
-            0.0,
-        )
+        self.softmax_family(RowsCall {
+            labels: Some(labels),
+            correct: Some(out),
+            ..RowsCall::new(&k::COUNT_CORRECT, rows, cols, logits)
+        })
     }
 
     fn sgd_step(
@@ -715,15 +653,16 @@ impl Backend for GpuBackend {
             if cfg.momentum != 0.0 { n } else { 0 },
             "sgd momentum",
         )?;
-        let params = [
-            u(n)?,
-            f(cfg.lr),
-            f(cfg.momentum),
-            f(cfg.dampening),
-            f(cfg.weight_decay),
-            cfg.nesterov as u32,
-            first_step as u32,
-        ];
+        let params = OptimParams {
+            len: u(n)?,
+            lr: cfg.lr,
+            momentum: cfg.momentum,
+            dampening: cfg.dampening,
+            weight_decay: cfg.weight_decay,
+            nesterov: cfg.nesterov as u32,
+            first_step: first_step as u32,
+            ..Default::default()
+        };
         self.run(
             &k::SGD,
             &params,
@@ -749,21 +688,18 @@ impl Backend for GpuBackend {
         let step = step.max(1) as i32;
         let bc1 = 1.0 - (cfg.beta1 as f64).powi(step);
         let bc2 = 1.0 - (cfg.beta2 as f64).powi(step);
-        let params = [
-            u(n)?,
-            f(cfg.lr),
-            0,
-            0,
-            f(cfg.weight_decay),
-            0,
-            0,
-            f(cfg.beta1),
-            f(cfg.beta2),
-            f(cfg.eps),
-            cfg.decoupled_weight_decay as u32,
-            f(bc1 as f32),
-            f(bc2.sqrt() as f32),
-        ];
+        let params = OptimParams {
+            len: u(n)?,
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+            decoupled: cfg.decoupled_weight_decay as u32,
+            bc1: bc1 as f32,
+            bc2_sqrt: bc2.sqrt() as f32,
+            ..Default::default()
+        };
         self.run(
             &k::ADAM,
             &params,

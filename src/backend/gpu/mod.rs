@@ -1,9 +1,13 @@
 //! The GPU backend: wgpu (Vulkan, Metal, DX12) + the WGSL kernels in `shaders/`.
 //!
-//! - [`context`]: adapters, device, limits, features, error capture;
+//! - [`context`]: adapters, device, limits, the optional features requested, error capture;
+//! - [`table`]: the WGSL modules and the kernel table (entry points, bindings, features);
+//! - [`params`]: one Rust struct per WGSL `struct Params`, checked against the shaders;
 //! - [`pool`]: storage buffers recycled by size class (a steady-state step allocates nothing);
-//! - [`pipelines`]: shader modules, cached pipelines and bind groups, the parameter arena, the
-//!   pending command encoder and timestamp profiling;
+//! - [`exec`]: cached pipelines and bind groups, the parameter arena, the pending command
+//!   encoder, submission and read-back;
+//! - [`profiler`]: per-kernel GPU time from timestamp queries;
+//! - [`launch`]: operand checks, allocation and dispatch shared by all kernels;
 //! - [`kernels`]: the [`Backend`](super::Backend) implementation, one method per kernel.
 //!
 //! Ops record dispatches into one pending encoder; [`Backend::flush`](super::Backend::flush)
@@ -11,9 +15,13 @@
 //! (validation, out of memory, device lost) come back from the next backend call.
 
 mod context;
+mod exec;
 mod kernels;
-mod pipelines;
+mod launch;
+mod params;
 mod pool;
+mod profiler;
+mod table;
 
 use std::sync::Arc;
 
@@ -23,7 +31,7 @@ pub use pool::PoolStats;
 use super::{Device, DeviceKind};
 use crate::Result;
 use context::Context;
-use pipelines::Exec;
+use exec::Exec;
 use pool::{Pool, PooledBuffer};
 
 /// A device buffer on the GPU (`len` 32-bit words), returned to its pool on drop.
@@ -88,7 +96,18 @@ impl GpuBackend {
 
     /// The best adapter (discrete, integrated, other, software) as a concrete backend.
     pub fn open_best() -> Result<Arc<GpuBackend>> {
-        GpuBackend::open(context::best_adapter()?)
+        match context::best_adapter(true) {
+            Some(a) => GpuBackend::open(a),
+            None => Err(context::no_adapter_error()),
+        }
+    }
+
+    /// The best hardware adapter (discrete, integrated, other; never a software one such as
+    /// lavapipe), or `None` when there is none.
+    pub fn open_best_hardware() -> Result<Option<Arc<GpuBackend>>> {
+        context::best_adapter(false)
+            .map(GpuBackend::open)
+            .transpose()
     }
 
     /// The adapter at `index` of [`list_adapters`] as a concrete backend.
@@ -130,17 +149,20 @@ impl GpuBackend {
 
     /// Starts timing every dispatch with GPU timestamps. Returns false (and does nothing) when
     /// the adapter lacks TIMESTAMP_QUERY. Profiling submits wait for the GPU at each flush.
+    /// The same as [`Backend::set_profiling`](super::Backend::set_profiling)`(true)`.
     pub fn enable_profiling(&self) -> Result<bool> {
-        let mut st = self.exec.lock();
-        self.exec.set_profiling(&mut st, true)
+        super::Backend::set_profiling(self, true)
     }
 
     /// Per-kernel GPU time so far: (kernel name, calls, total milliseconds), slowest first.
-    /// Flushes pending work so the report is complete.
+    /// Flushes pending work so the report is complete. The tuple form of
+    /// [`Backend::kernel_times`](super::Backend::kernel_times).
     pub fn profile_report(&self) -> Result<Vec<(String, u64, f64)>> {
-        let mut st = self.exec.lock();
-        self.exec.submit(&mut st)?;
-        Ok(self.exec.profile_report(&st))
+        let times = super::Backend::kernel_times(self)?;
+        Ok(times
+            .into_iter()
+            .map(|t| (t.name, t.calls, t.total_ms))
+            .collect())
     }
 }
 
@@ -152,6 +174,11 @@ pub fn list_adapters() -> Vec<AdapterReport> {
 /// Opens the best adapter: discrete, then integrated, then software (lavapipe).
 pub fn open_best() -> Result<Device> {
     Ok(GpuBackend::open_best()?.device())
+}
+
+/// Opens the best hardware adapter, skipping software ones; `None` when there is none.
+pub fn open_best_hardware() -> Result<Option<Device>> {
+    Ok(GpuBackend::open_best_hardware()?.map(|b| b.device()))
 }
 
 /// Opens the adapter at `index` in the order `distill devices` lists them.

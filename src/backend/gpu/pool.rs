@@ -34,7 +34,7 @@ pub(crate) struct PooledBuffer {
     pub class: u64,
 }
 
-/// Counters of the pool, for tests and `--profile`.
+/// Counters of the pool, for tests and profiling reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
     /// Buffers created on the device since it was opened.

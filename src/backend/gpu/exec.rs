@@ -1,7 +1,8 @@
-//! Shader modules, pipelines, bind groups, the parameter arena and the pending encoder.
+//! Execution: shader modules, cached pipelines and bind groups, the parameter arena, the
+//! pending command encoder, submission and read-back.
 //!
-//! - Every WGSL file is compiled once, when the device opens. Pipelines (a module entry point
-//!   plus override constants) are created on first use and cached for the device's life.
+//! - Every WGSL module is compiled once, when the device opens. Pipelines (a module entry
+//!   point plus override constants) are created on first use and cached for the device's life.
 //! - Each kernel's bind group layout is binding 0 = its parameters (a uniform with a dynamic
 //!   offset), then its storage buffers. Parameters of all dispatches of one submission are
 //!   appended to a host-side arena and written to one uniform buffer right before the submit
@@ -10,263 +11,19 @@
 //!   and a steady-state step creates none.
 //! - Dispatches are recorded into one pending command encoder; [`Exec::submit`] finishes and
 //!   submits it. Nothing is submitted per op.
-//! - With profiling on (and TIMESTAMP_QUERY), each dispatch's compute pass writes begin/end
-//!   timestamps; at submit they are resolved and read back, and summed per kernel name.
+//! - With profiling on, each dispatch is timed (see profiler.rs).
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 
 use super::context::Context;
+use super::params::ShaderParams;
 use super::pool::Pool;
+use super::profiler::Profiler;
+use super::table::{Access, Kernel, Module};
+use crate::backend::KernelTime;
 use crate::{Error, Result};
-
-/// The WGSL files, one per kernel family (mirroring kernels/src).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Module {
-    Matmul,
-    Conv2d,
-    Pool,
-    Softmax,
-    Elementwise,
-    Optim,
-    Reduce,
-}
-
-const MODULES: [(Module, &str, &str); 7] = [
-    (
-        Module::Matmul,
-        "matmul.wgsl",
-        include_str!("../../../shaders/matmul.wgsl"),
-    ),
-    (
-        Module::Conv2d,
-        "conv2d.wgsl",
-        include_str!("../../../shaders/conv2d.wgsl"),
-    ),
-    (
-        Module::Pool,
-        "pool.wgsl",
-        include_str!("../../../shaders/pool.wgsl"),
-    ),
-    (
-        Module::Softmax,
-        "softmax.wgsl",
-        include_str!("../../../shaders/softmax.wgsl"),
-    ),
-    (
-        Module::Elementwise,
-        "elementwise.wgsl",
-        include_str!("../../../shaders/elementwise.wgsl"),
-    ),
-    (
-        Module::Optim,
-        "optim.wgsl",
-        include_str!("../../../shaders/optim.wgsl"),
-    ),
-    (
-        Module::Reduce,
-        "reduce.wgsl",
-        include_str!("../../../shaders/reduce.wgsl"),
-    ),
-];
-
-/// How a kernel binds a storage buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Access {
-    Read,
-    ReadWrite,
-}
-use Access::{Read as R, ReadWrite as W};
-
-/// One kernel: an entry point of a module, its override constants and its storage bindings
-/// (bindings 1..; binding 0 is always the parameter uniform).
-#[derive(Debug)]
-pub(crate) struct Kernel {
-    pub name: &'static str,
-    pub module: Module,
-    pub entry: &'static str,
-    pub constants: &'static [(&'static str, f64)],
-    pub bindings: &'static [Access],
-}
-
-macro_rules! kernel {
-    ($id:ident, $name:literal, $module:ident, $entry:literal, [$($c:expr),*], [$($b:ident),*]) => {
-        pub(crate) const $id: Kernel = Kernel {
-            name: $name,
-            module: Module::$module,
-            entry: $entry,
-            constants: &[$($c),*],
-            bindings: &[$($b),*],
-        };
-    };
-}
-
-pub(crate) mod k {
-    use super::*;
-    kernel!(
-        MATMUL_NN,
-        "matmul_nn",
-        Matmul,
-        "main",
-        [("TRANS_A", 0.0), ("TRANS_B", 0.0)],
-        [R, R, W, R, R, R]
-    );
-    kernel!(
-        MATMUL_NT,
-        "matmul_nt",
-        Matmul,
-        "main",
-        [("TRANS_A", 0.0), ("TRANS_B", 1.0)],
-        [R, R, W, R, R, R]
-    );
-    kernel!(
-        MATMUL_TN,
-        "matmul_tn",
-        Matmul,
-        "main",
-        [("TRANS_A", 1.0), ("TRANS_B", 0.0)],
-        [R, R, W, R, R, R]
-    );
-    kernel!(
-        MATMUL_TT,
-        "matmul_tt",
-        Matmul,
-        "main",
-        [("TRANS_A", 1.0), ("TRANS_B", 1.0)],
-        [R, R, W, R, R, R]
-    );
-    kernel!(
-        CONV_FWD,
-        "conv2d_forward",
-        Conv2d,
-        "main",
-        [("MODE", 0.0)],
-        [R, R, W, R]
-    );
-    kernel!(
-        CONV_DGRAD,
-        "conv2d_backward_input",
-        Conv2d,
-        "main",
-        [("MODE", 1.0)],
-        [R, R, W, R]
-    );
-    kernel!(
-        CONV_WGRAD,
-        "conv2d_backward_weight",
-        Conv2d,
-        "main",
-        [("MODE", 2.0)],
-        [R, R, W, R]
-    );
-    kernel!(
-        CONV_BGRAD,
-        "conv2d_backward_bias",
-        Conv2d,
-        "bias_grad",
-        [],
-        [R, R, W, R]
-    );
-    kernel!(
-        POOL_FWD,
-        "max_pool2d_forward",
-        Pool,
-        "forward",
-        [],
-        [R, W, W]
-    );
-    kernel!(
-        POOL_BWD,
-        "max_pool2d_backward",
-        Pool,
-        "backward",
-        [],
-        [R, W, W]
-    );
-    kernel!(RELU, "relu", Elementwise, "relu", [], [R, R, W]);
-    kernel!(
-        RELU_BWD,
-        "relu_backward",
-        Elementwise,
-        "relu_backward",
-        [],
-        [R, R, W]
-    );
-    kernel!(ADD, "add", Elementwise, "add", [], [R, R, W]);
-    kernel!(SCALE, "scale", Elementwise, "scale", [], [R, R, W]);
-    kernel!(SCALE_BY, "scale_by", Elementwise, "scale_by", [], [R, R, W]);
-    kernel!(AXPY, "axpy", Elementwise, "axpy", [], [R, R, W]);
-    kernel!(FILL, "fill", Elementwise, "fill", [], [R, R, W]);
-    kernel!(SUM_PARTIAL, "sum_partial", Reduce, "partial", [], [R, W]);
-    kernel!(SUM_FINISH, "sum_finish", Reduce, "finish", [], [R, W]);
-    kernel!(
-        COLUMN_SUMS,
-        "column_sums",
-        Reduce,
-        "column_sums",
-        [],
-        [R, W]
-    );
-    kernel!(
-        SOFTMAX,
-        "softmax",
-        Softmax,
-        "softmax",
-        [],
-        [R, R, R, W, W, W]
-    );
-    kernel!(
-        LOG_SOFTMAX,
-        "log_softmax",
-        Softmax,
-        "log_softmax",
-        [],
-        [R, R, R, W, W, W]
-    );
-    kernel!(
-        SOFTMAX_BWD,
-        "softmax_backward",
-        Softmax,
-        "softmax_backward",
-        [],
-        [R, R, R, W, W, W]
-    );
-    kernel!(
-        LOG_SOFTMAX_BWD,
-        "log_softmax_backward",
-        Softmax,
-        "log_softmax_backward",
-        [],
-        [R, R, R, W, W, W]
-    );
-    kernel!(
-        CROSS_ENTROPY,
-        "cross_entropy",
-        Softmax,
-        "cross_entropy",
-        [],
-        [R, R, R, W, W, W]
-    );
-    kernel!(
-        KD_LOSS,
-        "kd_loss",
-        Softmax,
-        "kd_loss",
-        [],
-        [R, R, R, W, W, W]
-    );
-    kernel!(
-        COUNT_CORRECT,
-        "count_correct",
-        Softmax,
-        "count_correct",
-        [],
-        [R, R, R, W, W, W]
-    );
-    kernel!(SGD, "sgd_step", Optim, "sgd", [], [R, W, W, W]);
-    kernel!(ADAM, "adam_step", Optim, "adam", [], [R, W, W, W]);
-}
 
 /// A buffer as a dispatch binds it: the wgpu handle and its pool id (the bind-group key).
 #[derive(Clone, Copy)]
@@ -278,17 +35,6 @@ pub(crate) struct Bind<'a> {
 /// Dispatches per submission before an automatic submit (bounds the parameter arena and the
 /// memory held by buffers waiting in the pool's pending list).
 const ARENA_SLOTS: usize = 4096;
-/// Dispatches per submission that can be timed.
-const PROFILE_SLOTS: u32 = 1024;
-
-struct Profiler {
-    queries: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
-    readback: wgpu::Buffer,
-    names: Vec<&'static str>,
-    totals: HashMap<&'static str, (u64, f64)>,
-}
-
 /// Mutable execution state, behind one mutex.
 pub(crate) struct State {
     encoder: Option<wgpu::CommandEncoder>,
@@ -323,10 +69,10 @@ impl Exec {
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut modules = HashMap::new();
-        for (m, file, src) in MODULES {
+        for m in Module::ALL {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(file),
-                source: wgpu::ShaderSource::Wgsl(src.into()),
+                label: Some(m.file().0),
+                source: wgpu::ShaderSource::Wgsl(m.source().into()),
             });
             modules.insert(m, module);
         }
@@ -495,16 +241,23 @@ impl Exec {
         })
     }
 
-    /// Records one dispatch of `kernel` over `groups` workgroups.
-    pub fn dispatch(
+    /// Whether this device has the optional features `kernel` uses.
+    pub fn supports(&self, kernel: &Kernel) -> bool {
+        self.ctx.features.contains(kernel.needs)
+    }
+
+    /// Records one dispatch of `kernel` over `groups` workgroups, with `params` (the
+    /// `Params` struct of the kernel's module) in the next slot of the parameter arena.
+    pub fn dispatch<P: ShaderParams>(
         &self,
         st: &mut State,
         kernel: &'static Kernel,
-        params: &[u32],
+        params: &P,
         binds: &[Bind],
         groups: (u32, u32, u32),
     ) -> Result<()> {
         debug_assert_eq!(binds.len(), kernel.bindings.len(), "{}", kernel.name);
+        debug_assert_eq!(P::MODULE, kernel.module, "{}: params type", kernel.name);
         if groups.0 == 0 || groups.1 == 0 || groups.2 == 0 {
             return Ok(());
         }
@@ -515,39 +268,31 @@ impl Exec {
                 self.ctx.label, kernel.name, groups
             )));
         }
-        let full_profile = st
-            .profiler
-            .as_ref()
-            .is_some_and(|p| p.names.len() as u32 >= PROFILE_SLOTS);
+        if !self.supports(kernel) {
+            return Err(Error::Device(format!(
+                "{}: {} needs device features {:?} this device lacks",
+                self.ctx.label,
+                kernel.name,
+                kernel.needs - self.ctx.features
+            )));
+        }
+        let full_profile = st.profiler.as_ref().is_some_and(Profiler::is_full);
         if st.params.len() / self.slot >= ARENA_SLOTS || full_profile {
             self.submit(st)?;
         }
         let pipe = self.pipeline(st, kernel)?;
         let bg = self.bind_group(st, kernel, binds);
         let offset = st.params.len();
-        st.params
-            .extend(params.iter().flat_map(|w| w.to_le_bytes()));
+        st.params.extend_from_slice(bytemuck::bytes_of(params));
         st.params.resize(offset + self.slot, 0);
 
-        let timestamp = st.profiler.as_mut().map(|p| {
-            let i = p.names.len() as u32;
-            p.names.push(kernel.name);
-            i
-        });
         // Split borrows: the encoder is borrowed mutably while the profiler's query set is read.
         self.encoder(st);
         let State {
             encoder, profiler, ..
         } = st;
         let enc = encoder.as_mut().expect("created above");
-        let timestamp_writes = match (timestamp, profiler.as_ref()) {
-            (Some(i), Some(p)) => Some(wgpu::ComputePassTimestampWrites {
-                query_set: &p.queries,
-                beginning_of_pass_write_index: Some(2 * i),
-                end_of_pass_write_index: Some(2 * i + 1),
-            }),
-            _ => None,
-        };
+        let timestamp_writes = profiler.as_mut().map(|p| p.time_next(kernel.name));
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(kernel.name),
             timestamp_writes,
@@ -568,19 +313,12 @@ impl Exec {
             self.ctx.queue.write_buffer(&self.arena, 0, &st.params);
             st.params.clear();
         }
-        let timed = match st.profiler.as_mut() {
-            Some(p) if !p.names.is_empty() => {
-                let n = p.names.len() as u32;
-                enc.resolve_query_set(&p.queries, 0..2 * n, &p.resolve, 0);
-                enc.copy_buffer_to_buffer(&p.resolve, 0, &p.readback, 0, 16 * n as u64);
-                true
-            }
-            _ => false,
-        };
+        let timed = st.profiler.as_ref().and_then(|p| p.resolve(&mut enc));
         self.ctx.queue.submit(Some(enc.finish()));
         self.pool.recycle();
-        if timed {
-            self.collect_profile(st)?;
+        if let (Some(bytes), Some(p)) = (timed, st.profiler.as_mut()) {
+            let data = self.map_read(&p.readback, bytes)?;
+            p.add_times(&data, self.ctx.queue.get_timestamp_period() as f64);
         }
         self.ctx.check()
     }
@@ -661,10 +399,13 @@ impl Exec {
 
     // --- profiling ---------------------------------------------------------------------------
 
+    /// Whether the device can time kernels (it was opened with TIMESTAMP_QUERY).
     pub fn can_profile(&self) -> bool {
         self.ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
+    /// Turns kernel timing on or off; returns whether it is on (false without TIMESTAMP_QUERY).
+    /// Turning it off forgets the times so far.
     pub fn set_profiling(&self, st: &mut State, on: bool) -> Result<bool> {
         if !on {
             st.profiler = None;
@@ -678,62 +419,16 @@ impl Exec {
         }
         // Queries recorded so far belong to no profiler: submit them first.
         self.submit(st)?;
-        let d = &self.ctx.device;
-        let bytes = 16 * PROFILE_SLOTS as u64;
-        st.profiler = Some(Profiler {
-            queries: d.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("distill timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2 * PROFILE_SLOTS,
-            }),
-            resolve: d.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("distill timestamps resolve"),
-                size: bytes,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            readback: d.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("distill timestamps readback"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-            names: Vec::new(),
-            totals: HashMap::new(),
-        });
+        st.profiler = Some(Profiler::new(&self.ctx.device));
         Ok(true)
     }
 
-    fn collect_profile(&self, st: &mut State) -> Result<()> {
-        let Some(p) = st.profiler.as_mut() else {
-            return Ok(());
-        };
-        let n = p.names.len();
-        let bytes = self.map_read(&p.readback, 16 * n as u64)?;
-        let period = self.ctx.queue.get_timestamp_period() as f64;
-        for (i, name) in p.names.drain(..).enumerate() {
-            let t = |k: usize| {
-                let o = 8 * k;
-                u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"))
-            };
-            let (t0, t1) = (t(2 * i), t(2 * i + 1));
-            let ms = t1.saturating_sub(t0) as f64 * period / 1e6;
-            let e = p.totals.entry(name).or_insert((0, 0.0));
-            e.0 += 1;
-            e.1 += ms;
-        }
-        Ok(())
-    }
-
-    pub fn profile_report(&self, st: &State) -> Vec<(String, u64, f64)> {
-        let mut v: Vec<_> = st
-            .profiler
-            .iter()
-            .flat_map(|p| p.totals.iter())
-            .map(|(k, (c, ms))| (k.to_string(), *c, *ms))
-            .collect();
-        v.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-        v
+    /// Time per kernel so far, slowest first (empty when profiling is off).
+    pub fn kernel_times(&self, st: &State) -> Vec<KernelTime> {
+        st.profiler
+            .as_ref()
+            .map(Profiler::report)
+            .unwrap_or_default()
     }
 
     /// Forgets every cached bind group (after buffers were destroyed).

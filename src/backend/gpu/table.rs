@@ -1,0 +1,356 @@
+//! The kernel table: the WGSL modules (with the shared code of `shaders/common/` they use) and
+//! every kernel as an entry point of a module, its override constants, its storage bindings
+//! and the optional device features it needs.
+
+/// The WGSL files, one per kernel family (mirroring kernels/src).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Module {
+    Matmul,
+    Conv2d,
+    Pool,
+    Softmax,
+    Elementwise,
+    Optim,
+    Reduce,
+}
+
+/// A WGSL file: its name under `shaders/` and its text.
+type Wgsl = (&'static str, &'static str);
+
+// Shared helpers. WGSL has no #include, so [`Module::source`] appends the ones a shader uses
+// after its own text (after, so compiler errors keep the shader file's line numbers).
+const GRID: Wgsl = (
+    "common/grid.wgsl",
+    include_str!("../../../shaders/common/grid.wgsl"),
+);
+const TREE: Wgsl = (
+    "common/tree.wgsl",
+    include_str!("../../../shaders/common/tree.wgsl"),
+);
+const TILE: Wgsl = (
+    "common/tile.wgsl",
+    include_str!("../../../shaders/common/tile.wgsl"),
+);
+
+impl Module {
+    pub const ALL: [Module; 7] = [
+        Module::Matmul,
+        Module::Conv2d,
+        Module::Pool,
+        Module::Softmax,
+        Module::Elementwise,
+        Module::Optim,
+        Module::Reduce,
+    ];
+
+    /// The shader file itself (without the shared code).
+    pub fn file(self) -> Wgsl {
+        match self {
+            Module::Matmul => ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
+            Module::Conv2d => ("conv2d.wgsl", include_str!("../../../shaders/conv2d.wgsl")),
+            Module::Pool => ("pool.wgsl", include_str!("../../../shaders/pool.wgsl")),
+            Module::Softmax => (
+                "softmax.wgsl",
+                include_str!("../../../shaders/softmax.wgsl"),
+            ),
+            Module::Elementwise => (
+                "elementwise.wgsl",
+                include_str!("../../../shaders/elementwise.wgsl"),
+            ),
+            Module::Optim => ("optim.wgsl", include_str!("../../../shaders/optim.wgsl")),
+            Module::Reduce => ("reduce.wgsl", include_str!("../../../shaders/reduce.wgsl")),
+        }
+    }
+
+    /// The files of `shaders/common/` this shader calls into (its header lists them too).
+    pub fn common(self) -> &'static [Wgsl] {
+        match self {
+            Module::Matmul => &[TILE],
+            Module::Conv2d => &[TILE, GRID, TREE],
+            Module::Reduce => &[GRID, TREE],
+            Module::Pool | Module::Softmax | Module::Elementwise | Module::Optim => &[GRID],
+        }
+    }
+
+    /// The text compiled for this module: the shader, then the shared code it uses.
+    pub fn source(self) -> String {
+        let mut out = String::from(self.file().1);
+        for (name, text) in self.common() {
+            out.push_str(&format!("\n// ---- shaders/{name} ----\n"));
+            out.push_str(text);
+        }
+        out
+    }
+}
+
+/// How a kernel binds a storage buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Access {
+    Read,
+    ReadWrite,
+}
+use Access::{Read as R, ReadWrite as W};
+
+/// One kernel: an entry point of a module, its override constants and its storage bindings
+/// (bindings 1..; binding 0 is always the parameter uniform, the `Params` struct of `module`,
+/// see params.rs).
+#[derive(Debug)]
+pub(crate) struct Kernel {
+    pub name: &'static str,
+    pub module: Module,
+    pub entry: &'static str,
+    pub constants: &'static [(&'static str, f64)],
+    pub bindings: &'static [Access],
+    /// Optional device features the kernel uses (SHADER_F16, SUBGROUP, …); empty for all
+    /// kernels today. A kernel that sets them is only dispatched where the device has them:
+    /// the op that runs it checks [`Exec::supports`](super::exec::Exec::supports) and falls
+    /// back to a kernel without them. Devices are opened with the union of these features
+    /// (where the adapter offers them), see [`OPTIONAL_FEATURES`].
+    pub needs: wgpu::Features,
+}
+
+macro_rules! kernel {
+    ($id:ident, $name:literal, $module:ident, $entry:literal, [$($c:expr),*], [$($b:ident),*]) => {
+        pub(crate) const $id: Kernel = Kernel {
+            name: $name,
+            module: Module::$module,
+            entry: $entry,
+            constants: &[$($c),*],
+            bindings: &[$($b),*],
+            needs: wgpu::Features::empty(),
+        };
+    };
+}
+
+pub(crate) mod k {
+    use super::*;
+    kernel!(
+        MATMUL_NN,
+        "matmul_nn",
+        Matmul,
+        "main",
+        [("TRANS_A", 0.0), ("TRANS_B", 0.0)],
+        [R, R, W, R, R, R]
+    );
+    kernel!(
+        MATMUL_NT,
+        "matmul_nt",
+        Matmul,
+        "main",
+        [("TRANS_A", 0.0), ("TRANS_B", 1.0)],
+        [R, R, W, R, R, R]
+    );
+    kernel!(
+        MATMUL_TN,
+        "matmul_tn",
+        Matmul,
+        "main",
+        [("TRANS_A", 1.0), ("TRANS_B", 0.0)],
+        [R, R, W, R, R, R]
+    );
+    kernel!(
+        MATMUL_TT,
+        "matmul_tt",
+        Matmul,
+        "main",
+        [("TRANS_A", 1.0), ("TRANS_B", 1.0)],
+        [R, R, W, R, R, R]
+    );
+    kernel!(
+        CONV_FWD,
+        "conv2d_forward",
+        Conv2d,
+        "main",
+        [("MODE", 0.0)],
+        [R, R, W, R]
+    );
+    kernel!(
+        CONV_DGRAD,
+        "conv2d_backward_input",
+        Conv2d,
+        "main",
+        [("MODE", 1.0)],
+        [R, R, W, R]
+    );
+    kernel!(
+        CONV_WGRAD,
+        "conv2d_backward_weight",
+        Conv2d,
+        "main",
+        [("MODE", 2.0)],
+        [R, R, W, R]
+    );
+    kernel!(
+        CONV_BGRAD,
+        "conv2d_backward_bias",
+        Conv2d,
+        "bias_grad",
+        [],
+        [R, R, W, R]
+    );
+    kernel!(
+        POOL_FWD,
+        "max_pool2d_forward",
+        Pool,
+        "forward",
+        [],
+        [R, W, W]
+    );
+    kernel!(
+        POOL_BWD,
+        "max_pool2d_backward",
+        Pool,
+        "backward",
+        [],
+        [R, W, W]
+    );
+    kernel!(RELU, "relu", Elementwise, "relu", [], [R, R, W]);
+    kernel!(
+        RELU_BWD,
+        "relu_backward",
+        Elementwise,
+        "relu_backward",
+        [],
+        [R, R, W]
+    );
+    kernel!(ADD, "add", Elementwise, "add", [], [R, R, W]);
+    kernel!(SCALE, "scale", Elementwise, "scale", [], [R, R, W]);
+    kernel!(SCALE_BY, "scale_by", Elementwise, "scale_by", [], [R, R, W]);
+    kernel!(AXPY, "axpy", Elementwise, "axpy", [], [R, R, W]);
+    kernel!(FILL, "fill", Elementwise, "fill", [], [R, R, W]);
+    kernel!(SUM_PARTIAL, "sum_partial", Reduce, "partial", [], [R, W]);
+    kernel!(SUM_FINISH, "sum_finish", Reduce, "finish", [], [R, W]);
+    kernel!(
+        COLUMN_SUMS,
+        "column_sums",
+        Reduce,
+        "column_sums",
+        [],
+        [R, W]
+    );
+    kernel!(
+        SOFTMAX,
+        "softmax",
+        Softmax,
+        "softmax",
+        [],
+        [R, R, R, W, W, W]
+    );
+    kernel!(
+        LOG_SOFTMAX,
+        "log_softmax",
+        Softmax,
+        "log_softmax",
+        [],
+        [R, R, R, W, W, W]
+    );
+    kernel!(
+        SOFTMAX_BWD,
+        "softmax_backward",
+        Softmax,
+        "softmax_backward",
+        [],
+        [R, R, R, W, W, W]
+    );
+    kernel!(
+        LOG_SOFTMAX_BWD,
+        "log_softmax_backward",
+        Softmax,
+        "log_softmax_backward",
+        [],
+        [R, R, R, W, W, W]
+    );
+    kernel!(
+        CROSS_ENTROPY,
+        "cross_entropy",
+        Softmax,
+        "cross_entropy",
+        [],
+        [R, R, R, W, W, W]
+    );
+    kernel!(
+        KD_LOSS,
+        "kd_loss",
+        Softmax,
+        "kd_loss",
+        [],
+        [R, R, R, W, W, W]
+    );
+    kernel!(
+        COUNT_CORRECT,
+        "count_correct",
+        Softmax,
+        "count_correct",
+        [],
+        [R, R, R, W, W, W]
+    );
+    kernel!(SGD, "sgd_step", Optim, "sgd", [], [R, W, W, W]);
+    kernel!(ADAM, "adam_step", Optim, "adam", [], [R, W, W, W]);
+}
+
+/// Every kernel of the table (for the feature union and the tests).
+pub(crate) const ALL_KERNELS: [&Kernel; 29] = [
+    &k::MATMUL_NN,
+    &k::MATMUL_NT,
+    &k::MATMUL_TN,
+    &k::MATMUL_TT,
+    &k::CONV_FWD,
+    &k::CONV_DGRAD,
+    &k::CONV_WGRAD,
+    &k::CONV_BGRAD,
+    &k::POOL_FWD,
+    &k::POOL_BWD,
+    &k::RELU,
+    &k::RELU_BWD,
+    &k::ADD,
+    &k::SCALE,
+    &k::SCALE_BY,
+    &k::AXPY,
+    &k::FILL,
+    &k::SUM_PARTIAL,
+    &k::SUM_FINISH,
+    &k::COLUMN_SUMS,
+    &k::SOFTMAX,
+    &k::LOG_SOFTMAX,
+    &k::SOFTMAX_BWD,
+    &k::LOG_SOFTMAX_BWD,
+    &k::CROSS_ENTROPY,
+    &k::KD_LOSS,
+    &k::COUNT_CORRECT,
+    &k::SGD,
+    &k::ADAM,
+];
+
+/// Optional features some kernel uses: requested from adapters that offer them, never
+/// required (empty today).
+pub(crate) const OPTIONAL_FEATURES: wgpu::Features = {
+    let mut f = wgpu::Features::empty();
+    let mut i = 0;
+    while i < ALL_KERNELS.len() {
+        f = f.union(ALL_KERNELS[i].needs);
+        i += 1;
+    }
+    f
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_names_are_unique_and_every_module_has_kernels() {
+        let mut names: Vec<_> = ALL_KERNELS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL_KERNELS.len(), "duplicate kernel names");
+        for m in Module::ALL {
+            assert!(ALL_KERNELS.iter().any(|k| k.module == m), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn no_kernel_needs_an_optional_feature_yet() {
+        // When one does, it needs a fallback kernel; update this test with it.
+        assert!(OPTIONAL_FEATURES.is_empty());
+    }
+}
