@@ -8,6 +8,7 @@
 //!   encoder, submission and read-back;
 //! - [`profiler`]: per-kernel GPU time from timestamp queries;
 //! - [`launch`]: operand checks, allocation and dispatch shared by all kernels;
+//! - [`families`]: launchers shared by the kernels of one module (softmax family, conv, …);
 //! - [`kernels`]: the [`Backend`](super::Backend) implementation, one method per kernel.
 //!
 //! Ops record dispatches into one pending encoder; [`Backend::flush`](super::Backend::flush)
@@ -16,6 +17,7 @@
 
 mod context;
 mod exec;
+mod families;
 mod kernels;
 mod launch;
 mod params;
