@@ -35,9 +35,11 @@ pub(crate) struct Bind<'a> {
 /// Dispatches per submission before an automatic submit (bounds the parameter arena and the
 /// memory held by buffers waiting in the pool's pending list).
 const ARENA_SLOTS: usize = 4096;
+
 /// Mutable execution state, behind one mutex.
 pub(crate) struct State {
     encoder: Option<wgpu::CommandEncoder>,
+    /// Parameters of the pending submission's dispatches, one arena slot each.
     params: Vec<u8>,
     pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
     layouts: HashMap<&'static [Access], (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
@@ -258,6 +260,10 @@ impl Exec {
     ) -> Result<()> {
         debug_assert_eq!(binds.len(), kernel.bindings.len(), "{}", kernel.name);
         debug_assert_eq!(P::MODULE, kernel.module, "{}: params type", kernel.name);
+        debug_assert!(
+            std::mem::size_of::<P>() <= self.slot,
+            "params exceed an arena slot"
+        );
         if groups.0 == 0 || groups.1 == 0 || groups.2 == 0 {
             return Ok(());
         }
