@@ -4,9 +4,19 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Mismatched or invalid tensor shapes, zero-sized dimensions, bad op parameters.
+    /// Mismatched or invalid tensor shapes, zero-sized dimensions.
     #[error("shape error: {0}")]
     Shape(String),
+    /// An op or model argument that is not a shape: a temperature, a dtype, an architecture.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A setting of a run (hyper-parameter, data fraction, seeds) outside its valid range.
+    /// `key` is its name in the configuration (`lr`, `temperature`, `label_fraction`, …).
+    #[error("invalid {key}: {reason}")]
+    InvalidSetting { key: &'static str, reason: String },
+    /// A run directory that cannot be continued with the settings given.
+    #[error("cannot resume: {0}")]
+    Resume(String),
     /// No adapter, device lost, a validation error, a limit exceeded.
     #[error("device error: {0}")]
     Device(String),
@@ -41,10 +51,12 @@ impl Error {
             source,
         }
     }
-}
 
-/// `Err(Error::Shape(format!(...)))` in one line.
-#[macro_export]
-macro_rules! shape_err {
-    ($($arg:tt)*) => { Err($crate::Error::Shape(format!($($arg)*))) };
+    /// An [`Error::InvalidSetting`].
+    pub fn setting(key: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidSetting {
+            key,
+            reason: reason.into(),
+        }
+    }
 }

@@ -2,19 +2,23 @@
 //! hand-written kernels (CPU: rayon + SIMD in `distill-kernels`; GPU: WGSL through wgpu).
 //!
 //! Data flows one way: [`data`] → batches → [`nn`] models built from [`ops`] → [`autograd`]
-//! → [`backend`] kernels; [`distill`](mod@distill) drives it. See ARCHITECTURE.md.
+//! → [`backend`] kernels; [`train`] trains one model, [`pipeline`] runs teacher → baseline
+//! student → KD student and reports. See ARCHITECTURE.md.
 
 pub mod autograd;
 pub mod backend;
 pub mod checkpoint;
 pub mod data;
-pub mod distill;
 pub mod error;
+pub mod model_file;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod pipeline;
+pub mod plot;
 pub mod rng;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::no_grad;
 pub use backend::Device;

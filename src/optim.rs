@@ -1,13 +1,13 @@
 //! Optimisers over a model's parameters (SGD with momentum, Adam, AdamW) and learning-rate
 //! schedules, with PyTorch's semantics. The update itself is one fused kernel per parameter
-//! (`kernels/src/optim.rs`, `shaders/optim.wgsl`); this file keeps the per-parameter state.
+//! (`ops::sgd_step_`, `ops::adam_step_`); this file keeps the per-parameter state.
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{AdamConfig, SgdConfig};
 use crate::checkpoint::NamedTensor;
 use crate::tensor::DType;
-use crate::{Error, Result, Tensor};
+use crate::{ops, Error, Result, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimConfig {
@@ -81,7 +81,7 @@ impl Optimizer {
         let mut state = Vec::with_capacity(params.len());
         for (name, p) in &params {
             if !p.requires_grad() || p.dtype() != DType::F32 {
-                return Err(Error::Other(format!(
+                return Err(Error::InvalidArgument(format!(
                     "optimizer: parameter '{name}' is not a trainable f32 tensor"
                 )));
             }
@@ -116,24 +116,12 @@ impl Optimizer {
     pub fn step(&mut self) -> Result<()> {
         for ((_, p), st) in self.params.iter().zip(&mut self.state) {
             let Some(g) = p.grad() else { continue };
-            let be = p.device().backend();
             st.steps += 1;
             match (&self.config, &st.second) {
-                (OptimConfig::Sgd(c), _) => be.sgd_step(
-                    c,
-                    st.steps == 1,
-                    p.storage(),
-                    g.storage(),
-                    st.first.storage(),
-                )?,
-                (OptimConfig::Adam(c), Some(v)) => be.adam_step(
-                    c,
-                    st.steps,
-                    p.storage(),
-                    g.storage(),
-                    st.first.storage(),
-                    v.storage(),
-                )?,
+                (OptimConfig::Sgd(c), _) => ops::sgd_step_(c, st.steps == 1, p, &g, &st.first)?,
+                (OptimConfig::Adam(c), Some(v)) => {
+                    ops::adam_step_(c, st.steps, p, &g, &st.first, v)?
+                }
                 (OptimConfig::Adam(_), None) => {
                     unreachable!("Adam state always has a second moment")
                 }

@@ -142,7 +142,8 @@ impl Tensor {
     pub fn device(&self) -> &Device {
         &self.0.device
     }
-    pub fn storage(&self) -> &Storage {
+    /// The device buffer: for ops and the backend only, so no caller bypasses the ops' checks.
+    pub(crate) fn storage(&self) -> &Storage {
         &self.0.storage
     }
     pub(crate) fn storage_arc(&self) -> &Arc<Storage> {
@@ -174,7 +175,7 @@ impl Tensor {
     /// Copies the values to the host (waits for queued device work).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         if self.dtype() != DType::F32 {
-            return Err(Error::Shape(
+            return Err(Error::InvalidArgument(
                 "to_vec on a u32 tensor: use to_vec_u32".into(),
             ));
         }
@@ -188,7 +189,7 @@ impl Tensor {
     }
     pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
         if self.dtype() != DType::U32 {
-            return Err(Error::Shape(
+            return Err(Error::InvalidArgument(
                 "to_vec_u32 on an f32 tensor: use to_vec".into(),
             ));
         }

@@ -463,11 +463,24 @@ fn run_report_eval_resume_predict_distill() {
     fails(&["eval", s(&garbage)], "error:");
     let not_image = tmp.path().join("photo.png");
     std::fs::write(&not_image, b"this is text, not a PNG").unwrap();
-    fails(&["predict", s(&ckpt), s(&not_image)], "not an image");
+    fails(&["predict", s(&ckpt), s(&not_image)], "unreadable image");
     fails(
         &["predict", s(&ckpt), s(&tmp.path().join("missing.png"))],
-        "cannot open",
+        "missing.png",
     );
+
+    // A bare PyTorch state_dict (the same tensors, no distill metadata) is read the same way
+    // by every command that takes a checkpoint: its architecture comes from the shapes, its
+    // input from the dataset.
+    let bare = tmp.path().join("from_pytorch.safetensors");
+    let ckpt_kd = distill::checkpoint::load(&a.join("kd/last.safetensors")).unwrap();
+    distill::checkpoint::save(&bare, &ckpt_kd.tensors, &Default::default(), ckpt_kd.dtype).unwrap();
+    let ev_bare = ok_json(&["eval", s(&bare), "--max-test", "300"]);
+    assert_eq!(ev_bare["arch"], "student");
+    assert_eq!(num(&ev_bare, "accuracy"), num(&ev, "accuracy"));
+    let with_meta = ok_json(&["predict", s(&a.join("kd/last.safetensors")), s(&png)]);
+    let without = ok_json(&["predict", s(&bare), s(&png)]);
+    assert_eq!(with_meta, without);
 }
 
 #[test]

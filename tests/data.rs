@@ -164,6 +164,54 @@ fn tiny_idx(dir: &Path, gz: bool) {
     .unwrap();
 }
 
+/// Declared classes (`classes.txt`, or Fashion-MNIST's ten for a folder named so) bound the
+/// labels: a label at or above their count is a corrupt file, never a new class. Data without
+/// declared classes infers them, and says so.
+#[test]
+fn labels_beyond_the_declared_classes_are_an_error() {
+    // A Fashion-MNIST folder with one training label byte set to 200.
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("fashion-mnist-corrupt");
+    std::fs::create_dir(&dir).unwrap();
+    let imgs: Vec<u8> = vec![7; 6 * 4];
+    let mut labels: Vec<u8> = (0..6u8).map(|i| i % 10).collect();
+    labels[4] = 200;
+    write_idx_u8(&dir.join("train-images-idx3-ubyte"), &[6, 2, 2], &imgs).unwrap();
+    write_idx_u8(&dir.join("train-labels-idx1-ubyte"), &[6], &labels).unwrap();
+    write_idx_u8(&dir.join("t10k-images-idx3-ubyte"), &[2, 2, 2], &imgs[..8]).unwrap();
+    write_idx_u8(&dir.join("t10k-labels-idx1-ubyte"), &[2], &[0, 1]).unwrap();
+    let r = load(&dir, &LoadOptions::default());
+    assert_data_err(r, "train-labels-idx1-ubyte", "label 200 of image 4");
+
+    // The same through classes.txt.
+    let dir = tempfile::tempdir().unwrap();
+    tiny_idx(dir.path(), false);
+    std::fs::write(dir.path().join("classes.txt"), "a\nb\n").unwrap();
+    let r = load(dir.path(), &LoadOptions::default());
+    assert_data_err(
+        r,
+        "train-labels-idx1-ubyte",
+        "not one of the dataset's 2 classes",
+    );
+    std::fs::write(dir.path().join("classes.txt"), "a\nb\nc\n").unwrap();
+    let ds = load(dir.path(), &LoadOptions::default()).unwrap();
+    assert_eq!(ds.class_names, vec!["a", "b", "c"]);
+    std::fs::write(dir.path().join("classes.txt"), "\n").unwrap();
+    assert_data_err(
+        load(dir.path(), &LoadOptions::default()),
+        "classes.txt",
+        "no classes",
+    );
+
+    // No declared classes: inferred from the labels, with a warning that counts them.
+    let dir = tempfile::tempdir().unwrap();
+    tiny_idx(dir.path(), false);
+    let (ds, warnings) = load_with_warnings(dir.path(), &LoadOptions::default()).unwrap();
+    assert_eq!(ds.num_classes(), 3);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("3 classes inferred"), "{warnings:?}");
+}
+
 fn err_text(e: Error) -> String {
     e.to_string()
 }

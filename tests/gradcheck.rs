@@ -1,5 +1,5 @@
 //! Every op's backward against central finite differences, on random shapes (CPU backend;
-//! `gpu_parity.rs` repeats the gradient checks on the GPU).
+//! `gpu_engine.rs` repeats the gradient checks through the GPU backend).
 //!
 //! For an op y = f(x₁, …), we back-propagate a random cotangent r and compare each input's
 //! gradient with (L(x + εe) − L(x − εe)) / 2ε where L = Σ y·r, at random coordinates.

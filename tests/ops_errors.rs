@@ -1,4 +1,5 @@
-//! Bad input to the public op API is a clear `Error::Shape`, never a panic or a wrong result.
+//! Bad input to the public op API is a clear error, never a panic or a wrong result:
+//! `Error::Shape` for shapes, `Error::InvalidArgument` for other values.
 
 use distill::ops::{self, Conv2dParams};
 use distill::{Device, Error, Tensor};
@@ -6,6 +7,22 @@ use distill::{Device, Error, Tensor};
 fn t(shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
     Tensor::from_f32(&vec![0.5; n], shape, &Device::cpu()).unwrap()
+}
+
+/// Expects `Error::InvalidArgument` mentioning `needle`.
+fn argument_error(r: distill::Result<Tensor>, needle: &str) {
+    match r {
+        Err(Error::InvalidArgument(msg)) => {
+            assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}")
+        }
+        Err(other) => {
+            panic!("expected an invalid-argument error mentioning {needle:?}, got {other}")
+        }
+        Ok(t) => panic!(
+            "expected an error mentioning {needle:?}, got a tensor {:?}",
+            t.shape()
+        ),
+    }
 }
 
 fn shape_error(r: distill::Result<Tensor>, needle: &str) {
@@ -65,17 +82,17 @@ fn mismatched_shapes() {
         ops::kd_loss(&t(&[3, 4]), &t(&[3, 5]), &labels, 4.0, 0.9),
         "teacher",
     );
-    shape_error(
+    argument_error(
         ops::kd_loss(&t(&[3, 4]), &t(&[3, 4]), &labels, 0.0, 0.9),
         "temperature",
     );
-    shape_error(
+    argument_error(
         ops::kd_loss(&t(&[3, 4]), &t(&[3, 4]), &labels, 4.0, 1.5),
         "alpha",
     );
-    shape_error(ops::softmax_t(&t(&[3, 4]), f32::NAN), "temperature");
+    argument_error(ops::softmax_t(&t(&[3, 4]), f32::NAN), "temperature");
     // u32 tensors are not values.
-    shape_error(ops::relu(&labels), "f32");
+    argument_error(ops::relu(&labels), "f32");
 }
 
 #[test]

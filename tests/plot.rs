@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use distill::distill::plot::{confusion_matrix, line_chart, Series};
+use distill::plot::{confusion_matrix, line_chart, Series};
 
 /// The output directory: DISTILL_PLOT_OUT if set, else a temp dir (kept alive by the guard).
 fn out_dir() -> (PathBuf, Option<tempfile::TempDir>) {

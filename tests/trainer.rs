@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use distill::data::{Dataset, Split};
-use distill::distill::train::{self, KdConfig, Silent, TeacherLogits, TrainConfig, TrainJob};
+use distill::model_file::load_model;
 use distill::nn::ArchSpec;
+use distill::train::{self, InputSpec, KdConfig, Silent, TeacherLogits, TrainConfig, TrainJob};
 use distill::{ops, Device, Error, Tensor};
 
 /// Two rows, two classes, T = 2, α = 0.5, worked by hand:
@@ -107,11 +108,10 @@ fn trains_and_writes_best_and_last_checkpoints_that_reload() {
     ] {
         assert!(dir.path().join(f).exists(), "{f} missing");
     }
-    let loaded = train::load_model(
+    let loaded = load_model(
         &dir.path().join("last.safetensors"),
         &Device::cpu(),
-        None,
-        None,
+        &|| panic!("a distill checkpoint carries its input"),
     )
     .unwrap();
     let eval = train::evaluate(
@@ -163,14 +163,14 @@ fn bad_settings_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     train::train(job(&ds, Some(dir.path().to_path_buf()), None), &mut Silent).unwrap();
     let teacher = ArchSpec::preset("teacher", 1, 8, 8, 2).unwrap();
-    let err = train::load_model(
-        &dir.path().join("last.safetensors"),
-        &Device::cpu(),
-        Some(teacher),
-        None,
-    )
-    .err()
-    .unwrap();
+    let path = dir.path().join("last.safetensors");
+    let mut ckpt = distill::checkpoint::load(&path).unwrap();
+    ckpt.metadata
+        .insert("arch_spec".into(), serde_json::to_string(&teacher).unwrap());
+    distill::checkpoint::save(&path, &ckpt.tensors, &ckpt.metadata, ckpt.dtype).unwrap();
+    let err = load_model(&path, &Device::cpu(), &|| unreachable!())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("conv1.weight"), "{err}");
 }
 
@@ -196,8 +196,8 @@ fn a_bare_pytorch_state_dict_loads_as_a_teacher() {
     let path = dir.path().join("from_pytorch.safetensors");
     checkpoint::save(&path, &tensors, &Default::default(), StoreDtype::F32).unwrap();
 
-    let input = train::InputSpec::of(&ds);
-    let loaded = train::load_model_for_data(&path, &Device::cpu(), &input).unwrap();
+    let input = InputSpec::of(&ds);
+    let loaded = load_model(&path, &Device::cpu(), &|| Ok(input.clone())).unwrap();
     assert_eq!(
         loaded.spec,
         ArchSpec::preset("student", 1, 8, 8, 2).unwrap()
@@ -208,16 +208,16 @@ fn a_bare_pytorch_state_dict_loads_as_a_teacher() {
 
     // Missing tensors or the wrong class count are clear errors.
     checkpoint::save(&path, &tensors[2..], &Default::default(), StoreDtype::F32).unwrap();
-    let err = train::load_model_for_data(&path, &Device::cpu(), &input)
+    let err = load_model(&path, &Device::cpu(), &|| Ok(input.clone()))
         .err()
         .unwrap();
     assert!(err.to_string().contains("conv1.weight"), "{err}");
     checkpoint::save(&path, &tensors, &Default::default(), StoreDtype::F32).unwrap();
-    let three_classes = train::InputSpec {
+    let three_classes = InputSpec {
         class_names: vec!["a".into(), "b".into(), "c".into()],
         ..input
     };
-    let err = train::load_model_for_data(&path, &Device::cpu(), &three_classes)
+    let err = load_model(&path, &Device::cpu(), &|| Ok(three_classes.clone()))
         .err()
         .unwrap();
     assert!(err.to_string().contains("classes"), "{err}");

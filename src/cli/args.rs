@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use distill::distill::OptimizerKind;
+use distill::train::OptimizerKind;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -224,7 +224,7 @@ pub struct DistillArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct EvalArgs {
-    /// A checkpoint written by distill (or a PyTorch state_dict with distill's metadata).
+    /// A checkpoint written by distill, or a PyTorch state_dict of the seed's modules.
     pub checkpoint: PathBuf,
     /// Dataset folder whose test split to use (default: the shipped Fashion-MNIST).
     #[arg(long, value_name = "PATH")]
@@ -252,6 +252,11 @@ pub struct PredictArgs {
     /// How many classes to print per image.
     #[arg(long, value_name = "K")]
     pub top_k: Option<usize>,
+    /// For a checkpoint without distill metadata (a bare PyTorch state_dict): the dataset it
+    /// was trained on, which gives its input size, normalisation and class names (default:
+    /// the shipped Fashion-MNIST).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
 }
 
 /// The `--config` file: every long flag as a key. Unknown keys are an error.
@@ -406,6 +411,6 @@ impl EvalArgs {
 
 impl PredictArgs {
     pub fn fill(&mut self, f: &FileConfig) {
-        fill!(self, f; top_k);
+        fill!(self, f; top_k, data);
     }
 }

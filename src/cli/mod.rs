@@ -7,13 +7,11 @@ mod progress;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 
-use distill::backend::gpu::{self, GpuBackend};
-use distill::backend::DeviceKind;
+use distill::backend::gpu;
 use distill::{Device, Error};
 
 use args::{Cli, Command, FileConfig, Global};
@@ -26,15 +24,28 @@ pub fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+            for (i, cause) in e.chain().enumerate() {
+                let lead = if i == 0 { "error:" } else { "  caused by:" };
+                eprintln!("{lead} {}", in_flags(cause));
             }
             let diverged = e
                 .chain()
                 .any(|c| matches!(c.downcast_ref::<Error>(), Some(Error::Diverged(_))));
+            if diverged {
+                eprintln!("  (try a lower --lr)");
+            }
             ExitCode::from(if diverged { EXIT_DIVERGED } else { 1 })
         }
+    }
+}
+
+/// A cause as the user should read it: a library setting by the flag that sets it.
+fn in_flags(cause: &(dyn std::error::Error + 'static)) -> String {
+    match cause.downcast_ref::<Error>() {
+        Some(Error::InvalidSetting { key, reason }) => {
+            format!("--{} {reason}", key.replace('_', "-"))
+        }
+        _ => cause.to_string(),
     }
 }
 
@@ -88,48 +99,48 @@ impl Ctx {
     }
 
     /// Opens the device (`--device`, `$DISTILL_DEVICE`, the config file, else `auto`) and, with
-    /// `--profile` on a GPU, turns on kernel timing.
-    pub fn open_device(&self) -> Result<OpenDevice> {
+    /// `--profile`, turns on kernel timing where the device has it.
+    pub fn open_device(&self) -> Result<Device> {
         let spec = self.device_spec();
-        let spec = spec.trim();
-        let gpu_backend: Option<Arc<GpuBackend>> = match spec {
-            "cpu" => None,
-            "auto" => match GpuBackend::open_best() {
-                Ok(b) if b.device().kind() != DeviceKind::SoftwareGpu => Some(b),
-                _ => None,
-            },
-            "gpu" => Some(GpuBackend::open_best().context("cannot open a GPU (--device gpu)")?),
-            other => match other.strip_prefix("gpu:").map(str::parse::<usize>) {
-                Some(Ok(i)) => Some(
-                    GpuBackend::open_index(i)
-                        .with_context(|| format!("cannot open --device {other}"))?,
-                ),
-                _ => bail!(
-                    "unknown device '{other}': expected auto, cpu, gpu or gpu:N (see `distill devices`)"
-                ),
-            },
-        };
-        let device = match &gpu_backend {
-            Some(b) => b.device(),
-            None => Device::cpu(),
-        };
-        let mut profiling = None;
-        if self.global.profile {
-            match &gpu_backend {
-                None => self.note("--profile: the CPU backend has no kernel timer; ignored"),
-                Some(b) => {
-                    if b.enable_profiling()? {
-                        profiling = Some(b.clone());
-                    } else {
-                        self.note(&format!(
-                            "--profile: {} has no timestamp queries; ignored",
-                            device.name()
-                        ));
-                    }
-                }
-            }
+        let device = Device::from_spec(&spec)?;
+        if self.global.profile && !device.set_profiling(true)? {
+            self.note(&format!(
+                "--profile: {} cannot time its kernels (no timestamp queries); ignored",
+                device.name()
+            ));
         }
-        Ok(OpenDevice { device, profiling })
+        Ok(device)
+    }
+
+    /// With `--profile`: the time per kernel, slowest first, on stderr.
+    pub fn print_profile(&self, device: &Device) -> Result<()> {
+        if !self.global.profile {
+            return Ok(());
+        }
+        let rows = device.kernel_times()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let total: f64 = rows.iter().map(|r| r.total_ms).sum();
+        eprintln!(
+            "GPU time per kernel on {} (total {total:.1} ms):",
+            device.name()
+        );
+        eprintln!(
+            "{:<32} {:>10} {:>12} {:>10} {:>7}",
+            "kernel", "calls", "total ms", "µs/call", "share"
+        );
+        for r in rows {
+            eprintln!(
+                "{:<32} {:>10} {:>12.2} {:>10.1} {:>6.1}%",
+                r.name,
+                r.calls,
+                r.total_ms,
+                1e3 * r.total_ms / r.calls.max(1) as f64,
+                100.0 * r.total_ms / total.max(1e-12)
+            );
+        }
+        Ok(())
     }
 
     /// A remark on stderr (hidden by --quiet).
@@ -145,38 +156,6 @@ impl Ctx {
             "{}",
             serde_json::to_string_pretty(value).context("cannot serialise the output")?
         );
-        Ok(())
-    }
-}
-
-pub struct OpenDevice {
-    pub device: Device,
-    profiling: Option<Arc<GpuBackend>>,
-}
-
-impl OpenDevice {
-    /// With `--profile`: the time per kernel, slowest first, on stderr.
-    pub fn print_profile(&self) -> Result<()> {
-        let Some(b) = &self.profiling else {
-            return Ok(());
-        };
-        let rows = b.profile_report()?;
-        let total: f64 = rows.iter().map(|r| r.2).sum();
-        eprintln!(
-            "GPU time per kernel on {} (total {total:.1} ms):",
-            self.device.name()
-        );
-        eprintln!(
-            "{:<32} {:>10} {:>12} {:>10} {:>7}",
-            "kernel", "calls", "total ms", "µs/call", "share"
-        );
-        for (name, calls, ms) in rows {
-            eprintln!(
-                "{name:<32} {calls:>10} {ms:>12.2} {:>10.1} {:>6.1}%",
-                1e3 * ms / calls.max(1) as f64,
-                100.0 * ms / total.max(1e-12)
-            );
-        }
         Ok(())
     }
 }

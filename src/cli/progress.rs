@@ -2,13 +2,12 @@
 //! epoch, with loss and images/s) when stderr is a terminal, and one line per finished epoch
 //! either way. `--quiet` hides everything; `--json` hides the bars.
 
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use distill::distill::{EpochRecord, Observer};
+use distill::train::{EpochRecord, Observer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -40,9 +39,6 @@ pub struct Progress {
     batch_bar: Option<ProgressBar>,
     epochs: usize,
     last_loss: Option<f64>,
-    /// `metrics.jsonl` for `train` / `distill` (the pipeline keeps its own).
-    metrics: Option<(std::fs::File, PathBuf)>,
-    pub metrics_error: Option<anyhow::Error>,
 }
 
 impl Progress {
@@ -54,20 +50,7 @@ impl Progress {
             batch_bar: None,
             epochs: 0,
             last_loss: None,
-            metrics: None,
-            metrics_error: None,
         }
-    }
-
-    /// Also append every epoch record to `path` (JSON lines).
-    pub fn log_metrics_to(&mut self, path: PathBuf) -> anyhow::Result<()> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-        self.metrics = Some((file, path));
-        Ok(())
     }
 
     /// A line on stderr that does not tear the bars.
@@ -81,11 +64,11 @@ impl Progress {
         }
     }
 
-    /// A spinner for a long step without its own progress (evaluation, timing); `None` unless
-    /// bars are drawn.
-    pub fn spinner(&self, text: &str) -> Option<ProgressBar> {
+    /// A spinner for a long step without its own progress (evaluation, timing), cleared when
+    /// dropped; drawn only with bars.
+    pub fn spinner(&self, text: &str) -> Spinner {
         if self.mode != Mode::Bars {
-            return None;
+            return Spinner(None);
         }
         let pb = self.multi.add(ProgressBar::new_spinner());
         pb.set_style(
@@ -94,7 +77,7 @@ impl Progress {
         );
         pb.set_message(text.to_string());
         pb.enable_steady_tick(Duration::from_millis(120));
-        Some(pb)
+        Spinner(Some(pb))
     }
 
     /// Removes every bar.
@@ -112,6 +95,17 @@ impl Progress {
         ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ")
+    }
+}
+
+/// A spinner of [`Progress::spinner`]; dropping it clears it.
+pub struct Spinner(Option<ProgressBar>);
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(pb) = self.0.take() {
+            pb.finish_and_clear();
+        }
     }
 }
 
@@ -183,13 +177,6 @@ impl Observer for Progress {
     }
 
     fn epoch_end(&mut self, record: &EpochRecord) {
-        if let Some((file, path)) = &mut self.metrics {
-            let line = serde_json::to_string(record).unwrap_or_default();
-            if let Err(e) = writeln!(file, "{line}").and_then(|_| file.flush()) {
-                self.metrics_error
-                    .get_or_insert_with(|| anyhow::anyhow!("cannot write {}: {e}", path.display()));
-            }
-        }
         if let Some(b) = self.batch_bar.take() {
             b.finish_and_clear();
         }

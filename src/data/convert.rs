@@ -1,5 +1,6 @@
-//! Between planar C×H×W bytes and the `image` crate: grey/RGB conversion, resizing
-//! (bilinear), and writing one image as PNG. Only 1- and 3-channel images convert.
+//! Between planar C×H×W bytes and image files through the `image` crate: reading one file,
+//! grey/RGB conversion, resizing (bilinear), and writing one image as PNG. Only 1- and
+//! 3-channel images convert.
 
 use std::path::Path;
 
@@ -44,6 +45,35 @@ pub fn to_image(
             "cannot convert {c}-channel images (only 1 or 3)"
         ))),
     }
+}
+
+/// Decodes the image file at `path` (any format the `image` crate reads, guessed from its
+/// bytes).
+pub fn decode_image(path: &Path) -> Result<DynamicImage> {
+    image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?
+        .decode()
+        .map_err(|e| Error::Data(format!("{}: unreadable image: {e}", path.display())))
+}
+
+/// The image file at `path` as planar bytes of `channels` (1 or 3) × `height` × `width`
+/// (resized bilinearly when its size differs).
+pub fn read_image_planar(
+    path: &Path,
+    channels: usize,
+    height: usize,
+    width: usize,
+) -> Result<Vec<u8>> {
+    if channels != 1 && channels != 3 {
+        return Err(Error::InvalidArgument(format!(
+            "{channels}-channel images: only 1 (grey) and 3 (RGB) are supported"
+        )));
+    }
+    let mut out = Vec::with_capacity(channels * height * width);
+    append_planar(&decode_image(path)?, channels, height, width, &mut out);
+    Ok(out)
 }
 
 /// An image resized to `height×width` (bilinear, when the size differs) and converted to

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use image::DynamicImage;
 use rayon::prelude::*;
 
-use crate::data::convert::append_planar;
+use crate::data::convert::{append_planar, decode_image};
 use crate::data::{LoadOptions, Split};
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -118,18 +118,6 @@ fn hold_out(classes: &[(String, Vec<PathBuf>)], fraction: f64, seed: u64) -> (La
     (train, test)
 }
 
-fn decode(path: &Path) -> Result<DynamicImage> {
-    let bad = |e: &dyn std::fmt::Display| {
-        Error::Data(format!("{}: unreadable image: {e}", path.display()))
-    };
-    image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
-        .decode()
-        .map_err(|e| bad(&e))
-}
-
 fn is_grey(img: &DynamicImage) -> bool {
     matches!(
         img,
@@ -199,7 +187,7 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<Loaded> {
     let decoded: Vec<Result<DynamicImage>> = all
         .par_iter()
         .map(|(p, _)| {
-            let img = decode(p)?;
+            let img = decode_image(p)?;
             Ok(match opts.size {
                 Some((h, w)) if (img.height() as usize, img.width() as usize) != (h, w) => {
                     let small =

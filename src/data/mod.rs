@@ -21,7 +21,7 @@ pub use batch::{
     batches, epoch_order, num_batches, try_batches, Augment, Batch, BatchConfig, BatchIter,
     Batcher, QUEUE_DEPTH,
 };
-pub use convert::{convert_split, save_png};
+pub use convert::{convert_split, decode_image, read_image_planar, save_png};
 pub use split::Split;
 
 use crate::{Error, Result};
@@ -244,28 +244,62 @@ fn folder_name(path: &Path) -> String {
         .unwrap_or_else(|| "dataset".into())
 }
 
-/// Class names of an IDX dataset: `classes.txt` (one per line) when present, the
-/// Fashion-MNIST names when the folder's name says fashion, else "0", "1", ….
-fn idx_class_names(dir: &Path, name: &str, train: &Split, test: &Split) -> Vec<String> {
-    let k = train.class_counts(0).len().max(test.class_counts(0).len());
-    if let Ok(text) = std::fs::read_to_string(dir.join("classes.txt")) {
-        let names: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
-        if names.len() >= k {
-            return names;
+/// Class names of an IDX dataset, and a warning when they were inferred.
+///
+/// Declared names come from `classes.txt` (one per line) or, for a folder whose name says
+/// fashion, Fashion-MNIST's ten; every label must then be below their count (a label at or
+/// above it is a corrupt file, not a new class). Only data with no declared classes infers
+/// them from the largest label ("0", "1", …).
+fn idx_class_names(
+    dir: &Path,
+    name: &str,
+    files: &idx::IdxFiles,
+    train: &Split,
+    test: &Split,
+) -> Result<(Vec<String>, Option<String>)> {
+    let declared = match std::fs::read_to_string(dir.join("classes.txt")) {
+        Ok(text) => Some(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>(),
+        ),
+        Err(_) if name.to_ascii_lowercase().contains("fashion") => Some(
+            FASHION_MNIST_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+        Err(_) => None,
+    };
+    if let Some(names) = declared {
+        if names.is_empty() {
+            return Err(Error::Data(format!(
+                "{}: classes.txt names no classes",
+                dir.display()
+            )));
         }
+        for (labels_file, split) in [(&files.train_labels, train), (&files.test_labels, test)] {
+            if let Some(i) = split.labels.iter().position(|&l| l as usize >= names.len()) {
+                return Err(Error::Data(format!(
+                    "{}: label {} of image {i} is not one of the dataset's {} classes (0..{})",
+                    labels_file.display(),
+                    split.labels[i],
+                    names.len(),
+                    names.len() - 1
+                )));
+            }
+        }
+        return Ok((names, None));
     }
-    if name.to_ascii_lowercase().contains("fashion") && k <= 10 {
-        return FASHION_MNIST_CLASSES
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-    }
-    (0..k).map(|i| i.to_string()).collect()
+    let k = train.class_counts(0).len().max(test.class_counts(0).len());
+    let warning = format!(
+        "{}: no classes.txt; {k} classes inferred from the labels (0..{})",
+        dir.display(),
+        k.saturating_sub(1)
+    );
+    Ok(((0..k).map(|i| i.to_string()).collect(), Some(warning)))
 }
 
 /// Loads the dataset in the folder at `path`, detecting its format; warnings (skipped files)
@@ -292,8 +326,14 @@ pub fn load_with_warnings(path: &Path, opts: &LoadOptions) -> Result<(Dataset, V
         Format::Idx => {
             let files = idx::find_files(path)?.expect("detected");
             let (c, h, w, train, test) = idx::load(&files)?;
-            let names = idx_class_names(path, &name, &train, &test);
-            ((c, h, w), names, train, test, Vec::new())
+            let (names, inferred) = idx_class_names(path, &name, &files, &train, &test)?;
+            (
+                (c, h, w),
+                names,
+                train,
+                test,
+                inferred.into_iter().collect(),
+            )
         }
         Format::Cifar10 | Format::Cifar100 => {
             let files = cifar::find_files(path)?.expect("detected");

@@ -159,7 +159,7 @@ impl ArchSpec {
             "teacher" => ([64, 128], 1000),
             "student" => ([32, 64], 500),
             other => {
-                return Err(Error::Other(format!(
+                return Err(Error::InvalidArgument(format!(
                     "unknown architecture '{other}': expected teacher or student"
                 )))
             }

@@ -1,4 +1,5 @@
-//! relu, add, scale, sum, mean, reshape/flatten and their gradient rules.
+//! relu, add, scale, sum, mean, reshape/flatten and their gradient rules; `add_scaled_`
+//! (in place, no tape).
 
 use std::sync::Arc;
 
@@ -43,6 +44,22 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok(vec![Some(dy.clone()), Some(dy.clone())])
     });
     Ok(with_node(y, node))
+}
+
+/// `acc += alpha · x` in place, outside the tape (running sums of metrics).
+pub fn add_scaled_(acc: &Tensor, alpha: f32, x: &Tensor) -> Result<()> {
+    check_f32("add_scaled_", &[acc, x])?;
+    check_same_device("add_scaled_", &[acc, x])?;
+    if acc.shape() != x.shape() {
+        return Err(Error::Shape(format!(
+            "add_scaled_: shapes {:?} and {:?} differ",
+            acc.shape(),
+            x.shape()
+        )));
+    }
+    acc.device()
+        .backend()
+        .axpy(alpha, x.storage(), acc.storage())
 }
 
 /// `s · x`. Gradient: `s · dy`.

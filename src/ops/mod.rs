@@ -8,21 +8,25 @@
 //! | `pool.rs` (max_pool2d) | `pool.rs` | `pool.wgsl` |
 //! | `elementwise.rs` (relu, add, scale, sum, mean, reshape) | `elementwise.rs` | `elementwise.wgsl`, `reduce.wgsl` |
 //! | `softmax.rs` (softmax_t, log_softmax, cross_entropy, kd_loss) | `softmax.rs` | `softmax.wgsl` |
+//! | `optim.rs` (sgd_step_, adam_step_) | `optim.rs` | `optim.wgsl` |
 //!
-//! Every op validates its inputs and returns `Error::Shape` for bad ones; kernels never see
-//! an invalid shape.
+//! Every op validates its inputs (`Error::Shape` for shapes, `Error::InvalidArgument` for
+//! other values: a temperature, a dtype); kernels never see an invalid call. Ops whose name
+//! ends in `_` work in place and record nothing on the tape.
 //!
 //! [`Backend`]: crate::backend::Backend
 
 mod conv;
 mod elementwise;
 mod matmul;
+mod optim;
 mod pool;
 mod softmax;
 
 pub use conv::{conv2d, Conv2dParams};
-pub use elementwise::{add, flatten, mean, relu, reshape, scale, sum};
+pub use elementwise::{add, add_scaled_, flatten, mean, relu, reshape, scale, sum};
 pub use matmul::{linear, matmul};
+pub use optim::{adam_step_, sgd_step_};
 pub use pool::max_pool2d;
 pub use softmax::{accuracy_count, cross_entropy, kd_loss, log_softmax, softmax_t};
 
@@ -46,7 +50,7 @@ pub(crate) fn check_same_device(op: &str, tensors: &[&Tensor]) -> Result<()> {
 pub(crate) fn check_f32(op: &str, tensors: &[&Tensor]) -> Result<()> {
     for t in tensors {
         if t.dtype() != DType::F32 {
-            return Err(Error::Shape(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{op}: expected an f32 tensor, got u32 of shape {:?}",
                 t.shape()
             )));

@@ -15,7 +15,7 @@ fn rows_cols(op: &str, x: &Tensor) -> Result<(usize, usize)> {
 
 fn check_temperature(op: &str, t: f32) -> Result<()> {
     if !(t.is_finite() && t > 0.0) {
-        return Err(Error::Shape(format!(
+        return Err(Error::InvalidArgument(format!(
             "{op}: temperature must be finite and > 0, got {t}"
         )));
     }
@@ -138,7 +138,7 @@ pub fn kd_loss(
     check_same_device("kd_loss", &[student, teacher, labels])?;
     check_temperature("kd_loss", temperature)?;
     if !(0.0..=1.0).contains(&alpha) {
-        return Err(Error::Shape(format!(
+        return Err(Error::InvalidArgument(format!(
             "kd_loss: alpha must be in [0, 1], got {alpha}"
         )));
     }

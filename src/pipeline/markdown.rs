@@ -1,106 +1,11 @@
-//! The run directory's human- and machine-readable report: `report.json` (the [`Report`] as
-//! serde writes it), `report.md` (what the run bought, in prose and tables) and three PNGs
-//! (`loss.png`, `accuracy.png`, `confusion_kd.png`). Every file is written atomically.
+//! The report as text: `report.md` (what the run bought, in prose and tables, one function
+//! per section) and the few lines a terminal shows at the end of a run.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use super::pipeline::{mean_std, Report, RunSummary};
-use super::plot::{self, Series};
-use crate::checkpoint::write_atomic;
+use super::report::{ACCURACY_PNG, CONFUSION_PNG, LOSS_PNG};
+use super::{mean_std, Report, RunSummary};
 use crate::optim::LrSchedule;
-use crate::{Error, Result};
-
-/// File names of the plots, relative to the run directory.
-pub const LOSS_PNG: &str = "loss.png";
-pub const ACCURACY_PNG: &str = "accuracy.png";
-pub const CONFUSION_PNG: &str = "confusion_kd.png";
-
-/// Writes `report.json`, `report.md`, `loss.png`, `accuracy.png` and `confusion_kd.png` into
-/// `run_dir` (which must exist).
-pub fn write_report(report: &Report, run_dir: &Path) -> Result<()> {
-    let json = serde_json::to_string_pretty(report)
-        .map_err(|e| Error::Other(format!("cannot serialise the report: {e}")))?;
-    write_atomic(&run_dir.join("report.json"), json.as_bytes())?;
-
-    let (test_loss, accuracy) = curves(report);
-    plot::line_chart(
-        &run_dir.join(LOSS_PNG),
-        "Test loss (cross-entropy) per epoch",
-        "epoch",
-        "test cross-entropy",
-        &test_loss,
-    )?;
-    plot::line_chart(
-        &run_dir.join(ACCURACY_PNG),
-        "Test accuracy per epoch",
-        "epoch",
-        "test accuracy (%)",
-        &accuracy,
-    )?;
-    if !report.kd_confusion.is_empty() {
-        plot::confusion_matrix(
-            &run_dir.join(CONFUSION_PNG),
-            "KD student: confusion matrix (test)",
-            &report.kd_confusion,
-            &report.class_names,
-        )?;
-    }
-    let mut f16_files = Vec::new();
-    for run in std::iter::once(&report.teacher)
-        .chain(&report.baseline)
-        .chain(&report.kd)
-    {
-        let rel = Path::new(&run.run).join("best.f16.safetensors");
-        if run_dir.join(&rel).is_file() {
-            f16_files.push(rel.display().to_string());
-        }
-    }
-    write_atomic(
-        &run_dir.join("report.md"),
-        markdown(report, &f16_files).as_bytes(),
-    )
-}
-
-/// Per-epoch series (test loss, test accuracy in %) of the teacher and, averaged over seeds,
-/// the baseline and KD students.
-fn curves(report: &Report) -> (Vec<Series>, Vec<Series>) {
-    let seeds = report.kd.len().max(1);
-    let label = |name: &str| {
-        if seeds > 1 {
-            format!("{name} (mean of {seeds} seeds)")
-        } else {
-            name.to_string()
-        }
-    };
-    let mean_curve = |runs: &[RunSummary], f: fn(&super::train::EpochRecord) -> f64| {
-        let epochs = runs.iter().map(|r| r.history.len()).min().unwrap_or(0);
-        (0..epochs)
-            .map(|e| {
-                let vals: Vec<f64> = runs.iter().map(|r| f(&r.history[e])).collect();
-                (runs[0].history[e].epoch as f64, mean_std(&vals).0)
-            })
-            .collect::<Vec<_>>()
-    };
-    let teacher = std::slice::from_ref(&report.teacher);
-    let make = |f: fn(&super::train::EpochRecord) -> f64| {
-        vec![
-            Series {
-                name: "teacher".into(),
-                points: mean_curve(teacher, f),
-            },
-            Series {
-                name: label("baseline student"),
-                points: mean_curve(&report.baseline, f),
-            },
-            Series {
-                name: label("KD student"),
-                points: mean_curve(&report.kd, f),
-            },
-        ]
-    };
-    (make(|r| r.test_loss), make(|r| 100.0 * r.test_accuracy))
-}
 
 fn pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
@@ -160,8 +65,6 @@ fn mean_of(runs: &[RunSummary], f: fn(&RunSummary) -> f64) -> f64 {
 
 /// The text of `report.md`; `f16_files` lists the f16 checkpoints found in the run directory.
 pub fn markdown(r: &Report, f16_files: &[String]) -> String {
-    let c = &r.config;
-    let seeds = r.kd.len();
     let mut md = String::new();
     let w = &mut md;
     let _ = writeln!(w, "# Knowledge distillation report\n");
@@ -170,8 +73,18 @@ pub fn markdown(r: &Report, f16_files: &[String]) -> String {
         "distill {} · dataset **{}** · device **{}** · total wall time {:.1} s\n",
         r.version, r.dataset, r.device, r.total_seconds
     );
+    setup(w, r);
+    accuracy(w, r);
+    size_and_speed(w, r);
+    training_time(w, r);
+    configuration(w, r, f16_files);
+    plots(w, r);
+    md
+}
 
-    // --- setup
+fn setup(w: &mut String, r: &Report) {
+    let c = &r.config;
+    let seeds = r.kd.len();
     let _ = writeln!(w, "## Setup\n");
     match &c.teacher_checkpoint {
         None => {
@@ -233,8 +146,10 @@ pub fn markdown(r: &Report, f16_files: &[String]) -> String {
             String::new()
         }
     );
+}
 
-    // --- accuracy
+fn accuracy(w: &mut String, r: &Report) {
+    let seeds = r.kd.len();
     let _ = writeln!(w, "## Test accuracy\n");
     let _ = writeln!(w, "| model | train images | final | best (epoch) |");
     let _ = writeln!(w, "|---|---:|---:|---:|");
@@ -297,8 +212,9 @@ pub fn markdown(r: &Report, f16_files: &[String]) -> String {
         if teacher_gap >= 0.0 { "below" } else { "above" },
         r.compression
     );
+}
 
-    // --- size and speed
+fn size_and_speed(w: &mut String, r: &Report) {
     let (ts, ss) = (&r.teacher_stats, &r.student_stats);
     let _ = writeln!(w, "## Size and speed on {}\n", r.device);
     let _ = writeln!(w, "| | teacher | student | teacher / student |");
@@ -345,8 +261,9 @@ pub fn markdown(r: &Report, f16_files: &[String]) -> String {
          images per second of forward passes at batch 256 (both after a warm-up, read-back \
          included).\n"
     );
+}
 
-    // --- time
+fn training_time(w: &mut String, r: &Report) {
     let _ = writeln!(w, "## Training time\n");
     let _ = writeln!(
         w,
@@ -391,8 +308,11 @@ pub fn markdown(r: &Report, f16_files: &[String]) -> String {
             );
         }
     }
+}
 
-    // --- config
+fn configuration(w: &mut String, r: &Report, f16_files: &[String]) {
+    let c = &r.config;
+    let seeds = r.kd.len();
     let _ = writeln!(w, "## Configuration\n");
     let _ = writeln!(w, "| | teacher | students |");
     let _ = writeln!(w, "|---|---|---|");
@@ -458,8 +378,10 @@ pub fn markdown(r: &Report, f16_files: &[String]) -> String {
             (true, false) => f16_files.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
         }
     );
+}
 
-    // --- plots
+fn plots(w: &mut String, r: &Report) {
+    let seeds = r.kd.len();
     let _ = writeln!(w, "## Plots\n");
     let _ =
         writeln!(
@@ -484,7 +406,6 @@ pub fn markdown(r: &Report, f16_files: &[String]) -> String {
             if seeds > 1 { " (first seed)" } else { "" }
         );
     }
-    md
 }
 
 fn augment(a: &crate::data::Augment) -> String {

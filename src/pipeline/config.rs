@@ -1,0 +1,226 @@
+//! The settings of `distill run` ([`RunConfig`], saved as `config.json` in the run directory),
+//! the data they name ([`DataSource`]), and which changes a resumed run accepts.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, Dataset, LoadOptions};
+use crate::optim::LrSchedule;
+use crate::train::{validate_label_fraction, KdConfig, TrainConfig};
+use crate::{Error, Result};
+
+/// A dataset folder and how much of it to use.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataSource {
+    pub path: PathBuf,
+    /// Limit the training / test splits (smoke tests); `None` uses all.
+    pub max_train: Option<usize>,
+    pub max_test: Option<usize>,
+}
+
+impl DataSource {
+    /// The shipped Fashion-MNIST, whole.
+    pub fn shipped() -> DataSource {
+        DataSource {
+            path: data::default_data_dir(),
+            ..DataSource::default()
+        }
+    }
+
+    /// Loads the dataset and applies the slices.
+    pub fn load(&self) -> Result<Dataset> {
+        if self.max_train == Some(0) {
+            return Err(Error::setting("max_train", "must be at least 1"));
+        }
+        if self.max_test == Some(0) {
+            return Err(Error::setting("max_test", "must be at least 1"));
+        }
+        let mut ds = data::load(&self.path, &LoadOptions::default())?;
+        if let Some(n) = self.max_train {
+            ds.train = ds.train.take(n.min(ds.train.len()));
+        }
+        if let Some(n) = self.max_test {
+            ds.test = ds.test.take(n.min(ds.test.len()));
+        }
+        Ok(ds)
+    }
+}
+
+/// Everything `distill run` needs; saved as `config.json` in the run directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub data: PathBuf,
+    pub teacher: TrainConfig,
+    pub student: TrainConfig,
+    pub kd: KdConfig,
+    /// Fraction of the labelled training set the students see (the teacher sees it all).
+    pub label_fraction: f64,
+    /// Student runs repeat with seeds `student.seed + i` for `i < seeds`.
+    pub seeds: usize,
+    /// Use this teacher instead of training one.
+    pub teacher_checkpoint: Option<PathBuf>,
+    /// Limit the training / test splits (smoke tests); `None` uses all.
+    pub max_train: Option<usize>,
+    pub max_test: Option<usize>,
+    /// Also write f16 copies of the checkpoints.
+    pub half: bool,
+}
+
+impl Default for RunConfig {
+    /// The defaults of `distill run`: teacher 5 epochs on the full set; students 30 epochs on
+    /// 10% of it; Adam 1e-3, batch 128, T = 4, α = 0.9.
+    fn default() -> Self {
+        RunConfig {
+            data: data::default_data_dir(),
+            teacher: TrainConfig {
+                epochs: 5,
+                ..TrainConfig::default()
+            },
+            student: TrainConfig {
+                epochs: 30,
+                ..TrainConfig::default()
+            },
+            kd: KdConfig::default(),
+            label_fraction: 0.1,
+            seeds: 1,
+            teacher_checkpoint: None,
+            max_train: None,
+            max_test: None,
+            half: false,
+        }
+    }
+}
+
+impl RunConfig {
+    /// A smoke-sized run (about a minute on two CPU cores).
+    pub fn quick() -> Self {
+        let d = RunConfig::default();
+        RunConfig {
+            teacher: TrainConfig {
+                epochs: 1,
+                ..d.teacher.clone()
+            },
+            student: TrainConfig {
+                epochs: 3,
+                ..d.student.clone()
+            },
+            max_train: Some(6000),
+            max_test: Some(2000),
+            label_fraction: 0.2,
+            ..d
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.teacher.validate()?;
+        self.student.validate()?;
+        self.kd.validate()?;
+        validate_label_fraction(self.label_fraction)?;
+        if self.seeds == 0 {
+            return Err(Error::setting("seeds", "must be at least 1"));
+        }
+        if let Some(t) = &self.teacher_checkpoint {
+            if !t.is_file() {
+                return Err(Error::setting(
+                    "teacher",
+                    format!("{}: no such file", t.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The data this run trains and tests on.
+    pub fn data_source(&self) -> DataSource {
+        DataSource {
+            path: self.data.clone(),
+            max_train: self.max_train,
+            max_test: self.max_test,
+        }
+    }
+
+    /// The settings saved in the run directory `dir`, if it holds a run.
+    pub fn load_saved(dir: &Path) -> Result<Option<RunConfig>> {
+        let path = dir.join("config.json");
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let cfg = serde_json::from_str(&text).map_err(|e| {
+            Error::Resume(format!(
+                "{} is not a distill run configuration: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(Some(cfg))
+    }
+
+    /// Whether a run started with `saved` can continue with these settings: only the numbers
+    /// of epochs may change, and not under a cosine schedule (it spans the epochs it was
+    /// started with). The error lists every setting that differs.
+    pub fn check_resume(&self, saved: &RunConfig, dir: &Path) -> Result<()> {
+        let mut diff = Vec::new();
+        differences("", &without_epochs(saved), &without_epochs(self), &mut diff);
+        if !diff.is_empty() {
+            return Err(Error::Resume(format!(
+                "{} holds a run with other settings (only the numbers of epochs may change):\n  {}",
+                dir.display(),
+                diff.join("\n  ")
+            )));
+        }
+        for (who, old, new) in [
+            ("teacher", &saved.teacher, &self.teacher),
+            ("student", &saved.student, &self.student),
+        ] {
+            if old.epochs != new.epochs && matches!(new.schedule, LrSchedule::Cosine { .. }) {
+                return Err(Error::Resume(format!(
+                    "{}: the {who}'s cosine schedule spans the {} epochs it was started with, so \
+                     they cannot become {}; start a new run instead",
+                    dir.display(),
+                    old.epochs,
+                    new.epochs
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `cfg` as JSON with the numbers of epochs (and the cosine span that follows them) zeroed.
+fn without_epochs(cfg: &RunConfig) -> serde_json::Value {
+    let mut c = cfg.clone();
+    for t in [&mut c.teacher, &mut c.student] {
+        t.epochs = 0;
+        if let LrSchedule::Cosine { t_max, .. } = &mut t.schedule {
+            *t_max = 0;
+        }
+    }
+    serde_json::to_value(c).unwrap_or_default()
+}
+
+/// Every leaf where two JSON values differ, as `path: a in the run, b now`.
+fn differences(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                differences(
+                    &p,
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} in the run, {b} now")),
+        _ => {}
+    }
+}

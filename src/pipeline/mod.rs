@@ -1,0 +1,326 @@
+//! The main job: teacher → baseline student → KD student → report, in one run directory.
+//!
+//! The teacher trains on the whole training split (or is loaded from a checkpoint). The two
+//! students train on a seeded, class-stratified `label_fraction` of it with the same seed and
+//! schedule; the only difference is the loss (labels alone vs. Hinton KD against the
+//! teacher). Without augmentation the teacher's logits over the students' training images
+//! are computed once and cached (offline KD). With `seeds > 1` each student run repeats with
+//! seeds `seed, seed+1, …` and the report shows mean ± std.
+//!
+//! [`single`] trains one model the same way (`distill train`, `distill distill`).
+
+pub mod config;
+mod markdown;
+pub mod metrics;
+pub mod report;
+pub mod single;
+pub mod stats;
+pub mod summary;
+pub mod teacher;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use config::{DataSource, RunConfig};
+pub use markdown::summary_lines;
+pub use metrics::MetricsLog;
+pub use single::{train_model, ModelJob, ModelOutcome, TeacherSource};
+pub use stats::{mean_std, model_stats, ModelStats};
+pub use summary::{Report, RunSummary};
+
+use crate::data::{self, Dataset, Split};
+use crate::model_file::save_half_copy;
+use crate::nn::{ArchSpec, Sequential};
+use crate::train::{self, InputSpec, Observer, TeacherLogits, TrainConfig, TrainJob};
+use crate::{Device, Error, Result};
+
+/// What every step of a run shares.
+struct Ctx<'a> {
+    cfg: &'a RunConfig,
+    device: &'a Device,
+    run_dir: &'a Path,
+    input: InputSpec,
+    test: Arc<Split>,
+}
+
+impl Ctx<'_> {
+    /// A resumable training job in `run_dir/<run>`.
+    fn job<'t>(
+        &self,
+        run: &str,
+        spec: &ArchSpec,
+        config: TrainConfig,
+        train: Arc<Split>,
+    ) -> TrainJob<'t> {
+        TrainJob {
+            run: run.into(),
+            spec: spec.clone(),
+            input: self.input.clone(),
+            device: self.device.clone(),
+            config,
+            train,
+            test: self.test.clone(),
+            kd: None,
+            checkpoint_dir: Some(self.run_dir.join(run)),
+            resume: true,
+        }
+    }
+}
+
+/// The teacher of a run, trained or loaded.
+struct TeacherRun {
+    model: Sequential,
+    summary: RunSummary,
+}
+
+/// The students of a run: one baseline and one KD student per seed.
+struct Students {
+    baseline: Vec<RunSummary>,
+    kd: Vec<RunSummary>,
+    /// The KD student of the first seed, whose confusion matrix and speed the report shows.
+    first_kd: Sequential,
+}
+
+/// Runs the whole job into `run_dir` (created; an existing one is resumed: finished runs are
+/// restored from their checkpoints and unfinished ones continue where they stopped).
+pub fn run(
+    cfg: &RunConfig,
+    device: &Device,
+    run_dir: &Path,
+    obs: &mut dyn Observer,
+) -> Result<Report> {
+    cfg.validate()?;
+    let started = Instant::now();
+    if let Some(saved) = RunConfig::load_saved(run_dir)? {
+        cfg.check_resume(&saved, run_dir)?;
+    }
+    // Load the data first: a bad data folder must not leave a run directory behind.
+    let ds = cfg.data_source().load()?;
+    std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+    crate::checkpoint::write_atomic(
+        &run_dir.join("config.json"),
+        serde_json::to_string_pretty(cfg)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    let ctx = Ctx {
+        cfg,
+        device,
+        run_dir,
+        input: InputSpec::of(&ds),
+        test: Arc::new(ds.test.clone()),
+    };
+    let full_train = Arc::new(ds.train.clone());
+    let student_train: Arc<Split> = if cfg.label_fraction < 1.0 {
+        Arc::new(full_train.label_fraction(cfg.label_fraction, cfg.student.seed)?)
+    } else {
+        full_train.clone()
+    };
+
+    let mut log = MetricsLog::open(run_dir, obs)?;
+    let teacher = obtain_teacher(&ctx, &ds, &full_train, &mut log)?;
+    let (logits, cache_seconds) = teacher::teacher_logits(
+        &teacher.model,
+        device,
+        &student_train,
+        &ctx.input,
+        cfg.student.augment.is_active(),
+        &mut log,
+    )?;
+    let students = train_students(&ctx, &ds, &student_train, logits, &mut log)?;
+    log.finish()?;
+    if cfg.half {
+        write_half_copies(run_dir, &teacher, &students)?;
+    }
+
+    obs.message("evaluating the KD student and measuring inference latency and throughput…");
+    let mut report = measure(&ctx, &ds, &teacher, students)?;
+    report.teacher_train_images = full_train.len();
+    report.student_train_images = student_train.len();
+    report.teacher_cache_seconds = cache_seconds;
+    // Online KD would run the teacher over the same images in every KD epoch.
+    let student_epochs_run = (cfg.student.epochs * cfg.seeds) as f64;
+    report.teacher_seconds_saved = cache_seconds.map(|s| s * (student_epochs_run - 1.0).max(0.0));
+    report.total_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The teacher: trained on the whole training split, or loaded from `teacher_checkpoint`
+/// (and evaluated, so the report can show its accuracy).
+fn obtain_teacher(
+    ctx: &Ctx,
+    ds: &Dataset,
+    full_train: &Arc<Split>,
+    log: &mut MetricsLog,
+) -> Result<TeacherRun> {
+    let cfg = ctx.cfg;
+    if let Some(path) = &cfg.teacher_checkpoint {
+        let loaded = teacher::load_teacher(path, ctx.device, ds)?;
+        let eval = train::evaluate(&loaded.model, ctx.device, &ctx.test, &ctx.input, 256, false)?;
+        log.message(&format!(
+            "teacher loaded from {}: test accuracy {:.2}%",
+            path.display(),
+            100.0 * eval.accuracy
+        ));
+        let summary = RunSummary {
+            run: "teacher".into(),
+            arch: loaded.spec.arch.clone(),
+            seed: cfg.teacher.seed,
+            train_images: full_train.len(),
+            final_accuracy: eval.accuracy,
+            best_accuracy: eval.accuracy,
+            best_epoch: 0,
+            seconds_per_epoch: 0.0,
+            history: Vec::new(),
+        };
+        return Ok(TeacherRun {
+            model: loaded.model,
+            summary,
+        });
+    }
+    let spec = ArchSpec::preset(
+        "teacher",
+        ds.channels,
+        ds.height,
+        ds.width,
+        ds.num_classes(),
+    )?;
+    let job = ctx.job("teacher", &spec, cfg.teacher.clone(), full_train.clone());
+    let t = train::train(job, log)?;
+    let summary = RunSummary::of("teacher", "teacher", cfg.teacher.seed, full_train.len(), &t);
+    Ok(TeacherRun {
+        model: t.model,
+        summary,
+    })
+}
+
+/// Baseline and KD students, seed by seed, on the same images with the same schedule.
+fn train_students(
+    ctx: &Ctx,
+    ds: &Dataset,
+    student_train: &Arc<Split>,
+    logits: TeacherLogits,
+    log: &mut MetricsLog,
+) -> Result<Students> {
+    let cfg = ctx.cfg;
+    let spec = ArchSpec::preset(
+        "student",
+        ds.channels,
+        ds.height,
+        ds.width,
+        ds.num_classes(),
+    )?;
+    let mut baseline = Vec::new();
+    let mut kd = Vec::new();
+    let mut first_kd = None;
+    for i in 0..cfg.seeds {
+        let seed = cfg.student.seed + i as u64;
+        let suffix = if cfg.seeds > 1 {
+            format!("-seed{seed}")
+        } else {
+            String::new()
+        };
+        let config = TrainConfig {
+            seed,
+            ..cfg.student.clone()
+        };
+        let name = format!("baseline{suffix}");
+        let job = ctx.job(&name, &spec, config.clone(), student_train.clone());
+        let t = train::train(job, log)?;
+        baseline.push(RunSummary::of(
+            &name,
+            "student",
+            seed,
+            student_train.len(),
+            &t,
+        ));
+
+        let name = format!("kd{suffix}");
+        let mut job = ctx.job(&name, &spec, config, student_train.clone());
+        job.kd = Some((cfg.kd, logits.clone()));
+        let t = train::train(job, log)?;
+        kd.push(RunSummary::of(
+            &name,
+            "student",
+            seed,
+            student_train.len(),
+            &t,
+        ));
+        first_kd.get_or_insert(t.model);
+    }
+    let first_kd = first_kd.ok_or_else(|| Error::setting("seeds", "must be at least 1"))?;
+    Ok(Students {
+        baseline,
+        kd,
+        first_kd,
+    })
+}
+
+/// `best.f16.safetensors` beside every `best.safetensors` of the run.
+fn write_half_copies(run_dir: &Path, teacher: &TeacherRun, students: &Students) -> Result<()> {
+    let runs = std::iter::once(&teacher.summary)
+        .chain(&students.baseline)
+        .chain(&students.kd);
+    for run in runs {
+        let dir = run_dir.join(&run.run);
+        if dir.join("best.safetensors").exists() {
+            save_half_copy(
+                &dir.join("best.safetensors"),
+                &dir.join("best.f16.safetensors"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// What KD bought: the KD student's confusion matrix, both models' size and speed, and the
+/// accuracy gains over the baseline (the caller fills in the run's counts and times).
+fn measure(ctx: &Ctx, ds: &Dataset, teacher: &TeacherRun, students: Students) -> Result<Report> {
+    let (device, input) = (ctx.device, &ctx.input);
+    let kd_eval = train::evaluate(&students.first_kd, device, &ctx.test, input, 256, true)?;
+    let sample = data::try_batches(
+        ctx.test.clone(),
+        input.channels,
+        input.height,
+        input.width,
+        &input.batch_config(256),
+        0,
+    )?
+    .next()
+    .ok_or_else(|| Error::Data("the test split is empty".into()))?;
+    let classes = ds.num_classes();
+    let teacher_spec = ArchSpec::preset("teacher", ds.channels, ds.height, ds.width, classes)?;
+    let student_spec = ArchSpec::preset("student", ds.channels, ds.height, ds.width, classes)?;
+    let teacher_stats = model_stats(&teacher.model, &teacher_spec, device, &sample.images)?;
+    let student_stats = model_stats(&students.first_kd, &student_spec, device, &sample.images)?;
+    let (baseline, kd) = (students.baseline, students.kd);
+    let gains = |f: fn(&RunSummary) -> f64| {
+        mean_std(&kd.iter().map(f).collect::<Vec<_>>()).0
+            - mean_std(&baseline.iter().map(f).collect::<Vec<_>>()).0
+    };
+    Ok(Report {
+        version: env!("CARGO_PKG_VERSION").into(),
+        dataset: ds.name.clone(),
+        device: device.name(),
+        class_names: ds.class_names.clone(),
+        teacher_train_images: 0,
+        student_train_images: 0,
+        test_images: ctx.test.len(),
+        config: ctx.cfg.clone(),
+        kd_gain_final: gains(|r| r.final_accuracy),
+        kd_gain_best: gains(|r| r.best_accuracy),
+        compression: teacher_stats.parameters as f64 / student_stats.parameters as f64,
+        speedup_throughput: student_stats.throughput_batch256 / teacher_stats.throughput_batch256,
+        speedup_latency: teacher_stats.latency_ms_batch1 / student_stats.latency_ms_batch1,
+        teacher_cache_seconds: None,
+        teacher_seconds_saved: None,
+        kd_confusion: kd_eval.confusion.unwrap_or_default(),
+        teacher: teacher.summary.clone(),
+        baseline,
+        kd,
+        teacher_stats,
+        student_stats,
+        total_seconds: 0.0,
+    })
+}

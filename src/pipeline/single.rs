@@ -1,0 +1,202 @@
+//! One model trained into a directory: `distill train` (labels alone) and `distill distill`
+//! (Hinton KD from a teacher checkpoint). The directory gets `best`/`last` checkpoints,
+//! `metrics.jsonl` and, when asked, an f16 copy of the best checkpoint.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::metrics::MetricsLog;
+use super::teacher::{load_teacher, teacher_logits};
+use crate::data::{Dataset, Split};
+use crate::model_file::save_half_copy;
+use crate::nn::ArchSpec;
+use crate::train::{
+    self, validate_label_fraction, InputSpec, KdConfig, Observer, TrainConfig, TrainJob, Trained,
+};
+use crate::{Device, Error, Result};
+
+/// The teacher of a KD student.
+#[derive(Clone, Debug)]
+pub struct TeacherSource {
+    pub checkpoint: PathBuf,
+    pub kd: KdConfig,
+    /// Fraction of the labelled training set the student sees.
+    pub label_fraction: f64,
+}
+
+/// One model to train.
+#[derive(Clone, Debug)]
+pub struct ModelJob {
+    /// `teacher` or `student`.
+    pub arch: String,
+    pub config: TrainConfig,
+    /// The run directory (created; an existing run in it is resumed).
+    pub out: PathBuf,
+    /// Distil from this teacher; `None` trains on labels alone.
+    pub teacher: Option<TeacherSource>,
+    /// Also write `best.f16.safetensors`.
+    pub half: bool,
+}
+
+/// What [`train_model`] produced.
+pub struct ModelOutcome {
+    /// `kd` for a KD student, else the architecture.
+    pub run: String,
+    pub trained: Trained,
+    pub train_images: usize,
+    /// For a KD student: whether the teacher's logits were cached (no augmentation).
+    pub offline_kd: Option<bool>,
+    /// Whether `best.f16.safetensors` was written.
+    pub wrote_half: bool,
+}
+
+/// Trains `job` on `ds` into `job.out`, reporting progress to `obs`.
+pub fn train_model(
+    job: &ModelJob,
+    ds: &Dataset,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<ModelOutcome> {
+    job.config.validate()?;
+    let spec = ArchSpec::preset(
+        &job.arch,
+        ds.channels,
+        ds.height,
+        ds.width,
+        ds.num_classes(),
+    )?;
+    std::fs::create_dir_all(&job.out).map_err(|e| Error::io(&job.out, e))?;
+    let mut log = MetricsLog::open(&job.out, obs)?;
+    let test = Arc::new(ds.test.clone());
+    let outcome = match &job.teacher {
+        None => {
+            let full = Arc::new(ds.train.clone());
+            log.message(&format!(
+                "training {} on {} images of {} (device {}), checkpoints in {}",
+                job.arch,
+                full.len(),
+                ds.name,
+                device.name(),
+                job.out.display()
+            ));
+            let trained = train::train(
+                job_of(
+                    job,
+                    &job.arch,
+                    spec,
+                    InputSpec::of(ds),
+                    device,
+                    full.clone(),
+                    test,
+                ),
+                &mut log,
+            )?;
+            ModelOutcome {
+                run: job.arch.clone(),
+                trained,
+                train_images: full.len(),
+                offline_kd: None,
+                wrote_half: false,
+            }
+        }
+        Some(teacher) => distill_into(job, teacher, spec, ds, device, test, &mut log)?,
+    };
+    log.finish()?;
+    let wrote_half = job.half;
+    if wrote_half {
+        save_half_copy(
+            &job.out.join("best.safetensors"),
+            &job.out.join("best.f16.safetensors"),
+        )?;
+    }
+    Ok(ModelOutcome {
+        wrote_half,
+        ..outcome
+    })
+}
+
+/// The [`TrainJob`] of `job` for one run name, resumable in `job.out`.
+fn job_of<'a>(
+    job: &ModelJob,
+    run: &str,
+    spec: ArchSpec,
+    input: InputSpec,
+    device: &Device,
+    train: Arc<Split>,
+    test: Arc<Split>,
+) -> TrainJob<'a> {
+    TrainJob {
+        run: run.into(),
+        spec,
+        input,
+        device: device.clone(),
+        config: job.config.clone(),
+        train,
+        test,
+        kd: None,
+        checkpoint_dir: Some(job.out.clone()),
+        resume: true,
+    }
+}
+
+/// A KD student of `teacher` on a stratified fraction of the training split. It sees exactly
+/// what the teacher saw: the teacher's normalisation and class names.
+fn distill_into(
+    job: &ModelJob,
+    teacher: &TeacherSource,
+    spec: ArchSpec,
+    ds: &Dataset,
+    device: &Device,
+    test: Arc<Split>,
+    log: &mut MetricsLog,
+) -> Result<ModelOutcome> {
+    teacher.kd.validate()?;
+    validate_label_fraction(teacher.label_fraction)?;
+    let loaded = load_teacher(&teacher.checkpoint, device, ds)?;
+    let student_train = if teacher.label_fraction < 1.0 {
+        Arc::new(
+            ds.train
+                .label_fraction(teacher.label_fraction, job.config.seed)?,
+        )
+    } else {
+        Arc::new(ds.train.clone())
+    };
+    log.message(&format!(
+        "distilling {} into a {} on {} images of {} (T = {}, α = {}, device {}), checkpoints in {}",
+        teacher.checkpoint.display(),
+        job.arch,
+        student_train.len(),
+        ds.name,
+        teacher.kd.temperature,
+        teacher.kd.alpha,
+        device.name(),
+        job.out.display()
+    ));
+    let augmented = job.config.augment.is_active();
+    let (logits, _) = teacher_logits(
+        &loaded.model,
+        device,
+        &student_train,
+        &loaded.input,
+        augmented,
+        log,
+    )?;
+    let mut train_job = job_of(
+        job,
+        "kd",
+        spec,
+        loaded.input.clone(),
+        device,
+        student_train.clone(),
+        test,
+    );
+    train_job.kd = Some((teacher.kd, logits));
+    let trained = train::train(train_job, log)?;
+    Ok(ModelOutcome {
+        run: "kd".into(),
+        trained,
+        train_images: student_train.len(),
+        offline_kd: Some(!augmented),
+        wrote_half: false,
+    })
+}

@@ -1,0 +1,13 @@
+//! Training one model: its settings ([`config`]), the loop with checkpoints and exact resume
+//! ([`trainer`], [`resume`]), and using the result ([`eval`]: metrics, logits, top-k).
+
+pub mod config;
+pub mod eval;
+pub mod resume;
+pub mod trainer;
+
+pub use config::{validate_label_fraction, InputSpec, KdConfig, OptimizerKind, TrainConfig};
+pub use eval::{argmax, evaluate, predict_logits, top_k, ClassProbability, Evaluation};
+pub use trainer::{
+    train, EpochRecord, Observer, Silent, TeacherLogits, TrainJob, Trained, READ_EVERY,
+};

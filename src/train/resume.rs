@@ -1,0 +1,92 @@
+//! Exact resume of a training run: after every epoch the optimiser state, the history and the
+//! settings go to `last.state.safetensors` beside `last.safetensors`. The data order and
+//! augmentation are functions of (seed, epoch), so nothing else is needed to continue exactly.
+//! The state is a file of its own because PyTorch's `load_state_dict(strict=True)` must see
+//! only model keys in `last.safetensors`.
+
+use std::path::{Path, PathBuf};
+
+use super::config::TrainConfig;
+use super::trainer::{EpochRecord, TrainJob};
+use crate::checkpoint::{self, StoreDtype};
+use crate::model_file::json;
+use crate::nn::Sequential;
+use crate::optim::Optimizer;
+use crate::{Error, Result};
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("last.state.safetensors")
+}
+
+/// Whether `dir` holds a run that can be continued.
+pub fn has_state(dir: &Path) -> bool {
+    state_path(dir).exists()
+}
+
+/// Writes the optimiser state, the history and the settings of the run in `dir` (atomically).
+pub fn save_state(
+    dir: &Path,
+    optimizer: &Optimizer,
+    history: &[EpochRecord],
+    cfg: &TrainConfig,
+) -> Result<()> {
+    let (tensors, steps) = optimizer.export_state()?;
+    let meta = [
+        ("history".to_string(), json(history)),
+        ("optimizer_steps".into(), json(&steps)),
+        ("config".into(), json(cfg)),
+    ];
+    checkpoint::save(
+        &state_path(dir),
+        &tensors,
+        &meta.into_iter().collect(),
+        StoreDtype::F32,
+    )
+}
+
+/// Restores weights, optimiser state and history from `dir/last.*`. Only the number of epochs
+/// may differ from the settings the run was started with.
+pub fn restore(
+    dir: &Path,
+    job: &TrainJob,
+    model: &Sequential,
+    optimizer: &mut Optimizer,
+) -> Result<Vec<EpochRecord>> {
+    let state_path = state_path(dir);
+    let state = checkpoint::load(&state_path)?;
+    let field = |key: &str| -> Result<&String> {
+        state.metadata.get(key).ok_or_else(|| {
+            Error::Checkpoint(format!("{}: no '{key}' metadata", state_path.display()))
+        })
+    };
+    let parse_error = |key: &str, e: serde_json::Error| {
+        Error::Checkpoint(format!("{}: bad {key}: {e}", state_path.display()))
+    };
+    let saved_cfg: TrainConfig =
+        serde_json::from_str(field("config")?).map_err(|e| parse_error("config", e))?;
+    let same_schedule = TrainConfig {
+        epochs: job.config.epochs,
+        ..saved_cfg.clone()
+    };
+    if same_schedule != job.config {
+        return Err(Error::Resume(format!(
+            "{}: the run was started with different settings ({saved_cfg:?}); only the number of epochs may change",
+            state_path.display()
+        )));
+    }
+    let history: Vec<EpochRecord> =
+        serde_json::from_str(field("history")?).map_err(|e| parse_error("history", e))?;
+    let steps: Vec<u32> = serde_json::from_str(field("optimizer_steps")?)
+        .map_err(|e| parse_error("optimizer steps", e))?;
+    let weights_path = dir.join("last.safetensors");
+    let weights = checkpoint::load(&weights_path)?;
+    checkpoint::check_matches(&job.spec.parameter_shapes(), &weights, &weights_path)?;
+    for (name, p) in model.parameters() {
+        let t = weights.get(&name).ok_or_else(|| {
+            Error::Checkpoint(format!("{}: missing {name}", weights_path.display()))
+        })?;
+        p.assign(&t.data)?;
+    }
+    optimizer.import_state(&state.tensors, &steps)?;
+    Ok(history)
+}

@@ -1,0 +1,315 @@
+//! The training loop shared by the teacher, the baseline student and the KD student:
+//! epochs of batches → forward → loss (cross-entropy, or Hinton KD against a teacher) →
+//! backward → optimiser, evaluation on the test split after every epoch, `best`/`last`
+//! checkpoints, exact resume, and a stop with a clear message on a NaN or infinite loss.
+//!
+//! Metrics stay on the device while an epoch runs (loss sums and correct counts are
+//! accumulated by kernels); the host reads them every [`READ_EVERY`] batches and at the end
+//! of the epoch, so a GPU step is not stalled by read-backs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{InputSpec, KdConfig, TrainConfig};
+use super::eval::evaluate;
+use super::resume;
+use crate::checkpoint::StoreDtype;
+use crate::data::{self, Batch, BatchConfig, Split};
+use crate::model_file::{model_metadata, save_model};
+use crate::nn::{ArchSpec, Sequential};
+use crate::ops;
+use crate::optim::Optimizer;
+use crate::{no_grad, Device, Error, Result, Tensor};
+
+/// How often (in batches) the host reads the running loss for progress and NaN checks.
+pub const READ_EVERY: usize = 10;
+
+/// Where a KD student's teacher logits come from.
+#[derive(Clone)]
+pub enum TeacherLogits<'a> {
+    /// Offline KD: logits of every image of the training split, `[n, classes]` row-major,
+    /// computed once (only valid without augmentation).
+    Cached(Arc<Vec<f32>>),
+    /// Online KD: the teacher runs forward (no tape) on every augmented batch.
+    Online(&'a Sequential),
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub run: String,
+    /// 1-based.
+    pub epoch: usize,
+    pub lr: f32,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// Progress callbacks; the CLI draws bars, tests stay silent.
+pub trait Observer {
+    fn epoch_start(&mut self, _run: &str, _epoch: usize, _epochs: usize, _batches: usize) {}
+    /// `loss` is the mean training loss of the epoch so far, when it was read back.
+    fn batch(&mut self, _done: usize, _loss: Option<f64>, _images_per_second: f64) {}
+    fn epoch_end(&mut self, _record: &EpochRecord) {}
+    fn message(&mut self, _text: &str) {}
+}
+
+/// An observer that reports nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// A training job.
+pub struct TrainJob<'a> {
+    /// `teacher`, `baseline`, `kd`: names the run in metrics and the checkpoint folder.
+    pub run: String,
+    pub spec: ArchSpec,
+    pub input: InputSpec,
+    pub device: Device,
+    pub config: TrainConfig,
+    pub train: Arc<Split>,
+    pub test: Arc<Split>,
+    /// KD settings and the teacher's logits; `None` trains on labels alone.
+    pub kd: Option<(KdConfig, TeacherLogits<'a>)>,
+    /// Folder for `best.safetensors`, `last.safetensors`, `last.state.safetensors`.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from `checkpoint_dir/last.*` when present.
+    pub resume: bool,
+}
+
+/// The outcome of [`train`].
+pub struct Trained {
+    pub model: Sequential,
+    pub history: Vec<EpochRecord>,
+    pub best_epoch: usize,
+    pub best_accuracy: f64,
+    pub final_accuracy: f64,
+    /// Wall time of the epochs this call ran (not those restored by a resume).
+    pub seconds: f64,
+}
+
+/// Trains `job.spec` from its seed (or resumes) and returns the model and its history.
+pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
+    job.config.validate()?;
+    check_cached_logits(&job)?;
+    let cfg = &job.config;
+    let model = job.spec.build(&job.device, cfg.seed)?;
+    let mut optimizer = Optimizer::new(cfg.optim_config(), model.parameters())?;
+    let mut history: Vec<EpochRecord> = Vec::new();
+    if let (true, Some(dir)) = (job.resume, &job.checkpoint_dir) {
+        if resume::has_state(dir) {
+            history = resume::restore(dir, &job, &model, &mut optimizer)?;
+            obs.message(&format!(
+                "{}: resumed after epoch {} from {}",
+                job.run,
+                history.len(),
+                dir.display()
+            ));
+        }
+    }
+    if let Some(dir) = &job.checkpoint_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+
+    let started = Instant::now();
+    for epoch in history.len() + 1..=cfg.epochs {
+        let record = train_epoch(&job, &model, &mut optimizer, epoch, obs)?;
+        let is_best = history
+            .iter()
+            .all(|r| record.test_accuracy > r.test_accuracy);
+        history.push(record.clone());
+        if let Some(dir) = &job.checkpoint_dir {
+            let meta = model_metadata(&job.spec, &job.input, cfg.seed, Some(&record));
+            save_model(
+                &dir.join("last.safetensors"),
+                &model,
+                &meta,
+                StoreDtype::F32,
+            )?;
+            if is_best {
+                save_model(
+                    &dir.join("best.safetensors"),
+                    &model,
+                    &meta,
+                    StoreDtype::F32,
+                )?;
+            }
+            resume::save_state(dir, &optimizer, &history, cfg)?;
+        }
+        obs.epoch_end(&record);
+    }
+
+    let (best_epoch, best_accuracy) = history.iter().fold((0, f64::MIN), |(be, ba), r| {
+        if r.test_accuracy > ba {
+            (r.epoch, r.test_accuracy)
+        } else {
+            (be, ba)
+        }
+    });
+    let final_accuracy = history.last().map_or(0.0, |r| r.test_accuracy);
+    Ok(Trained {
+        model,
+        history,
+        best_epoch,
+        best_accuracy,
+        final_accuracy,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Cached logits need a fixed image order per index and one row per training image.
+fn check_cached_logits(job: &TrainJob) -> Result<()> {
+    let Some((_, TeacherLogits::Cached(logits))) = &job.kd else {
+        return Ok(());
+    };
+    if job.config.augment.is_active() {
+        return Err(Error::InvalidArgument(
+            "cached teacher logits cannot be used with augmentation: use online KD".into(),
+        ));
+    }
+    let classes = job.spec.num_classes;
+    if logits.len() != job.train.len() * classes {
+        return Err(Error::Shape(format!(
+            "cached teacher logits hold {} values, expected {} images × {classes} classes",
+            logits.len(),
+            job.train.len()
+        )));
+    }
+    Ok(())
+}
+
+/// One epoch: every batch through forward, loss, backward and the optimiser, then the test
+/// split. The batch order and augmentation are functions of (seed, epoch).
+fn train_epoch(
+    job: &TrainJob,
+    model: &Sequential,
+    optimizer: &mut Optimizer,
+    epoch: usize,
+    obs: &mut dyn Observer,
+) -> Result<EpochRecord> {
+    let (cfg, input, device) = (&job.config, &job.input, &job.device);
+    let epoch_start = Instant::now();
+    let lr = cfg.schedule.lr_at(cfg.lr, epoch - 1);
+    optimizer.set_lr(lr);
+    let mut batch_cfg = input.batch_config(cfg.batch_size);
+    batch_cfg.shuffle = true;
+    batch_cfg.seed = cfg.seed;
+    batch_cfg.augment = cfg.augment;
+    let batches = batches_of(&job.train, input, &batch_cfg, epoch as u64)?;
+    let total_batches = batches.num_batches();
+    obs.epoch_start(&job.run, epoch, cfg.epochs, total_batches);
+
+    let loss_sum = Tensor::zeros(&[], device)?; // a scalar, as the losses are
+    let correct = Tensor::from_u32(&[0], &[1], device)?;
+    let mut seen = 0usize;
+    for (b, batch) in batches.enumerate() {
+        let rows = batch.len();
+        let x = Tensor::from_f32(&batch.images, &batch.shape, device)?;
+        let y = Tensor::from_u32(&batch.labels, &[rows], device)?;
+        let logits = model.forward(&x)?;
+        let loss = loss_of(job, &batch, &x, &logits, &y)?;
+        optimizer.zero_grad();
+        loss.backward()?;
+        optimizer.step()?;
+        ops::add_scaled_(&loss_sum, rows as f32, &loss)?;
+        ops::accuracy_count(&logits.detach(), &y, &correct)?;
+        seen += rows;
+
+        let done = b + 1;
+        let mean_loss = if done % READ_EVERY == 0 || done == total_batches {
+            let l = loss_sum.to_vec()?[0] as f64 / seen as f64;
+            check_finite(job, l, epoch, done)?;
+            Some(l)
+        } else {
+            device.backend().flush()?;
+            None
+        };
+        let images_per_second = seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+        obs.batch(done, mean_loss, images_per_second);
+    }
+    let train_seconds = epoch_start.elapsed().as_secs_f64();
+    let eval = evaluate(
+        model,
+        device,
+        &job.test,
+        input,
+        cfg.batch_size.max(256),
+        false,
+    )?;
+    Ok(EpochRecord {
+        run: job.run.clone(),
+        epoch,
+        lr,
+        train_loss: loss_sum.to_vec()?[0] as f64 / seen.max(1) as f64,
+        train_accuracy: correct.to_vec_u32()?[0] as f64 / seen.max(1) as f64,
+        test_loss: eval.loss,
+        test_accuracy: eval.accuracy,
+        seconds: epoch_start.elapsed().as_secs_f64(),
+        images_per_second: seen as f64 / train_seconds.max(1e-9),
+    })
+}
+
+/// The batches of `split` for an epoch, shaped as `input` says.
+pub(crate) fn batches_of(
+    split: &Arc<Split>,
+    input: &InputSpec,
+    cfg: &BatchConfig,
+    epoch: u64,
+) -> Result<data::BatchIter> {
+    data::try_batches(
+        split.clone(),
+        input.channels,
+        input.height,
+        input.width,
+        cfg,
+        epoch,
+    )
+}
+
+/// The batch's loss: cross-entropy on the labels, or Hinton KD against the teacher's logits.
+fn loss_of(
+    job: &TrainJob,
+    batch: &Batch,
+    x: &Tensor,
+    logits: &Tensor,
+    y: &Tensor,
+) -> Result<Tensor> {
+    let Some((kd, teacher)) = &job.kd else {
+        return ops::cross_entropy(logits, y);
+    };
+    let teacher_logits = match teacher {
+        TeacherLogits::Cached(all) => {
+            let classes = job.spec.num_classes;
+            let mut rows = Vec::with_capacity(batch.len() * classes);
+            for &i in &batch.indices {
+                rows.extend_from_slice(&all[i * classes..(i + 1) * classes]);
+            }
+            Tensor::from_f32(&rows, &[batch.len(), classes], &job.device)?
+        }
+        TeacherLogits::Online(teacher) => no_grad(|| teacher.forward(x))?,
+    };
+    ops::kd_loss(logits, &teacher_logits, y, kd.temperature, kd.alpha)
+}
+
+/// A NaN or infinite running loss stops the run, saying what was kept.
+fn check_finite(job: &TrainJob, loss: f64, epoch: usize, batch: usize) -> Result<()> {
+    if loss.is_finite() {
+        return Ok(());
+    }
+    let kept = job
+        .checkpoint_dir
+        .as_ref()
+        .filter(|d| d.join("last.safetensors").exists())
+        .map(|d| format!("; the last good checkpoint is kept in {}", d.display()))
+        .unwrap_or_else(|| "; no checkpoint was written".into());
+    Err(Error::Diverged(format!(
+        "{}: the training loss became {loss} in epoch {epoch} by batch {batch}{kept}",
+        job.run
+    )))
+}
