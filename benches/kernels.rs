@@ -893,11 +893,13 @@ fn main() {
             let mut c = vec![0.0f32; size * size];
             let mut call = move || {
                 gemm(
-                    ta,
-                    tb,
-                    size,
-                    size,
-                    size,
+                    GemmShape {
+                        ta,
+                        tb,
+                        m: size,
+                        n: size,
+                        k: size,
+                    },
                     &a,
                     &b,
                     &mut c,

@@ -18,9 +18,11 @@ pub mod elementwise;
 pub mod gemm;
 pub mod optim;
 pub mod pool;
+pub mod rng;
 pub mod simd;
 pub mod softmax;
 
+pub use gemm::GemmShape;
 pub use simd::SimdLevel;
 
 /// Shape of a 2-D convolution over an NCHW batch (weights `[out, in, kh, kw]`).
