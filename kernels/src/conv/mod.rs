@@ -17,7 +17,7 @@
 //! per-channel sum (below).
 //!
 //! Reductions over the batch (weight and bias gradients) combine fixed chunks of images in a
-//! fixed order; the weight gradient's partition ([`BatchChunks`]) depends on the batch size
+//! fixed order; the weight gradient's partition (`BatchChunks`) depends on the batch size
 //! only, so every output element sees the same sequence of float operations on every run.
 //!
 //! Scratch buffers are thread-local vectors, taken out while in use (a nested rayon task
