@@ -2,7 +2,8 @@
 //!
 //! Plain functions over slices, threaded with rayon and vectorised with `std::arch`
 //! (AVX2+FMA on x86-64, NEON on aarch64, scalar elsewhere), picked once at run time
-//! by [`simd::level`]. Each file here has a WGSL twin of the same name in `shaders/`.
+//! by [`simd::level`]. Each kernel module here has a WGSL twin in `shaders/`. [`rng`] is the
+//! seeded generator the engine and the kernel tests draw from.
 //!
 //! Conventions shared by every kernel:
 //! - tensors are dense row-major f32 slices; images are NCHW;
@@ -18,9 +19,11 @@ pub mod elementwise;
 pub mod gemm;
 pub mod optim;
 pub mod pool;
+pub mod rng;
 pub mod simd;
 pub mod softmax;
 
+pub use gemm::GemmShape;
 pub use simd::SimdLevel;
 
 /// Shape of a 2-D convolution over an NCHW batch (weights `[out, in, kh, kw]`).

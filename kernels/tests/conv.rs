@@ -7,25 +7,8 @@ use distill_kernels::conv::{
 };
 use distill_kernels::{simd, Conv2dShape};
 
-/// SplitMix64: a tiny deterministic PRNG for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.uniform()).collect()
-    }
-}
+mod common;
+use common::{Rng, TestRng};
 
 #[allow(clippy::too_many_arguments)]
 fn shape(
@@ -313,12 +296,12 @@ struct Data {
 }
 
 fn data(s: &Conv2dShape, seed: u64) -> Data {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     Data {
-        x: rng.vec(s.input_len()),
-        w: rng.vec(s.weight_len()),
-        b: rng.vec(s.out_channels),
-        dy: rng.vec(s.output_len()),
+        x: rng.vec(s.input_len(), 1.0),
+        w: rng.vec(s.weight_len(), 1.0),
+        b: rng.vec(s.out_channels, 1.0),
+        dy: rng.vec(s.output_len(), 1.0),
     }
 }
 

@@ -4,26 +4,13 @@
 
 use distill_kernels::gemm::{gemm, gemm_at, gemm_serial_at};
 use distill_kernels::simd::{self, SimdLevel};
-use distill_kernels::{Bias, Epilogue, Trans};
+use distill_kernels::{Bias, Epilogue, GemmShape, Trans};
 
-/// SplitMix64: a tiny deterministic PRNG, so failures reproduce.
-struct Rng(u64);
+mod common;
+use common::{Rng, TestRng};
 
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    fn f32(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, len: usize) -> Vec<f32> {
-        (0..len).map(|_| self.f32()).collect()
-    }
+fn shape(ta: Trans, tb: Trans, m: usize, n: usize, k: usize) -> GemmShape {
+    GemmShape { ta, tb, m, n, k }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -86,9 +73,9 @@ struct Case {
 
 impl Case {
     fn new(ta: Trans, tb: Trans, m: usize, n: usize, k: usize, seed: u64) -> Case {
-        let mut rng = Rng(seed ^ ((m * 1_000_003 + n * 1009 + k) as u64));
-        let a = rng.vec(m * k);
-        let b = rng.vec(k * n);
+        let mut rng = Rng::new(seed ^ ((m * 1_000_003 + n * 1009 + k) as u64));
+        let a = rng.vec(m * k, 1.0);
+        let b = rng.vec(k * n, 1.0);
         let mut prod = vec![0.0f64; m * n];
         let mut mag = vec![0.0f64; m * n];
         for i in 0..m {
@@ -108,9 +95,9 @@ impl Case {
             k,
             a,
             b,
-            c0: rng.vec(m * n),
-            row_bias: rng.vec(m),
-            col_bias: rng.vec(n),
+            c0: rng.vec(m * n, 1.0),
+            row_bias: rng.vec(m, 1.0),
+            col_bias: rng.vec(n, 1.0),
             prod,
             mag,
         }
@@ -134,7 +121,7 @@ impl Case {
             bias,
             relu,
         };
-        gemm_at(level, ta, tb, m, n, k, &self.a, &self.b, &mut c, epi);
+        gemm_at(level, shape(ta, tb, m, n, k), &self.a, &self.b, &mut c, epi);
         for i in 0..m {
             for j in 0..n {
                 let (mut want, mut mag) = (self.prod[i * n + j], self.mag[i * n + j]);
@@ -226,16 +213,12 @@ fn large_blocked_shapes() {
 #[test]
 fn gemm_uses_the_process_level() {
     let (m, n, k) = (37, 45, 53);
-    let mut rng = Rng(99);
-    let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+    let mut rng = Rng::new(99);
+    let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
     let mut c1 = vec![0.0; m * n];
     let mut c2 = vec![1.0; m * n];
     gemm(
-        Trans::N,
-        Trans::T,
-        m,
-        n,
-        k,
+        shape(Trans::N, Trans::T, m, n, k),
         &a,
         &b,
         &mut c1,
@@ -243,11 +226,7 @@ fn gemm_uses_the_process_level() {
     );
     gemm_at(
         simd::level(),
-        Trans::N,
-        Trans::T,
-        m,
-        n,
-        k,
+        shape(Trans::N, Trans::T, m, n, k),
         &a,
         &b,
         &mut c2,
@@ -261,16 +240,12 @@ fn gemm_uses_the_process_level() {
 #[test]
 fn deterministic_across_runs() {
     let (m, n, k) = (300, 500, 700);
-    let mut rng = Rng(3);
-    let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+    let mut rng = Rng::new(3);
+    let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
     let run = || {
         let mut c = vec![0.0; m * n];
         gemm(
-            Trans::N,
-            Trans::N,
-            m,
-            n,
-            k,
+            shape(Trans::N, Trans::N, m, n, k),
             &a,
             &b,
             &mut c,
@@ -289,10 +264,10 @@ fn deterministic_across_runs() {
 /// (short m, deep k) alike.
 #[test]
 fn independent_of_thread_count() {
-    let mut rng = Rng(8);
+    let mut rng = Rng::new(8);
     for (m, n, k) in [(400, 300, 600), (64, 700, 900)] {
-        let (a, b) = (rng.vec(m * k), rng.vec(k * n));
-        let bias = rng.vec(n);
+        let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
+        let bias = rng.vec(n, 1.0);
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -304,7 +279,7 @@ fn independent_of_thread_count() {
                 bias: Bias::PerCol(&bias),
                 relu: true,
             };
-            pool.install(|| gemm(Trans::T, Trans::T, m, n, k, &a, &b, &mut c, ep));
+            pool.install(|| gemm(shape(Trans::T, Trans::T, m, n, k), &a, &b, &mut c, ep));
             c
         };
         let one = run(1);
@@ -324,8 +299,22 @@ fn independent_of_thread_count() {
         };
         let level = simd::level();
         pool.install(|| {
-            gemm_serial_at(level, Trans::T, Trans::T, m, n, k, &a, &b, &mut serial, ep);
-            gemm_at(level, Trans::T, Trans::T, m, n, k, &a, &b, &mut pooled, ep);
+            gemm_serial_at(
+                level,
+                shape(Trans::T, Trans::T, m, n, k),
+                &a,
+                &b,
+                &mut serial,
+                ep,
+            );
+            gemm_at(
+                level,
+                shape(Trans::T, Trans::T, m, n, k),
+                &a,
+                &b,
+                &mut pooled,
+                ep,
+            );
         });
         assert_eq!(serial, pooled, "m={m} n={n} k={k}: serial vs pooled");
         let mut fresh = vec![0.0; m * n];
@@ -334,7 +323,14 @@ fn independent_of_thread_count() {
             bias: Bias::PerCol(&bias),
             relu: true,
         };
-        gemm_serial_at(level, Trans::T, Trans::T, m, n, k, &a, &b, &mut fresh, ep);
+        gemm_serial_at(
+            level,
+            shape(Trans::T, Trans::T, m, n, k),
+            &a,
+            &b,
+            &mut fresh,
+            ep,
+        );
         assert_eq!(fresh, one, "m={m} n={n} k={k}: serial vs 1 thread");
     }
 }
@@ -346,11 +342,7 @@ fn degenerate_sizes() {
         let mut c = vec![5.0f32; 4];
         gemm_at(
             level,
-            Trans::N,
-            Trans::N,
-            0,
-            4,
-            3,
+            shape(Trans::N, Trans::N, 0, 4, 3),
             &[0.0; 0],
             &[0.0; 12],
             &mut c[..0],
@@ -358,11 +350,7 @@ fn degenerate_sizes() {
         );
         gemm_at(
             level,
-            Trans::N,
-            Trans::N,
-            4,
-            0,
-            3,
+            shape(Trans::N, Trans::N, 4, 0, 3),
             &[0.0; 12],
             &[],
             &mut c[..0],
@@ -376,11 +364,7 @@ fn degenerate_sizes() {
         let mut c = vec![1.0f32; 6];
         gemm_at(
             level,
-            Trans::N,
-            Trans::N,
-            2,
-            3,
-            0,
+            shape(Trans::N, Trans::N, 2, 3, 0),
             &[],
             &[],
             &mut c,
@@ -394,7 +378,14 @@ fn degenerate_sizes() {
             bias: Bias::PerRow(&rb),
             relu: false,
         };
-        gemm_at(level, Trans::T, Trans::T, 2, 3, 0, &[], &[], &mut c, ep);
+        gemm_at(
+            level,
+            shape(Trans::T, Trans::T, 2, 3, 0),
+            &[],
+            &[],
+            &mut c,
+            ep,
+        );
         assert_eq!(c, [2.0, 2.0, 2.0, -1.0, -1.0, -1.0]);
 
         let mut c = vec![1.0f32; 6];
@@ -403,7 +394,14 @@ fn degenerate_sizes() {
             bias: Bias::PerCol(&cb),
             relu: true,
         };
-        gemm_at(level, Trans::N, Trans::T, 2, 3, 0, &[], &[], &mut c, ep);
+        gemm_at(
+            level,
+            shape(Trans::N, Trans::T, 2, 3, 0),
+            &[],
+            &[],
+            &mut c,
+            ep,
+        );
         assert_eq!(c, [0.5, 0.0, 2.0, 0.5, 0.0, 2.0]);
     }
 }
@@ -413,16 +411,12 @@ fn degenerate_sizes() {
 fn overwrite_ignores_stale_c() {
     for level in simd::available() {
         let (m, n, k) = (13, 37, 300);
-        let mut rng = Rng(11);
-        let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+        let mut rng = Rng::new(11);
+        let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
         let mut c = vec![f32::NAN; m * n];
         gemm_at(
             level,
-            Trans::N,
-            Trans::N,
-            m,
-            n,
-            k,
+            shape(Trans::N, Trans::N, m, n, k),
             &a,
             &b,
             &mut c,
@@ -436,15 +430,11 @@ fn overwrite_ignores_stale_c() {
 #[test]
 fn longer_slices_are_ok_and_tail_untouched() {
     let (m, n, k) = (5, 9, 11);
-    let mut rng = Rng(21);
-    let (a, b) = (rng.vec(m * k + 7), rng.vec(k * n + 3));
+    let mut rng = Rng::new(21);
+    let (a, b) = (rng.vec(m * k + 7, 1.0), rng.vec(k * n + 3, 1.0));
     let mut c = vec![42.0f32; m * n + 5];
     gemm(
-        Trans::N,
-        Trans::N,
-        m,
-        n,
-        k,
+        shape(Trans::N, Trans::N, m, n, k),
         &a,
         &b,
         &mut c,
@@ -458,11 +448,7 @@ fn longer_slices_are_ok_and_tail_untouched() {
 fn short_operand_panics() {
     let mut c = vec![0.0f32; 4];
     gemm(
-        Trans::N,
-        Trans::N,
-        2,
-        2,
-        2,
+        shape(Trans::N, Trans::N, 2, 2, 2),
         &[1.0; 3],
         &[1.0; 4],
         &mut c,

@@ -4,7 +4,7 @@
 use distill_kernels::optim::{adam_step, sgd_step, AdamConfig, SgdConfig};
 
 mod common;
-use common::Rng;
+use common::{Rng, TestRng};
 
 const SIZES: &[usize] = &[1, 3, 7, 13, 127, 1000, 100_003];
 const STEPS: u32 = 6;
@@ -79,7 +79,7 @@ fn sgd_matches_pytorch_reference() {
         sgd(0.02, 0.9, 0.0, 1e-3, true),
         sgd(0.1, 0.99, 0.0, 0.0, true),
     ];
-    let mut rng = Rng(20);
+    let mut rng = Rng::new(20);
     for c in &configs {
         for &n in SIZES {
             let mut p = rng.vec(n, 1.0);
@@ -166,7 +166,7 @@ fn adam_and_adamw_match_pytorch_reference() {
         adam(3e-3, 0.5, 0.9, 1e-6, 0.1, true),
         adam(1e-1, 0.0, 0.99, 1e-8, 5e-4, false),
     ];
-    let mut rng = Rng(21);
+    let mut rng = Rng::new(21);
     for c in &configs {
         for &n in SIZES {
             let mut p = rng.vec(n, 1.0);

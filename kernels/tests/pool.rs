@@ -4,24 +4,8 @@
 use distill_kernels::pool::{max_pool2d_backward, max_pool2d_forward};
 use distill_kernels::Pool2dShape;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    /// Small integers in 0..levels: lots of ties.
-    fn level(&mut self, levels: u64) -> f32 {
-        (self.next_u64() % levels) as f32
-    }
-}
+mod common;
+use common::{Rng, TestRng};
 
 #[allow(clippy::too_many_arguments)]
 fn shape(
@@ -99,8 +83,8 @@ fn run_forward(s: &Pool2dShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
 #[test]
 fn forward_matches_reference_on_random_inputs() {
     for (t, s) in shapes().iter().enumerate() {
-        let mut rng = Rng(10 + t as u64);
-        let x: Vec<f32> = (0..s.input_len()).map(|_| rng.uniform()).collect();
+        let mut rng = Rng::new(10 + t as u64);
+        let x: Vec<f32> = (0..s.input_len()).map(|_| rng.uniform(-1.0, 1.0)).collect();
         assert_eq!(run_forward(s, &x), reference_forward(s, &x), "{s:?}");
     }
 }
@@ -108,7 +92,7 @@ fn forward_matches_reference_on_random_inputs() {
 #[test]
 fn ties_pick_the_first_maximum() {
     for (t, s) in shapes().iter().enumerate() {
-        let mut rng = Rng(20 + t as u64);
+        let mut rng = Rng::new(20 + t as u64);
         let x: Vec<f32> = (0..s.input_len()).map(|_| rng.level(3)).collect();
         assert_eq!(run_forward(s, &x), reference_forward(s, &x), "{s:?}");
     }
@@ -137,7 +121,7 @@ fn nan_propagates_and_negative_infinity_is_a_value() {
 #[test]
 fn nan_and_ties_on_the_wide_2x2_path() {
     let s = shape(2, 3, (4, 37), (2, 2), (2, 2));
-    let mut rng = Rng(77);
+    let mut rng = Rng::new(77);
     let x: Vec<f32> = (0..s.input_len())
         .map(|_| match rng.level(6) as i32 {
             0 => f32::NAN,
@@ -181,11 +165,13 @@ fn nan_and_ties_on_the_wide_2x2_path() {
 #[test]
 fn backward_routes_and_sums_gradients() {
     for (t, s) in shapes().iter().enumerate() {
-        let mut rng = Rng(30 + t as u64);
+        let mut rng = Rng::new(30 + t as u64);
         // Ties too, so several windows pick the same input.
         let x: Vec<f32> = (0..s.input_len()).map(|_| rng.level(4)).collect();
         let (_, a) = run_forward(s, &x);
-        let dy: Vec<f32> = (0..s.output_len()).map(|_| rng.uniform()).collect();
+        let dy: Vec<f32> = (0..s.output_len())
+            .map(|_| rng.uniform(-1.0, 1.0))
+            .collect();
         let mut want = vec![0.0f64; s.input_len()];
         let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h() * s.out_w());
         for (i, (&g, &idx)) in dy.iter().zip(&a).enumerate() {

@@ -246,11 +246,7 @@ impl Backend for CpuBackend {
         let mut c = w(c)?;
         k::gemm::gemm_at(
             self.level,
-            sh.ta,
-            sh.tb,
-            sh.m,
-            sh.n,
-            sh.k,
+            sh,
             &a,
             &b,
             &mut c,

@@ -64,15 +64,7 @@ pub enum GemmBias<'a> {
     PerCol(&'a Storage),
 }
 
-/// The GEMM problem: `C[m×n] = op(A)·op(B)`, A dense as m×k (`N`) or k×m (`T`), B as k×n or n×k.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct GemmShape {
-    pub ta: Trans,
-    pub tb: Trans,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-}
+pub use distill_kernels::GemmShape;
 
 /// GPU time of one kernel, summed over its dispatches since profiling was turned on
 /// ([`Backend::kernel_times`]).

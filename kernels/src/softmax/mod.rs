@@ -1,0 +1,364 @@
+//! Row-wise softmax family over `rows × cols` logits (row-major): softmax and log-softmax with
+//! a temperature and their backward passes, cross-entropy, Hinton knowledge-distillation loss
+//! (with its gradient wrt the student) and the arg-max accuracy count.
+//!
+//! Numerics: every row subtracts its maximum before `exp`; logarithms come from log-sum-exp
+//! (`log p_j = (x_j − max)/T − ln Σ exp((x_k − max)/T)`), and the KL divergence is computed
+//! from log-probabilities so that teacher probabilities of 0 contribute exactly 0. The forward
+//! maps (`softmax`, `log_softmax`) use f32 `exp` with f64 row sums — on AVX2, for rows of 8 or
+//! more, an 8-lane `exp` (within one f32 epsilon) and 8 f64 partial sums per row (`avx2.rs`;
+//! the log-softmax backward's `exp(y)` takes the same vector `exp` there); the losses
+//! (`losses.rs`) do their row arithmetic in f64 (rows are short: one per class) and round the
+//! gradient to f32 once.
+//!
+//! Bound: memory for the AVX2 forward maps on long rows (read x, write y, then read and write
+//! y again for the scaling pass: 16 bytes per element, the second pass from L1/L2); the
+//! scalar rows and the f64 losses are bound by their serial `exp` and add chains.
+//!
+//! Threads: rows are independent. A job of at most `CHUNK` (16K) elements runs on the calling
+//! thread; larger jobs hand rayon blocks of `max(1, 16K / cols)` whole rows. Losses write each
+//! row's loss (f64) into a per-row buffer and add it up in row order on the calling thread, so
+//! the loss does not depend on the number of threads.
+//!
+//! Memory: the maps and backward passes allocate nothing; the losses allocate one f64 per row.
+//!
+//! Contracts (checked with `assert!`): slice lengths match `rows × cols` / `rows`; every label
+//! is `< cols` (the engine validates labels before calling); the temperature is finite and > 0.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod losses;
+
+use crate::elementwise::CHUNK;
+use crate::simd::{self, SimdLevel};
+use rayon::prelude::*;
+
+pub use losses::{count_correct, cross_entropy, kd_loss};
+
+/// Whole rows per rayon task.
+fn rows_per_task(cols: usize) -> usize {
+    (CHUNK / cols.max(1)).max(1)
+}
+
+fn check_temperature(t: f32, what: &str) {
+    assert!(
+        t.is_finite() && t > 0.0,
+        "{what}: temperature must be finite and > 0 (got {t})"
+    );
+}
+
+fn check_labels(labels: &[u32], rows: usize, cols: usize, what: &str) {
+    assert_eq!(labels.len(), rows, "{what}: labels length is not rows");
+    if let Some((r, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= cols) {
+        panic!("{what}: label {l} at row {r} is out of range for {cols} classes");
+    }
+}
+
+/// `f(x_row, y_row)` for every row; rows in parallel when the job is large.
+fn map_rows<F>(rows: usize, cols: usize, x: &[f32], y: &mut [f32], f: F)
+where
+    F: Fn(&[f32], &mut [f32]) + Sync,
+{
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let per_block = |x: &[f32], y: &mut [f32]| {
+        for (x, y) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
+            f(x, y);
+        }
+    };
+    if rows * cols <= CHUNK {
+        per_block(x, y);
+    } else {
+        let n = rows_per_task(cols) * cols;
+        y.par_chunks_mut(n)
+            .zip(x.par_chunks(n))
+            .for_each(|(y, x)| per_block(x, y));
+    }
+}
+
+/// `f(a_row, b_row, y_row)` for every row; rows in parallel when the job is large.
+fn map_rows2<F>(rows: usize, cols: usize, a: &[f32], b: &[f32], y: &mut [f32], f: F)
+where
+    F: Fn(&[f32], &[f32], &mut [f32]) + Sync,
+{
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let per_block = |a: &[f32], b: &[f32], y: &mut [f32]| {
+        for ((a, b), y) in a
+            .chunks_exact(cols)
+            .zip(b.chunks_exact(cols))
+            .zip(y.chunks_exact_mut(cols))
+        {
+            f(a, b, y);
+        }
+    };
+    if rows * cols <= CHUNK {
+        per_block(a, b, y);
+    } else {
+        let n = rows_per_task(cols) * cols;
+        y.par_chunks_mut(n)
+            .zip(a.par_chunks(n))
+            .zip(b.par_chunks(n))
+            .for_each(|((y, a), b)| per_block(a, b, y));
+    }
+}
+
+/// Runs `f(row, grad_row)` for every row (rows in parallel when the job is large), storing
+/// each row's f64 loss, and returns their sum taken in row order.
+fn loss_rows<F>(rows: usize, cols: usize, grad: Option<&mut [f32]>, f: F) -> f64
+where
+    F: Fn(usize, Option<&mut [f32]>) -> f64 + Sync,
+{
+    let mut per_row = vec![0.0f64; rows];
+    let serial = rows * cols <= CHUNK;
+    let rpt = rows_per_task(cols);
+    match grad {
+        Some(g) => {
+            let block = |r0: usize, ls: &mut [f64], gs: &mut [f32]| {
+                for (i, (l, gr)) in ls.iter_mut().zip(gs.chunks_exact_mut(cols)).enumerate() {
+                    *l = f(r0 + i, Some(gr));
+                }
+            };
+            if serial {
+                block(0, &mut per_row, g);
+            } else {
+                per_row
+                    .par_chunks_mut(rpt)
+                    .zip(g.par_chunks_mut(rpt * cols))
+                    .enumerate()
+                    .for_each(|(b, (ls, gs))| block(b * rpt, ls, gs));
+            }
+        }
+        None => {
+            let block = |r0: usize, ls: &mut [f64]| {
+                for (i, l) in ls.iter_mut().enumerate() {
+                    *l = f(r0 + i, None);
+                }
+            };
+            if serial {
+                block(0, &mut per_row);
+            } else {
+                per_row
+                    .par_chunks_mut(rpt)
+                    .enumerate()
+                    .for_each(|(b, ls)| block(b * rpt, ls));
+            }
+        }
+    }
+    let mut total = 0.0f64;
+    for &l in &per_row {
+        total += l;
+    }
+    total
+}
+
+/// Row maximum (NaN-ignoring).
+#[inline]
+fn row_max(x: &[f32]) -> f32 {
+    x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Whether rows of `cols` take the AVX2 path (module `avx2`) on `level`: from one full
+/// vector on; shorter rows stay scalar.
+fn avx2_rows(level: SimdLevel, cols: usize) -> bool {
+    level == SimdLevel::Avx2Fma && cols >= 8
+}
+
+/// `(max, ln Σ_j exp((x_j − max) · inv_t))` of one row, in f64.
+#[inline]
+fn row_lse(x: &[f32], inv_t: f64) -> (f64, f64) {
+    let m = row_max(x) as f64;
+    let mut z = 0.0f64;
+    for &v in x {
+        z += ((v as f64 - m) * inv_t).exp();
+    }
+    (m, z.ln())
+}
+
+/// `y = softmax(x / T)` per row.
+pub fn softmax(rows: usize, cols: usize, x: &[f32], temperature: f32, y: &mut [f32]) {
+    softmax_at(simd::level(), rows, cols, x, temperature, y)
+}
+
+/// [`softmax`] on a given SIMD level (rows of at least 8 take the AVX2 path there).
+pub fn softmax_at(
+    level: SimdLevel,
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    temperature: f32,
+    y: &mut [f32],
+) {
+    assert_eq!(x.len(), rows * cols, "softmax: x is not rows × cols");
+    assert_eq!(y.len(), rows * cols, "softmax: y is not rows × cols");
+    check_temperature(temperature, "softmax");
+    let inv_t = 1.0 / temperature;
+    if avx2_rows(level, cols) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: AVX2+FMA is the level's promise.
+            map_rows(rows, cols, x, y, |x, y| unsafe {
+                avx2::softmax_row(x, inv_t, y)
+            });
+            return;
+        }
+    }
+    map_rows(rows, cols, x, y, |x, y| {
+        let m = row_max(x);
+        let mut z = 0.0f64;
+        for (y, &x) in y.iter_mut().zip(x) {
+            let e = ((x - m) * inv_t).exp();
+            *y = e;
+            z += e as f64;
+        }
+        let inv_z = (1.0 / z) as f32;
+        for y in y.iter_mut() {
+            *y *= inv_z;
+        }
+    });
+}
+
+/// Given `y = softmax(x/T)` and `dy`, `dx = y ⊙ (dy − Σ dy⊙y) / T`.
+pub fn softmax_backward(
+    rows: usize,
+    cols: usize,
+    y: &[f32],
+    dy: &[f32],
+    temperature: f32,
+    dx: &mut [f32],
+) {
+    assert_eq!(
+        y.len(),
+        rows * cols,
+        "softmax_backward: y is not rows × cols"
+    );
+    assert_eq!(
+        dy.len(),
+        rows * cols,
+        "softmax_backward: dy is not rows × cols"
+    );
+    assert_eq!(
+        dx.len(),
+        rows * cols,
+        "softmax_backward: dx is not rows × cols"
+    );
+    check_temperature(temperature, "softmax_backward");
+    let inv_t = 1.0 / temperature;
+    map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
+        let mut dot = 0.0f64;
+        for (&y, &dy) in y.iter().zip(dy) {
+            dot += y as f64 * dy as f64;
+        }
+        let dot = dot as f32;
+        for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+            *dx = y * (dy - dot) * inv_t;
+        }
+    });
+}
+
+/// `y = log_softmax(x / T)` per row.
+pub fn log_softmax(rows: usize, cols: usize, x: &[f32], temperature: f32, y: &mut [f32]) {
+    log_softmax_at(simd::level(), rows, cols, x, temperature, y)
+}
+
+/// [`log_softmax`] on a given SIMD level (rows of at least 8 take the AVX2 path there).
+pub fn log_softmax_at(
+    level: SimdLevel,
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    temperature: f32,
+    y: &mut [f32],
+) {
+    assert_eq!(x.len(), rows * cols, "log_softmax: x is not rows × cols");
+    assert_eq!(y.len(), rows * cols, "log_softmax: y is not rows × cols");
+    check_temperature(temperature, "log_softmax");
+    let inv_t = 1.0 / temperature;
+    if avx2_rows(level, cols) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: AVX2+FMA is the level's promise.
+            map_rows(rows, cols, x, y, |x, y| unsafe {
+                avx2::log_softmax_row(x, inv_t, y)
+            });
+            return;
+        }
+    }
+    map_rows(rows, cols, x, y, |x, y| {
+        let m = row_max(x);
+        let mut z = 0.0f64;
+        for (y, &x) in y.iter_mut().zip(x) {
+            let s = (x - m) * inv_t;
+            *y = s;
+            z += s.exp() as f64;
+        }
+        let log_z = z.ln() as f32;
+        for y in y.iter_mut() {
+            *y -= log_z;
+        }
+    });
+}
+
+/// Given `y = log_softmax(x/T)` and `dy`, `dx = (dy − exp(y) Σ dy) / T`.
+pub fn log_softmax_backward(
+    rows: usize,
+    cols: usize,
+    y: &[f32],
+    dy: &[f32],
+    temperature: f32,
+    dx: &mut [f32],
+) {
+    log_softmax_backward_at(simd::level(), rows, cols, y, dy, temperature, dx)
+}
+
+/// [`log_softmax_backward`] on a given SIMD level (rows of at least 8 take the AVX2 path
+/// there, which expects `y` to be log-probabilities, `≤ 0`, as the forward writes them).
+pub fn log_softmax_backward_at(
+    level: SimdLevel,
+    rows: usize,
+    cols: usize,
+    y: &[f32],
+    dy: &[f32],
+    temperature: f32,
+    dx: &mut [f32],
+) {
+    assert_eq!(
+        y.len(),
+        rows * cols,
+        "log_softmax_backward: y is not rows × cols"
+    );
+    assert_eq!(
+        dy.len(),
+        rows * cols,
+        "log_softmax_backward: dy is not rows × cols"
+    );
+    assert_eq!(
+        dx.len(),
+        rows * cols,
+        "log_softmax_backward: dx is not rows × cols"
+    );
+    check_temperature(temperature, "log_softmax_backward");
+    let inv_t = 1.0 / temperature;
+    if avx2_rows(level, cols) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: AVX2+FMA is the level's promise.
+            map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
+                avx2::log_softmax_backward_row(y, dy, inv_t, dx)
+            });
+            return;
+        }
+    }
+    map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
+        let mut s = 0.0f64;
+        for &d in dy {
+            s += d as f64;
+        }
+        let s = s as f32;
+        for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+            *dx = (dy - y.exp() * s) * inv_t;
+        }
+    });
+}
