@@ -1,4 +1,4 @@
-// conv2d.wgsl — 2-D convolution over NCHW, the twin of kernels/src/conv.rs.
+// conv2d.wgsl — 2-D convolution over NCHW, the twin of kernels/src/conv/.
 //
 // All three products are implicit GEMMs: the tile loop matmul.wgsl uses, but operands are
 // gathered from the image on the fly instead of from an im2col buffer (no extra memory):

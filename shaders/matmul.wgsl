@@ -1,4 +1,4 @@
-// matmul.wgsl — GEMM, the twin of kernels/src/gemm.rs.
+// matmul.wgsl — GEMM, the twin of kernels/src/gemm/.
 //
 // Computes C[m×n] = op(A)·op(B) (+ C if accumulate) (+ bias per row or per column), then ReLU.
 // A is stored m×k (TRANS_A = false) or k×m (true); B as k×n or n×k. Transposes are pipeline

@@ -1,4 +1,4 @@
-// softmax.wgsl — the row-wise softmax family and the losses, twin of kernels/src/softmax.rs.
+// softmax.wgsl — the row-wise softmax family and the losses, twin of kernels/src/softmax/.
 //
 // One workgroup of 256 invocations per row (rows on a 2-D grid): the invocations stride over
 // the columns, and row maxima / sums are tree reductions in workgroup memory, four values at

@@ -126,7 +126,7 @@ pub trait Backend: Send + Sync {
         Ok(Vec::new())
     }
 
-    // --- gemm.rs / matmul.wgsl ----------------------------------------------------------------
+    // --- gemm/ / matmul.wgsl -----------------------------------------------------------------
     /// `C = op(A)·op(B) (+ C if accumulate) (+ bias)`, then ReLU if `relu`.
     fn gemm(
         &self,
@@ -139,7 +139,7 @@ pub trait Backend: Send + Sync {
         relu: bool,
     ) -> Result<()>;
 
-    // --- conv.rs / conv2d.wgsl ----------------------------------------------------------------
+    // --- conv/ / conv2d.wgsl -----------------------------------------------------------------
     fn conv2d_forward(
         &self,
         s: &Conv2dShape,
@@ -196,7 +196,7 @@ pub trait Backend: Send + Sync {
     /// `out[j] = Σ_i x[i, j]` over a rows × cols matrix.
     fn column_sums(&self, rows: usize, cols: usize, x: &Storage, out: &Storage) -> Result<()>;
 
-    // --- softmax.rs / softmax.wgsl ------------------------------------------------------------
+    // --- softmax/ / softmax.wgsl -------------------------------------------------------------
     fn softmax(
         &self,
         rows: usize,

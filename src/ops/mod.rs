@@ -3,11 +3,11 @@
 //!
 //! | op file | CPU kernel | WGSL kernel |
 //! |---|---|---|
-//! | `matmul.rs` (matmul, linear) | `gemm.rs` | `matmul.wgsl` |
-//! | `conv.rs` (conv2d) | `conv.rs` | `conv2d.wgsl` |
+//! | `matmul.rs` (matmul, linear) | `gemm/` | `matmul.wgsl` |
+//! | `conv.rs` (conv2d) | `conv/` | `conv2d.wgsl` |
 //! | `pool.rs` (max_pool2d) | `pool.rs` | `pool.wgsl` |
-//! | `elementwise.rs` (relu, add, scale, sum, mean, reshape) | `elementwise.rs` | `elementwise.wgsl`, `reduce.wgsl` |
-//! | `softmax.rs` (softmax_t, log_softmax, cross_entropy, kd_loss) | `softmax.rs` | `softmax.wgsl` |
+//! | `elementwise.rs` (relu, add, add_scaled_, scale, sum, mean, reshape) | `elementwise.rs` | `elementwise.wgsl`, `reduce.wgsl` |
+//! | `softmax.rs` (softmax_t, log_softmax, cross_entropy, kd_loss) | `softmax/` | `softmax.wgsl` |
 //! | `optim.rs` (sgd_step_, adam_step_) | `optim.rs` | `optim.wgsl` |
 //!
 //! Every op validates its inputs (`Error::Shape` for shapes, `Error::InvalidArgument` for
