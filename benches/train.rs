@@ -325,24 +325,16 @@ fn main() {
     eprintln!("{}", cpu.name());
     run_device(&cpu, budget, &mut rows);
 
-    for a in gpu::list_adapters() {
-        if a.device_type == "software" && !software {
-            eprintln!(
-                "gpu:{} {} ({}): software adapter skipped (DISTILL_BENCH_SOFTWARE=1 to include)",
-                a.index, a.name, a.backend
-            );
-            skipped.push(
-                serde_json::json!({"index": a.index, "name": a.name, "reason": "software adapter"}),
-            );
-            continue;
-        }
-        let g = match GpuBackend::open_index(a.index) {
+    for (a, opened) in gpu::adapters_to_bench(software) {
+        let g = match opened {
             Ok(g) => g,
-            Err(e) => {
-                eprintln!("gpu:{} {}: could not open: {e}", a.index, a.name);
-                skipped.push(
-                    serde_json::json!({"index": a.index, "name": a.name, "reason": e.to_string()}),
+            Err(reason) => {
+                eprintln!(
+                    "gpu:{} {} ({}): skipped: {reason} (software adapters need DISTILL_BENCH_SOFTWARE=1)",
+                    a.index, a.name, a.backend
                 );
+                skipped
+                    .push(serde_json::json!({"index": a.index, "name": a.name, "reason": reason}));
                 continue;
             }
         };

@@ -240,6 +240,54 @@ impl RawDtype {
 }
 
 fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+    let (header, data) = split_header(path, bytes)?;
+    let mut metadata = BTreeMap::new();
+    let mut entries = Vec::new();
+    for (name, value) in header {
+        if name == METADATA_KEY {
+            let Value::Object(meta) = value else {
+                return Err(ckpt_err(path, "`__metadata__` is not a JSON object"));
+            };
+            for (k, v) in meta {
+                let Value::String(v) = v else {
+                    return Err(ckpt_err(
+                        path,
+                        format!("metadata `{k}` is not a string (safetensors metadata is string → string)"),
+                    ));
+                };
+                metadata.insert(k, v);
+            }
+            continue;
+        }
+        entries.push(parse_entry(path, name, &value)?);
+    }
+
+    check_tiling(path, &mut entries, data.len())?;
+    let all_half = !entries.is_empty() && entries.iter().all(|e| e.dtype != RawDtype::F32);
+    let tensors = entries
+        .into_iter()
+        .map(|e| NamedTensor {
+            data: values(e.dtype, &data[e.begin..e.end]),
+            name: e.name,
+            shape: e.shape,
+        })
+        .collect();
+    Ok(Checkpoint {
+        tensors,
+        metadata,
+        dtype: if all_half {
+            StoreDtype::F16
+        } else {
+            StoreDtype::F32
+        },
+    })
+}
+
+/// The JSON header (checked: length bounded, UTF-8, an object) and the data section after it.
+fn split_header<'b>(
+    path: &Path,
+    bytes: &'b [u8],
+) -> Result<(serde_json::Map<String, Value>, &'b [u8])> {
     let not_st = "not a safetensors file";
     if bytes.len() < 8 {
         return Err(ckpt_err(
@@ -277,33 +325,14 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
             format!("{not_st}: header is not a JSON object"),
         ));
     };
+    Ok((header, &bytes[8 + n..]))
+}
 
-    let mut metadata = BTreeMap::new();
-    let mut entries = Vec::new();
-    for (name, value) in header {
-        if name == METADATA_KEY {
-            let Value::Object(meta) = value else {
-                return Err(ckpt_err(path, "`__metadata__` is not a JSON object"));
-            };
-            for (k, v) in meta {
-                let Value::String(v) = v else {
-                    return Err(ckpt_err(
-                        path,
-                        format!("metadata `{k}` is not a string (safetensors metadata is string → string)"),
-                    ));
-                };
-                metadata.insert(k, v);
-            }
-            continue;
-        }
-        entries.push(parse_entry(path, name, &value)?);
-    }
-
-    // The tensors must tile the data section exactly, in offset order.
-    let data = &bytes[8 + n..];
+/// The tensors must tile the data section exactly, in offset order (sorts `entries`).
+fn check_tiling(path: &Path, entries: &mut [Entry], data_len: usize) -> Result<()> {
     entries.sort_by_key(|e| (e.begin, e.end));
     let mut cursor = 0usize;
-    for e in &entries {
+    for e in entries.iter() {
         if e.begin != cursor {
             return Err(ckpt_err(
                 path,
@@ -316,8 +345,8 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         }
         cursor = e.end;
     }
-    if cursor != data.len() {
-        let what = if cursor > data.len() {
+    if cursor != data_len {
+        let what = if cursor > data_len {
             "truncated"
         } else {
             "has trailing bytes"
@@ -326,46 +355,29 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
             path,
             format!(
                 "file {what}: the header describes {cursor} bytes of tensor data, the file holds {}",
-                data.len()
+                data_len
             ),
         ));
     }
+    Ok(())
+}
 
-    let all_half = !entries.is_empty() && entries.iter().all(|e| e.dtype != RawDtype::F32);
-    let tensors = entries
-        .into_iter()
-        .map(|e| {
-            let raw = &data[e.begin..e.end];
-            let values = match e.dtype {
-                RawDtype::F32 => raw
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                RawDtype::F16 => raw
-                    .chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                RawDtype::BF16 => raw
-                    .chunks_exact(2)
-                    .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-            };
-            NamedTensor {
-                name: e.name,
-                shape: e.shape,
-                data: values,
-            }
-        })
-        .collect();
-    Ok(Checkpoint {
-        tensors,
-        metadata,
-        dtype: if all_half {
-            StoreDtype::F16
-        } else {
-            StoreDtype::F32
-        },
-    })
+/// The little-endian values of one tensor as f32.
+fn values(dtype: RawDtype, raw: &[u8]) -> Vec<f32> {
+    match dtype {
+        RawDtype::F32 => raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        RawDtype::F16 => raw
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        RawDtype::BF16 => raw
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+    }
 }
 
 fn parse_entry(path: &Path, name: String, value: &Value) -> Result<Entry> {

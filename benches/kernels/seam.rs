@@ -185,26 +185,18 @@ pub fn sweep(budget: f64, software: bool, peak_all: Option<f64>) -> Sweep {
     let mut gpu_rows = Vec::new();
     let mut adapters = Vec::new();
     let mut skipped = Vec::new();
-    for a in gpu::list_adapters() {
+    for (a, opened) in gpu::adapters_to_bench(software) {
         let label = format!("gpu:{}", a.index);
         let is_software = a.device_type == "software";
-        if is_software && !software {
-            eprintln!(
-                "{label} {} ({}): software adapter skipped (DISTILL_BENCH_SOFTWARE=1 to include)",
-                a.name, a.backend
-            );
-            skipped.push(
-                serde_json::json!({"index": a.index, "name": a.name, "reason": "software adapter"}),
-            );
-            continue;
-        }
-        let g = match GpuBackend::open_index(a.index) {
+        let g = match opened {
             Ok(g) => g,
-            Err(e) => {
-                eprintln!("{label} {}: could not open: {e}", a.name);
-                skipped.push(
-                    serde_json::json!({"index": a.index, "name": a.name, "reason": e.to_string()}),
+            Err(reason) => {
+                eprintln!(
+                    "{label} {} ({}): skipped: {reason} (software adapters need DISTILL_BENCH_SOFTWARE=1)",
+                    a.name, a.backend
                 );
+                skipped
+                    .push(serde_json::json!({"index": a.index, "name": a.name, "reason": reason}));
                 continue;
             }
         };

@@ -19,20 +19,20 @@ pub fn confusion_matrix(
 ) -> Result<()> {
     let n = counts.len();
     if n == 0 {
-        return Err(Error::Other(format!(
+        return Err(Error::InvalidArgument(format!(
             "{}: confusion matrix has no classes",
             path.display()
         )));
     }
     if let Some((i, row)) = counts.iter().enumerate().find(|(_, r)| r.len() != n) {
-        return Err(Error::Other(format!(
+        return Err(Error::InvalidArgument(format!(
             "{}: confusion matrix must be square: row {i} has {} entries, expected {n}",
             path.display(),
             row.len()
         )));
     }
     if class_names.len() != n {
-        return Err(Error::Other(format!(
+        return Err(Error::InvalidArgument(format!(
             "{}: confusion matrix has {n} classes but {} class names",
             path.display(),
             class_names.len()

@@ -98,50 +98,60 @@ pub fn line_chart(
         }
     }
 
-    // Legend, in the plot corner that covers the fewest curve samples.
     if !series.is_empty() {
-        let names: Vec<String> = series.iter().map(|s| fit(&s.name, 300)).collect();
-        let box_w = names.iter().map(|n| text_width(n)).max().unwrap_or(0) + 44;
-        let box_h = names.len() as i32 * (CHAR_H + 4) + 8;
-        let corners = [
-            (right - box_w - 10, top + 10),
-            (right - box_w - 10, bottom - box_h - 10),
-            (left + 10, top + 10),
-            (left + 10, bottom - box_h - 10),
-        ];
-        let covered = |&(bx, by): &(i32, i32)| {
-            let inside = |(x, y): (i32, i32)| {
-                x >= bx - 4 && x < bx + box_w + 4 && y >= by - 4 && y < by + box_h + 4
-            };
-            pixels
-                .iter()
-                .flat_map(|pts| {
-                    let segments = pts.windows(2).flat_map(|p| {
-                        (0..16).map(move |t| {
-                            let lerp = |a: i32, b: i32| a + (b - a) * t / 16;
-                            (lerp(p[0].0, p[1].0), lerp(p[0].1, p[1].1))
-                        })
-                    });
-                    pts.iter().copied().chain(segments)
-                })
-                .filter(|&p| inside(p))
-                .count()
-        };
-        let (bx, by) = corners
-            .iter()
-            .copied()
-            .min_by_key(covered)
-            .unwrap_or(corners[0]);
-        c.fill_rect(bx, by, box_w, box_h, WHITE);
-        c.rect_outline(bx, by, box_w, box_h, MUTED);
-        for (k, name) in names.iter().enumerate() {
-            let colour = PALETTE[k % PALETTE.len()];
-            let y = by + 6 + k as i32 * (CHAR_H + 4);
-            c.fill_rect(bx + 8, y + 6, 22, 4, colour);
-            c.text(bx + 36, y, name, BLACK);
-        }
+        draw_legend(&mut c, series, &pixels, (left, top, right, bottom));
     }
     c.save(path)
+}
+
+/// The legend, in the plot corner (`left, top, right, bottom`) that covers the fewest samples
+/// of the curves drawn at `pixels`.
+fn draw_legend(
+    c: &mut Canvas,
+    series: &[Series],
+    pixels: &[Vec<(i32, i32)>],
+    (left, top, right, bottom): (i32, i32, i32, i32),
+) {
+    let names: Vec<String> = series.iter().map(|s| fit(&s.name, 300)).collect();
+    let box_w = names.iter().map(|n| text_width(n)).max().unwrap_or(0) + 44;
+    let box_h = names.len() as i32 * (CHAR_H + 4) + 8;
+    let corners = [
+        (right - box_w - 10, top + 10),
+        (right - box_w - 10, bottom - box_h - 10),
+        (left + 10, top + 10),
+        (left + 10, bottom - box_h - 10),
+    ];
+    let covered = |&(bx, by): &(i32, i32)| {
+        let inside = |(x, y): (i32, i32)| {
+            x >= bx - 4 && x < bx + box_w + 4 && y >= by - 4 && y < by + box_h + 4
+        };
+        pixels
+            .iter()
+            .flat_map(|pts| {
+                let segments = pts.windows(2).flat_map(|p| {
+                    (0..16).map(move |t| {
+                        let lerp = |a: i32, b: i32| a + (b - a) * t / 16;
+                        (lerp(p[0].0, p[1].0), lerp(p[0].1, p[1].1))
+                    })
+                });
+                pts.iter().copied().chain(segments)
+            })
+            .filter(|&p| inside(p))
+            .count()
+    };
+    let (bx, by) = corners
+        .iter()
+        .copied()
+        .min_by_key(covered)
+        .unwrap_or(corners[0]);
+    c.fill_rect(bx, by, box_w, box_h, WHITE);
+    c.rect_outline(bx, by, box_w, box_h, MUTED);
+    for (k, name) in names.iter().enumerate() {
+        let colour = PALETTE[k % PALETTE.len()];
+        let y = by + 6 + k as i32 * (CHAR_H + 4);
+        c.fill_rect(bx + 8, y + 6, 22, 4, colour);
+        c.text(bx + 36, y, name, BLACK);
+    }
 }
 
 /// (min, max) of the finite values, padded when empty or constant.

@@ -187,3 +187,22 @@ pub fn open_best_hardware() -> Result<Option<Device>> {
 pub fn open_index(index: usize) -> Result<Device> {
     Ok(GpuBackend::open_index(index)?.device())
 }
+
+/// The adapters a benchmark times, each opened or with the reason it is not. Software
+/// adapters (lavapipe) are skipped unless `include_software`: they time the CPU through a
+/// Vulkan emulation, not a GPU.
+pub fn adapters_to_bench(
+    include_software: bool,
+) -> Vec<(AdapterReport, std::result::Result<Arc<GpuBackend>, String>)> {
+    list_adapters()
+        .into_iter()
+        .map(|a| {
+            let opened = if a.device_type == "software" && !include_software {
+                Err("software adapter".to_string())
+            } else {
+                GpuBackend::open_index(a.index).map_err(|e| e.to_string())
+            };
+            (a, opened)
+        })
+        .collect()
+}

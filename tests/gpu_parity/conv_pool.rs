@@ -1,0 +1,136 @@
+//! conv2d forward and the three backward kernels; max pooling with overlapping windows and
+//! ties.
+
+use distill::backend::{Conv2dShape, Pool2dShape};
+
+use crate::{Both, Rng};
+
+#[test]
+fn conv2d_forward_and_backward() {
+    let Some(d) = Both::new() else { return };
+    let mut rng = Rng(2);
+    // (batch, cin, h, w, cout, kh, kw, stride, pad)
+    let cases = [
+        (1, 1, 5, 5, 1, 3, 3, 1, 0),
+        (2, 3, 7, 6, 5, 3, 3, 1, 1),
+        (2, 2, 9, 9, 3, 3, 3, 2, 1),
+        (1, 4, 8, 8, 7, 1, 1, 1, 0),
+        (3, 2, 6, 7, 4, 5, 3, 2, 2),
+        (2, 3, 13, 11, 65, 2, 2, 3, 0),
+    ];
+    for &(batch, cin, h, w, cout, kh, kw, stride, pad) in &cases {
+        let s = Conv2dShape {
+            batch,
+            in_channels: cin,
+            in_h: h,
+            in_w: w,
+            out_channels: cout,
+            kernel_h: kh,
+            kernel_w: kw,
+            stride_h: stride,
+            stride_w: stride,
+            pad_h: pad,
+            pad_w: pad.min(kw - 1),
+        };
+        let what = format!("{s:?}");
+        let x = d.f32(&rng.vec(s.input_len()));
+        let wt = d.f32(&rng.vec(s.weight_len()));
+        let bias = d.f32(&rng.vec(cout));
+        let dy = d.f32(&rng.vec(s.output_len()));
+        let (y, dx, dw, db) = (
+            d.out(s.output_len()),
+            d.out(s.input_len()),
+            d.out(s.weight_len()),
+            d.out(cout),
+        );
+        for (dev, side) in [(&d.cpu, 0), (&d.gpu, 1)] {
+            let be = dev.backend();
+            be.conv2d_forward(&s, x.on(side), wt.on(side), Some(bias.on(side)), y.on(side))
+                .unwrap();
+            be.conv2d_backward_input(&s, wt.on(side), dy.on(side), dx.on(side))
+                .unwrap();
+            be.conv2d_backward_weight(&s, x.on(side), dy.on(side), dw.on(side))
+                .unwrap();
+            be.conv2d_backward_bias(&s, dy.on(side), db.on(side))
+                .unwrap();
+        }
+        d.check(&format!("conv2d forward {what}"), &y);
+        d.check(&format!("conv2d backward input {what}"), &dx);
+        d.check(&format!("conv2d backward weight {what}"), &dw);
+        d.check(&format!("conv2d backward bias {what}"), &db);
+    }
+    // Without bias.
+    let s = Conv2dShape {
+        batch: 2,
+        in_channels: 3,
+        in_h: 5,
+        in_w: 5,
+        out_channels: 2,
+        kernel_h: 3,
+        kernel_w: 3,
+        stride_h: 1,
+        stride_w: 1,
+        pad_h: 1,
+        pad_w: 1,
+    };
+    let x = d.f32(&rng.vec(s.input_len()));
+    let wt = d.f32(&rng.vec(s.weight_len()));
+    let y = d.out(s.output_len());
+    d.cpu
+        .backend()
+        .conv2d_forward(&s, &x.cpu, &wt.cpu, None, &y.cpu)
+        .unwrap();
+    d.gpu
+        .backend()
+        .conv2d_forward(&s, &x.gpu, &wt.gpu, None, &y.gpu)
+        .unwrap();
+    d.check("conv2d forward without bias", &y);
+}
+
+#[test]
+fn max_pool_overlapping_windows_and_ties() {
+    let Some(d) = Both::new() else { return };
+    let mut rng = Rng(3);
+    // (batch, channels, h, w, kh, kw, sh, sw)
+    let cases = [
+        (1, 1, 4, 4, 2, 2, 2, 2),
+        (2, 3, 7, 7, 3, 3, 2, 2),
+        (1, 2, 6, 5, 2, 2, 1, 1),
+        (2, 2, 9, 8, 3, 2, 1, 2),
+        (1, 1, 13, 13, 4, 4, 3, 3),
+    ];
+    for (ci, &(batch, channels, h, w, kh, kw, sh, sw)) in cases.iter().enumerate() {
+        let s = Pool2dShape {
+            batch,
+            channels,
+            in_h: h,
+            in_w: w,
+            kernel_h: kh,
+            kernel_w: kw,
+            stride_h: sh,
+            stride_w: sw,
+        };
+        // Every other case uses few distinct values, so windows have ties.
+        let xs: Vec<f32> = rng
+            .vec(s.input_len())
+            .into_iter()
+            .map(|v| if ci % 2 == 1 { (v * 2.0).round() } else { v })
+            .collect();
+        let x = d.f32(&xs);
+        let dy = d.f32(&rng.vec(s.output_len()));
+        let y = d.out(s.output_len());
+        let am = d.u32(&vec![u32::MAX; s.output_len()]);
+        let dx = d.out(s.input_len());
+        for (dev, side) in [(&d.cpu, 0), (&d.gpu, 1)] {
+            let be = dev.backend();
+            be.max_pool2d_forward(&s, x.on(side), y.on(side), am.on(side))
+                .unwrap();
+            // Backward from each side's own arg-max (they must agree anyway).
+            be.max_pool2d_backward(&s, dy.on(side), am.on(side), dx.on(side))
+                .unwrap();
+        }
+        d.check(&format!("max_pool2d forward {s:?}"), &y);
+        d.check_u32(&format!("max_pool2d argmax {s:?}"), &am);
+        d.check(&format!("max_pool2d backward {s:?}"), &dx);
+    }
+}

@@ -1,0 +1,92 @@
+//! The softmax family, the losses with and without gradients, and counting correct
+//! predictions.
+
+use crate::{Both, Rng};
+
+#[test]
+fn softmax_family_and_losses() {
+    let Some(d) = Both::new() else { return };
+    let mut rng = Rng(5);
+    for (rows, cols) in [(1, 1), (1, 10), (7, 3), (13, 10), (33, 257), (4, 1000)] {
+        for t in [1.0f32, 4.0] {
+            let x: Vec<f32> = rng.vec(rows * cols).iter().map(|v| v * 6.0).collect();
+            let x = d.f32(&x);
+            let teacher: Vec<f32> = rng.vec(rows * cols).iter().map(|v| v * 6.0).collect();
+            let teacher = d.f32(&teacher);
+            let dy = d.f32(&rng.vec(rows * cols));
+            let labels = d.u32(&rng.labels(rows, cols));
+            let n = rows * cols;
+            let (sm, lsm, dsm, dlsm) = (d.out(n), d.out(n), d.out(n), d.out(n));
+            let (ce, ce_grad, ce2) = (d.out(1), d.out(n), d.out(1));
+            let (kd, kd_grad) = (d.out(1), d.out(n));
+            for (dev, side) in [(&d.cpu, 0), (&d.gpu, 1)] {
+                let be = dev.backend();
+                be.softmax(rows, cols, x.on(side), t, sm.on(side)).unwrap();
+                be.log_softmax(rows, cols, x.on(side), t, lsm.on(side))
+                    .unwrap();
+                be.softmax_backward(rows, cols, sm.on(side), dy.on(side), t, dsm.on(side))
+                    .unwrap();
+                be.log_softmax_backward(rows, cols, lsm.on(side), dy.on(side), t, dlsm.on(side))
+                    .unwrap();
+                be.cross_entropy(
+                    rows,
+                    cols,
+                    x.on(side),
+                    labels.on(side),
+                    ce.on(side),
+                    Some(ce_grad.on(side)),
+                )
+                .unwrap();
+                be.cross_entropy(rows, cols, x.on(side), labels.on(side), ce2.on(side), None)
+                    .unwrap();
+                be.kd_loss(
+                    rows,
+                    cols,
+                    x.on(side),
+                    teacher.on(side),
+                    labels.on(side),
+                    t,
+                    0.7,
+                    kd.on(side),
+                    Some(kd_grad.on(side)),
+                )
+                .unwrap();
+            }
+            let what = format!("{rows}x{cols} T={t}");
+            d.check(&format!("softmax {what}"), &sm);
+            d.check(&format!("log_softmax {what}"), &lsm);
+            d.check(&format!("softmax_backward {what}"), &dsm);
+            d.check(&format!("log_softmax_backward {what}"), &dlsm);
+            d.check(&format!("cross_entropy loss {what}"), &ce);
+            d.check(&format!("cross_entropy grad {what}"), &ce_grad);
+            d.check(&format!("cross_entropy loss without grad {what}"), &ce2);
+            d.check(&format!("kd_loss loss {what}"), &kd);
+            d.check(&format!("kd_loss grad {what}"), &kd_grad);
+        }
+    }
+}
+
+#[test]
+fn count_correct_adds_with_first_max_ties() {
+    let Some(d) = Both::new() else { return };
+    let mut rng = Rng(6);
+    for (rows, cols) in [(1, 1), (9, 3), (64, 10), (5, 600)] {
+        // Coarse values: many rows have tied maxima; the first one counts.
+        let x: Vec<f32> = rng
+            .vec(rows * cols)
+            .iter()
+            .map(|v| (v * 2.0).round())
+            .collect();
+        let x = d.f32(&x);
+        let labels = d.u32(&rng.labels(rows, cols));
+        let out = d.u32(&[5]);
+        for (dev, side) in [(&d.cpu, 0), (&d.gpu, 1)] {
+            for _ in 0..2 {
+                dev.backend()
+                    .count_correct(rows, cols, x.on(side), labels.on(side), out.on(side))
+                    .unwrap();
+            }
+        }
+        d.check_u32(&format!("count_correct {rows}x{cols}"), &out);
+    }
+}
