@@ -1,4 +1,4 @@
-//! The engine on the GPU backend, above the kernel level that `gpu_parity.rs` covers: every
+//! The engine on the GPU backend, above the kernel level that `gpu_parity/` covers: every
 //! op's gradient through autograd against finite differences and against the CPU, a student
 //! training a few steps on both devices from one seed, and teacher inference under `no_grad`.
 //!

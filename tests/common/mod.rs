@@ -89,7 +89,7 @@ pub fn gradcheck_at(
 
 /// The best GPU adapter as a device, opened once per test binary, or `None` (after one printed
 /// line) when there is none. Panics instead under `DISTILL_REQUIRE_GPU=1`. Same convention as
-/// `gpu_parity.rs`.
+/// `gpu_parity/`.
 pub fn gpu_or_skip() -> Option<Device> {
     use std::sync::OnceLock;
     static GPU: OnceLock<Option<Device>> = OnceLock::new();

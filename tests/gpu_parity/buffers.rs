@@ -4,7 +4,7 @@
 use distill::backend::gpu::GpuBackend;
 use distill::backend::{Device, GemmBias, GemmShape, SgdConfig, Trans};
 
-use crate::{gpu_or_skip, shared_gpu, Rng};
+use crate::{gpu_or_skip, shared_gpu, Rng, TestData};
 
 #[test]
 fn uploads_downloads_and_zeros_round_trip() {
@@ -88,7 +88,7 @@ fn steady_state_loop_reuses_pooled_buffers() {
     let g = GpuBackend::open_best().unwrap();
     let dev = g.device();
     let be = dev.backend();
-    let mut rng = Rng(8);
+    let mut rng = Rng::new(8);
     let (batch, feat, classes) = (16, 32, 10);
     let w = be.upload_f32(&rng.vec(feat * classes)).unwrap();
     let bias = be.upload_f32(&rng.vec(classes)).unwrap();

@@ -3,12 +3,12 @@
 
 use distill::backend::{Conv2dShape, Pool2dShape};
 
-use crate::{Both, Rng};
+use crate::{Both, Rng, TestData};
 
 #[test]
 fn conv2d_forward_and_backward() {
     let Some(d) = Both::new() else { return };
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     // (batch, cin, h, w, cout, kh, kw, stride, pad)
     let cases = [
         (1, 1, 5, 5, 1, 3, 3, 1, 0),
@@ -90,7 +90,7 @@ fn conv2d_forward_and_backward() {
 #[test]
 fn max_pool_overlapping_windows_and_ties() {
     let Some(d) = Both::new() else { return };
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     // (batch, channels, h, w, kh, kw, sh, sw)
     let cases = [
         (1, 1, 4, 4, 2, 2, 2, 2),

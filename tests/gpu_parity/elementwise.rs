@@ -1,15 +1,15 @@
 //! Element-wise kernels and reductions (sum, column sums).
 
-use crate::{Both, Pair, Rng, TOL};
+use crate::{Both, Pair, Rng, TestData, TOL};
 
 #[test]
 fn elementwise_and_reductions() {
     let Some(d) = Both::new() else { return };
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     for n in [1usize, 7, 33, 1000, 4097, 70_001] {
         let x = d.f32(&rng.vec(n));
         let z = d.f32(&rng.vec(n));
-        let s = d.f32(&[rng.uniform() * 3.0]);
+        let s = d.f32(&[rng.uniform(-1.0, 1.0) * 3.0]);
         let outs: Vec<Pair> = (0..7).map(|_| d.out(n)).collect();
         let acc = d.f32(&rng.vec(n));
         let total = d.out(1);

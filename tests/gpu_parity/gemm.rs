@@ -2,12 +2,12 @@
 
 use distill::backend::{GemmBias, GemmShape, Trans};
 
-use crate::{Both, Rng};
+use crate::{Both, Rng, TestData};
 
 #[test]
 fn gemm_all_transposes_and_epilogues() {
     let Some(d) = Both::new() else { return };
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     let shapes = [
         (1, 1, 1),
         (3, 7, 13),

@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 
 use distill::backend::gpu::GpuBackend;
 use distill::backend::{Device, Storage};
+use distill::rng::Rng;
 
 /// f32 tolerance, relative to the largest magnitude of the reference (an ∞-norm-relative
 /// error, so sums of many terms are judged against their scale, not against cancellation).
@@ -49,25 +50,20 @@ fn gpu_or_skip() -> Option<Device> {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
+/// Test data from the engine's seeded generator.
+trait TestData {
+    /// `n` values uniform in [-1, 1).
+    fn vec(&mut self, n: usize) -> Vec<f32>;
+    /// `n` labels below `classes`.
+    fn labels(&mut self, n: usize, classes: usize) -> Vec<u32>;
+}
+
+impl TestData for Rng {
     fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.uniform()).collect()
+        (0..n).map(|_| self.uniform(-1.0, 1.0)).collect()
     }
     fn labels(&mut self, n: usize, classes: usize) -> Vec<u32> {
-        (0..n)
-            .map(|_| (self.next() % classes as u64) as u32)
-            .collect()
+        (0..n).map(|_| self.below(classes) as u32).collect()
     }
 }
 

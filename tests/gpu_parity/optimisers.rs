@@ -3,12 +3,12 @@
 
 use distill::backend::{AdamConfig, SgdConfig};
 
-use crate::{Both, Rng};
+use crate::{Both, Rng, TestData};
 
 #[test]
 fn optimisers_over_several_steps() {
     let Some(d) = Both::new() else { return };
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let n = 1000;
     let sgds = [
         SgdConfig {

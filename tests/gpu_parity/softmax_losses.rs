@@ -1,12 +1,12 @@
 //! The softmax family, the losses with and without gradients, and counting correct
 //! predictions.
 
-use crate::{Both, Rng};
+use crate::{Both, Rng, TestData};
 
 #[test]
 fn softmax_family_and_losses() {
     let Some(d) = Both::new() else { return };
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     for (rows, cols) in [(1, 1), (1, 10), (7, 3), (13, 10), (33, 257), (4, 1000)] {
         for t in [1.0f32, 4.0] {
             let x: Vec<f32> = rng.vec(rows * cols).iter().map(|v| v * 6.0).collect();
@@ -69,7 +69,7 @@ fn softmax_family_and_losses() {
 #[test]
 fn count_correct_adds_with_first_max_ties() {
     let Some(d) = Both::new() else { return };
-    let mut rng = Rng(6);
+    let mut rng = Rng::new(6);
     for (rows, cols) in [(1, 1), (9, 3), (64, 10), (5, 600)] {
         // Coarse values: many rows have tied maxima; the first one counts.
         let x: Vec<f32> = rng
