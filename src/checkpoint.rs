@@ -528,10 +528,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     };
 
+    // Named by the file the caller asked for: the temporary name means nothing to a user.
     let written = file
         .write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(&tmp, e));
+        .map_err(|e| {
+            let kept = if path.exists() {
+                "the previous version is unchanged"
+            } else {
+                "nothing was written"
+            };
+            Error::io(
+                path,
+                std::io::Error::new(e.kind(), format!("cannot write it ({e}); {kept}")),
+            )
+        });
     drop(file);
     let result = written.and_then(|()| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if result.is_err() {

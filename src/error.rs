@@ -14,6 +14,12 @@ pub enum Error {
     /// `key` is its name in the configuration (`lr`, `temperature`, `label_fraction`, …).
     #[error("invalid {key}: {reason}")]
     InvalidSetting { key: &'static str, reason: String },
+    /// A run directory another process is writing to.
+    #[error("{0}")]
+    Busy(String),
+    /// Stopped on request (Ctrl-C) at a safe point; what was finished is kept.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     /// A run directory that cannot be continued with the settings given.
     #[error("cannot resume: {0}")]
     Resume(String),

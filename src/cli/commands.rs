@@ -1,7 +1,7 @@
 //! The subcommands run, train, distill, eval and predict: each turns its flags into the
 //! library's settings, calls one library function and prints what came back.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -10,9 +10,7 @@ use serde::Serialize;
 use distill::data::{read_image_planar, Augment, Split};
 use distill::model_file::{load_model, LoadedModel};
 use distill::optim::LrSchedule;
-use distill::pipeline::{
-    self, report, DataSource, ModelJob, ModelOutcome, RunConfig, TeacherSource,
-};
+use distill::pipeline::{self, DataSource, ModelJob, ModelOutcome, RunConfig, TeacherSource};
 use distill::train::{self, EpochRecord, InputSpec, KdConfig, TrainConfig};
 use distill::Device;
 
@@ -93,6 +91,18 @@ fn load_data(source: &DataSource) -> Result<distill::data::Dataset> {
         .with_context(|| format!("cannot load the dataset at {}", source.path.display()))
 }
 
+/// A job's error; one that stopped it part-way says what is kept and how to continue.
+fn stopped(e: distill::Error, dir: &Path, how_to_continue: &str) -> anyhow::Error {
+    use distill::Error::*;
+    match e {
+        Busy(_) | InvalidSetting { .. } | InvalidArgument(_) | Resume(_) | Data(_) => e.into(),
+        _ => anyhow::Error::new(e).context(format!(
+            "the job in {} stopped (finished epochs are kept; {how_to_continue})",
+            dir.display()
+        )),
+    }
+}
+
 // --- run -----------------------------------------------------------------------------------
 
 /// The run directory: `--resume DIR` (which must hold a run), else `--out`, else a new one.
@@ -166,17 +176,9 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         dir.display(),
         device.name()
     ));
-    let report = pipeline::run(&cfg, &device, &dir, &mut progress).map_err(|e| {
-        anyhow::Error::new(e).context(format!(
-            "the run in {} stopped (finished epochs are kept; `distill run --resume {}` continues)",
-            dir.display(),
-            dir.display()
-        ))
-    })?;
-    let spinner = progress.spinner("writing the report");
-    report::write_report(&report, &dir)
-        .with_context(|| format!("cannot write the report into {}", dir.display()))?;
-    drop(spinner);
+    let resume = format!("`distill run --resume {}` continues", dir.display());
+    let report =
+        pipeline::run(&cfg, &device, &dir, &mut progress).map_err(|e| stopped(e, &dir, &resume))?;
     progress.finish();
     if ctx.global.json {
         ctx.print_json(&report)?;
@@ -261,7 +263,8 @@ fn train_and_print(ctx: &Ctx, job: &ModelJob, source: &DataSource) -> Result<()>
     let ds = load_data(source)?;
     let device = ctx.open_device()?;
     let mut progress = Progress::new(ctx.mode);
-    let out: ModelOutcome = pipeline::train_model(job, &ds, &device, &mut progress)?;
+    let out: ModelOutcome = pipeline::train_model(job, &ds, &device, &mut progress)
+        .map_err(|e| stopped(e, &job.out, "the same command continues"))?;
     progress.finish();
     let t = &out.trained;
     if ctx.global.json {

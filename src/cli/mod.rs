@@ -18,9 +18,29 @@ use args::{Cli, Command, FileConfig, Global};
 
 /// Exit code of a run whose loss became NaN or infinite.
 const EXIT_DIVERGED: u8 = 3;
+/// Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Ctrl-C: a training in progress stops at the end of its batch and keeps its finished epochs;
+/// anything else (or a second Ctrl-C) ends the process at once, which loses nothing, as every
+/// file is written atomically.
+fn handle_ctrl_c() {
+    let installed = ctrlc::set_handler(|| {
+        if distill::train::interrupt::request_stop() {
+            eprintln!("\nstopping at the end of this batch (Ctrl-C again to quit now)");
+        } else {
+            eprintln!("\ninterrupted");
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: no Ctrl-C handler ({e}); Ctrl-C ends the process at once");
+    }
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    handle_ctrl_c();
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -28,13 +48,15 @@ pub fn main() -> ExitCode {
                 let lead = if i == 0 { "error:" } else { "  caused by:" };
                 eprintln!("{lead} {}", in_flags(cause));
             }
-            let diverged = e
-                .chain()
-                .any(|c| matches!(c.downcast_ref::<Error>(), Some(Error::Diverged(_))));
-            if diverged {
+            let cause = |f: fn(&Error) -> bool| e.chain().any(|c| c.downcast_ref().is_some_and(f));
+            if cause(|e| matches!(e, Error::Diverged(_))) {
                 eprintln!("  (try a lower --lr)");
+                ExitCode::from(EXIT_DIVERGED)
+            } else if cause(|e| matches!(e, Error::Interrupted(_))) {
+                ExitCode::from(EXIT_INTERRUPTED)
+            } else {
+                ExitCode::FAILURE
             }
-            ExitCode::from(if diverged { EXIT_DIVERGED } else { 1 })
         }
     }
 }

@@ -18,7 +18,7 @@ impl Split {
         let ok = if labels.is_empty() {
             images.is_empty()
         } else {
-            images.len() % labels.len() == 0 && !images.is_empty()
+            images.len().is_multiple_of(labels.len()) && !images.is_empty()
         };
         if !ok {
             return Err(Error::Data(format!(

@@ -10,6 +10,7 @@
 //! [`single`] trains one model the same way (`distill train`, `distill distill`).
 
 pub mod config;
+pub mod lock;
 mod markdown;
 pub mod metrics;
 pub mod report;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use config::{DataSource, RunConfig};
+pub use lock::RunDirLock;
 pub use markdown::summary_lines;
 pub use metrics::MetricsLog;
 pub use single::{train_model, ModelJob, ModelOutcome, TeacherSource};
@@ -82,8 +84,10 @@ struct Students {
     first_kd: Sequential,
 }
 
-/// Runs the whole job into `run_dir` (created; an existing one is resumed: finished runs are
-/// restored from their checkpoints and unfinished ones continue where they stopped).
+/// Runs the whole job into `run_dir` and writes its report there (`report.md`, `report.json`,
+/// plots). The directory is created, and locked for the run ([`RunDirLock`]); an existing run
+/// is resumed: finished trainings are restored from their checkpoints and unfinished ones
+/// continue where they stopped.
 pub fn run(
     cfg: &RunConfig,
     device: &Device,
@@ -92,12 +96,12 @@ pub fn run(
 ) -> Result<Report> {
     cfg.validate()?;
     let started = Instant::now();
+    // Load the data first: a bad data folder must not leave a run directory behind.
+    let ds = cfg.data_source().load()?;
+    let _lock = RunDirLock::acquire(run_dir)?;
     if let Some(saved) = RunConfig::load_saved(run_dir)? {
         cfg.check_resume(&saved, run_dir)?;
     }
-    // Load the data first: a bad data folder must not leave a run directory behind.
-    let ds = cfg.data_source().load()?;
-    std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
     crate::checkpoint::write_atomic(
         &run_dir.join("config.json"),
         serde_json::to_string_pretty(cfg)
@@ -143,6 +147,8 @@ pub fn run(
     let student_epochs_run = (cfg.student.epochs * cfg.seeds) as f64;
     report.teacher_seconds_saved = cache_seconds.map(|s| s * (student_epochs_run - 1.0).max(0.0));
     report.total_seconds = started.elapsed().as_secs_f64();
+    obs.message("writing the report");
+    report::write_report(&report, run_dir)?;
     Ok(report)
 }
 

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::lock::RunDirLock;
 use super::metrics::MetricsLog;
 use super::teacher::{load_teacher, teacher_logits};
 use crate::data::{Dataset, Split};
@@ -13,7 +14,7 @@ use crate::nn::ArchSpec;
 use crate::train::{
     self, validate_label_fraction, InputSpec, KdConfig, Observer, TrainConfig, TrainJob, Trained,
 };
-use crate::{Device, Error, Result};
+use crate::{Device, Result};
 
 /// The teacher of a KD student.
 #[derive(Clone, Debug)]
@@ -65,7 +66,7 @@ pub fn train_model(
         ds.width,
         ds.num_classes(),
     )?;
-    std::fs::create_dir_all(&job.out).map_err(|e| Error::io(&job.out, e))?;
+    let _lock = RunDirLock::acquire(&job.out)?;
     let mut log = MetricsLog::open(&job.out, obs)?;
     let test = Arc::new(ds.test.clone());
     let outcome = match &job.teacher {

@@ -45,7 +45,7 @@ pub fn model_stats(
     images: &[f32],
 ) -> Result<ModelStats> {
     let image_len = spec.in_channels * spec.height * spec.width;
-    if images.len() < image_len || images.len() % image_len != 0 {
+    if images.len() < image_len || !images.len().is_multiple_of(image_len) {
         return Err(Error::InvalidArgument(format!(
             "model_stats: {} values are not whole images of {image_len}",
             images.len()

@@ -1,8 +1,10 @@
 //! Training one model: its settings ([`config`]), the loop with checkpoints and exact resume
-//! ([`trainer`], [`resume`]), and using the result ([`eval`]: metrics, logits, top-k).
+//! ([`trainer`], [`resume`]), stopping it on request ([`interrupt`]), and using the result
+//! ([`eval`]: metrics, logits, top-k).
 
 pub mod config;
 pub mod eval;
+pub mod interrupt;
 pub mod resume;
 pub mod trainer;
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{InputSpec, KdConfig, TrainConfig};
 use super::eval::evaluate;
-use super::resume;
+use super::{interrupt, resume};
 use crate::checkpoint::StoreDtype;
 use crate::data::{self, Batch, BatchConfig, Split};
 use crate::model_file::{model_metadata, save_model};
@@ -118,6 +118,7 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
     }
 
     let started = Instant::now();
+    let _running = interrupt::Running::start();
     for epoch in history.len() + 1..=cfg.epochs {
         let record = train_epoch(&job, &model, &mut optimizer, epoch, obs)?;
         let is_best = history
@@ -222,6 +223,9 @@ fn train_epoch(
         seen += rows;
 
         let done = b + 1;
+        if interrupt::stop_requested() {
+            return Err(stopped(job, epoch));
+        }
         let mean_loss = if done % READ_EVERY == 0 || done == total_batches {
             let l = loss_sum.to_vec()?[0] as f64 / seen as f64;
             check_finite(job, l, epoch, done)?;
@@ -295,6 +299,16 @@ fn loss_of(
         TeacherLogits::Online(teacher) => no_grad(|| teacher.forward(x))?,
     };
     ops::kd_loss(logits, &teacher_logits, y, kd.temperature, kd.alpha)
+}
+
+/// The error of a training stopped on request in `epoch` (which is dropped).
+fn stopped(job: &TrainJob, epoch: usize) -> Error {
+    let kept = match &job.checkpoint_dir {
+        Some(dir) if epoch > 1 => format!("epochs 1–{} are kept in {}", epoch - 1, dir.display()),
+        Some(_) => "no epoch had finished".to_string(),
+        None => "nothing is kept (no checkpoint folder)".to_string(),
+    };
+    Error::Interrupted(format!("{}: stopped during epoch {epoch}; {kept}", job.run))
 }
 
 /// A NaN or infinite running loss stops the run, saying what was kept.

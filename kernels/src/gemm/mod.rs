@@ -285,7 +285,7 @@ impl Grid {
             }
             // A tile count that is a multiple of the thread count: 9 tiles on 2 threads
             // leave one thread idle for a ninth of the time.
-            while (mb * nb) % threads != 0 && nb < n_sl {
+            while !(mb * nb).is_multiple_of(threads) && nb < n_sl {
                 nb += 1;
             }
         }

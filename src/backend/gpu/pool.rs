@@ -202,7 +202,7 @@ mod tests {
         assert_eq!(size_class(1025), 1280);
         for b in [300u64, 5000, 77_777, 1 << 20, (1 << 20) + 1, 123_456_789] {
             let c = size_class(b);
-            assert!(c >= b && c % 16 == 0 && (c as f64) <= (b as f64) * 1.25 + 256.0);
+            assert!(c >= b && c.is_multiple_of(16) && (c as f64) <= (b as f64) * 1.25 + 256.0);
         }
     }
 }

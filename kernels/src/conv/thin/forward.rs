@@ -66,7 +66,7 @@ unsafe fn fwd_image<const K: usize>(
         }
         // Streaming (non-temporal) stores skip the read-for-ownership of y.
         // 128-bit halves: they need 16-byte alignment only, which large allocations have.
-        let stream = nt && (yp as usize) % 16 == 0;
+        let stream = nt && (yp as usize).is_multiple_of(16);
         let st = |dst: *mut f32, v: __m256| {
             if stream {
                 _mm_stream_ps(dst, _mm256_castps256_ps128(v));

@@ -271,7 +271,7 @@ impl FlatFold {
             }
             _mm256_storeu_ps(dx.as_mut_ptr().add(8 * v), acc);
         }
-        if p % 8 > 0 {
+        if !p.is_multiple_of(8) {
             let mut acc = _mm256_setzero_ps();
             for &s in taps {
                 acc = _mm256_add_ps(acc, _mm256_loadu_ps(rp.add(s + 8 * full)));

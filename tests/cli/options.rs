@@ -1,0 +1,177 @@
+//! `--config` files, bad flags and `distill devices`.
+
+use super::*;
+
+#[test]
+fn config_file_is_honoured_and_overridden_by_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("cfg.toml");
+    let out = tmp.path().join("student");
+    std::fs::write(
+        &cfg,
+        format!(
+            "arch = \"student\"\nepochs = 1\nbatch-size = 64\nlr = 0.5\noptimizer = \"sgd\"\nmomentum = 0.8\nmax_train = 256\nmax-test = 100\nschedule = \"step\"\nstep-size = 3\nout = {:?}\n",
+            s(&out)
+        ),
+    )
+    .unwrap();
+    let j = ok_json(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--lr",
+        "0.02",
+        "--gamma",
+        "0.5",
+    ]);
+    let c = &j["config"];
+    assert_eq!(c["batch_size"].as_u64(), Some(64), "from the file");
+    assert_eq!(c["optimizer"], "sgd");
+    assert_eq!(
+        c["momentum"].as_f64().map(|m| (m - 0.8).abs() < 1e-6),
+        Some(true)
+    );
+    assert_eq!(
+        c["lr"].as_f64().map(|l| (l - 0.02).abs() < 1e-7),
+        Some(true),
+        "the flag overrides the file: {c}"
+    );
+    assert_eq!(c["schedule"]["kind"], "step");
+    assert_eq!(c["schedule"]["step_size"].as_u64(), Some(3));
+    assert_eq!(c["schedule"]["gamma"].as_f64(), Some(0.5));
+    assert_eq!(j["train_images"].as_u64(), Some(256));
+    assert_eq!(j["test_images"].as_u64(), Some(100));
+    assert_eq!(j["arch"], "student");
+    assert_eq!(j["history"].as_array().unwrap().len(), 1);
+    assert_eq!(metrics(&out).len(), 1, "--out from the file");
+    assert!(out.join("best.safetensors").is_file());
+
+    // An unknown key is an error that names it.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "epochs = 1\nlearning_rate = 0.1\n").unwrap();
+    fails(
+        &["train", "--config", s(&bad), "--arch", "student"],
+        "learning_rate",
+    );
+    fails(
+        &[
+            "train",
+            "--config",
+            s(&tmp.path().join("none.toml")),
+            "--arch",
+            "student",
+        ],
+        "cannot read the config file",
+    );
+    std::fs::write(&bad, "epochs = \"many\"\n").unwrap();
+    fails(
+        &["train", "--config", s(&bad), "--arch", "student"],
+        "bad.toml",
+    );
+}
+
+#[test]
+fn bad_flags_give_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = s(&out);
+    fails(
+        &["train", "--arch", "giant", "--out", o],
+        "unknown architecture 'giant'",
+    );
+    fails(&["train", "--out", o], "--arch");
+    fails(&["run", "--lr", "0", "--out", o], "--lr must be");
+    fails(
+        &["run", "--label-fraction", "1.5", "--out", o],
+        "--label-fraction must be in (0, 1]",
+    );
+    fails(&["run", "--alpha", "1.5", "--out", o], "--alpha");
+    fails(&["run", "--temperature", "0", "--out", o], "--temperature");
+    fails(&["run", "--batch-size", "0", "--out", o], "--batch-size");
+    fails(&["run", "--epochs", "0", "--out", o], "--epochs");
+    fails(
+        &["run", "--optimizer", "adagrad", "--out", o],
+        "unknown optimizer",
+    );
+    fails(&["run", "--lr", "fast", "--out", o], "invalid value");
+    fails(
+        &[
+            "run",
+            "--data",
+            s(&tmp.path().join("no-such-dir")),
+            "--out",
+            o,
+        ],
+        "does not exist",
+    );
+    fails(
+        &[
+            "train",
+            "--arch",
+            "student",
+            "--data",
+            s(tmp.path()),
+            "--out",
+            o,
+        ],
+        "cannot load the dataset",
+    );
+    fails(
+        &["run", "--resume", s(&tmp.path().join("never-ran"))],
+        "no config.json",
+    );
+    fails(
+        &["eval", s(&tmp.path().join("missing.safetensors"))],
+        "no such checkpoint",
+    );
+    fails(&["distill", "--out", o], "--teacher");
+    fails(
+        &[
+            "--device",
+            "tpu",
+            "eval",
+            s(&tmp.path().join("x.safetensors")),
+        ],
+        "unknown device 'tpu'",
+    );
+    fails(&["frobnicate"], "unrecognized subcommand");
+    assert!(
+        !out.join("config.json").exists(),
+        "a refused run leaves no run directory behind"
+    );
+
+    // A NaN loss stops training with a clear message and its own exit code.
+    let out = distill(&[
+        "train",
+        "--arch",
+        "student",
+        "--lr",
+        "1e9",
+        "--max-train",
+        "256",
+        "--max-test",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        o,
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("diverged") && stderr.contains("lower --lr"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn devices_lists_the_cpu_backend() {
+    let j = ok_json(&["devices"]);
+    assert!(j["adapters"].is_array());
+    assert!(j["cpu"]["threads"].as_u64().unwrap() >= 1);
+    assert!(j["cpu"]["simd"].is_string());
+    let plain = ok(&["devices"]);
+    assert!(plain.contains("--device auto picks"), "{plain}");
+}
