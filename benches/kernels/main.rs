@@ -44,6 +44,7 @@ mod seam_jobs;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use distill_kernels::rng::Rng;
 use distill_kernels::simd;
 
 use output::{fmt_opt, pct, Row};
@@ -51,15 +52,8 @@ use peak::PEAK_CHAINS;
 
 /// Deterministic pseudo-random fill in [-1, 1) (contents only matter for being non-trivial).
 fn fill(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    let mut rng = Rng::new(seed);
+    (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
 }
 
 /// One timed workload: `run` does one call worth `flops`; `best` is its fastest call so far.
