@@ -21,7 +21,7 @@ pub use batch::{
     batches, epoch_order, num_batches, try_batches, Augment, Batch, BatchConfig, BatchIter,
     Batcher, QUEUE_DEPTH,
 };
-pub use convert::{convert_split, decode_image, read_image_planar, save_png};
+pub use convert::{convert_split, decode_image, decode_limit, read_image_planar, save_png};
 pub use split::Split;
 
 use crate::{Error, Result};

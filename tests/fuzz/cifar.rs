@@ -63,7 +63,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// test file, bit 2 gzip them first.
 #[test]
 fn cifar_batches() {
-    let root = tempfile::tempdir().unwrap();
+    let root = crate::scratch_dir();
     let layouts = layouts();
     // One folder per (layout, gzip), holding exactly that layout's two files.
     let dirs: Vec<PathBuf> = (0..4)

@@ -56,7 +56,7 @@ fn seeds() -> Vec<Seed> {
 
 #[test]
 fn run_config_json() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::scratch_dir();
     let seeds = seeds();
     for s in &seeds {
         std::fs::write(dir.path().join("config.json"), &s.bytes).unwrap();

@@ -103,7 +103,7 @@ fn write_folder(root: &Path, ext: &str, mutated: &[u8], valid: &[u8]) {
 /// and whether to resize to 4×4.
 #[test]
 fn image_folders() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::scratch_dir();
     let root = tmp.path().join("images");
     let seeds = seeds();
     let m = Mutator::new(seeds.clone());

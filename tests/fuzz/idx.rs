@@ -100,7 +100,7 @@ fn check_file(path: &Path) -> Verdict {
 /// One mutated IDX file, raw.
 #[test]
 fn idx_raw_files() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::scratch_dir();
     let path = dir.path().join("file-idx3-ubyte");
     let m = Mutator::new(seeds());
     run_cases(
@@ -119,7 +119,7 @@ fn idx_raw_files() {
 /// reader), half mutate the IDX bytes and then compress them (the IDX checks behind it).
 #[test]
 fn idx_gzip_files() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::scratch_dir();
     let path = dir.path().join("file-idx3-ubyte.gz");
     let raw = Mutator::new(seeds());
     let gz = Mutator::new(
@@ -171,7 +171,7 @@ const FOLDER_FILES: [&str; 4] = [
 /// `data::load` on a folder with one mutated file: a `Data` error or a consistent dataset.
 #[test]
 fn idx_dataset_folders() {
-    let root = tempfile::tempdir().unwrap();
+    let root = crate::scratch_dir();
     let dir = root.path().join("mnist-like");
     std::fs::create_dir(&dir).unwrap();
     let valid = folder_seeds();

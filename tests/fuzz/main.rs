@@ -296,6 +296,25 @@ fn save_failure(parser: &str, i: usize, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// A temporary folder for the files a case writes (the parsers read paths): in memory
+/// (`/dev/shm`) where there is one. On a disk shared with builds, rewriting a file thousands
+/// of times waits on the file system (ext4 flushes a file truncated and rewritten): 3,000 IDX
+/// cases took 10 s there and 0.1 s in memory.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    let builder = || {
+        let mut b = tempfile::Builder::new();
+        b.prefix("distill-fuzz-");
+        b
+    };
+    if shm.is_dir() {
+        if let Ok(d) = builder().tempdir_in(shm) {
+            return d;
+        }
+    }
+    builder().tempdir().unwrap()
+}
+
 /// Checks that `e` is the expected typed error variant (`want` names it for the message).
 pub fn expect_variant(
     e: &distill::Error,
@@ -628,7 +647,7 @@ fn tokenize(t: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
-/// Makes `n` cases of text mutations (one to three stacked) of `seeds`.
+/// One case: a seed of `seeds` with one to three text mutations stacked.
 pub fn mutate_text(rng: &mut Rng, seeds: &[Seed]) -> Case {
     let s = &seeds[rng.below(seeds.len())];
     let mut bytes = s.bytes.clone();

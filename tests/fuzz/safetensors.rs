@@ -81,7 +81,7 @@ fn split(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 
 #[test]
 fn safetensors_checkpoints() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::scratch_dir();
     let seeds = seeds(dir.path());
     let headers: Vec<Seed> = seeds
         .iter()
