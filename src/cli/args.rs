@@ -414,3 +414,196 @@ impl PredictArgs {
         fill!(self, f; top_k, data);
     }
 }
+
+/// Structured mutation test of [`FileConfig::load`] (the other parsers' are in `tests/fuzz`;
+/// see `docs/fuzzing.md`): valid TOML files with every key, mutated thousands of times with a
+/// fixed seed. Every case must give a config or an error naming the file, without a panic,
+/// an allocation over 64 MiB + 64 × the file's size, or taking over 2 s.
+#[cfg(test)]
+mod fuzz {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::time::{Duration, Instant};
+
+    use distill::rng::Rng;
+
+    use super::*;
+
+    thread_local! {
+        /// The largest single allocation of this thread since the last reset. Per thread: the
+        /// TOML parser runs on the caller's thread, and other tests of this binary run beside.
+        static PEAK: Cell<usize> = const { Cell::new(0) };
+    }
+
+    struct Counting;
+
+    fn note(size: usize) {
+        let _ = PEAK.try_with(|p| p.set(p.get().max(size)));
+    }
+
+    // SAFETY: every call is forwarded to `System` unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            System.alloc(layout)
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            System.alloc_zeroed(layout)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout)
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size);
+            System.realloc(ptr, layout, new_size)
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    const SEEDS: [&str; 3] = [
+        "device = \"cpu\"\njson = true\nquiet = false\nprofile = false\ndata = \"datasets/x\"\n\
+         max-train = 6000\nmax_test = 2000\nepochs = 3\nteacher_epochs = 1\nbatch-size = 128\n\
+         lr = 0.001\noptimizer = \"sgd\"\nmomentum = 0.9\nweight_decay = 0.0005\n\
+         schedule = \"step\"\nstep_size = 10\ngamma = 0.1\nseed = 42\naugment = true\n",
+        "temperature = 4.0\nalpha = 0.9\nout = \"runs/a\"\nresume = \"runs/b\"\nquick = true\n\
+         seeds = 3\nlabel-fraction = 0.1\nteacher = \"t.safetensors\"\nhalf = true\n\
+         arch = \"student\"\nconfusion = true\nconfusion_png = \"c.png\"\ntop_k = 5\n",
+        "# comment\nschedule = 'cosine'\noptimizer = \"adamw\"\nlr = 1e-3\nseed = 0\n",
+    ];
+
+    const NUMBERS: [&str; 12] = [
+        "0",
+        "-1",
+        "1",
+        "4294967296",
+        "9223372036854775807",
+        "18446744073709551616",
+        "1e308",
+        "1e999",
+        "nan",
+        "-inf",
+        "0x7FFFFFFF",
+        "1979-05-27",
+    ];
+
+    /// One mutation of TOML text.
+    fn mutate(rng: &mut Rng, t: &mut Vec<u8>) {
+        let len = t.len();
+        match rng.below(7) {
+            0 if len > 0 => {
+                let i = rng.below(len);
+                t[i] ^= 1 << rng.below(8);
+            }
+            1 => t.truncate(rng.below(len + 1)),
+            2 => {
+                // A number (or what follows a `=`) set to an extreme.
+                let eqs: Vec<usize> = (0..len).filter(|&i| t[i] == b'=').collect();
+                if let Some(&at) = eqs.get(rng.below(eqs.len().max(1))) {
+                    let end = (at..len).find(|&i| t[i] == b'\n').unwrap_or(len);
+                    let v = format!("= {}", NUMBERS[rng.below(NUMBERS.len())]);
+                    t.splice(at..end, v.into_bytes());
+                }
+            }
+            3 if len > 0 => {
+                // A line repeated (a key given twice) or deleted.
+                let lines: Vec<Vec<u8>> = t.split(|&b| b == b'\n').map(|l| l.to_vec()).collect();
+                let k = rng.below(lines.len());
+                let mut out = lines.clone();
+                if rng.below(2) == 0 {
+                    out.insert(k, lines[k].replace_underscores());
+                } else {
+                    out.remove(k);
+                }
+                *t = out.join(&b'\n');
+            }
+            4 => {
+                let at = rng.below(len + 1);
+                let junk: &[&[u8]] = &[b"[", b"]]", b"\"", b"[t]\n", b"{a=1}", b"'''", b"\\u"];
+                t.splice(at..at, junk[rng.below(junk.len())].iter().copied());
+            }
+            5 => {
+                // Deep nesting: the parser must not overflow its stack.
+                let n = 1 + rng.below(2000);
+                let v = format!("\nx = {}{}\n", "[".repeat(n), "]".repeat(n));
+                t.extend_from_slice(v.as_bytes());
+            }
+            _ => {
+                let other = SEEDS[rng.below(SEEDS.len())].as_bytes();
+                let (a, b) = (rng.below(len + 1), rng.below(other.len() + 1));
+                t.truncate(a);
+                t.extend_from_slice(&other[b..]);
+            }
+        }
+    }
+
+    trait Kebab {
+        fn replace_underscores(&self) -> Vec<u8>;
+    }
+    impl Kebab for Vec<u8> {
+        fn replace_underscores(&self) -> Vec<u8> {
+            self.iter()
+                .map(|&b| if b == b'_' { b'-' } else { b })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn config_toml_files() {
+        // In memory where possible: rewriting a file thousands of times on a busy disk waits
+        // on the file system.
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm).unwrap()
+        } else {
+            tempfile::tempdir().unwrap()
+        };
+        let path = dir.path().join("config.toml");
+        for s in SEEDS {
+            std::fs::write(&path, s).unwrap();
+            FileConfig::load(&path).unwrap_or_else(|e| panic!("{e:#}: {s}"));
+        }
+        let seed = 0x70_4D1;
+        let mut rng = Rng::new(seed);
+        let mut failures = Vec::new();
+        for i in 0..3000 {
+            let mut t = SEEDS[rng.below(SEEDS.len())].as_bytes().to_vec();
+            for _ in 0..1 + rng.below(3) {
+                mutate(&mut rng, &mut t);
+            }
+            std::fs::write(&path, &t).unwrap();
+            PEAK.with(|p| p.set(0));
+            let started = Instant::now();
+            let outcome = catch_unwind(AssertUnwindSafe(|| match FileConfig::load(&path) {
+                Ok(f) => {
+                    let mut run = RunArgs::default();
+                    run.fill(&f);
+                    EvalArgs::default().fill(&f);
+                    PredictArgs::default().fill(&f);
+                    Ok(())
+                }
+                Err(e) if format!("{e:#}").contains(&*path.to_string_lossy()) => Ok(()),
+                Err(e) => Err(format!("the error does not name the file: {e:#}")),
+            }));
+            let (elapsed, peak) = (started.elapsed(), PEAK.with(|p| p.get()));
+            let bound = (64 << 20) + 64 * t.len();
+            let problem = match outcome {
+                Err(_) => Some("panicked".to_string()),
+                Ok(Err(e)) => Some(e),
+                Ok(Ok(())) if peak > bound => Some(format!("allocated {peak} bytes at once")),
+                Ok(Ok(())) if elapsed > Duration::from_secs(2) => Some(format!("{elapsed:?}")),
+                Ok(Ok(())) => None,
+            };
+            if let Some(p) = problem {
+                failures.push(format!(
+                    "case {i} (seed {seed}): {p}\n{}",
+                    String::from_utf8_lossy(&t)
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
+    }
+}

@@ -47,15 +47,42 @@ pub fn to_image(
     }
 }
 
+/// The most bytes an image file of `file_len` bytes may decode to: 4 MiB + 1024 × its size,
+/// at most 512 MiB (the `image` crate's own default).
+///
+/// The decoder allocates the whole output from the width and height in the header before it
+/// reads any pixel data, so without a limit tied to the file a 100-byte PNG claiming
+/// 10000×10000 pixels makes a 100 MB allocation (and the default limit allows 512 MiB).
+/// Real images stay far below this: photos compress 5–20×, and even a blank PNG cannot beat
+/// deflate's ratio of about 1032:1; 4 MiB covers small files of large flat images.
+pub fn decode_limit(file_len: u64) -> u64 {
+    (4u64 << 20)
+        .saturating_add(file_len.saturating_mul(1024))
+        .min(512 << 20)
+}
+
 /// Decodes the image file at `path` (any format the `image` crate reads, guessed from its
-/// bytes).
+/// bytes), refusing headers that claim more pixels than [`decode_limit`] allows.
 pub fn decode_image(path: &Path) -> Result<DynamicImage> {
-    image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let file_len = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
-        .decode()
-        .map_err(|e| Error::Data(format!("{}: unreadable image: {e}", path.display())))
+        .len();
+    let max = decode_limit(file_len);
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(max);
+    reader.limits(limits);
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => Error::Data(format!(
+            "{}: image too large for its file: decoding it needs more than {max} bytes, the \
+             most a {file_len}-byte image file may decode to (a corrupt header?)",
+            path.display()
+        )),
+        e => Error::Data(format!("{}: unreadable image: {e}", path.display())),
+    })
 }
 
 /// The image file at `path` as planar bytes of `channels` (1 or 3) × `height` × `width`

@@ -21,7 +21,7 @@ pub use batch::{
     batches, epoch_order, num_batches, try_batches, Augment, Batch, BatchConfig, BatchIter,
     Batcher, QUEUE_DEPTH,
 };
-pub use convert::{convert_split, decode_image, read_image_planar, save_png};
+pub use convert::{convert_split, decode_image, decode_limit, read_image_planar, save_png};
 pub use split::Split;
 
 use crate::{Error, Result};
@@ -244,12 +244,16 @@ fn folder_name(path: &Path) -> String {
         .unwrap_or_else(|| "dataset".into())
 }
 
+/// The most classes an IDX dataset without declared class names may have (its largest label
+/// + 1). Far above any real dataset's (EMNIST has 62, ImageNet-21k 21,841).
+pub const MAX_INFERRED_CLASSES: usize = 1 << 16;
+
 /// Class names of an IDX dataset, and a warning when they were inferred.
 ///
 /// Declared names come from `classes.txt` (one per line) or, for a folder whose name says
 /// fashion, Fashion-MNIST's ten; every label must then be below their count (a label at or
 /// above it is a corrupt file, not a new class). Only data with no declared classes infers
-/// them from the largest label ("0", "1", …).
+/// them from the largest label ("0", "1", …), which must be below [`MAX_INFERRED_CLASSES`].
 fn idx_class_names(
     dir: &Path,
     name: &str,
@@ -292,6 +296,23 @@ fn idx_class_names(
             }
         }
         return Ok((names, None));
+    }
+    // Inferred classes are a table indexed by label: a label from a corrupt file (an i32 label
+    // file can hold 2^31 − 1) must not size it.
+    for (labels_file, split) in [(&files.train_labels, train), (&files.test_labels, test)] {
+        if let Some(i) = split
+            .labels
+            .iter()
+            .position(|&l| l as usize >= MAX_INFERRED_CLASSES)
+        {
+            return Err(Error::Data(format!(
+                "{}: label {} of image {i} is too large: without a classes.txt the classes are \
+                 inferred from the largest label, and at most {MAX_INFERRED_CLASSES} are (add a \
+                 classes.txt to declare them)",
+                labels_file.display(),
+                split.labels[i],
+            )));
+        }
     }
     let k = train.class_counts(0).len().max(test.class_counts(0).len());
     let warning = format!(
