@@ -89,6 +89,14 @@ impl TrainConfig {
                 format!("must be in [0, 1), got {}", self.momentum),
             ));
         }
+        if let LrSchedule::Cosine { eta_min, .. } = self.schedule {
+            if !(eta_min.is_finite() && eta_min >= 0.0) {
+                return Err(Error::setting(
+                    "eta_min",
+                    format!("must be a finite number >= 0, got {eta_min}"),
+                ));
+            }
+        }
         if let LrSchedule::Step { step_size, gamma } = self.schedule {
             if step_size == 0 {
                 return Err(Error::setting("step_size", "must be at least 1"));
