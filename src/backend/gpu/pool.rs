@@ -41,10 +41,13 @@ pub struct PoolStats {
     pub fresh_allocations: u64,
     /// Acquisitions served from the pool.
     pub reuses: u64,
-    /// Bytes of all buffers the pool has created and not destroyed.
+    /// Bytes of all buffers the pool has created and not destroyed: those tensors hold plus
+    /// `idle_bytes`.
     pub bytes_allocated: u64,
     /// Buffers idle in the pool right now (including those waiting for the next submit).
     pub idle_buffers: usize,
+    /// Bytes of those idle buffers.
+    pub idle_bytes: u64,
 }
 
 #[derive(Default)]
@@ -183,7 +186,13 @@ impl Pool {
     pub fn stats(&self) -> PoolStats {
         let st = self.lock();
         let mut s = st.stats;
-        s.idle_buffers = st.pending.len() + st.free.values().map(Vec::len).sum::<usize>();
+        let idle = st.pending.iter().chain(st.free.values().flatten());
+        s.idle_buffers = 0;
+        s.idle_bytes = 0;
+        for b in idle {
+            s.idle_buffers += 1;
+            s.idle_bytes += b.class;
+        }
         s
     }
 }
