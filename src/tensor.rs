@@ -61,7 +61,10 @@ impl Tensor {
     /// A new f32 tensor holding `data` with `shape`.
     pub fn from_f32(data: &[f32], shape: &[usize], device: &Device) -> Result<Tensor> {
         check_len(data.len(), shape)?;
-        let storage = device.backend().upload_f32(data)?;
+        let storage = device
+            .backend()
+            .upload_f32(data)
+            .map_err(|e| naming_tensor(e, shape, DType::F32))?;
         Ok(Tensor::from_parts(
             Arc::new(storage),
             shape.to_vec(),
@@ -74,7 +77,10 @@ impl Tensor {
     /// A new u32 tensor (labels).
     pub fn from_u32(data: &[u32], shape: &[usize], device: &Device) -> Result<Tensor> {
         check_len(data.len(), shape)?;
-        let storage = device.backend().upload_u32(data)?;
+        let storage = device
+            .backend()
+            .upload_u32(data)
+            .map_err(|e| naming_tensor(e, shape, DType::U32))?;
         Ok(Tensor::from_parts(
             Arc::new(storage),
             shape.to_vec(),
@@ -86,7 +92,10 @@ impl Tensor {
 
     /// A zero-filled f32 tensor.
     pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
-        let storage = device.backend().zeros(numel(shape))?;
+        let storage = device
+            .backend()
+            .zeros(numel(shape))
+            .map_err(|e| naming_tensor(e, shape, DType::F32))?;
         Ok(Tensor::from_parts(
             Arc::new(storage),
             shape.to_vec(),
@@ -102,7 +111,10 @@ impl Tensor {
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor> {
-        let storage = device.backend().zeros(numel(shape))?;
+        let storage = device
+            .backend()
+            .zeros(numel(shape))
+            .map_err(|e| naming_tensor(e, shape, dtype))?;
         Ok(Tensor::from_parts(
             Arc::new(storage),
             shape.to_vec(),
@@ -251,6 +263,27 @@ impl std::fmt::Debug for Tensor {
             self.requires_grad(),
             self.device().name()
         )
+    }
+}
+
+/// A device's refusal to allocate (a limit, out of memory), saying which tensor asked: the
+/// shape tells a reader which activation or parameter it is and whether the batch size is its
+/// first dimension. Other errors pass through unchanged.
+fn naming_tensor(e: Error, shape: &[usize], dtype: DType) -> Error {
+    let what = format!(
+        "a tensor of shape {shape:?} ({})",
+        match dtype {
+            DType::F32 => "f32",
+            DType::U32 => "u32",
+        }
+    );
+    match e {
+        Error::Device(msg) => Error::Device(format!("{what}: {msg}")),
+        Error::OutOfMemory { device, detail } => Error::OutOfMemory {
+            device,
+            detail: format!("{what}: {detail}"),
+        },
+        other => other,
     }
 }
 

@@ -16,7 +16,8 @@ use distill_kernels::{Bias, Epilogue};
 use super::*;
 use crate::Error;
 
-/// Free host buffers by length, bounded so an idle pool cannot hoard memory.
+/// Free host buffers by length, bounded so an idle pool cannot hoard memory. It also counts
+/// the bytes of the pooled buffers that storage holds ([`CpuPool::memory`]).
 #[derive(Default)]
 pub struct CpuPool {
     state: Mutex<PoolState>,
@@ -26,6 +27,8 @@ pub struct CpuPool {
 struct PoolState {
     free: HashMap<usize, Vec<Vec<f32>>>,
     cached_bytes: usize,
+    /// Bytes of the pooled buffers held by live [`CpuStorage`].
+    in_use_bytes: usize,
     fresh_allocations: u64,
 }
 
@@ -40,9 +43,11 @@ impl CpuPool {
         Some(v)
     }
 
+    /// A buffer of live storage was dropped: keep it for reuse, or free it.
     fn give(&self, v: Vec<f32>) {
         let bytes = v.len() * 4;
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.in_use_bytes -= bytes;
         if bytes == 0 || st.cached_bytes + bytes > Self::MAX_CACHED_BYTES {
             return; // dropped: freed to the allocator
         }
@@ -57,6 +62,16 @@ impl CpuPool {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .fresh_allocations
+    }
+
+    /// Bytes in use by storage and parked for reuse, and fresh allocations so far.
+    pub fn memory(&self) -> MemoryStats {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        MemoryStats {
+            in_use_bytes: st.in_use_bytes as u64,
+            idle_bytes: st.cached_bytes as u64,
+            fresh_allocations: st.fresh_allocations,
+        }
     }
 }
 
@@ -135,7 +150,13 @@ impl CpuBackend {
         Ok(v)
     }
 
+    /// Wraps a buffer from [`Self::buffer`]; it goes back to the pool when the storage drops.
     fn storage(&self, data: Vec<f32>) -> Storage {
+        self.pool
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .in_use_bytes += data.len() * 4;
         Storage::Cpu(CpuStorage {
             data: RwLock::new(data),
             pool: Some(self.pool.clone()),
@@ -221,6 +242,9 @@ impl Backend for CpuBackend {
     }
     fn fresh_allocations(&self) -> u64 {
         self.pool.fresh_allocations()
+    }
+    fn memory(&self) -> MemoryStats {
+        self.pool.memory()
     }
 
     fn gemm(

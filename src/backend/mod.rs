@@ -78,6 +78,28 @@ pub struct KernelTime {
     pub total_ms: f64,
 }
 
+/// What a backend's buffers hold right now ([`Backend::memory`]). Only buffers that tensors
+/// use are counted: the device's own allocations (pipelines, command buffers, staging buffers
+/// of a read-back, the driver) are not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Bytes of the buffers held by live storage (tensors, gradients, optimiser state).
+    pub in_use_bytes: u64,
+    /// Bytes of free buffers parked in the pool for reuse (on the GPU, including those that
+    /// wait for the next submission).
+    pub idle_bytes: u64,
+    /// Buffers created so far because the pool had none of the size asked for.
+    pub fresh_allocations: u64,
+}
+
+impl MemoryStats {
+    /// Everything the pool accounts for: `in_use_bytes + idle_bytes`. Flat from one epoch to
+    /// the next in a training loop that leaks nothing.
+    pub fn live_bytes(&self) -> u64 {
+        self.in_use_bytes + self.idle_bytes
+    }
+}
+
 /// What kind of device a backend drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceKind {
@@ -111,6 +133,11 @@ pub trait Backend: Send + Sync {
     /// Buffers created so far because the pool had none of the size asked for; flat across
     /// the steps of a steady-state training loop.
     fn fresh_allocations(&self) -> u64;
+    /// Bytes held by the buffers of this backend, in use and idle in its pool; zeros where a
+    /// backend does not count them.
+    fn memory(&self) -> MemoryStats {
+        MemoryStats::default()
+    }
 
     // --- profiling ----------------------------------------------------------------------------
     /// Turns per-kernel timing on or off. Returns whether it is on: false where the device
@@ -406,6 +433,11 @@ impl Device {
     /// [`Backend::set_profiling`]: returns whether this device now times its kernels.
     pub fn set_profiling(&self, on: bool) -> Result<bool> {
         self.0.set_profiling(on)
+    }
+
+    /// [`Backend::memory`]: bytes held by this device's buffers, in use and pooled.
+    pub fn memory(&self) -> MemoryStats {
+        self.0.memory()
     }
 
     /// [`Backend::kernel_times`]: time per kernel so far, slowest first.

@@ -72,6 +72,33 @@ impl Layer {
     }
 }
 
+impl Layer {
+    /// The layer as an error message names it: `conv2d conv1`, `relu`, `max_pool2d 2x2`.
+    pub fn describe(&self) -> String {
+        match self {
+            Layer::Conv2d { name, .. } => format!("conv2d {name}"),
+            Layer::Linear { name, .. } => format!("linear {name}"),
+            Layer::Relu => "relu".into(),
+            Layer::MaxPool2d { kernel, .. } => format!("max_pool2d {}x{}", kernel.0, kernel.1),
+            Layer::Flatten => "flatten".into(),
+        }
+    }
+}
+
+/// A device error (a limit, out of memory) of layer `index`'s forward, naming the layer.
+/// Other errors pass through unchanged.
+fn in_layer(e: Error, index: usize, layer: &Layer) -> Error {
+    let what = format!("forward of layer {index} ({})", layer.describe());
+    match e {
+        Error::Device(msg) => Error::Device(format!("{what}: {msg}")),
+        Error::OutOfMemory { device, detail } => Error::OutOfMemory {
+            device,
+            detail: format!("{what}: {detail}"),
+        },
+        other => other,
+    }
+}
+
 fn uniform_param(shape: &[usize], fan_in: usize, device: &Device, rng: &mut Rng) -> Result<Tensor> {
     let bound = 1.0 / (fan_in as f32).sqrt();
     let n: usize = shape.iter().product();
@@ -86,31 +113,36 @@ pub struct Sequential {
 
 impl Sequential {
     /// Runs the layers; a `Linear` followed by `Relu` runs as one GEMM with a fused epilogue.
+    /// A device error (a limit, out of memory) names the layer it happened in.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         let mut i = 0;
         while i < self.layers.len() {
             let fuse_relu = matches!(self.layers.get(i + 1), Some(Layer::Relu));
-            h = match &self.layers[i] {
-                Layer::Conv2d {
-                    weight,
-                    bias,
-                    params,
-                    ..
-                } => ops::conv2d(&h, weight, Some(bias), *params)?,
-                Layer::Linear { weight, bias, .. } => {
-                    if fuse_relu {
-                        i += 1;
-                    }
-                    ops::linear(&h, weight, Some(bias), fuse_relu)?
-                }
-                Layer::Relu => ops::relu(&h)?,
-                Layer::MaxPool2d { kernel, stride } => ops::max_pool2d(&h, *kernel, *stride)?,
-                Layer::Flatten => ops::flatten(&h)?,
-            };
+            h = self
+                .layer_forward(i, &h, fuse_relu)
+                .map_err(|e| in_layer(e, i, &self.layers[i]))?;
+            if fuse_relu && matches!(self.layers[i], Layer::Linear { .. }) {
+                i += 1;
+            }
             i += 1;
         }
         Ok(h)
+    }
+
+    fn layer_forward(&self, i: usize, h: &Tensor, fuse_relu: bool) -> Result<Tensor> {
+        Ok(match &self.layers[i] {
+            Layer::Conv2d {
+                weight,
+                bias,
+                params,
+                ..
+            } => ops::conv2d(h, weight, Some(bias), *params)?,
+            Layer::Linear { weight, bias, .. } => ops::linear(h, weight, Some(bias), fuse_relu)?,
+            Layer::Relu => ops::relu(h)?,
+            Layer::MaxPool2d { kernel, stride } => ops::max_pool2d(h, *kernel, *stride)?,
+            Layer::Flatten => ops::flatten(h)?,
+        })
     }
 
     /// `(name, tensor)` for every parameter, in layer order (`conv1.weight`, `conv1.bias`, …).

@@ -9,8 +9,8 @@ use super::params::{MatmulParams, OptimParams, ReduceParams};
 use super::table::k;
 use super::GpuBackend;
 use crate::backend::{
-    AdamConfig, Backend, Conv2dShape, DeviceKind, GemmBias, GemmShape, KernelTime, Pool2dShape,
-    SgdConfig, Storage, Trans,
+    AdamConfig, Backend, Conv2dShape, DeviceKind, GemmBias, GemmShape, KernelTime, MemoryStats,
+    Pool2dShape, SgdConfig, Storage, Trans,
 };
 use crate::Result;
 
@@ -32,6 +32,14 @@ impl Backend for GpuBackend {
                 .clear_buffer(&s.pooled().buf, 0, Some(len as u64 * 4));
         }
         Ok(Storage::Gpu(s))
+    }
+    fn memory(&self) -> MemoryStats {
+        let p = self.exec.pool.stats();
+        MemoryStats {
+            in_use_bytes: p.bytes_allocated - p.idle_bytes,
+            idle_bytes: p.idle_bytes,
+            fresh_allocations: p.fresh_allocations,
+        }
     }
     fn upload_f32(&self, data: &[f32]) -> Result<Storage> {
         self.upload_u32(bytemuck::cast_slice(data))

@@ -78,11 +78,11 @@ pub struct GpuBackend {
 impl GpuBackend {
     fn open(adapter: wgpu::Adapter) -> Result<Arc<GpuBackend>> {
         let ctx = Arc::new(Context::open(adapter)?);
-        let max_bytes = ctx
-            .limits
-            .max_buffer_size
-            .min(ctx.limits.max_storage_buffer_binding_size);
-        let pool = Arc::new(Pool::new(ctx.device.clone(), ctx.label.clone(), max_bytes));
+        let pool = Arc::new(Pool::new(
+            ctx.device.clone(),
+            ctx.label.clone(),
+            &ctx.limits,
+        ));
         let kind = context::kind_of(ctx.info.device_type);
         let mut dummies = Vec::new();
         for _ in 0..8 {

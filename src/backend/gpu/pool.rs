@@ -41,10 +41,13 @@ pub struct PoolStats {
     pub fresh_allocations: u64,
     /// Acquisitions served from the pool.
     pub reuses: u64,
-    /// Bytes of all buffers the pool has created and not destroyed.
+    /// Bytes of all buffers the pool has created and not destroyed: those tensors hold plus
+    /// `idle_bytes`.
     pub bytes_allocated: u64,
     /// Buffers idle in the pool right now (including those waiting for the next submit).
     pub idle_buffers: usize,
+    /// Bytes of those idle buffers.
+    pub idle_bytes: u64,
 }
 
 #[derive(Default)]
@@ -59,7 +62,27 @@ pub(crate) struct Pool {
     label: String,
     /// Largest buffer we may create and bind as storage.
     max_bytes: u64,
+    /// The adapter limit that sets `max_bytes`, as wgpu names it.
+    max_bytes_limit: &'static str,
     state: Mutex<State>,
+}
+
+/// What to do about a tensor that does not fit (a limit or out of memory). The library names
+/// no command-line flag: the CLI maps settings to flags.
+pub(crate) const SMALLER: &str =
+    "a smaller batch size (or a smaller model) keeps every tensor within it";
+
+/// `bytes` for a reader: `512 MiB`, `1.5 GiB`.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let b = bytes as f64;
+    if b >= 1024.0 * MIB {
+        format!("{:.1} GiB", b / (1024.0 * MIB))
+    } else if b >= MIB {
+        format!("{:.1} MiB", b / MIB)
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
+    }
 }
 
 /// Size classes: 256 B minimum, then four per power of two (≤ 25 % waste; multiples of 16 B
@@ -76,11 +99,23 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
 }
 
 impl Pool {
-    pub fn new(device: wgpu::Device, label: String, max_bytes: u64) -> Self {
+    /// A pool whose buffers stay within `limits`: every buffer is bound as storage, so the
+    /// largest is the smaller of `max_buffer_size` and `max_storage_buffer_binding_size`.
+    pub fn new(device: wgpu::Device, label: String, limits: &wgpu::Limits) -> Self {
+        let (max_bytes, max_bytes_limit) =
+            if limits.max_storage_buffer_binding_size <= limits.max_buffer_size {
+                (
+                    limits.max_storage_buffer_binding_size,
+                    "max_storage_buffer_binding_size",
+                )
+            } else {
+                (limits.max_buffer_size, "max_buffer_size")
+            };
         Pool {
             device,
             label,
             max_bytes,
+            max_bytes_limit,
             state: Mutex::new(State::default()),
         }
     }
@@ -97,12 +132,13 @@ impl Pool {
     pub fn acquire(&self, bytes: u64) -> Result<PooledBuffer> {
         if bytes > self.max_bytes {
             return Err(Error::Device(format!(
-                "{}: a tensor of {} bytes ({} f32) exceeds the adapter's limit of {} bytes per \
-                 buffer (min of max_buffer_size and max_storage_buffer_binding_size)",
+                "{}: a buffer of {} bytes is over the adapter's {} of {} bytes ({}); {}",
                 self.label,
                 bytes,
-                bytes / 4,
-                self.max_bytes
+                self.max_bytes_limit,
+                self.max_bytes,
+                human_bytes(self.max_bytes),
+                SMALLER
             )));
         }
         // Round up to the class, but never past what the device allows.
@@ -140,7 +176,12 @@ impl Pool {
             let _ = e;
             return Err(Error::OutOfMemory {
                 device: self.label.clone(),
-                detail: format!("could not allocate a buffer of {class} bytes"),
+                detail: format!(
+                    "could not allocate a buffer of {class} bytes ({}) with {} already \
+                     allocated; {SMALLER}",
+                    human_bytes(class),
+                    human_bytes(self.lock().stats.bytes_allocated)
+                ),
             });
         }
         if let Some(e) = val {
@@ -183,7 +224,13 @@ impl Pool {
     pub fn stats(&self) -> PoolStats {
         let st = self.lock();
         let mut s = st.stats;
-        s.idle_buffers = st.pending.len() + st.free.values().map(Vec::len).sum::<usize>();
+        let idle = st.pending.iter().chain(st.free.values().flatten());
+        s.idle_buffers = 0;
+        s.idle_bytes = 0;
+        for b in idle {
+            s.idle_buffers += 1;
+            s.idle_bytes += b.class;
+        }
         s
     }
 }
