@@ -97,7 +97,7 @@ pub fn run(
     cfg.validate()?;
     let started = Instant::now();
     // Load the data first: a bad data folder must not leave a run directory behind.
-    let ds = cfg.data_source().load()?;
+    let mut ds = cfg.data_source().load()?;
     let _lock = RunDirLock::acquire(run_dir)?;
     if let Some(saved) = RunConfig::load_saved(run_dir)? {
         cfg.check_resume(&saved, run_dir)?;
@@ -113,9 +113,10 @@ pub fn run(
         device,
         run_dir,
         input: InputSpec::of(&ds),
-        test: Arc::new(ds.test.clone()),
+        // The splits move out of `ds` (its shapes and names stay): one copy of the images.
+        test: Arc::new(std::mem::take(&mut ds.test)),
     };
-    let full_train = Arc::new(ds.train.clone());
+    let full_train = Arc::new(std::mem::take(&mut ds.train));
     let student_train: Arc<Split> = if cfg.label_fraction < 1.0 {
         Arc::new(full_train.label_fraction(cfg.label_fraction, cfg.student.seed)?)
     } else {
