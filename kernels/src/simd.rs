@@ -183,7 +183,8 @@ pub struct CacheSizes {
     pub l1d: usize,
     pub l2: usize,
     pub l3: usize,
-    /// Where the figures came from: `"sysfs"`, or `"default"` when it could not be read.
+    /// Where the figures came from: `"sysfs"`, `"cpuid"`, or `"default"` when neither could
+    /// be read.
     pub source: &'static str,
 }
 
@@ -219,10 +220,67 @@ impl fmt::Display for CacheSizes {
 }
 
 /// The cache sizes of CPU 0, read once from Linux sysfs (`/sys/devices/system/cpu/cpu0/cache`),
-/// else [`CacheSizes::FALLBACK`].
+/// else from CPUID (leaf 0x8000001D on AMD, 4 elsewhere) on x86-64, else
+/// [`CacheSizes::FALLBACK`].
 pub fn cache_sizes() -> CacheSizes {
     static SIZES: OnceLock<CacheSizes> = OnceLock::new();
-    *SIZES.get_or_init(|| read_sysfs_caches().unwrap_or(CacheSizes::FALLBACK))
+    *SIZES.get_or_init(|| {
+        read_sysfs_caches()
+            .or_else(read_cpuid_caches)
+            .unwrap_or(CacheSizes::FALLBACK)
+    })
+}
+
+/// The deterministic cache parameters of CPUID: leaf 4 (Intel) or 0x8000001D (AMD, with the
+/// topology extensions), one sub-leaf per cache.
+#[cfg(target_arch = "x86_64")]
+fn read_cpuid_caches() -> Option<CacheSizes> {
+    use std::arch::x86_64::{__cpuid, __cpuid_count, CpuidResult};
+    // `__cpuid*` are safe functions on newer toolchains and unsafe ones on the MSRV.
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 CPU; only leaves the CPU reports are queried.
+    let q = |leaf: u32, sub: u32| -> CpuidResult { unsafe { __cpuid_count(leaf, sub) } };
+    #[allow(unused_unsafe)]
+    // SAFETY: as above.
+    let (v0, ext) = unsafe { (__cpuid(0), __cpuid(0x8000_0000)) };
+    let amd = v0.ebx == 0x6874_7541; // "Auth" (AuthenticAMD)
+    let leaf = if amd && ext.eax >= 0x8000_001D && (q(0x8000_0001, 0).ecx >> 22) & 1 == 1 {
+        0x8000_001D
+    } else if v0.eax >= 4 {
+        4
+    } else {
+        return None;
+    };
+    let (mut l1d, mut l2, mut l3) = (None, None, None);
+    for sub in 0..16 {
+        let r = q(leaf, sub);
+        let kind = r.eax & 0x1f; // 0 none, 1 data, 2 instruction, 3 unified
+        if kind == 0 {
+            break;
+        }
+        let ways = ((r.ebx >> 22) & 0x3ff) as usize + 1;
+        let parts = ((r.ebx >> 12) & 0x3ff) as usize + 1;
+        let line = (r.ebx & 0xfff) as usize + 1;
+        let sets = r.ecx as usize + 1;
+        let size = Some(ways * parts * line * sets);
+        match ((r.eax >> 5) & 7, kind) {
+            (1, 1) => l1d = size,
+            (2, 1 | 3) => l2 = size,
+            (3, 1 | 3) => l3 = size,
+            _ => {}
+        }
+    }
+    Some(CacheSizes {
+        l1d: l1d?,
+        l2: l2?,
+        l3: l3.or(l2)?,
+        source: "cpuid",
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn read_cpuid_caches() -> Option<CacheSizes> {
+    None
 }
 
 /// `"48K"`, `"1024K"`, `"32M"` or plain bytes, as sysfs writes cache sizes.
@@ -307,5 +365,8 @@ mod tests {
         assert_eq!(parse_cache_size("x"), None);
         let c = cache_sizes();
         assert!(c.l1d > 0 && c.l2 >= c.l1d && c.l3 > 0, "{c}");
+        if let Some(c) = read_cpuid_caches() {
+            assert!(c.l1d >= 4 << 10 && c.l2 >= c.l1d && c.l3 >= c.l2, "{c}");
+        }
     }
 }

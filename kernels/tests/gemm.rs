@@ -511,6 +511,15 @@ fn blocking_follows_tile_and_caches() {
     assert_eq!((b.kc, b.mc, b.nc), (256, 192, 3072), "{b}");
     let b = Blocking::derive(SimdLevel::Avx512, 14, 32, CacheSizes::FALLBACK);
     assert_eq!((b.kc, b.mc, b.nc), (128, 378, 6144), "{b}");
+    // A Zen 5 core as the hardware describes it: 48 KiB L1d, 1 MiB L2.
+    let zen5 = CacheSizes {
+        l1d: 48 << 10,
+        l2: 1 << 20,
+        l3: 32 << 20,
+        source: "test",
+    };
+    let b = Blocking::derive(SimdLevel::Avx512, 14, 32, zen5);
+    assert_eq!((b.kc, b.mc, b.nc), (192, 504, 4096), "{b}");
     for level in simd::available() {
         let b = blocking(level);
         assert_eq!(b.level, level);

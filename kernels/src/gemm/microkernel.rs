@@ -284,7 +284,7 @@ unsafe fn kernel_avx512(
     let cb: [__m512; NV] = if ep.col_bias.is_null() {
         [zero; NV]
     } else {
-        std::array::from_fn(|v| _mm512_maskz_loadu_ps(mask[v], ep.col_bias.add(16 * v)))
+        std::array::from_fn(|v| _mm512_maskz_loadu_ps(mask[v], ep.col_bias.wrapping_add(16 * v)))
     };
     let store_row = |r: usize, accr: &[__m512; NV]| {
         let cr = c.add(r * ldc);
@@ -293,10 +293,12 @@ unsafe fn kernel_avx512(
         } else {
             _mm512_set1_ps(*ep.row_bias.add(r))
         };
+        // A vector wholly past the valid columns has an empty mask and may point past the end
+        // of C, hence `wrapping_add` (masked-off lanes are never accessed).
         for (v, &x) in accr.iter().enumerate() {
             let mut y = x;
             if ep.load_c {
-                y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask[v], cr.add(16 * v)));
+                y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask[v], cr.wrapping_add(16 * v)));
             }
             if !ep.row_bias.is_null() {
                 y = _mm512_add_ps(y, rb);
@@ -308,7 +310,7 @@ unsafe fn kernel_avx512(
                 // max(0, y) with y second: NaN passes through, like the scalar `y < 0` test.
                 y = _mm512_max_ps(zero, y);
             }
-            _mm512_mask_storeu_ps(cr.add(16 * v), mask[v], y);
+            _mm512_mask_storeu_ps(cr.wrapping_add(16 * v), mask[v], y);
         }
     };
     // Rows one by one with constant indices: indexing `acc` by a run-time row would make the

@@ -29,7 +29,7 @@
 //!   limit, and the independent accumulators cover FMA latency (4 cycles × 2 pipes = 8
 //!   needed). 6×16 suits NEON too (24 of its 32 q registers, `fmla` by lane). The packed
 //!   layout follows the level's tile.
-//! - **KC**: the largest power of two with one packed B sliver plus one A sliver
+//! - **KC**: the largest multiple of 64 with one packed B sliver plus one A sliver
 //!   ((MR+NR)×KC×4 B) in ¾ of L1d, so both stay in L1 across the ir loop, and KC is long
 //!   enough to amortise loading/storing the C tile (256 for AVX2 and 128 for AVX-512 at a
 //!   32 KiB L1d; KC from 192 to 512 measured the same on AVX2).
@@ -62,9 +62,8 @@
 //! # What bounds it
 //!
 //! The microkernel is bound by the two FMA pipes (32 flop/cycle/core with 256-bit vectors, 64
-//! with 512-bit ones on a CPU that runs them at full width); what it loses
-//! to that is the per-tile C load/store and loop overhead, so it prefetches the C tile before
-//! the k loop. Outside the microkernel the losses are packing (A is copied once per NC panel
+//! with 512-bit ones on a CPU that runs them at full width); what it loses to that is the
+//! per-tile C load/store and loop overhead, so it prefetches the C tile before the k loop. Outside the microkernel the losses are packing (A is copied once per NC panel
 //! and per column run, B once: k·n copies against 2·m·n·k flops, so it dominates when m is
 //! small), load imbalance and fork/join. Small or thin problems (k or n of a few dozen) are
 //! bound by packing and C traffic instead.
@@ -107,8 +106,8 @@ impl Blocking {
     /// The blocking of an `mr×nr` tile for the given caches (see the module header).
     pub fn derive(level: SimdLevel, mr: usize, nr: usize, caches: CacheSizes) -> Blocking {
         let bytes_per_depth = (mr + nr) * 4;
-        let kc_fit = (caches.l1d * 3 / 4 / bytes_per_depth).max(1);
-        let kc = (1usize << kc_fit.ilog2()).clamp(64, 512);
+        let kc_fit = caches.l1d * 3 / 4 / bytes_per_depth;
+        let kc = (kc_fit / 64 * 64).clamp(64, 512);
         let mc = (caches.l2 * 3 / 8 / (kc * 4) / mr * mr).clamp(mr, 4096 / mr * mr);
         let nc = (caches.l3 / 10 / (kc * 4) / 512 * 512).clamp(512, 16384);
         Blocking {
