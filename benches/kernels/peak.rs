@@ -82,7 +82,7 @@ pub fn jobs(cpu: &str, threads: usize) -> Vec<Job> {
     // Peak: the FMA loop, in ~1.5 ms bursts — short enough that the best of many is an
     // undisturbed one. On all threads the bursts run at once (rayon::broadcast).
     #[cfg(target_arch = "x86_64")]
-    if simd::detect() == simd::SimdLevel::Avx2Fma {
+    if simd::detect().at_least_avx2() {
         let iters: u64 = 1_000_000;
         let flops = iters as f64 * (PEAK_CHAINS * 8 * 2) as f64;
         // SAFETY (both closures): AVX2 and FMA were detected above.

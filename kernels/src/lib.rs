@@ -1,7 +1,7 @@
 //! `distill-kernels`: the CPU kernels of distill.
 //!
 //! Plain functions over slices, threaded with rayon and vectorised with `std::arch`
-//! (AVX2+FMA on x86-64, NEON on aarch64, scalar elsewhere), picked once at run time
+//! (AVX-512 or AVX2+FMA on x86-64, NEON on aarch64, scalar elsewhere), picked once at run time
 //! by [`simd::level`]. Each kernel module here has a WGSL twin in `shaders/`. [`rng`] is the
 //! seeded generator the engine and the kernel tests draw from.
 //!

@@ -113,8 +113,8 @@ fn pool_2x2(xp: &[f32], iw: usize, oh: usize, ow: usize, yp: &mut [f32], ap: &mu
         (if take { v } else { best }, if take { i } else { at })
     }
     #[cfg(target_arch = "x86_64")]
-    if crate::simd::level() == crate::simd::SimdLevel::Avx2Fma {
-        // SAFETY: the level is Avx2Fma only when the CPU has AVX2.
+    if crate::simd::level().at_least_avx2() {
+        // SAFETY: the process level is AVX2+FMA or AVX-512 only when the CPU has AVX2.
         unsafe { pool_2x2_avx2(xp, iw, oh, ow, yp, ap) };
         return;
     }

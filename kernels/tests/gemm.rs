@@ -2,8 +2,8 @@
 //! this CPU has, on shapes that hit full tiles, edge tiles, several KC blocks and the
 //! multi-threaded split.
 
-use distill_kernels::gemm::{gemm, gemm_at, gemm_serial_at};
-use distill_kernels::simd::{self, SimdLevel};
+use distill_kernels::gemm::{blocking, gemm, gemm_at, gemm_serial_at, Blocking};
+use distill_kernels::simd::{self, CacheSizes, SimdLevel};
 use distill_kernels::{Bias, Epilogue, GemmShape, Trans};
 
 mod common;
@@ -196,6 +196,29 @@ fn matches_reference_every_transpose_epilogue_and_level() {
     }
 }
 
+/// Odd sizes in every dimension, and sizes around both tiles (6×16 and 14×32), so full tiles,
+/// ragged tails in rows and columns, and ragged last KC blocks all meet every level.
+#[test]
+fn odd_sizes_every_level() {
+    const ODD: [usize; 7] = [1, 7, 13, 31, 33, 65, 127];
+    let mut shapes = Vec::new();
+    for &s in &ODD {
+        shapes.extend([(s, s, s), (s, 31, 33), (33, s, 13), (13, 65, s)]);
+    }
+    shapes.extend([
+        (14, 32, 5),
+        (15, 33, 129),
+        (28, 64, 128),
+        (29, 95, 257),
+        (6, 48, 300),
+    ]);
+    for &(ta, tb) in &TRANS {
+        for &(m, n, k) in &shapes {
+            Case::new(ta, tb, m, n, k, 23).check_all();
+        }
+    }
+}
+
 /// Large enough to cross MC/KC/NC block edges and take the multi-threaded path.
 #[test]
 fn large_blocked_shapes() {
@@ -268,7 +291,7 @@ fn independent_of_thread_count() {
     for (m, n, k) in [(400, 300, 600), (64, 700, 900)] {
         let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
         let bias = rng.vec(n, 1.0);
-        let run = |threads: usize| {
+        let run = |level: SimdLevel, threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
@@ -279,12 +302,36 @@ fn independent_of_thread_count() {
                 bias: Bias::PerCol(&bias),
                 relu: true,
             };
-            pool.install(|| gemm(shape(Trans::T, Trans::T, m, n, k), &a, &b, &mut c, ep));
+            let sh = shape(Trans::T, Trans::T, m, n, k);
+            pool.install(|| gemm_at(level, sh, &a, &b, &mut c, ep));
             c
         };
-        let one = run(1);
-        assert_eq!(one, run(2), "m={m} n={n} k={k}: 1 vs 2 threads");
-        assert_eq!(one, run(3), "m={m} n={n} k={k}: 1 vs 3 threads");
+        for level in simd::available() {
+            let one = run(level, 1);
+            assert_eq!(
+                one,
+                run(level, 2),
+                "{level:?} m={m} n={n} k={k}: 1 vs 2 threads"
+            );
+            assert_eq!(
+                one,
+                run(level, 3),
+                "{level:?} m={m} n={n} k={k}: 1 vs 3 threads"
+            );
+        }
+        let one = run(simd::level(), 1);
+        let mut c = vec![0.0; m * n];
+        let ep = Epilogue {
+            accumulate: false,
+            bias: Bias::PerCol(&bias),
+            relu: true,
+        };
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| gemm(shape(Trans::T, Trans::T, m, n, k), &a, &b, &mut c, ep));
+        assert_eq!(one, c, "m={m} n={n} k={k}: gemm vs gemm_at(level())");
         // The single-threaded entry point (conv2d's chunks in parallel) gives the same bits
         // on a pool of 3, and accumulates like the pooled one.
         let pool = rayon::ThreadPoolBuilder::new()
@@ -454,4 +501,44 @@ fn short_operand_panics() {
         &mut c,
         Epilogue::default(),
     );
+}
+
+/// The blocking follows the level's tile and the caches; where the caches cannot be read the
+/// AVX2 blocking is the long-measured 256 / 192 / 3072.
+#[test]
+fn blocking_follows_tile_and_caches() {
+    let b = Blocking::derive(SimdLevel::Avx2Fma, 6, 16, CacheSizes::FALLBACK);
+    assert_eq!((b.kc, b.mc, b.nc), (256, 192, 3072), "{b}");
+    let b = Blocking::derive(SimdLevel::Avx512, 14, 32, CacheSizes::FALLBACK);
+    assert_eq!((b.kc, b.mc, b.nc), (128, 378, 6144), "{b}");
+    // A Zen 5 core as the hardware describes it: 48 KiB L1d, 1 MiB L2.
+    let zen5 = CacheSizes {
+        l1d: 48 << 10,
+        l2: 1 << 20,
+        l3: 32 << 20,
+        source: "test",
+    };
+    let b = Blocking::derive(SimdLevel::Avx512, 14, 32, zen5);
+    assert_eq!((b.kc, b.mc, b.nc), (192, 504, 4096), "{b}");
+    for level in simd::available() {
+        let b = blocking(level);
+        assert_eq!(b.level, level);
+        assert!(
+            b.kc >= 64 && b.mc >= b.mr && b.mc.is_multiple_of(b.mr),
+            "{b}"
+        );
+        assert!(b.nc.is_multiple_of(b.nr), "{b}");
+        // One B sliver and one A sliver fit in L1d where the caches are roomy enough.
+        if b.kc > 64 {
+            assert!((b.mr + b.nr) * b.kc * 4 <= b.caches.l1d, "{b}");
+        }
+        let shown = b.to_string();
+        assert!(
+            shown.contains(level.name()) && shown.contains("KC"),
+            "{shown}"
+        );
+        if level == SimdLevel::Avx512 {
+            assert_eq!((b.mr, b.nr), (14, 32));
+        }
+    }
 }

@@ -42,8 +42,8 @@ use crate::Conv2dShape;
 /// [`conv2d_backward_weight`]). Depends on nothing but this constant and the batch size.
 pub const MAX_PARTIALS: usize = 16;
 
-/// Largest reduction length `K = in·kh·kw` served by the direct thin-K kernels (AVX2 only;
-/// other levels, and larger K, take im2col + GEMM).
+/// Largest reduction length `K = in·kh·kw` served by the direct thin-K kernels (the AVX2
+/// path, also taken at the AVX-512 level; other levels, and larger K, take im2col + GEMM).
 pub const THIN_MAX_K: usize = 12;
 
 /// Whether `level` runs the direct thin-K kernels for this shape (the choice depends on the
@@ -51,8 +51,8 @@ pub const THIN_MAX_K: usize = 12;
 pub fn uses_thin_kernels(level: SimdLevel, s: &Conv2dShape) -> bool {
     let k = s.in_channels * s.kernel_h * s.kernel_w;
     cfg!(target_arch = "x86_64")
-        && level == SimdLevel::Avx2Fma
-        && simd::detect() == SimdLevel::Avx2Fma
+        && level.at_least_avx2()
+        && level.is_supported()
         && (1..=THIN_MAX_K).contains(&k)
 }
 

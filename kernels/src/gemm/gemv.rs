@@ -50,8 +50,8 @@ pub(super) fn gemv_rows(
 
 fn dot(level: SimdLevel, x: &[f32], y: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if level == SimdLevel::Avx2Fma {
-        // SAFETY: the level is only Avx2Fma when the CPU has AVX2 and FMA.
+    if level.at_least_avx2() && level.is_supported() {
+        // SAFETY: the level is AVX2+FMA or AVX-512, and the CPU runs it.
         return unsafe { dot_avx2(x, y) };
     }
     let _ = level;

@@ -14,7 +14,6 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{MR, NR};
 use crate::Trans;
 
 #[derive(Default)]
@@ -48,10 +47,11 @@ pub(super) fn with_buf<R>(
     r
 }
 
-/// Pack rows `i0..i0+mc`, depths `p0..p0+kc` of op(A) as MR-tall slivers: sliver s holds
+/// Pack rows `i0..i0+mc`, depths `p0..p0+kc` of op(A) as MR-tall slivers (MR: the level's
+/// tile height): sliver s holds
 /// `dst[s·MR·kc + p·MR + r] = op(A)[i0 + s·MR + r, p0 + p]`, zero past row m.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn pack_a(
+pub(super) fn pack_a<const MR: usize>(
     ta: Trans,
     a: &[f32],
     m: usize,
@@ -62,6 +62,8 @@ pub(super) fn pack_a(
     kc: usize,
     dst: &mut [f32],
 ) {
+    debug_assert!(i0 + mc <= m && p0 + kc <= k && a.len() >= m * k);
+    debug_assert!(dst.len() == mc.div_ceil(MR) * MR * kc);
     match ta {
         Trans::N => {
             for (s, d) in dst.chunks_exact_mut(MR * kc).enumerate() {
@@ -107,10 +109,11 @@ pub(super) fn pack_a(
     }
 }
 
-/// Pack depths `p0..p0+kc`, columns `j0..j0+nc` of op(B) as NR-wide slivers: sliver t holds
+/// Pack depths `p0..p0+kc`, columns `j0..j0+nc` of op(B) as NR-wide slivers (NR: the level's
+/// tile width): sliver t holds
 /// `dst[t·NR·kc + p·NR + c] = op(B)[p0 + p, j0 + t·NR + c]`, zero past column n.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn pack_b_panel(
+pub(super) fn pack_b_panel<const NR: usize>(
     tb: Trans,
     b: &[f32],
     k: usize,
@@ -122,6 +125,8 @@ pub(super) fn pack_b_panel(
     dst: &mut [f32],
     threads: usize,
 ) {
+    debug_assert!(j0 + nc <= n && p0 + kc <= k && b.len() >= k * n);
+    debug_assert!(dst.len() == nc.div_ceil(NR) * NR * kc);
     let one = |t: usize, d: &mut [f32]| {
         let c0 = j0 + t * NR;
         let cols = NR.min(j0 + nc - c0);
@@ -144,7 +149,7 @@ pub(super) fn pack_b_panel(
             }
             Trans::T => {
                 // Stored n×k: read each column's kc depths contiguously, write with stride NR
-                // (the 16 KiB sliver is L1-resident, so the scattered writes are cheap).
+                // (the KC×NR sliver is L1-resident, so the scattered writes are cheap).
                 if cols < NR {
                     d.fill(0.0);
                 }

@@ -160,10 +160,10 @@ fn row_max(x: &[f32]) -> f32 {
     x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
-/// Whether rows of `cols` take the AVX2 path (module `avx2`) on `level`: from one full
-/// vector on; shorter rows stay scalar.
+/// Whether rows of `cols` take the AVX2 path (module `avx2`) on `level` (AVX2+FMA or
+/// AVX-512): from one full vector on; shorter rows stay scalar.
 fn avx2_rows(level: SimdLevel, cols: usize) -> bool {
-    level == SimdLevel::Avx2Fma && cols >= 8
+    level.at_least_avx2() && cols >= 8
 }
 
 /// `(max, ln Σ_j exp((x_j − max) · inv_t))` of one row, in f64.
