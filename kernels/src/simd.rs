@@ -1,8 +1,8 @@
 //! Run-time choice of the SIMD path: AVX-512F, else AVX2+FMA on x86-64, NEON on aarch64,
 //! scalar otherwise; and the cache sizes the GEMM derives its blocking from.
 //!
-//! Detected once per process. `DISTILL_CPU=avx512|avx2|scalar` (or `neon`, `auto`) asks for a
-//! level: [`requested_level`] says whether the CPU can run it, for callers to check at
+//! Detected once per process; AVX-512 is used only when asked for ([`default_level`]).
+//! `DISTILL_CPU=avx512|avx2|scalar` (or `neon`, `auto`) asks for a level: [`requested_level`] says whether the CPU can run it, for callers to check at
 //! start-up; [`level`] is what kernels use and never fails. Kernels also have `*_at(level, …)`
 //! entry points so tests can run every path in one process. A kernel without an AVX-512 path
 //! runs its AVX2 path at [`SimdLevel::Avx512`] ([`SimdLevel::at_least_avx2`]).
@@ -86,7 +86,18 @@ pub fn detect() -> SimdLevel {
         .unwrap_or(SimdLevel::Scalar)
 }
 
-/// Resolves a `DISTILL_CPU` value: `auto` or empty is [`detect`]; a known level the CPU can
+/// The level used when none is asked for: [`detect`], except that AVX-512 is taken only when
+/// asked for (`DISTILL_CPU=avx512`). Its GEMM is tested against a portable model of the same
+/// arithmetic, but has not yet been run and measured on an AVX-512 CPU; until it has, the
+/// default stays on the AVX2 path, which every AVX-512 CPU also runs.
+pub fn default_level() -> SimdLevel {
+    match detect() {
+        SimdLevel::Avx512 => SimdLevel::Avx2Fma,
+        best => best,
+    }
+}
+
+/// Resolves a `DISTILL_CPU` value: `auto` or empty is [`default_level`]; a known level the CPU can
 /// run is that level; anything else is an error that says what the CPU offers.
 pub fn parse_request(value: &str) -> Result<SimdLevel, String> {
     let offered = || {
@@ -97,7 +108,7 @@ pub fn parse_request(value: &str) -> Result<SimdLevel, String> {
             .join(", ")
     };
     if value.trim().is_empty() || value.trim().eq_ignore_ascii_case("auto") {
-        return Ok(detect());
+        return Ok(default_level());
     }
     match SimdLevel::from_name(value) {
         None => Err(format!(
@@ -114,12 +125,12 @@ pub fn parse_request(value: &str) -> Result<SimdLevel, String> {
     }
 }
 
-/// The level `DISTILL_CPU` asks for ([`detect`] when unset), or why it cannot be used.
+/// The level `DISTILL_CPU` asks for ([`default_level`] when unset), or why it cannot be used.
 /// Binaries check this at start-up; kernels call the infallible [`level`].
 pub fn requested_level() -> Result<SimdLevel, String> {
     match std::env::var("DISTILL_CPU") {
         Ok(v) => parse_request(&v),
-        Err(std::env::VarError::NotPresent) => Ok(detect()),
+        Err(std::env::VarError::NotPresent) => Ok(default_level()),
         Err(std::env::VarError::NotUnicode(v)) => {
             Err(format!("DISTILL_CPU={v:?}: not a SIMD level name"))
         }
@@ -128,12 +139,12 @@ pub fn requested_level() -> Result<SimdLevel, String> {
 
 /// The level kernels use: [`requested_level`]. A request this CPU cannot run (which a caller
 /// that checked [`requested_level`] has already refused) is reported once on stderr and
-/// replaced by [`detect`], so no kernel ever runs instructions the CPU lacks.
+/// replaced by [`default_level`], so no kernel ever runs instructions the CPU lacks.
 pub fn level() -> SimdLevel {
     static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
     *LEVEL.get_or_init(|| {
         requested_level().unwrap_or_else(|e| {
-            let best = detect();
+            let best = default_level();
             eprintln!("distill: {e}; using {}", best.name());
             best
         })

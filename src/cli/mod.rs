@@ -72,6 +72,8 @@ fn in_flags(cause: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
+    // A SIMD level the CPU cannot run is refused here, before any kernel falls back silently.
+    distill_kernels::simd::requested_level().map_err(anyhow::Error::msg)?;
     let mut global = cli.global;
     let file = match &global.config {
         Some(path) => FileConfig::load(path)?,
@@ -188,6 +190,7 @@ fn devices(ctx: &Ctx) -> Result<()> {
     let cpu = Device::cpu();
     let threads = rayon::current_num_threads();
     let simd = distill_kernels::simd::level().name();
+    let blocking = distill_kernels::gemm::blocking(distill_kernels::simd::level());
     let auto = Device::from_spec("auto").map(|d| d.name());
     if ctx.global.json {
         let list: Vec<serde_json::Value> = adapters
@@ -214,7 +217,10 @@ fn devices(ctx: &Ctx) -> Result<()> {
             .collect();
         return ctx.print_json(&serde_json::json!({
             "adapters": list,
-            "cpu": { "spec": "cpu", "name": cpu.name(), "simd": simd, "threads": threads },
+            "cpu": {
+                "spec": "cpu", "name": cpu.name(), "simd": simd, "threads": threads,
+                "gemm_blocking": blocking.to_string(),
+            },
             "auto": auto.as_ref().ok(),
         }));
     }
@@ -228,6 +234,7 @@ fn devices(ctx: &Ctx) -> Result<()> {
         "cpu  {} (rayon, SIMD {simd}, {threads} threads)",
         cpu.name()
     );
+    println!("     GEMM blocking: {blocking}");
     match auto {
         Ok(name) => println!(
             "--device auto picks: {name}  (a hardware GPU when there is one, else the CPU backend; \
