@@ -131,18 +131,18 @@ impl Sequential {
     }
 
     fn layer_forward(&self, i: usize, h: &Tensor, fuse_relu: bool) -> Result<Tensor> {
-        Ok(match &self.layers[i] {
+        match &self.layers[i] {
             Layer::Conv2d {
                 weight,
                 bias,
                 params,
                 ..
-            } => ops::conv2d(h, weight, Some(bias), *params)?,
-            Layer::Linear { weight, bias, .. } => ops::linear(h, weight, Some(bias), fuse_relu)?,
-            Layer::Relu => ops::relu(h)?,
-            Layer::MaxPool2d { kernel, stride } => ops::max_pool2d(h, *kernel, *stride)?,
-            Layer::Flatten => ops::flatten(h)?,
-        })
+            } => ops::conv2d(h, weight, Some(bias), *params),
+            Layer::Linear { weight, bias, .. } => ops::linear(h, weight, Some(bias), fuse_relu),
+            Layer::Relu => ops::relu(h),
+            Layer::MaxPool2d { kernel, stride } => ops::max_pool2d(h, *kernel, *stride),
+            Layer::Flatten => ops::flatten(h),
+        }
     }
 
     /// `(name, tensor)` for every parameter, in layer order (`conv1.weight`, `conv1.bias`, …).
