@@ -34,6 +34,7 @@
 //! `DISTILL_BENCH_SECS` (default 0.25) is the time per kernel per device in section 2; the
 //! round-robin of section 1 runs 100× that (25 s by default).
 
+mod bandwidth;
 mod conv;
 mod gemm;
 mod output;
@@ -174,6 +175,9 @@ fn main() {
         peak_all,
     } = round_robin(jobs, budget);
 
+    // The memory roofline: GB/s rows are read against the streaming copy bandwidth.
+    let stream_gbs = bandwidth::stream_copy_gbs();
+
     // Section 2: the `Backend` trait on the CPU backend and on every adapter.
     let seam::Sweep {
         cpu_dev,
@@ -181,7 +185,7 @@ fn main() {
         gpu_rows,
         adapters,
         skipped,
-    } = seam::sweep(budget, software, peak_all);
+    } = seam::sweep(budget, software, peak_all, stream_gbs);
     std::panic::set_hook(hook);
 
     if have_peak {
@@ -206,12 +210,18 @@ fn main() {
         println!("\nf32 peak: n/a (no AVX2+FMA on this CPU); % of peak not reported");
     }
     println!(
+        "memory: streaming copy {stream_gbs:.1} GB/s (bytes read + written, {threads} threads); \
+         % peak of GB/s rows is against it (their DRAM roofline; shapes that fit in cache \
+         can pass 100%)"
+    );
+    println!(
         "section 1 (distill-kernels direct): best of {rounds} rounds over {rr_secs:.1} s; \
          % peak is against the peak at the same thread count"
     );
     println!(
         "section 2 (Backend trait): {budget} s per kernel per device (DISTILL_BENCH_SECS); \
-         best batch of N calls + one read-back; cpu % peak vs the {threads}-thread FMA peak"
+         best batch of N calls + one read-back; cpu % peak vs the {threads}-thread FMA peak \
+         (GFLOP/s rows) or the streaming bandwidth (GB/s rows)"
     );
     println!("  cpu   = {}", cpu_dev.name());
     for (label, name, peak, _) in &gpu_rows {
@@ -233,10 +243,12 @@ fn main() {
         "threads": threads,
         "simd_level": level.name(),
         "peak_note": "f32 peak measured in-process with an AVX2+FMA loop (2 flop/lane/FMA); \
-                      pct_of_peak is against the peak at the same thread count (cpu rows) or \
-                      the adapter's FP32 non-tensor peak (gpu rows)",
+                      pct_of_peak is against the peak at the same thread count (cpu GFLOP/s \
+                      rows), the streaming copy bandwidth (cpu GB/s rows) or the adapter's FP32 \
+                      non-tensor peak (gpu rows)",
         "peak_gflops_1t": peak1,
         "peak_gflops_all": peak_all,
+        "stream_copy_gbs": stream_gbs,
         "rounds": rounds,
         "backend_secs_per_kernel": budget,
         "units": "value in GFLOP/s (matmul, conv) or GB/s of bytes read + written by the \

@@ -174,13 +174,18 @@ pub struct Sweep {
     pub skipped: Vec<serde_json::Value>,
 }
 
-/// Runs the section on the CPU backend (rows against the all-thread peak `peak_all`) and on
-/// every adapter (software ones only with `software`), `budget` seconds per kernel.
-pub fn sweep(budget: f64, software: bool, peak_all: Option<f64>) -> Sweep {
+/// Runs the section on the CPU backend (GFLOP/s rows against the all-thread peak `peak_all`,
+/// GB/s rows against the streaming bandwidth `stream_gbs`) and on every adapter (software ones
+/// only with `software`), `budget` seconds per kernel.
+pub fn sweep(budget: f64, software: bool, peak_all: Option<f64>, stream_gbs: f64) -> Sweep {
     let cpu_dev = Device::cpu();
     let mut cpu_rows = bench_device("cpu", &cpu_dev, None, &Sizes::cpu(), budget, 1_000_000);
-    for r in cpu_rows.iter_mut().filter(|r| r.unit == GFLOPS) {
-        r.pct_of_peak = pct(r.value, peak_all);
+    for r in cpu_rows.iter_mut() {
+        r.pct_of_peak = if r.unit == GFLOPS {
+            pct(r.value, peak_all)
+        } else {
+            pct(r.value, Some(stream_gbs))
+        };
     }
     let mut gpu_rows = Vec::new();
     let mut adapters = Vec::new();
