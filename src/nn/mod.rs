@@ -4,6 +4,9 @@
 //! PyTorch modules give them (`conv1.weight`, `conv1.bias`, …, `fc2.bias`) and PyTorch's
 //! layouts (`[out, in, kh, kw]`, `[out, in]`), so checkpoints load on either side.
 
+mod flops;
+pub use flops::Flops;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ops::{self, Conv2dParams};
