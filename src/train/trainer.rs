@@ -1,7 +1,7 @@
 //! The training loop shared by the teacher, the baseline student and the KD student:
 //! epochs of batches → forward → loss (cross-entropy, or Hinton KD against a teacher, plus
-//! a feature hint term when asked) → backward → optimiser, evaluation on the test split after every epoch, `best`/`last`
-//! checkpoints, exact resume, and a stop with a clear message on a NaN or infinite loss.
+//! a feature hint term when asked) → backward → optimiser, evaluation on the test split after
+//! every epoch, `best`/`last` checkpoints, exact resume, and a stop with a clear message on a NaN or infinite loss.
 //!
 //! Metrics stay on the device while an epoch runs (loss sums and correct counts are
 //! accumulated by kernels); the host reads them every [`READ_EVERY`] batches and at the end
