@@ -76,6 +76,7 @@ fn memory_per_epoch(device: &Device) -> Vec<MemoryStats> {
         train: Arc::new(ds.train.clone()),
         test: Arc::new(ds.test.clone()),
         kd: None,
+        hint: None,
         checkpoint_dir: None,
         resume: false,
     };

@@ -89,6 +89,7 @@ fn job<'a>(
         train: Arc::new(ds.train.clone()),
         test: Arc::new(ds.test.clone()),
         kd,
+        hint: None,
         checkpoint_dir: dir,
         resume: false,
     }

@@ -488,6 +488,25 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn mse_loss(
+        &self,
+        len: usize,
+        a: &Storage,
+        b: &Storage,
+        loss: &Storage,
+        grad: Option<&Storage>,
+    ) -> Result<()> {
+        let (a, b) = (r(a)?, r(b)?);
+        let mut grad = grad.map(w).transpose()?;
+        let l = k::mse::mse_loss_at(
+            self.level,
+            &a[..len],
+            &b[..len],
+            grad.as_deref_mut().map(|g| &mut g[..len]),
+        );
+        w(loss)?[0] = l;
+        Ok(())
+    }
     fn sgd_step(
         &self,
         cfg: &SgdConfig,

@@ -291,6 +291,18 @@ pub trait Backend: Send + Sync {
         out: &Storage,
     ) -> Result<()>;
 
+    // --- mse.rs / mse.wgsl --------------------------------------------------------------------
+    /// `loss[0]` = mean over the `len` elements of `(a − b)²`; `grad` (if any) = ∂loss/∂a
+    /// = `2(a − b)/len` (∂loss/∂b is its negative).
+    fn mse_loss(
+        &self,
+        len: usize,
+        a: &Storage,
+        b: &Storage,
+        loss: &Storage,
+        grad: Option<&Storage>,
+    ) -> Result<()>;
+
     // --- optim.rs / optim.wgsl ----------------------------------------------------------------
     fn sgd_step(
         &self,

@@ -220,6 +220,14 @@ pub struct DistillArgs {
     pub hyper: HyperOpts,
     #[command(flatten)]
     pub kd: KdOpts,
+    /// Weight of the feature hint term (FitNets): the MSE between the student's feature map,
+    /// through a learned 1x1 conv, and the teacher's. Default 0: off.
+    #[arg(long, value_name = "W", help_heading = "Distillation")]
+    pub hint_weight: Option<f32>,
+    /// The hint's feature layers, STUDENT:TEACHER: conv1, conv2 (a conv's output after its
+    /// ReLU, before the pool) or pool1, pool2. Default conv2:conv2.
+    #[arg(long, value_name = "S:T", help_heading = "Distillation")]
+    pub hint_layers: Option<String>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -288,6 +296,8 @@ pub struct FileConfig {
     // kd
     pub temperature: Option<f32>,
     pub alpha: Option<f32>,
+    pub hint_weight: Option<f32>,
+    pub hint_layers: Option<String>,
     // run / train / distill
     pub out: Option<PathBuf>,
     pub resume: Option<PathBuf>,
@@ -394,7 +404,7 @@ impl TrainArgs {
 
 impl DistillArgs {
     pub fn fill(&mut self, f: &FileConfig) {
-        fill!(self, f; teacher, arch, label_fraction, out);
+        fill!(self, f; teacher, arch, label_fraction, out, hint_weight, hint_layers);
         fill_flag!(self, f; half);
         self.data.fill(f);
         self.hyper.fill(f);
@@ -469,7 +479,7 @@ mod fuzz {
          max-train = 6000\nmax_test = 2000\nepochs = 3\nteacher_epochs = 1\nbatch-size = 128\n\
          lr = 0.001\noptimizer = \"sgd\"\nmomentum = 0.9\nweight_decay = 0.0005\n\
          schedule = \"step\"\nstep_size = 10\ngamma = 0.1\nseed = 42\naugment = true\n",
-        "temperature = 4.0\nalpha = 0.9\nout = \"runs/a\"\nresume = \"runs/b\"\nquick = true\n\
+        "temperature = 4.0\nalpha = 0.9\nhint-weight = 0.5\nhint_layers = \"conv2:conv2\"\nout = \"runs/a\"\nresume = \"runs/b\"\nquick = true\n\
          seeds = 3\nlabel-fraction = 0.1\nteacher = \"t.safetensors\"\nhalf = true\n\
          arch = \"student\"\nconfusion = true\nconfusion_png = \"c.png\"\ntop_k = 5\n",
         "# comment\nschedule = 'cosine'\noptimizer = \"adamw\"\nlr = 1e-3\nseed = 0\n",

@@ -11,7 +11,7 @@ use distill::data::{read_image_planar, Augment, Split};
 use distill::model_file::{load_model, LoadedModel};
 use distill::optim::LrSchedule;
 use distill::pipeline::{self, DataSource, ModelJob, ModelOutcome, RunConfig, TeacherSource};
-use distill::train::{self, EpochRecord, InputSpec, KdConfig, TrainConfig};
+use distill::train::{self, EpochRecord, HintConfig, InputSpec, KdConfig, TrainConfig};
 use distill::Device;
 
 use super::args::{
@@ -233,10 +233,24 @@ pub fn distill(ctx: &Ctx, a: DistillArgs) -> Result<()> {
             checkpoint,
             kd: apply_kd(KdConfig::default(), &a.kd)?,
             label_fraction: a.label_fraction.unwrap_or(1.0),
+            hint: hint_config(&a)?,
         }),
         half: a.half,
     };
     train_and_print(ctx, &job, &data_source(&a.data))
+}
+
+/// `--hint-weight` and `--hint-layers` as a hint setting: `None` when the weight is 0 (off).
+fn hint_config(a: &DistillArgs) -> Result<Option<HintConfig>> {
+    let layers = a.hint_layers.as_deref();
+    match a.hint_weight.unwrap_or(0.0) {
+        0.0 if layers.is_some() => bail!("--hint-layers needs a --hint-weight > 0"),
+        0.0 => Ok(None),
+        w => Ok(Some(HintConfig::new(
+            w,
+            layers.unwrap_or(HintConfig::DEFAULT_LAYERS),
+        )?)),
+    }
 }
 
 /// What `train` and `distill` print with `--json`.
@@ -255,6 +269,7 @@ struct TrainOutput<'a> {
     seconds: f64,
     config: &'a TrainConfig,
     kd: Option<KdConfig>,
+    hint: Option<&'a HintConfig>,
     offline_kd: Option<bool>,
     history: &'a [EpochRecord],
 }
@@ -282,6 +297,7 @@ fn train_and_print(ctx: &Ctx, job: &ModelJob, source: &DataSource) -> Result<()>
             seconds: t.seconds,
             config: &job.config,
             kd: job.teacher.as_ref().map(|t| t.kd),
+            hint: job.teacher.as_ref().and_then(|t| t.hint.as_ref()),
             offline_kd: out.offline_kd,
             history: &t.history,
         })?;

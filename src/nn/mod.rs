@@ -118,10 +118,74 @@ impl Sequential {
     /// Runs the layers; a `Linear` followed by `Relu` runs as one GEMM with a fused epilogue.
     /// A device error (a limit, out of memory) names the layer it happened in.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = x.clone();
-        let mut i = 0;
-        while i < self.layers.len() {
-            let fuse_relu = matches!(self.layers.get(i + 1), Some(Layer::Relu));
+        self.run_layers(x, self.layers.len())
+    }
+
+    /// The forward pass that also returns the activation at a feature layer `tap` (see
+    /// [`Sequential::tap_names`]): `(logits, feature)`. The feature is part of the same graph,
+    /// so a loss on it back-propagates into the layers before it.
+    pub fn forward_with_tap(&self, x: &Tensor, tap: &str) -> Result<(Tensor, Tensor)> {
+        let end = self.tap_end(tap)?;
+        let feature = self.run_layers(x, end)?;
+        let logits = self.run_layers_from(feature.clone(), end, self.layers.len())?;
+        Ok((logits, feature))
+    }
+
+    /// Only the layers up to the feature layer `tap`, and its activation (a teacher's hint:
+    /// nothing after it runs).
+    pub fn features(&self, x: &Tensor, tap: &str) -> Result<Tensor> {
+        self.run_layers(x, self.tap_end(tap)?)
+    }
+
+    /// The feature layers a tap may name, in order: each conv layer by its name (`conv1`,
+    /// `conv2`: its output after the ReLU that follows it, before any pool) and each max-pool
+    /// by its position (`pool1`, `pool2`: the pooled output).
+    pub fn tap_names(&self) -> Vec<String> {
+        self.taps().into_iter().map(|(name, _)| name).collect()
+    }
+
+    /// `(name, end)` of every tap: the activation after layers `0..end`.
+    fn taps(&self) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        let mut pools = 0;
+        for (i, layer) in self.layers.iter().enumerate() {
+            match layer {
+                Layer::Conv2d { name, .. } => {
+                    let relu = matches!(self.layers.get(i + 1), Some(Layer::Relu));
+                    out.push((name.clone(), i + 1 + relu as usize));
+                }
+                Layer::MaxPool2d { .. } => {
+                    pools += 1;
+                    out.push((format!("pool{pools}"), i + 1));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// How many layers run before the tap `name`, or an error listing the names there are.
+    fn tap_end(&self, name: &str) -> Result<usize> {
+        let taps = self.taps();
+        match taps.iter().find(|(n, _)| n == name) {
+            Some(&(_, end)) => Ok(end),
+            None => Err(Error::InvalidArgument(format!(
+                "no feature layer '{name}' in this network (it has: {})",
+                self.tap_names().join(", ")
+            ))),
+        }
+    }
+
+    /// Layers `0..end` on `x`.
+    fn run_layers(&self, x: &Tensor, end: usize) -> Result<Tensor> {
+        self.run_layers_from(x.clone(), 0, end)
+    }
+
+    /// Layers `start..end` on `h`. A `Linear` whose `Relu` is inside the range is fused with it.
+    fn run_layers_from(&self, mut h: Tensor, start: usize, end: usize) -> Result<Tensor> {
+        let mut i = start;
+        while i < end {
+            let fuse_relu = i + 1 < end && matches!(self.layers.get(i + 1), Some(Layer::Relu));
             h = self
                 .layer_forward(i, &h, fuse_relu)
                 .map_err(|e| in_layer(e, i, &self.layers[i]))?;

@@ -8,6 +8,7 @@
 //! | `pool.rs` (max_pool2d) | `pool.rs` | `pool.wgsl` |
 //! | `elementwise.rs` (relu, add, add_scaled_, scale, sum, mean, reshape) | `elementwise.rs` | `elementwise.wgsl`, `reduce.wgsl` |
 //! | `softmax.rs` (softmax_t, log_softmax, cross_entropy, kd_loss) | `softmax/` | `softmax.wgsl` |
+//! | `mse.rs` (mse_loss) | `mse.rs` | `mse.wgsl` (+ `reduce.wgsl`'s finish) |
 //! | `optim.rs` (sgd_step_, adam_step_) | `optim.rs` | `optim.wgsl` |
 //!
 //! Every op validates its inputs (`Error::Shape` for shapes, `Error::InvalidArgument` for
@@ -19,6 +20,7 @@
 mod conv;
 mod elementwise;
 mod matmul;
+mod mse;
 mod optim;
 mod pool;
 mod softmax;
@@ -26,6 +28,7 @@ mod softmax;
 pub use conv::{conv2d, Conv2dParams};
 pub use elementwise::{add, add_scaled_, flatten, mean, relu, reshape, scale, sum};
 pub use matmul::{linear, matmul};
+pub use mse::mse_loss;
 pub use optim::{adam_step_, sgd_step_};
 pub use pool::max_pool2d;
 pub use softmax::{accuracy_count, cross_entropy, kd_loss, log_softmax, softmax_t};

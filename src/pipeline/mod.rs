@@ -64,6 +64,7 @@ impl Ctx<'_> {
             train,
             test: self.test.clone(),
             kd: None,
+            hint: None,
             checkpoint_dir: Some(self.run_dir.join(run)),
             resume: true,
         }

@@ -12,7 +12,8 @@ use crate::data::{Dataset, Split};
 use crate::model_file::save_half_copy;
 use crate::nn::ArchSpec;
 use crate::train::{
-    self, validate_label_fraction, InputSpec, KdConfig, Observer, TrainConfig, TrainJob, Trained,
+    self, validate_label_fraction, HintConfig, InputSpec, KdConfig, Observer, TrainConfig,
+    TrainJob, Trained,
 };
 use crate::{Device, Result};
 
@@ -23,6 +24,8 @@ pub struct TeacherSource {
     pub kd: KdConfig,
     /// Fraction of the labelled training set the student sees.
     pub label_fraction: f64,
+    /// Feature (hint) distillation from the teacher's feature map; `None`: outputs only.
+    pub hint: Option<HintConfig>,
 }
 
 /// One model to train.
@@ -135,6 +138,7 @@ fn job_of<'a>(
         train,
         test,
         kd: None,
+        hint: None,
         checkpoint_dir: Some(job.out.clone()),
         resume: true,
     }
@@ -192,6 +196,7 @@ fn distill_into(
         test,
     );
     train_job.kd = Some((teacher.kd, logits));
+    train_job.hint = teacher.hint.clone().map(|h| (h, &loaded.model));
     let trained = train::train(train_job, log)?;
     Ok(ModelOutcome {
         run: "kd".into(),

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::config::TrainConfig;
+use super::hint::{HintConfig, HintTerm};
 use super::trainer::{EpochRecord, TrainJob};
 use crate::checkpoint::{self, StoreDtype};
 use crate::model_file::json;
@@ -23,18 +24,24 @@ pub fn has_state(dir: &Path) -> bool {
     state_path(dir).exists()
 }
 
-/// Writes the optimiser state, the history and the settings of the run in `dir` (atomically).
+/// Writes the optimiser state, the history and the settings of the run in `dir` (atomically),
+/// with the hint adapter's weights and settings when the run has one.
 pub fn save_state(
     dir: &Path,
     optimizer: &Optimizer,
     history: &[EpochRecord],
     cfg: &TrainConfig,
+    hint: Option<&HintTerm>,
 ) -> Result<()> {
-    let (tensors, steps) = optimizer.export_state()?;
+    let (mut tensors, steps) = optimizer.export_state()?;
+    if let Some(h) = hint {
+        tensors.extend(h.export()?);
+    }
     let meta = [
         ("history".to_string(), json(history)),
         ("optimizer_steps".into(), json(&steps)),
         ("config".into(), json(cfg)),
+        ("hint".into(), json(&hint.map(HintTerm::config))),
     ];
     checkpoint::save(
         &state_path(dir),
@@ -44,13 +51,14 @@ pub fn save_state(
     )
 }
 
-/// Restores weights, optimiser state and history from `dir/last.*`. Only the number of epochs
-/// may differ from the settings the run was started with.
+/// Restores weights, optimiser state, the hint adapter and history from `dir/last.*`. Only the
+/// number of epochs may differ from the settings the run was started with.
 pub fn restore(
     dir: &Path,
     job: &TrainJob,
     model: &Sequential,
     optimizer: &mut Optimizer,
+    hint: Option<&HintTerm>,
 ) -> Result<Vec<EpochRecord>> {
     let state_path = state_path(dir);
     let state = checkpoint::load(&state_path)?;
@@ -74,6 +82,18 @@ pub fn restore(
             state_path.display()
         )));
     }
+    // State files written before hints existed have no "hint" key: no hint.
+    let saved_hint: Option<HintConfig> = match state.metadata.get("hint") {
+        Some(h) => serde_json::from_str(h).map_err(|e| parse_error("hint", e))?,
+        None => None,
+    };
+    if saved_hint.as_ref() != hint.map(HintTerm::config) {
+        return Err(Error::Resume(format!(
+            "{}: the run was started with hint settings {saved_hint:?}, not {:?}",
+            state_path.display(),
+            hint.map(HintTerm::config)
+        )));
+    }
     let history: Vec<EpochRecord> =
         serde_json::from_str(field("history")?).map_err(|e| parse_error("history", e))?;
     let steps: Vec<u32> = serde_json::from_str(field("optimizer_steps")?)
@@ -88,5 +108,8 @@ pub fn restore(
         p.assign(&t.data)?;
     }
     optimizer.import_state(&state.tensors, &steps)?;
+    if let Some(h) = hint {
+        h.import(&state.tensors)?;
+    }
     Ok(history)
 }

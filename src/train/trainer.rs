@@ -1,7 +1,7 @@
 //! The training loop shared by the teacher, the baseline student and the KD student:
-//! epochs of batches → forward → loss (cross-entropy, or Hinton KD against a teacher) →
-//! backward → optimiser, evaluation on the test split after every epoch, `best`/`last`
-//! checkpoints, exact resume, and a stop with a clear message on a NaN or infinite loss.
+//! epochs of batches → forward → loss (cross-entropy, or Hinton KD against a teacher, plus
+//! a feature hint term when asked) → backward → optimiser, evaluation on the test split after
+//! every epoch, `best`/`last` checkpoints, exact resume, and a stop with a clear message on a NaN or infinite loss.
 //!
 //! Metrics stay on the device while an epoch runs (loss sums and correct counts are
 //! accumulated by kernels); the host reads them every [`READ_EVERY`] batches and at the end
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{InputSpec, KdConfig, TrainConfig};
 use super::eval::evaluate;
+use super::hint::{HintConfig, HintTerm};
 use super::{interrupt, resume};
 use crate::checkpoint::StoreDtype;
 use crate::data::{self, Batch, BatchConfig, Split};
@@ -77,6 +78,8 @@ pub struct TrainJob<'a> {
     pub test: Arc<Split>,
     /// KD settings and the teacher's logits; `None` trains on labels alone.
     pub kd: Option<(KdConfig, TeacherLogits<'a>)>,
+    /// Feature (hint) distillation from this teacher's feature map; `None` adds no hint term.
+    pub hint: Option<(HintConfig, &'a Sequential)>,
     /// Folder for `best.safetensors`, `last.safetensors`, `last.state.safetensors`.
     pub checkpoint_dir: Option<PathBuf>,
     /// Continue from `checkpoint_dir/last.*` when present.
@@ -100,11 +103,19 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
     check_cached_logits(&job)?;
     let cfg = &job.config;
     let model = job.spec.build(&job.device, cfg.seed)?;
-    let mut optimizer = Optimizer::new(cfg.optim_config(), model.parameters())?;
+    let hint = match &job.hint {
+        Some((h, teacher)) => Some(HintTerm::new(
+            h, teacher, &model, &job.input, &job.device, cfg.seed,
+        )?),
+        None => None,
+    };
+    let mut params = model.parameters();
+    params.extend(hint.iter().flat_map(HintTerm::parameters));
+    let mut optimizer = Optimizer::new(cfg.optim_config(), params)?;
     let mut history: Vec<EpochRecord> = Vec::new();
     if let (true, Some(dir)) = (job.resume, &job.checkpoint_dir) {
         if resume::has_state(dir) {
-            history = resume::restore(dir, &job, &model, &mut optimizer)?;
+            history = resume::restore(dir, &job, &model, &mut optimizer, hint.as_ref())?;
             obs.message(&format!(
                 "{}: resumed after epoch {} from {}",
                 job.run,
@@ -120,7 +131,7 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
     let started = Instant::now();
     let _running = interrupt::Running::start();
     for epoch in history.len() + 1..=cfg.epochs {
-        let record = train_epoch(&job, &model, &mut optimizer, epoch, obs)?;
+        let record = train_epoch(&job, &model, hint.as_ref(), &mut optimizer, epoch, obs)?;
         let is_best = history
             .iter()
             .all(|r| record.test_accuracy > r.test_accuracy);
@@ -141,7 +152,7 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
                     StoreDtype::F32,
                 )?;
             }
-            resume::save_state(dir, &optimizer, &history, cfg)?;
+            resume::save_state(dir, &optimizer, &history, cfg, hint.as_ref())?;
         }
         obs.epoch_end(&record);
     }
@@ -190,6 +201,7 @@ fn check_cached_logits(job: &TrainJob) -> Result<()> {
 fn train_epoch(
     job: &TrainJob,
     model: &Sequential,
+    hint: Option<&HintTerm>,
     optimizer: &mut Optimizer,
     epoch: usize,
     obs: &mut dyn Observer,
@@ -213,8 +225,14 @@ fn train_epoch(
         let rows = batch.len();
         let x = Tensor::from_f32(&batch.images, &batch.shape, device)?;
         let y = Tensor::from_u32(&batch.labels, &[rows], device)?;
-        let logits = model.forward(&x)?;
-        let loss = loss_of(job, &batch, &x, &logits, &y)?;
+        let (logits, hint_term) = match hint {
+            Some(h) => h.forward(model, &x).map(|(l, t)| (l, Some(t)))?,
+            None => (model.forward(&x)?, None),
+        };
+        let mut loss = loss_of(job, &batch, &x, &logits, &y)?;
+        if let Some(term) = hint_term {
+            loss = ops::add(&loss, &term)?;
+        }
         optimizer.zero_grad();
         loss.backward()?;
         optimizer.step()?;

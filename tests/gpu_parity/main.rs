@@ -10,6 +10,7 @@ mod conv_pool;
 mod devices;
 mod elementwise;
 mod gemm;
+mod mse;
 mod optimisers;
 mod softmax_losses;
 

@@ -5,7 +5,7 @@
 
 use super::families::{ConvCall, RowsCall};
 use super::launch::{bind, grid, tile_grid, u};
-use super::params::{MatmulParams, OptimParams, ReduceParams};
+use super::params::{MatmulParams, MseParams, OptimParams, ReduceParams};
 use super::table::k;
 use super::GpuBackend;
 use crate::backend::{
@@ -449,6 +449,35 @@ impl Backend for GpuBackend {
             correct: Some(out),
             ..RowsCall::new(&k::COUNT_CORRECT, rows, cols, logits)
         })
+    }
+
+    fn mse_loss(
+        &self,
+        len: usize,
+        a: &Storage,
+        b: &Storage,
+        loss: &Storage,
+        grad: Option<&Storage>,
+    ) -> Result<()> {
+        const CHUNK: usize = 4096; // mse.wgsl's chunk per workgroup
+        let a = self.g(a, len, "mse_loss a")?;
+        let b = self.g(b, len, "mse_loss b")?;
+        let loss = self.g(loss, 1, "mse_loss loss")?;
+        let grad = grad.map(|g| self.g(g, len, "mse_loss grad")).transpose()?;
+        let chunks = len.div_ceil(CHUNK);
+        let partials = self.alloc(chunks)?;
+        let params = MseParams {
+            len: u(len)?,
+            scale: (2.0 / len as f64) as f32,
+            want_grad: grad.is_some() as u32,
+        };
+        self.run(
+            &k::MSE_LOSS,
+            &params,
+            &[bind(a), bind(b), self.bind_or_dummy(grad, 3), bind(&partials)],
+            grid(chunks),
+        )?;
+        self.reduce_into(&partials, chunks, loss, len as f32)
     }
 
     fn sgd_step(

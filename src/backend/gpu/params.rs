@@ -178,6 +178,15 @@ shader_params! {
     }
 }
 
+shader_params! {
+    /// mse.wgsl: `len` elements, the gradient factor `scale` = 2 / len, whether to write it.
+    MseParams for Mse {
+        len: u32,
+        scale: f32,
+        want_grad: u32,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +204,7 @@ mod tests {
             of::<ElementwiseParams>(),
             of::<OptimParams>(),
             of::<ReduceParams>(),
+            of::<MseParams>(),
         ]
     }
 

@@ -12,6 +12,7 @@ pub(crate) enum Module {
     Elementwise,
     Optim,
     Reduce,
+    Mse,
 }
 
 /// A WGSL file: its name under `shaders/` and its text.
@@ -33,7 +34,7 @@ const TILE: Wgsl = (
 );
 
 impl Module {
-    pub const ALL: [Module; 7] = [
+    pub const ALL: [Module; 8] = [
         Module::Matmul,
         Module::Conv2d,
         Module::Pool,
@@ -41,6 +42,7 @@ impl Module {
         Module::Elementwise,
         Module::Optim,
         Module::Reduce,
+        Module::Mse,
     ];
 
     /// The shader file itself (without the shared code).
@@ -59,6 +61,7 @@ impl Module {
             ),
             Module::Optim => ("optim.wgsl", include_str!("../../../shaders/optim.wgsl")),
             Module::Reduce => ("reduce.wgsl", include_str!("../../../shaders/reduce.wgsl")),
+            Module::Mse => ("mse.wgsl", include_str!("../../../shaders/mse.wgsl")),
         }
     }
 
@@ -67,7 +70,7 @@ impl Module {
         match self {
             Module::Matmul => &[TILE],
             Module::Conv2d => &[TILE, GRID, TREE],
-            Module::Reduce => &[GRID, TREE],
+            Module::Reduce | Module::Mse => &[GRID, TREE],
             Module::Pool | Module::Softmax | Module::Elementwise | Module::Optim => &[GRID],
         }
     }
@@ -286,10 +289,11 @@ pub(crate) mod k {
     );
     kernel!(SGD, "sgd_step", Optim, "sgd", [], [R, W, W, W]);
     kernel!(ADAM, "adam_step", Optim, "adam", [], [R, W, W, W]);
+    kernel!(MSE_LOSS, "mse_loss", Mse, "partial", [], [R, R, W, W]);
 }
 
 /// Every kernel of the table (for the feature union and the tests).
-pub(crate) const ALL_KERNELS: [&Kernel; 29] = [
+pub(crate) const ALL_KERNELS: [&Kernel; 30] = [
     &k::MATMUL_NN,
     &k::MATMUL_NT,
     &k::MATMUL_TN,
@@ -319,6 +323,7 @@ pub(crate) const ALL_KERNELS: [&Kernel; 29] = [
     &k::COUNT_CORRECT,
     &k::SGD,
     &k::ADAM,
+    &k::MSE_LOSS,
 ];
 
 /// Optional features some kernel uses: requested from adapters that offer them, never
