@@ -13,7 +13,7 @@ use distill::train::{self, HintConfig, HintTerm, InputSpec, Silent, TrainConfig,
 use distill::{no_grad, ops, Device, Error, Tensor};
 
 mod common;
-use common::{grad_parity, gradcheck, gpu_or_skip};
+use common::{gpu_or_skip, grad_parity, gradcheck};
 
 fn dev() -> Device {
     Device::cpu()
@@ -44,9 +44,14 @@ fn mse_gradients_match_finite_differences() {
         ops::scale(&ops::mse_loss(&ops::scale(&t[0], 1.5)?, &t[1])?, -3.0)
     });
     // Past one kernel chunk (16K elements: the threaded path).
-    gradcheck(&dev(), &mut rng, &[&[3, 7001], &[3, 7001]], 1e-2, 2e-3, |t| {
-        ops::mse_loss(&t[0], &t[1])
-    });
+    gradcheck(
+        &dev(),
+        &mut rng,
+        &[&[3, 7001], &[3, 7001]],
+        1e-2,
+        2e-3,
+        |t| ops::mse_loss(&t[0], &t[1]),
+    );
 }
 
 #[test]
@@ -183,16 +188,29 @@ fn setting_error<T>(r: distill::Result<T>, key: &str, needle: &str) {
 #[test]
 fn hint_settings_parse_and_validate() {
     let h = HintConfig::new(0.5, HintConfig::DEFAULT_LAYERS).unwrap();
-    assert_eq!((h.student_layer.as_str(), h.teacher_layer.as_str()), ("conv2", "conv2"));
+    assert_eq!(
+        (h.student_layer.as_str(), h.teacher_layer.as_str()),
+        ("conv2", "conv2")
+    );
     let h = HintConfig::new(2.0, "pool1:conv2").unwrap();
-    assert_eq!((h.student_layer.as_str(), h.teacher_layer.as_str()), ("pool1", "conv2"));
+    assert_eq!(
+        (h.student_layer.as_str(), h.teacher_layer.as_str()),
+        ("pool1", "conv2")
+    );
     let h = HintConfig::new(1.0, "conv1").unwrap();
-    assert_eq!((h.student_layer.as_str(), h.teacher_layer.as_str()), ("conv1", "conv1"));
+    assert_eq!(
+        (h.student_layer.as_str(), h.teacher_layer.as_str()),
+        ("conv1", "conv1")
+    );
     for w in [0.0, -1.0, f32::NAN, f32::INFINITY] {
         setting_error(HintConfig::new(w, "conv2:conv2"), "hint_weight", "> 0");
     }
     for layers in [":", "conv2:", ":conv2", ""] {
-        setting_error(HintConfig::new(1.0, layers), "hint_layers", "STUDENT:TEACHER");
+        setting_error(
+            HintConfig::new(1.0, layers),
+            "hint_layers",
+            "STUDENT:TEACHER",
+        );
     }
 }
 
@@ -214,7 +232,11 @@ fn the_hint_term_checks_layers_and_sizes() {
     };
     // Student conv2 (64 channels) → teacher conv2 (128): a 1x1 conv of 64 → 128.
     let ok = term("conv2:conv2").unwrap();
-    let shapes: Vec<_> = ok.parameters().iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect();
+    let shapes: Vec<_> = ok
+        .parameters()
+        .iter()
+        .map(|(n, p)| (n.clone(), p.shape().to_vec()))
+        .collect();
     assert_eq!(
         shapes,
         [
@@ -223,11 +245,26 @@ fn the_hint_term_checks_layers_and_sizes() {
         ]
     );
     // pool1 (32 channels, 4x4) → conv2 (128, 4x4) is fine too.
-    let shapes = term("pool1:conv2").unwrap().parameters()[0].1.shape().to_vec();
+    let shapes = term("pool1:conv2").unwrap().parameters()[0]
+        .1
+        .shape()
+        .to_vec();
     assert_eq!(shapes, [128, 32, 1, 1]);
-    setting_error(term("conv2:conv1"), "hint_layers", "4x4 and the teacher's conv1 is 8x8");
-    setting_error(term("conv9:conv2"), "hint_layers", "the student has no feature layer 'conv9'");
-    setting_error(term("conv2:fc1"), "hint_layers", "(it has: conv1, pool1, conv2, pool2)");
+    setting_error(
+        term("conv2:conv1"),
+        "hint_layers",
+        "4x4 and the teacher's conv1 is 8x8",
+    );
+    setting_error(
+        term("conv9:conv2"),
+        "hint_layers",
+        "the student has no feature layer 'conv9'",
+    );
+    setting_error(
+        term("conv2:fc1"),
+        "hint_layers",
+        "(it has: conv1, pool1, conv2, pool2)",
+    );
 }
 
 #[test]
@@ -256,20 +293,30 @@ fn the_hint_term_trains_the_student_and_the_adapter_towards_the_teacher() {
         last = loss.item().unwrap();
     }
     assert!(first.is_finite() && first > 0.0);
-    assert!(last < 0.5 * first, "hint loss {first} → {last}: not learning");
+    assert!(
+        last < 0.5 * first,
+        "hint loss {first} → {last}: not learning"
+    );
     // The teacher is a fixed target.
     assert_eq!(teacher.parameters()[0].1.to_vec().unwrap(), before_teacher);
     // The term is weight · mse: doubling the weight doubles it.
     let cfg2 = HintConfig { weight: 2.0, ..cfg };
     let term2 = HintTerm::new(&cfg2, &teacher, &student, &input(1, 8, 8), &dev(), 0).unwrap();
     let (a, b) = (
-        HintTerm::new(&HintConfig::new(1.0, "conv2").unwrap(), &teacher, &student, &input(1, 8, 8), &dev(), 0)
-            .unwrap()
-            .forward(&student, &x)
-            .unwrap()
-            .1
-            .item()
-            .unwrap(),
+        HintTerm::new(
+            &HintConfig::new(1.0, "conv2").unwrap(),
+            &teacher,
+            &student,
+            &input(1, 8, 8),
+            &dev(),
+            0,
+        )
+        .unwrap()
+        .forward(&student, &x)
+        .unwrap()
+        .1
+        .item()
+        .unwrap(),
         term2.forward(&student, &x).unwrap().1.item().unwrap(),
     );
     assert_eq!(2.0 * a, b);
@@ -284,9 +331,14 @@ fn the_op_and_the_hint_term_on_the_gpu_match_the_cpu() {
     let x = draw(2 * 64);
     let mut rng = Rng::new(86);
     let shape = [3usize, 5, 7, 9];
-    grad_parity(&dev(), &gpu, &mut rng, &[(&shape, a), (&shape, b)], 1e-4, |t| {
-        ops::mse_loss(&t[0], &t[1])
-    });
+    grad_parity(
+        &dev(),
+        &gpu,
+        &mut rng,
+        &[(&shape, a), (&shape, b)],
+        1e-4,
+        |t| ops::mse_loss(&t[0], &t[1]),
+    );
     // The whole term: the student's path up to its tap, the adapter, the teacher's features
     // (no gradient), the op; checked through the gradient wrt the images.
     let cfg = HintConfig::new(0.7, "conv2:conv2").unwrap();
@@ -312,14 +364,25 @@ fn tiny_dataset(n: usize) -> Dataset {
         for _r in 0..8 {
             for c in 0..8 {
                 let bright = (c < 4) == (label == 0);
-                images.push(if bright { 200 + (i % 50) as u8 } else { (i * 7 % 40) as u8 });
+                images.push(if bright {
+                    200 + (i % 50) as u8
+                } else {
+                    (i * 7 % 40) as u8
+                });
             }
         }
         labels.push(label);
     }
     let train = Split::new(images.clone(), labels.clone()).unwrap();
     let test = Split::new(images, labels).unwrap();
-    Dataset::from_splits("tiny", (1, 8, 8), vec!["left".into(), "right".into()], train, test).unwrap()
+    Dataset::from_splits(
+        "tiny",
+        (1, 8, 8),
+        vec!["left".into(), "right".into()],
+        train,
+        test,
+    )
+    .unwrap()
 }
 
 fn hint_job<'a>(
@@ -349,7 +412,11 @@ fn hint_job<'a>(
 }
 
 fn weights(model: &Sequential) -> Vec<Vec<f32>> {
-    model.parameters().iter().map(|(_, p)| p.to_vec().unwrap()).collect()
+    model
+        .parameters()
+        .iter()
+        .map(|(_, p)| p.to_vec().unwrap())
+        .collect()
 }
 
 #[test]
@@ -363,7 +430,11 @@ fn training_with_a_hint_saves_the_student_alone_and_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let (straight, split) = (tmp.path().join("straight"), tmp.path().join("split"));
 
-    let a = train::train(hint_job(&ds, &teacher, Some(hint.clone()), 3, &straight), &mut Silent).unwrap();
+    let a = train::train(
+        hint_job(&ds, &teacher, Some(hint.clone()), 3, &straight),
+        &mut Silent,
+    )
+    .unwrap();
     assert_eq!(a.history.len(), 3);
     assert!(a.history.iter().all(|r| r.train_loss.is_finite()));
 
@@ -371,18 +442,37 @@ fn training_with_a_hint_saves_the_student_alone_and_resumes_exactly() {
     let last = distill::checkpoint::load(&straight.join("last.safetensors")).unwrap();
     let names: Vec<_> = last.tensors.iter().map(|t| t.name.as_str()).collect();
     let spec = ArchSpec::preset("student", 1, 8, 8, 2).unwrap();
-    let want: Vec<_> = spec.parameter_shapes().into_iter().map(|(n, _)| n).collect();
+    let want: Vec<_> = spec
+        .parameter_shapes()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(names, want);
     let state = distill::checkpoint::load(&straight.join("last.state.safetensors")).unwrap();
-    for name in ["hint_adapter.weight", "hint_adapter.bias", "hint_adapter.weight.exp_avg"] {
+    for name in [
+        "hint_adapter.weight",
+        "hint_adapter.bias",
+        "hint_adapter.weight.exp_avg",
+    ] {
         assert!(state.get(name).is_some(), "the state file lacks {name}");
     }
 
     // 1 epoch, then a resumed run to 3: the same weights, bit for bit (the adapter and its
     // optimiser state came back exactly, or epoch 2 would differ).
-    train::train(hint_job(&ds, &teacher, Some(hint.clone()), 1, &split), &mut Silent).unwrap();
-    let b = train::train(hint_job(&ds, &teacher, Some(hint.clone()), 3, &split), &mut Silent).unwrap();
-    assert!(weights(&a.model) == weights(&b.model), "resumed weights differ");
+    train::train(
+        hint_job(&ds, &teacher, Some(hint.clone()), 1, &split),
+        &mut Silent,
+    )
+    .unwrap();
+    let b = train::train(
+        hint_job(&ds, &teacher, Some(hint.clone()), 3, &split),
+        &mut Silent,
+    )
+    .unwrap();
+    assert!(
+        weights(&a.model) == weights(&b.model),
+        "resumed weights differ"
+    );
     let losses = |h: &[train::EpochRecord]| h.iter().map(|r| r.train_loss).collect::<Vec<_>>();
     assert_eq!(losses(&a.history), losses(&b.history));
 
@@ -390,8 +480,15 @@ fn training_with_a_hint_saves_the_student_alone_and_resumes_exactly() {
     let plain = tmp.path().join("plain");
     let c = train::train(hint_job(&ds, &teacher, None, 1, &plain), &mut Silent).unwrap();
     let one = tmp.path().join("one");
-    let d = train::train(hint_job(&ds, &teacher, Some(hint.clone()), 1, &one), &mut Silent).unwrap();
-    assert!(weights(&c.model) != weights(&d.model), "the hint changed nothing");
+    let d = train::train(
+        hint_job(&ds, &teacher, Some(hint.clone()), 1, &one),
+        &mut Silent,
+    )
+    .unwrap();
+    assert!(
+        weights(&c.model) != weights(&d.model),
+        "the hint changed nothing"
+    );
 
     // Resuming with other hint settings, or none, is refused.
     let other = HintConfig::new(0.25, "conv2:conv2").unwrap();

@@ -10,7 +10,21 @@ mod common;
 use common::{Rng, TestRng};
 
 /// Lengths below, at and past one AVX2 vector, around the chunk boundary, and long.
-const SIZES: &[usize] = &[1, 2, 7, 8, 9, 15, 17, 100, 1023, CHUNK - 1, CHUNK, CHUNK + 3, 50_001];
+const SIZES: &[usize] = &[
+    1,
+    2,
+    7,
+    8,
+    9,
+    15,
+    17,
+    100,
+    1023,
+    CHUNK - 1,
+    CHUNK,
+    CHUNK + 3,
+    50_001,
+];
 
 fn reference(a: &[f32], b: &[f32]) -> (f64, Vec<f64>) {
     let n = a.len() as f64;
@@ -60,7 +74,10 @@ fn loss_and_gradient_match_the_f64_reference_on_every_level() {
                     g[i]
                 );
             }
-            assert!(g[n..].iter().all(|v| v.is_nan()), "{level} n={n}: wrote past the end");
+            assert!(
+                g[n..].iter().all(|v| v.is_nan()),
+                "{level} n={n}: wrote past the end"
+            );
         }
     }
 }
@@ -119,7 +136,10 @@ fn bit_identical_across_levels_and_thread_counts() {
                     None => first = Some((loss.to_bits(), g)),
                     Some((l, g0)) => {
                         assert_eq!(loss.to_bits(), *l, "{level} {threads} threads n={n}");
-                        assert!(g == *g0, "{level} {threads} threads n={n}: gradient differs");
+                        assert!(
+                            g == *g0,
+                            "{level} {threads} threads n={n}: gradient differs"
+                        );
                     }
                 }
             }
@@ -132,7 +152,10 @@ fn nan_propagates() {
     let mut a = vec![1.0f32; 20];
     a[13] = f32::NAN;
     for level in simd::available() {
-        assert!(mse::mse_loss_at(level, &a, &[0.0; 20], None).is_nan(), "{level}");
+        assert!(
+            mse::mse_loss_at(level, &a, &[0.0; 20], None).is_nan(),
+            "{level}"
+        );
     }
 }
 

@@ -116,7 +116,10 @@ impl<'t> HintTerm<'t> {
             if f.shape().len() != 4 {
                 return Err(Error::setting(
                     "hint_layers",
-                    format!("the {whose}'s {layer} is not a feature map: {:?}", f.shape()),
+                    format!(
+                        "the {whose}'s {layer} is not a feature map: {:?}",
+                        f.shape()
+                    ),
                 ));
             }
             Ok(f.shape().to_vec())

@@ -105,7 +105,12 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
     let model = job.spec.build(&job.device, cfg.seed)?;
     let hint = match &job.hint {
         Some((h, teacher)) => Some(HintTerm::new(
-            h, teacher, &model, &job.input, &job.device, cfg.seed,
+            h,
+            teacher,
+            &model,
+            &job.input,
+            &job.device,
+            cfg.seed,
         )?),
         None => None,
     };

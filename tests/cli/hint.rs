@@ -25,10 +25,16 @@ fn distill_with_a_hint() {
     assert_eq!(out["hint"]["weight"], 0.5);
     assert_eq!(out["hint"]["student_layer"], "conv2");
     assert_eq!(out["hint"]["teacher_layer"], "conv2");
-    assert!(out["history"][0]["train_loss"].as_f64().unwrap().is_finite());
+    assert!(out["history"][0]["train_loss"]
+        .as_f64()
+        .unwrap()
+        .is_finite());
     // The checkpoint is the student alone; the adapter lives in the resume state.
     let last = distill::checkpoint::load(&kd.join("last.safetensors")).unwrap();
-    assert!(last.tensors.iter().all(|t| !t.name.starts_with("hint_adapter")));
+    assert!(last
+        .tensors
+        .iter()
+        .all(|t| !t.name.starts_with("hint_adapter")));
     let state = distill::checkpoint::load(&kd.join("last.state.safetensors")).unwrap();
     assert!(state.get("hint_adapter.weight").is_some());
     // The checkpoint evaluates as a plain student.
@@ -60,8 +66,14 @@ fn distill_with_a_hint() {
     fails(&bad, "--hint-layers needs a --hint-weight > 0");
     let mut bad = fresh(&["--hint-weight", "1", "--hint-layers", "conv2:conv1"]);
     bad.extend(["--out", s(&dir)]);
-    fails(&bad, "the student's conv2 is 14x14 and the teacher's conv1 is 28x28");
+    fails(
+        &bad,
+        "the student's conv2 is 14x14 and the teacher's conv1 is 28x28",
+    );
     let mut bad = fresh(&["--hint-weight", "1", "--hint-layers", "fc1:conv2"]);
     bad.extend(["--out", s(&dir)]);
-    fails(&bad, "the student has no feature layer 'fc1' (it has: conv1, pool1, conv2, pool2)");
+    fails(
+        &bad,
+        "the student has no feature layer 'fc1' (it has: conv1, pool1, conv2, pool2)",
+    );
 }

@@ -14,8 +14,14 @@ fn mse_loss_and_gradient() {
         let (loss, grad, loss_only) = (d.out(1), d.out(n), d.out(1));
         for (dev, side) in [(&d.cpu, 0), (&d.gpu, 1)] {
             let be = dev.backend();
-            be.mse_loss(n, a.on(side), b.on(side), loss.on(side), Some(grad.on(side)))
-                .unwrap();
+            be.mse_loss(
+                n,
+                a.on(side),
+                b.on(side),
+                loss.on(side),
+                Some(grad.on(side)),
+            )
+            .unwrap();
             be.mse_loss(n, a.on(side), b.on(side), loss_only.on(side), None)
                 .unwrap();
         }

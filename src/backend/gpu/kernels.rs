@@ -474,7 +474,12 @@ impl Backend for GpuBackend {
         self.run(
             &k::MSE_LOSS,
             &params,
-            &[bind(a), bind(b), self.bind_or_dummy(grad, 3), bind(&partials)],
+            &[
+                bind(a),
+                bind(b),
+                self.bind_or_dummy(grad, 3),
+                bind(&partials),
+            ],
             grid(chunks),
         )?;
         self.reduce_into(&partials, chunks, loss, len as f32)
