@@ -44,8 +44,17 @@ fn a_batch_without_labels_is_pure_kd() {
     let t = Tensor::from_f32(&[1.0, 0.0, -1.0, 0.2, 0.4, 3.0], &[2, 3], &dev).unwrap();
     let none = Tensor::from_u32(&[ops::NO_LABEL; 2], &[2], &dev).unwrap();
     let any = Tensor::from_u32(&[0, 2], &[2], &dev).unwrap();
-    let masked = ops::kd_loss(&s, &t, &none, 3.0, 0.7).unwrap().item().unwrap();
-    let pure = ops::kd_loss(&s, &t, &any, 3.0, 1.0).unwrap().item().unwrap();
+    let masked = ops::kd_loss(&s, &t, &none, 3.0, 0.7)
+        .unwrap()
+        .item()
+        .unwrap();
+    let pure = ops::kd_loss(&s, &t, &any, 3.0, 1.0)
+        .unwrap()
+        .item()
+        .unwrap();
     assert!(masked.is_finite());
-    assert!((masked - 0.7 * pure).abs() < 1e-6, "{masked} vs 0.7 × {pure}");
+    assert!(
+        (masked - 0.7 * pure).abs() < 1e-6,
+        "{masked} vs 0.7 × {pure}"
+    );
 }

@@ -168,6 +168,15 @@ pub struct RunArgs {
     /// Teacher epochs (default 5).
     #[arg(long, value_name = "N")]
     pub teacher_epochs: Option<usize>,
+    /// The KD student's transfer set: labelled (default; its labelled images), all (every
+    /// training image: CE on the labelled ones, soft targets on all), or a folder of unlabelled
+    /// images added to the labelled ones.
+    #[arg(long, value_name = "labelled|all|DIR")]
+    pub transfer: Option<String>,
+    /// The KD student's epochs over a larger transfer set (default: as many optimiser steps as
+    /// the baseline's epochs over the labelled images).
+    #[arg(long, value_name = "N")]
+    pub transfer_epochs: Option<usize>,
     /// Also write f16 copies of the best checkpoints.
     #[arg(long)]
     pub half: bool,
@@ -208,6 +217,10 @@ pub struct DistillArgs {
     /// Fraction of the labelled training images to use, in (0, 1]. Default 1.
     #[arg(long, value_name = "F")]
     pub label_fraction: Option<f64>,
+    /// The transfer set: labelled (default), all (soft targets on every training image, CE on
+    /// the labelled fraction), or a folder of unlabelled images added to the labelled ones.
+    #[arg(long, value_name = "labelled|all|DIR")]
+    pub transfer: Option<String>,
     /// Checkpoint directory. Default: runs/<timestamp>-kd. An existing one is resumed.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -297,6 +310,8 @@ pub struct FileConfig {
     pub teacher: Option<PathBuf>,
     pub half: Option<bool>,
     pub arch: Option<String>,
+    pub transfer: Option<String>,
+    pub transfer_epochs: Option<usize>,
     // eval / predict
     pub confusion: Option<bool>,
     pub confusion_png: Option<PathBuf>,
@@ -376,6 +391,7 @@ impl KdOpts {
 impl RunArgs {
     pub fn fill(&mut self, f: &FileConfig) {
         fill!(self, f; out, resume, seeds, label_fraction, teacher, teacher_epochs);
+        fill!(self, f; transfer, transfer_epochs);
         fill_flag!(self, f; quick, half);
         self.data.fill(f);
         self.hyper.fill(f);
@@ -394,7 +410,7 @@ impl TrainArgs {
 
 impl DistillArgs {
     pub fn fill(&mut self, f: &FileConfig) {
-        fill!(self, f; teacher, arch, label_fraction, out);
+        fill!(self, f; teacher, arch, label_fraction, out, transfer);
         fill_flag!(self, f; half);
         self.data.fill(f);
         self.hyper.fill(f);

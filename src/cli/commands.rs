@@ -145,6 +145,10 @@ fn run_config(ctx: &Ctx, a: &RunArgs, saved: Option<RunConfig>) -> Result<RunCon
     cfg.kd = apply_kd(cfg.kd, &a.kd)?;
     cfg.label_fraction = a.label_fraction.unwrap_or(cfg.label_fraction);
     cfg.seeds = a.seeds.unwrap_or(cfg.seeds);
+    if let Some(t) = &a.transfer {
+        cfg.transfer = parse_transfer(t)?;
+    }
+    cfg.transfer_epochs = a.transfer_epochs.or(cfg.transfer_epochs);
     if a.teacher.is_some() {
         cfg.teacher_checkpoint = a.teacher.clone();
     }
@@ -191,6 +195,12 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     ctx.print_profile(&device)
 }
 
+/// `--transfer labelled|all|DIR`.
+fn parse_transfer(s: &str) -> Result<pipeline::Transfer> {
+    s.parse()
+        .map_err(|e: String| anyhow::anyhow!("--transfer: {e}"))
+}
+
 // --- train / distill -----------------------------------------------------------------------
 
 fn check_arch(arch: &str) -> Result<()> {
@@ -233,6 +243,12 @@ pub fn distill(ctx: &Ctx, a: DistillArgs) -> Result<()> {
             checkpoint,
             kd: apply_kd(KdConfig::default(), &a.kd)?,
             label_fraction: a.label_fraction.unwrap_or(1.0),
+            transfer: a
+                .transfer
+                .as_deref()
+                .map(parse_transfer)
+                .transpose()?
+                .unwrap_or_default(),
         }),
         half: a.half,
     };

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::transfer::Transfer;
 use crate::data::{self, Dataset, LoadOptions};
 use crate::optim::LrSchedule;
 use crate::train::{validate_label_fraction, KdConfig, TrainConfig};
@@ -66,6 +67,15 @@ pub struct RunConfig {
     pub max_test: Option<usize>,
     /// Also write f16 copies of the checkpoints.
     pub half: bool,
+    /// The KD student's transfer set: the labelled images, all training images, or the
+    /// labelled ones plus a folder of unlabelled images.
+    #[serde(default)]
+    pub transfer: Transfer,
+    /// The KD student's epochs over a transfer set larger than its labelled images; `None`:
+    /// as many as keep the labelled run's optimiser steps
+    /// ([`transfer_epochs`](super::transfer::transfer_epochs)).
+    #[serde(default)]
+    pub transfer_epochs: Option<usize>,
 }
 
 impl Default for RunConfig {
@@ -89,6 +99,8 @@ impl Default for RunConfig {
             max_train: None,
             max_test: None,
             half: false,
+            transfer: Transfer::Labelled,
+            transfer_epochs: None,
         }
     }
 }
@@ -120,6 +132,10 @@ impl RunConfig {
         validate_label_fraction(self.label_fraction)?;
         if self.seeds == 0 {
             return Err(Error::setting("seeds", "must be at least 1"));
+        }
+        self.transfer.validate()?;
+        if self.transfer_epochs == Some(0) {
+            return Err(Error::setting("transfer_epochs", "must be at least 1"));
         }
         if let Some(t) = &self.teacher_checkpoint {
             if !t.is_file() {
@@ -191,6 +207,7 @@ impl RunConfig {
 /// `cfg` as JSON with the numbers of epochs (and the cosine span that follows them) zeroed.
 fn without_epochs(cfg: &RunConfig) -> serde_json::Value {
     let mut c = cfg.clone();
+    c.transfer_epochs = None;
     for t in [&mut c.teacher, &mut c.student] {
         t.epochs = 0;
         if let LrSchedule::Cosine { t_max, .. } = &mut t.schedule {

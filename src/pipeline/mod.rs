@@ -18,6 +18,7 @@ pub mod single;
 pub mod stats;
 pub mod summary;
 pub mod teacher;
+pub mod transfer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,10 +31,12 @@ pub use metrics::MetricsLog;
 pub use single::{train_model, ModelJob, ModelOutcome, TeacherSource};
 pub use stats::{mean_std, model_stats, ModelStats};
 pub use summary::{Report, RunSummary};
+pub use transfer::{transfer_epochs, transfer_set, Transfer, TransferSet};
 
 use crate::data::{self, Dataset, Split};
 use crate::model_file::save_half_copy;
 use crate::nn::{ArchSpec, Sequential};
+use crate::optim::LrSchedule;
 use crate::train::{self, InputSpec, Observer, TeacherLogits, TrainConfig, TrainJob};
 use crate::{Device, Error, Result};
 
@@ -117,23 +120,44 @@ pub fn run(
         test: Arc::new(std::mem::take(&mut ds.test)),
     };
     let full_train = Arc::new(std::mem::take(&mut ds.train));
-    let student_train: Arc<Split> = if cfg.label_fraction < 1.0 {
-        Arc::new(full_train.label_fraction(cfg.label_fraction, cfg.student.seed)?)
+    let labelled = if cfg.label_fraction < 1.0 {
+        full_train.label_fraction_indices(cfg.label_fraction, cfg.student.seed)?
+    } else {
+        (0..full_train.len()).collect()
+    };
+    let student_train: Arc<Split> = if labelled.len() < full_train.len() {
+        Arc::new(full_train.subset(&labelled))
     } else {
         full_train.clone()
     };
 
     let mut log = MetricsLog::open(run_dir, obs)?;
     let teacher = obtain_teacher(&ctx, &ds, &full_train, &mut log)?;
+    let transfer =
+        student_transfer_set(&ctx, &ds, &full_train, &student_train, &labelled, &mut log)?;
     let (logits, cache_seconds) = teacher::teacher_logits(
         &teacher.model,
         device,
-        &student_train,
+        &transfer.split,
         &ctx.input,
         cfg.student.augment.is_active(),
         &mut log,
     )?;
-    let students = train_students(&ctx, &ds, &student_train, logits, &mut log)?;
+    let kd_epochs = transfer_epochs(
+        cfg.student.epochs,
+        transfer.labelled,
+        transfer.split.len(),
+        cfg.transfer_epochs,
+    );
+    let students = train_students(
+        &ctx,
+        &ds,
+        &student_train,
+        &transfer,
+        kd_epochs,
+        logits,
+        &mut log,
+    )?;
     log.finish()?;
     if cfg.half {
         write_half_copies(run_dir, &teacher, &students)?;
@@ -143,9 +167,12 @@ pub fn run(
     let mut report = measure(&ctx, &ds, &teacher, students)?;
     report.teacher_train_images = full_train.len();
     report.student_train_images = student_train.len();
+    report.transfer_labelled_images = transfer.labelled;
+    report.transfer_soft_only_images = transfer.soft_only;
+    report.kd_epochs = kd_epochs;
     report.teacher_cache_seconds = cache_seconds;
     // Online KD would run the teacher over the same images in every KD epoch.
-    let student_epochs_run = (cfg.student.epochs * cfg.seeds) as f64;
+    let student_epochs_run = (kd_epochs * cfg.seeds) as f64;
     report.teacher_seconds_saved = cache_seconds.map(|s| s * (student_epochs_run - 1.0).max(0.0));
     report.total_seconds = started.elapsed().as_secs_f64();
     obs.message("writing the report");
@@ -202,11 +229,42 @@ fn obtain_teacher(
     })
 }
 
+/// The KD student's transfer set: the labelled images, or more (`transfer`), shared with
+/// the baseline's split when it is the same images.
+fn student_transfer_set(
+    ctx: &Ctx,
+    ds: &Dataset,
+    full_train: &Arc<Split>,
+    student_train: &Arc<Split>,
+    labelled: &[usize],
+    log: &mut MetricsLog,
+) -> Result<TransferSet> {
+    let set = transfer_set(
+        &ctx.cfg.transfer,
+        full_train,
+        labelled,
+        student_train,
+        (ds.channels, ds.height, ds.width),
+        &mut |w| log.message(&format!("warning: {w}")),
+    )?;
+    if set.soft_only > 0 {
+        log.message(&format!(
+            "transfer set: {} images, {} with labels and {} with the teacher's soft targets only",
+            set.labelled + set.soft_only,
+            set.labelled,
+            set.soft_only
+        ));
+    }
+    Ok(set)
+}
+
 /// Baseline and KD students, seed by seed, on the same images with the same schedule.
 fn train_students(
     ctx: &Ctx,
     ds: &Dataset,
     student_train: &Arc<Split>,
+    transfer: &TransferSet,
+    kd_epochs: usize,
     logits: TeacherLogits,
     log: &mut MetricsLog,
 ) -> Result<Students> {
@@ -244,14 +302,15 @@ fn train_students(
         ));
 
         let name = format!("kd{suffix}");
-        let mut job = ctx.job(&name, &spec, config, student_train.clone());
+        let config = with_epochs(config, kd_epochs);
+        let mut job = ctx.job(&name, &spec, config, transfer.split.clone());
         job.kd = Some((cfg.kd, logits.clone()));
         let t = train::train(job, log)?;
         kd.push(RunSummary::of(
             &name,
             "student",
             seed,
-            student_train.len(),
+            transfer.split.len(),
             &t,
         ));
         first_kd.get_or_insert(t.model);
@@ -262,6 +321,22 @@ fn train_students(
         kd,
         first_kd,
     })
+}
+
+/// `config` with `epochs` epochs (a cosine schedule spans them).
+pub(crate) fn with_epochs(config: TrainConfig, epochs: usize) -> TrainConfig {
+    let schedule = match config.schedule {
+        LrSchedule::Cosine { eta_min, .. } => LrSchedule::Cosine {
+            t_max: epochs,
+            eta_min,
+        },
+        other => other,
+    };
+    TrainConfig {
+        epochs,
+        schedule,
+        ..config
+    }
 }
 
 /// `best.f16.safetensors` beside every `best.safetensors` of the run.
@@ -313,6 +388,9 @@ fn measure(ctx: &Ctx, ds: &Dataset, teacher: &TeacherRun, students: Students) ->
         class_names: ds.class_names.clone(),
         teacher_train_images: 0,
         student_train_images: 0,
+        transfer_labelled_images: 0,
+        transfer_soft_only_images: 0,
+        kd_epochs: 0,
         test_images: ctx.test.len(),
         config: ctx.cfg.clone(),
         kd_gain_final: gains(|r| r.final_accuracy),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::lock::RunDirLock;
 use super::metrics::MetricsLog;
 use super::teacher::{load_teacher, teacher_logits};
+use super::transfer::{transfer_set, Transfer};
 use crate::data::{Dataset, Split};
 use crate::model_file::save_half_copy;
 use crate::nn::ArchSpec;
@@ -23,6 +24,8 @@ pub struct TeacherSource {
     pub kd: KdConfig,
     /// Fraction of the labelled training set the student sees.
     pub label_fraction: f64,
+    /// The images the KD term sees (the labelled ones, all, or those plus a folder's).
+    pub transfer: Transfer,
 }
 
 /// One model to train.
@@ -153,21 +156,32 @@ fn distill_into(
 ) -> Result<ModelOutcome> {
     teacher.kd.validate()?;
     validate_label_fraction(teacher.label_fraction)?;
+    teacher.transfer.validate()?;
     let loaded = load_teacher(&teacher.checkpoint, device, ds)?;
-    let student_train = if teacher.label_fraction < 1.0 {
-        Arc::new(
-            ds.train
-                .label_fraction(teacher.label_fraction, job.config.seed)?,
-        )
+    let labelled = if teacher.label_fraction < 1.0 {
+        ds.train
+            .label_fraction_indices(teacher.label_fraction, job.config.seed)?
     } else {
-        Arc::new(ds.train.clone())
+        (0..ds.train.len()).collect()
     };
+    let transfer = transfer_set(
+        &teacher.transfer,
+        &ds.train,
+        &labelled,
+        &Arc::new(ds.train.subset(&labelled)),
+        (ds.channels, ds.height, ds.width),
+        &mut |w| log.message(&format!("warning: {w}")),
+    )?;
+    let student_train = transfer.split;
     log.message(&format!(
-        "distilling {} into a {} on {} images of {} (T = {}, α = {}, device {}), checkpoints in {}",
+        "distilling {} into a {} on {} images of {} ({} with labels, {} with soft targets only; \
+         T = {}, α = {}, device {}), checkpoints in {}",
         teacher.checkpoint.display(),
         job.arch,
         student_train.len(),
         ds.name,
+        transfer.labelled,
+        transfer.soft_only,
         teacher.kd.temperature,
         teacher.kd.alpha,
         device.name(),

@@ -47,6 +47,14 @@ pub struct Report {
     pub class_names: Vec<String>,
     pub teacher_train_images: usize,
     pub student_train_images: usize,
+    /// The KD student's transfer set: images with a label, and with soft targets only.
+    #[serde(default)]
+    pub transfer_labelled_images: usize,
+    #[serde(default)]
+    pub transfer_soft_only_images: usize,
+    /// The KD student's epochs (fewer than the baseline's over a larger transfer set).
+    #[serde(default)]
+    pub kd_epochs: usize,
     pub test_images: usize,
     pub config: RunConfig,
     pub teacher: RunSummary,

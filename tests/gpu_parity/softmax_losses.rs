@@ -98,7 +98,13 @@ fn count_correct_adds_with_first_max_ties() {
 fn kd_loss_with_unlabelled_rows() {
     let Some(d) = Both::new() else { return };
     let mut rng = Rng::new(7);
-    for (rows, cols, every) in [(1, 1, 1), (7, 3, 2), (13, 10, 3), (33, 257, 4), (300, 10, 5)] {
+    for (rows, cols, every) in [
+        (1, 1, 1),
+        (7, 3, 2),
+        (13, 10, 3),
+        (33, 257, 4),
+        (300, 10, 5),
+    ] {
         let x: Vec<f32> = rng.vec(rows * cols).iter().map(|v| v * 6.0).collect();
         let teacher: Vec<f32> = rng.vec(rows * cols).iter().map(|v| v * 6.0).collect();
         // Every `every`-th row keeps its label; `every == 1` with one row: none labelled.
