@@ -177,6 +177,10 @@ pub struct RunArgs {
     /// the baseline's epochs over the labelled images).
     #[arg(long, value_name = "N")]
     pub transfer_epochs: Option<usize>,
+    /// The students' architecture: student (default), teacher, or a compact spec of the seed's
+    /// layout: conv widths then the hidden width, e.g. c16-c32-f128.
+    #[arg(long, value_name = "SPEC")]
+    pub student_arch: Option<String>,
     /// Also write f16 copies of the best checkpoints.
     #[arg(long)]
     pub half: bool,
@@ -211,8 +215,9 @@ pub struct DistillArgs {
     /// The teacher checkpoint.
     #[arg(long, value_name = "CKPT")]
     pub teacher: Option<PathBuf>,
-    /// The student's architecture: student (default) or teacher.
-    #[arg(long, value_name = "ARCH")]
+    /// The student's architecture: student (default), teacher, or a compact spec such as
+    /// c16-c32-f128 (conv widths, then the hidden width).
+    #[arg(long, alias = "student-arch", value_name = "ARCH")]
     pub arch: Option<String>,
     /// Fraction of the labelled training images to use, in (0, 1]. Default 1.
     #[arg(long, value_name = "F")]
@@ -312,6 +317,7 @@ pub struct FileConfig {
     pub arch: Option<String>,
     pub transfer: Option<String>,
     pub transfer_epochs: Option<usize>,
+    pub student_arch: Option<String>,
     // eval / predict
     pub confusion: Option<bool>,
     pub confusion_png: Option<PathBuf>,
@@ -391,7 +397,7 @@ impl KdOpts {
 impl RunArgs {
     pub fn fill(&mut self, f: &FileConfig) {
         fill!(self, f; out, resume, seeds, label_fraction, teacher, teacher_epochs);
-        fill!(self, f; transfer, transfer_epochs);
+        fill!(self, f; transfer, transfer_epochs, student_arch);
         fill_flag!(self, f; quick, half);
         self.data.fill(f);
         self.hyper.fill(f);

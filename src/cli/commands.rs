@@ -149,6 +149,9 @@ fn run_config(ctx: &Ctx, a: &RunArgs, saved: Option<RunConfig>) -> Result<RunCon
         cfg.transfer = parse_transfer(t)?;
     }
     cfg.transfer_epochs = a.transfer_epochs.or(cfg.transfer_epochs);
+    if let Some(arch) = &a.student_arch {
+        cfg.student_arch = arch.clone();
+    }
     if a.teacher.is_some() {
         cfg.teacher_checkpoint = a.teacher.clone();
     }
@@ -204,10 +207,7 @@ fn parse_transfer(s: &str) -> Result<pipeline::Transfer> {
 // --- train / distill -----------------------------------------------------------------------
 
 fn check_arch(arch: &str) -> Result<()> {
-    if !matches!(arch, "teacher" | "student") {
-        bail!("unknown architecture '{arch}': expected teacher or student");
-    }
-    Ok(())
+    Ok(distill::nn::ArchSpec::check_name(arch)?)
 }
 
 pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<()> {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::transfer::Transfer;
 use crate::data::{self, Dataset, LoadOptions};
+use crate::nn::ArchSpec;
 use crate::optim::LrSchedule;
 use crate::train::{validate_label_fraction, KdConfig, TrainConfig};
 use crate::{Error, Result};
@@ -76,6 +77,13 @@ pub struct RunConfig {
     /// ([`transfer_epochs`](super::transfer::transfer_epochs)).
     #[serde(default)]
     pub transfer_epochs: Option<usize>,
+    /// The students' architecture: `student` or a compact spec such as `c16-c32-f128`.
+    #[serde(default = "student_arch")]
+    pub student_arch: String,
+}
+
+fn student_arch() -> String {
+    "student".into()
 }
 
 impl Default for RunConfig {
@@ -101,6 +109,7 @@ impl Default for RunConfig {
             half: false,
             transfer: Transfer::Labelled,
             transfer_epochs: None,
+            student_arch: student_arch(),
         }
     }
 }
@@ -134,6 +143,8 @@ impl RunConfig {
             return Err(Error::setting("seeds", "must be at least 1"));
         }
         self.transfer.validate()?;
+        ArchSpec::check_name(&self.student_arch)
+            .map_err(|e| Error::setting("student_arch", e.to_string()))?;
         if self.transfer_epochs == Some(0) {
             return Err(Error::setting("transfer_epochs", "must be at least 1"));
         }

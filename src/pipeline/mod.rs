@@ -269,8 +269,8 @@ fn train_students(
     log: &mut MetricsLog,
 ) -> Result<Students> {
     let cfg = ctx.cfg;
-    let spec = ArchSpec::preset(
-        "student",
+    let spec = ArchSpec::named(
+        &cfg.student_arch,
         ds.channels,
         ds.height,
         ds.width,
@@ -295,7 +295,7 @@ fn train_students(
         let t = train::train(job, log)?;
         baseline.push(RunSummary::of(
             &name,
-            "student",
+            &spec.arch,
             seed,
             student_train.len(),
             &t,
@@ -308,7 +308,7 @@ fn train_students(
         let t = train::train(job, log)?;
         kd.push(RunSummary::of(
             &name,
-            "student",
+            &spec.arch,
             seed,
             transfer.split.len(),
             &t,
@@ -373,7 +373,13 @@ fn measure(ctx: &Ctx, ds: &Dataset, teacher: &TeacherRun, students: Students) ->
     .ok_or_else(|| Error::Data("the test split is empty".into()))?;
     let classes = ds.num_classes();
     let teacher_spec = ArchSpec::preset("teacher", ds.channels, ds.height, ds.width, classes)?;
-    let student_spec = ArchSpec::preset("student", ds.channels, ds.height, ds.width, classes)?;
+    let student_spec = ArchSpec::named(
+        &ctx.cfg.student_arch,
+        ds.channels,
+        ds.height,
+        ds.width,
+        classes,
+    )?;
     let teacher_stats = model_stats(&teacher.model, &teacher_spec, device, &sample.images)?;
     let student_stats = model_stats(&students.first_kd, &student_spec, device, &sample.images)?;
     let (baseline, kd) = (students.baseline, students.kd);

@@ -62,7 +62,7 @@ pub fn train_model(
     obs: &mut dyn Observer,
 ) -> Result<ModelOutcome> {
     job.config.validate()?;
-    let spec = ArchSpec::preset(
+    let spec = ArchSpec::named(
         &job.arch,
         ds.channels,
         ds.height,
