@@ -177,6 +177,12 @@ pub struct RunArgs {
     /// the baseline's epochs over the labelled images).
     #[arg(long, value_name = "N")]
     pub transfer_epochs: Option<usize>,
+    /// Train N teachers (seeds seed, seed+1, …) and distil their ensemble.
+    #[arg(long, value_name = "N")]
+    pub teachers: Option<usize>,
+    /// How an ensemble's outputs combine: probabilities (default) or logits.
+    #[arg(long, value_name = "probabilities|logits")]
+    pub ensemble: Option<String>,
     /// The students' architecture: student (default), teacher, or a compact spec of the seed's
     /// layout: conv widths then the hidden width, e.g. c16-c32-f128.
     #[arg(long, value_name = "SPEC")]
@@ -212,9 +218,14 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct DistillArgs {
-    /// The teacher checkpoint.
+    /// The teacher checkpoint; repeat it to distil an ensemble (distill checkpoints or PyTorch
+    /// state_dicts, in any mix).
     #[arg(long, value_name = "CKPT")]
-    pub teacher: Option<PathBuf>,
+    pub teacher: Vec<PathBuf>,
+    /// How an ensemble's outputs combine: probabilities (default; the mean of the tempered
+    /// probabilities) or logits (the mean of the logits).
+    #[arg(long, value_name = "probabilities|logits")]
+    pub ensemble: Option<String>,
     /// The student's architecture: student (default), teacher, or a compact spec such as
     /// c16-c32-f128 (conv widths, then the hidden width).
     #[arg(long, alias = "student-arch", value_name = "ARCH")]
@@ -318,6 +329,8 @@ pub struct FileConfig {
     pub transfer: Option<String>,
     pub transfer_epochs: Option<usize>,
     pub student_arch: Option<String>,
+    pub teachers: Option<usize>,
+    pub ensemble: Option<String>,
     // eval / predict
     pub confusion: Option<bool>,
     pub confusion_png: Option<PathBuf>,
@@ -397,7 +410,7 @@ impl KdOpts {
 impl RunArgs {
     pub fn fill(&mut self, f: &FileConfig) {
         fill!(self, f; out, resume, seeds, label_fraction, teacher, teacher_epochs);
-        fill!(self, f; transfer, transfer_epochs, student_arch);
+        fill!(self, f; transfer, transfer_epochs, student_arch, teachers, ensemble);
         fill_flag!(self, f; quick, half);
         self.data.fill(f);
         self.hyper.fill(f);
@@ -416,7 +429,10 @@ impl TrainArgs {
 
 impl DistillArgs {
     pub fn fill(&mut self, f: &FileConfig) {
-        fill!(self, f; teacher, arch, label_fraction, out, transfer);
+        fill!(self, f; arch, label_fraction, out, transfer, ensemble);
+        if self.teacher.is_empty() {
+            self.teacher.extend(f.teacher.clone());
+        }
         fill_flag!(self, f; half);
         self.data.fill(f);
         self.hyper.fill(f);

@@ -152,6 +152,10 @@ fn run_config(ctx: &Ctx, a: &RunArgs, saved: Option<RunConfig>) -> Result<RunCon
     if let Some(arch) = &a.student_arch {
         cfg.student_arch = arch.clone();
     }
+    cfg.teachers = a.teachers.unwrap_or(cfg.teachers);
+    if let Some(e) = &a.ensemble {
+        cfg.ensemble = parse_ensemble(e)?;
+    }
     if a.teacher.is_some() {
         cfg.teacher_checkpoint = a.teacher.clone();
     }
@@ -204,6 +208,12 @@ fn parse_transfer(s: &str) -> Result<pipeline::Transfer> {
         .map_err(|e: String| anyhow::anyhow!("--transfer: {e}"))
 }
 
+/// `--ensemble probabilities|logits`.
+fn parse_ensemble(s: &str) -> Result<pipeline::Ensemble> {
+    s.parse()
+        .map_err(|e: String| anyhow::anyhow!("--ensemble: {e}"))
+}
+
 // --- train / distill -----------------------------------------------------------------------
 
 fn check_arch(arch: &str) -> Result<()> {
@@ -230,9 +240,9 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
 }
 
 pub fn distill(ctx: &Ctx, a: DistillArgs) -> Result<()> {
-    let checkpoint = a.teacher.clone().context(
-        "`distill distill` needs --teacher CKPT (a checkpoint from `distill train --arch teacher` or `distill run`)",
-    )?;
+    if a.teacher.is_empty() {
+        bail!("`distill distill` needs --teacher CKPT (a checkpoint from `distill train --arch teacher` or `distill run`; repeat it for an ensemble)");
+    }
     let arch = a.arch.clone().unwrap_or_else(|| "student".into());
     check_arch(&arch)?;
     let job = ModelJob {
@@ -240,7 +250,13 @@ pub fn distill(ctx: &Ctx, a: DistillArgs) -> Result<()> {
         config: apply_hyper(TrainConfig::default(), &a.hyper, a.hyper.epochs)?,
         out: a.out.clone().unwrap_or_else(|| default_run_dir("-kd")),
         teacher: Some(TeacherSource {
-            checkpoint,
+            checkpoints: a.teacher.clone(),
+            ensemble: a
+                .ensemble
+                .as_deref()
+                .map(parse_ensemble)
+                .transpose()?
+                .unwrap_or_default(),
             kd: apply_kd(KdConfig::default(), &a.kd)?,
             label_fraction: a.label_fraction.unwrap_or(1.0),
             transfer: a

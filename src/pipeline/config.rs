@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::ensemble::Ensemble;
 use super::transfer::Transfer;
 use crate::data::{self, Dataset, LoadOptions};
 use crate::nn::ArchSpec;
@@ -80,6 +81,16 @@ pub struct RunConfig {
     /// The students' architecture: `student` or a compact spec such as `c16-c32-f128`.
     #[serde(default = "student_arch")]
     pub student_arch: String,
+    /// Teachers trained with seeds `teacher.seed + i`; more than one distil as an ensemble.
+    #[serde(default = "one")]
+    pub teachers: usize,
+    /// How an ensemble's outputs combine into soft targets.
+    #[serde(default)]
+    pub ensemble: Ensemble,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn student_arch() -> String {
@@ -110,6 +121,8 @@ impl Default for RunConfig {
             transfer: Transfer::Labelled,
             transfer_epochs: None,
             student_arch: student_arch(),
+            teachers: 1,
+            ensemble: Ensemble::Probabilities,
         }
     }
 }
@@ -143,6 +156,15 @@ impl RunConfig {
             return Err(Error::setting("seeds", "must be at least 1"));
         }
         self.transfer.validate()?;
+        if self.teachers == 0 {
+            return Err(Error::setting("teachers", "must be at least 1"));
+        }
+        if self.teachers > 1 && self.teacher_checkpoint.is_some() {
+            return Err(Error::setting(
+                "teachers",
+                "several teachers are trained in the run; a loaded teacher is one",
+            ));
+        }
         ArchSpec::check_name(&self.student_arch)
             .map_err(|e| Error::setting("student_arch", e.to_string()))?;
         if self.transfer_epochs == Some(0) {

@@ -10,6 +10,7 @@
 //! [`single`] trains one model the same way (`distill train`, `distill distill`).
 
 pub mod config;
+pub mod ensemble;
 pub mod lock;
 mod markdown;
 pub mod metrics;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use config::{DataSource, RunConfig};
+pub use ensemble::Ensemble;
 pub use lock::RunDirLock;
 pub use markdown::summary_lines;
 pub use metrics::MetricsLog;
@@ -132,17 +134,32 @@ pub fn run(
     };
 
     let mut log = MetricsLog::open(run_dir, obs)?;
-    let teacher = obtain_teacher(&ctx, &ds, &full_train, &mut log)?;
+    let teachers = (0..cfg.teachers)
+        .map(|i| obtain_teacher(&ctx, &ds, &full_train, &mut log, i))
+        .collect::<Result<Vec<_>>>()?;
     let transfer =
         student_transfer_set(&ctx, &ds, &full_train, &student_train, &labelled, &mut log)?;
+    let pairs: Vec<_> = teachers.iter().map(|t| (&t.model, &ctx.input)).collect();
+    let soft = (cfg.kd.temperature, cfg.ensemble);
     let (logits, cache_seconds) = teacher::teacher_logits(
-        &teacher.model,
+        &pairs,
         device,
         &transfer.split,
-        &ctx.input,
+        soft,
         cfg.student.augment.is_active(),
         &mut log,
     )?;
+    let ensemble_accuracy = if pairs.len() > 1 {
+        let acc = teacher::ensemble_accuracy(&pairs, device, &ctx.test, soft)?;
+        log.message(&format!(
+            "the ensemble of {} teachers: test accuracy {:.2}%",
+            pairs.len(),
+            100.0 * acc
+        ));
+        Some(acc)
+    } else {
+        None
+    };
     let kd_epochs = transfer_epochs(
         cfg.student.epochs,
         transfer.labelled,
@@ -160,11 +177,13 @@ pub fn run(
     )?;
     log.finish()?;
     if cfg.half {
-        write_half_copies(run_dir, &teacher, &students)?;
+        write_half_copies(run_dir, &teachers, &students)?;
     }
 
     obs.message("evaluating the KD student and measuring inference latency and throughput…");
-    let mut report = measure(&ctx, &ds, &teacher, students)?;
+    let mut report = measure(&ctx, &ds, &teachers[0], students)?;
+    report.teachers = teachers.iter().map(|t| t.summary.clone()).collect();
+    report.ensemble_accuracy = ensemble_accuracy;
     report.teacher_train_images = full_train.len();
     report.student_train_images = student_train.len();
     report.transfer_labelled_images = transfer.labelled;
@@ -187,8 +206,15 @@ fn obtain_teacher(
     ds: &Dataset,
     full_train: &Arc<Split>,
     log: &mut MetricsLog,
+    index: usize,
 ) -> Result<TeacherRun> {
     let cfg = ctx.cfg;
+    // The first teacher keeps the name of a run with one; the others are teacher2, teacher3, …
+    let name = match index {
+        0 => "teacher".to_string(),
+        i => format!("teacher{}", i + 1),
+    };
+    let seed = cfg.teacher.seed + index as u64;
     if let Some(path) = &cfg.teacher_checkpoint {
         let loaded = teacher::load_teacher(path, ctx.device, ds)?;
         let eval = train::evaluate(&loaded.model, ctx.device, &ctx.test, &ctx.input, 256, false)?;
@@ -220,9 +246,13 @@ fn obtain_teacher(
         ds.width,
         ds.num_classes(),
     )?;
-    let job = ctx.job("teacher", &spec, cfg.teacher.clone(), full_train.clone());
+    let config = TrainConfig {
+        seed,
+        ..cfg.teacher.clone()
+    };
+    let job = ctx.job(&name, &spec, config, full_train.clone());
     let t = train::train(job, log)?;
-    let summary = RunSummary::of("teacher", "teacher", cfg.teacher.seed, full_train.len(), &t);
+    let summary = RunSummary::of(&name, "teacher", seed, full_train.len(), &t);
     Ok(TeacherRun {
         model: t.model,
         summary,
@@ -340,8 +370,10 @@ pub(crate) fn with_epochs(config: TrainConfig, epochs: usize) -> TrainConfig {
 }
 
 /// `best.f16.safetensors` beside every `best.safetensors` of the run.
-fn write_half_copies(run_dir: &Path, teacher: &TeacherRun, students: &Students) -> Result<()> {
-    let runs = std::iter::once(&teacher.summary)
+fn write_half_copies(run_dir: &Path, teachers: &[TeacherRun], students: &Students) -> Result<()> {
+    let runs = teachers
+        .iter()
+        .map(|t| &t.summary)
         .chain(&students.baseline)
         .chain(&students.kd);
     for run in runs {
@@ -408,6 +440,8 @@ fn measure(ctx: &Ctx, ds: &Dataset, teacher: &TeacherRun, students: Students) ->
         teacher_seconds_saved: None,
         kd_confusion: kd_eval.confusion.unwrap_or_default(),
         teacher: teacher.summary.clone(),
+        teachers: Vec::new(),
+        ensemble_accuracy: None,
         baseline,
         kd,
         teacher_stats,

@@ -5,22 +5,28 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::ensemble::Ensemble;
 use super::lock::RunDirLock;
 use super::metrics::MetricsLog;
+use super::teacher::ensemble_accuracy;
 use super::teacher::{load_teacher, teacher_logits};
 use super::transfer::{transfer_set, Transfer};
 use crate::data::{Dataset, Split};
 use crate::model_file::save_half_copy;
+use crate::model_file::LoadedModel;
 use crate::nn::ArchSpec;
 use crate::train::{
     self, validate_label_fraction, InputSpec, KdConfig, Observer, TrainConfig, TrainJob, Trained,
 };
-use crate::{Device, Result};
+use crate::{Device, Error, Result};
 
 /// The teacher of a KD student.
 #[derive(Clone, Debug)]
 pub struct TeacherSource {
-    pub checkpoint: PathBuf,
+    /// One checkpoint, or several distilled as an ensemble (distill or PyTorch files).
+    pub checkpoints: Vec<PathBuf>,
+    /// How several teachers' outputs combine.
+    pub ensemble: Ensemble,
     pub kd: KdConfig,
     /// Fraction of the labelled training set the student sees.
     pub label_fraction: f64,
@@ -157,7 +163,8 @@ fn distill_into(
     teacher.kd.validate()?;
     validate_label_fraction(teacher.label_fraction)?;
     teacher.transfer.validate()?;
-    let loaded = load_teacher(&teacher.checkpoint, device, ds)?;
+    let teachers = load_teachers(teacher, device, ds, &test, log)?;
+    let loaded = &teachers[0];
     let labelled = if teacher.label_fraction < 1.0 {
         ds.train
             .label_fraction_indices(teacher.label_fraction, job.config.seed)?
@@ -176,7 +183,12 @@ fn distill_into(
     log.message(&format!(
         "distilling {} into a {} on {} images of {} ({} with labels, {} with soft targets only; \
          T = {}, α = {}, device {}), checkpoints in {}",
-        teacher.checkpoint.display(),
+        teacher
+            .checkpoints
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + "),
         job.arch,
         student_train.len(),
         ds.name,
@@ -188,14 +200,9 @@ fn distill_into(
         job.out.display()
     ));
     let augmented = job.config.augment.is_active();
-    let (logits, _) = teacher_logits(
-        &loaded.model,
-        device,
-        &student_train,
-        &loaded.input,
-        augmented,
-        log,
-    )?;
+    let pairs: Vec<_> = teachers.iter().map(|t| (&t.model, &t.input)).collect();
+    let soft = (teacher.kd.temperature, teacher.ensemble);
+    let (logits, _) = teacher_logits(&pairs, device, &student_train, soft, augmented, log)?;
     let mut train_job = job_of(
         job,
         "kd",
@@ -214,4 +221,41 @@ fn distill_into(
         offline_kd: Some(!augmented),
         wrote_half: false,
     })
+}
+
+/// The teachers of `source`, each checked against the data and its test accuracy logged
+/// (with the ensemble's, for several).
+fn load_teachers(
+    source: &TeacherSource,
+    device: &Device,
+    ds: &Dataset,
+    test: &Arc<Split>,
+    log: &mut MetricsLog,
+) -> Result<Vec<LoadedModel>> {
+    if source.checkpoints.is_empty() {
+        return Err(Error::setting("teacher", "no teacher checkpoint given"));
+    }
+    let mut teachers = Vec::new();
+    for path in &source.checkpoints {
+        let t = load_teacher(path, device, ds)?;
+        let acc = train::evaluate(&t.model, device, test, &t.input, 256, false)?.accuracy;
+        log.message(&format!(
+            "teacher {} ({}): test accuracy {:.2}%",
+            path.display(),
+            t.spec.arch,
+            100.0 * acc
+        ));
+        teachers.push(t);
+    }
+    if teachers.len() > 1 {
+        let pairs: Vec<_> = teachers.iter().map(|t| (&t.model, &t.input)).collect();
+        let soft = (source.kd.temperature, source.ensemble);
+        let acc = ensemble_accuracy(&pairs, device, test, soft)?;
+        log.message(&format!(
+            "the ensemble of {} teachers: test accuracy {:.2}%",
+            teachers.len(),
+            100.0 * acc
+        ));
+    }
+    Ok(teachers)
 }

@@ -58,6 +58,12 @@ pub struct Report {
     pub test_images: usize,
     pub config: RunConfig,
     pub teacher: RunSummary,
+    /// Every teacher (the first is `teacher`); more than one distil as an ensemble.
+    #[serde(default)]
+    pub teachers: Vec<RunSummary>,
+    /// Test accuracy of the teachers' combined prediction, when there are several.
+    #[serde(default)]
+    pub ensemble_accuracy: Option<f64>,
     /// One per seed.
     pub baseline: Vec<RunSummary>,
     pub kd: Vec<RunSummary>,

@@ -81,3 +81,71 @@ fn run_with_transfer_all_and_distill_with_a_folder() {
         "--transfer",
     );
 }
+
+/// `run --teachers 2 --student-arch c8-c16-f32`: two teachers with their own seeds, their
+/// ensemble's accuracy and each one's in the report, and a student of the asked-for spec.
+#[test]
+fn run_with_two_teachers_and_a_small_student() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let rep = ok_json(&[
+        "run",
+        "--out",
+        s(&a),
+        "--max-train",
+        "300",
+        "--max-test",
+        "100",
+        "--teacher-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--teachers",
+        "2",
+        "--ensemble",
+        "logits",
+        "--student-arch",
+        "c8-c16-f32",
+    ]);
+    let teachers = rep["teachers"].as_array().unwrap();
+    assert_eq!(teachers.len(), 2);
+    assert_eq!(teachers[0]["seed"].as_u64(), Some(0));
+    assert_eq!(teachers[1]["seed"].as_u64(), Some(1));
+    assert_ne!(teachers[0]["history"], teachers[1]["history"]);
+    let ens = num(&rep, "ensemble_accuracy");
+    assert!((0.0..=1.0).contains(&ens));
+    assert!(a.join("teacher2/best.safetensors").is_file());
+    assert_eq!(rep["student_stats"]["arch"], "c8-c16-f32");
+    let params = 8 * 9 + 8 + 16 * 8 * 9 + 16 + 32 * 16 * 49 + 32 + 10 * 32 + 10;
+    assert_eq!(rep["student_stats"]["parameters"].as_u64(), Some(params));
+    let md = std::fs::read_to_string(a.join("report.md")).unwrap();
+    assert!(md.contains("ensemble of 2 teachers"), "{md}");
+
+    // distill from both checkpoints; a bad spec and a bad ensemble are clear errors.
+    let out = ok_json(&[
+        "distill",
+        "--teacher",
+        s(&a.join("teacher/best.safetensors")),
+        "--teacher",
+        s(&a.join("teacher2/best.safetensors")),
+        "--student-arch",
+        "c4-f8",
+        "--out",
+        s(&tmp.path().join("kd")),
+        "--max-train",
+        "100",
+        "--max-test",
+        "50",
+        "--epochs",
+        "1",
+    ]);
+    assert_eq!(out["arch"], "c4-f8");
+    fails(
+        &["run", "--student-arch", "c8-f", "--max-train", "100"],
+        "c16-c32-f128",
+    );
+    fails(
+        &["run", "--ensemble", "median", "--max-train", "100"],
+        "--ensemble",
+    );
+}
