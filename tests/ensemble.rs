@@ -59,7 +59,7 @@ fn kd_loss_against_the_ensemble_is_the_kl_to_the_mean_probability() {
 fn one_teacher_passes_through_and_bad_tables_are_errors() {
     let a = vec![1.0, -2.0, 0.5, 3.0];
     assert_eq!(
-        combine(&[a.clone()], 2, 4.0, Ensemble::Probabilities).unwrap(),
+        combine(std::slice::from_ref(&a), 2, 4.0, Ensemble::Probabilities).unwrap(),
         a
     );
     assert!(combine(&[], 2, 4.0, Ensemble::Probabilities).is_err());

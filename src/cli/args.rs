@@ -60,6 +60,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Classify image files with a checkpoint (top-k classes and probabilities).
     Predict(PredictArgs),
+    /// A grid of distillation methods × seeds with the teacher(s) trained once: a table of
+    /// accuracy (mean ± sd) and paired gains over cross-entropy. Resumable.
+    Study(StudyArgs),
     /// List the compute devices: every GPU adapter and the CPU backend.
     Devices,
 }
@@ -199,6 +202,17 @@ pub struct RunArgs {
 }
 
 #[derive(Args, Debug, Default)]
+pub struct StudyArgs {
+    /// Methods, comma-separated: ce, kd, kd-transfer, kd-ensemble. Default ce,kd,kd-transfer.
+    #[arg(long, value_name = "LIST")]
+    pub methods: Option<String>,
+    /// The run settings every method shares (--seeds: seeds per method, default 3; --out /
+    /// --resume: the study directory, resumed when it holds a study.json).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug, Default)]
 pub struct TrainArgs {
     /// teacher or student.
     #[arg(long, value_name = "ARCH")]
@@ -331,6 +345,7 @@ pub struct FileConfig {
     pub student_arch: Option<String>,
     pub teachers: Option<usize>,
     pub ensemble: Option<String>,
+    pub methods: Option<String>,
     // eval / predict
     pub confusion: Option<bool>,
     pub confusion_png: Option<PathBuf>,
@@ -415,6 +430,13 @@ impl RunArgs {
         self.data.fill(f);
         self.hyper.fill(f);
         self.kd.fill(f);
+    }
+}
+
+impl StudyArgs {
+    pub fn fill(&mut self, f: &FileConfig) {
+        fill!(self, f; methods);
+        self.run.fill(f);
     }
 }
 

@@ -10,13 +10,15 @@ use serde::Serialize;
 use distill::data::{read_image_planar, Augment, Split};
 use distill::model_file::{load_model, LoadedModel};
 use distill::optim::LrSchedule;
-use distill::pipeline::{self, DataSource, ModelJob, ModelOutcome, RunConfig, TeacherSource};
+use distill::pipeline::{
+    self, DataSource, Method, ModelJob, ModelOutcome, RunConfig, StudyConfig, TeacherSource,
+};
 use distill::train::{self, EpochRecord, InputSpec, KdConfig, TrainConfig};
 use distill::Device;
 
 use super::args::{
     DataOpts, DistillArgs, EvalArgs, HyperOpts, KdOpts, PredictArgs, RunArgs, ScheduleKind,
-    TrainArgs,
+    StudyArgs, TrainArgs,
 };
 use super::progress::{Mode, Progress};
 use super::{default_run_dir, Ctx};
@@ -212,6 +214,76 @@ fn parse_transfer(s: &str) -> Result<pipeline::Transfer> {
 fn parse_ensemble(s: &str) -> Result<pipeline::Ensemble> {
     s.parse()
         .map_err(|e: String| anyhow::anyhow!("--ensemble: {e}"))
+}
+
+// --- study ---------------------------------------------------------------------------------
+
+pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
+    let dir = match (&a.run.resume, &a.run.out) {
+        (Some(r), Some(o)) if r != o => bail!(
+            "--resume {} and --out {} name different directories",
+            r.display(),
+            o.display()
+        ),
+        (Some(r), _) if !r.join(pipeline::study::STUDY_CONFIG).is_file() => {
+            bail!("cannot resume {}: it holds no study.json", r.display())
+        }
+        (Some(d), _) | (None, Some(d)) => d.clone(),
+        (None, None) => default_run_dir("-study"),
+    };
+    let saved: Option<StudyConfig> =
+        std::fs::read_to_string(dir.join(pipeline::study::STUDY_CONFIG))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+    let mut base = run_config(ctx, &a.run, saved.as_ref().map(|s| s.base.clone()))?;
+    if saved.is_none() && a.run.seeds.is_none() {
+        base.seeds = 3;
+    }
+    let methods = match (&a.methods, &saved) {
+        (Some(m), _) => Method::parse_list(m)?,
+        (None, Some(s)) => s.methods.clone(),
+        (None, None) => vec![Method::Ce, Method::Kd, Method::KdTransfer],
+    };
+    let cfg = StudyConfig { base, methods };
+    let device = ctx.open_device()?;
+    let mut progress = Progress::new(ctx.mode);
+    progress.line(&format!(
+        "study directory: {} (device {})",
+        dir.display(),
+        device.name()
+    ));
+    let resume = format!("`distill study --resume {}` continues", dir.display());
+    let report = pipeline::study(&cfg, &device, &dir, &mut progress)
+        .map_err(|e| stopped(e, &dir, &resume))?;
+    progress.finish();
+    if ctx.global.json {
+        return ctx.print_json(&report);
+    }
+    for m in &report.methods {
+        let gain = m.gain_final.as_ref().map_or(String::new(), |g| {
+            format!(
+                "  gain {:+.2} ± {:.2} points (t {}, sign {}/{})",
+                100.0 * g.mean,
+                100.0 * g.sd,
+                g.t.map_or_else(|| "-".into(), |t| format!("{t:.2}")),
+                g.positive,
+                g.negative
+            )
+        });
+        println!(
+            "{:<12} final {:.2}% ± {:.2}  best {:.2}% ± {:.2}{gain}",
+            m.method.name(),
+            100.0 * m.final_mean,
+            100.0 * m.final_sd,
+            100.0 * m.best_mean,
+            100.0 * m.best_sd
+        );
+    }
+    println!(
+        "report    {}",
+        dir.join(pipeline::study_report::STUDY_MD).display()
+    );
+    Ok(())
 }
 
 // --- train / distill -----------------------------------------------------------------------

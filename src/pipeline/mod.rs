@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod report;
 pub mod single;
 pub mod stats;
+pub mod study;
+pub mod study_report;
 pub mod summary;
 pub mod teacher;
 pub mod transfer;
@@ -32,6 +34,8 @@ pub use markdown::summary_lines;
 pub use metrics::MetricsLog;
 pub use single::{train_model, ModelJob, ModelOutcome, TeacherSource};
 pub use stats::{mean_std, model_stats, ModelStats};
+pub use study::{study, Method, StudyConfig};
+pub use study_report::StudyReport;
 pub use summary::{Report, RunSummary};
 pub use transfer::{transfer_epochs, transfer_set, Transfer, TransferSet};
 

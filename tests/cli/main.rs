@@ -7,6 +7,7 @@ mod distillation;
 mod options;
 mod reliability;
 mod run;
+mod study;
 
 use std::path::Path;
 use std::process::{Command, Output};
