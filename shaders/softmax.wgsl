@@ -7,8 +7,10 @@
 //
 // softmax / log_softmax (temperature T), their backward passes,
 // cross_entropy: row_loss[r] = logsumexp(x) − x[label]; grad = (softmax(x) − onehot) / rows;
-// kd_loss:       row_loss[r] = α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, label);
-//                grad = α·T·(softmax(s/T) − softmax(t/T)) / rows + (1−α)·(softmax(s) − onehot) / rows;
+// kd_loss:       row_loss[r] = α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, label)·rows/labelled;
+//                grad = α·T·(softmax(s/T) − softmax(t/T)) / rows + (1−α)·(softmax(s) − onehot) / labelled;
+//                a row labelled NO_LABEL (soft targets only) has no CE part; `labelled` counts
+//                the other rows, each workgroup on its own (in the spare lane of a reduction);
 // the mean over rows is reduce.wgsl's `finish` (one workgroup, fixed order) — deterministic.
 // count_correct: arg-max (first maximum) per row; rows whose arg-max equals the label add 1
 // to a u32 with an integer atomic (exact, so order does not matter).
@@ -39,6 +41,8 @@ var<workgroup> red: array<vec4<f32>, 256>;
 var<workgroup> redi: array<u32, 256>;
 
 const NEG_INF: f32 = -3.40282347e+38;
+// A row without a label (kernels/src/softmax's NO_LABEL).
+const NO_LABEL: u32 = 0xffffffffu;
 
 fn wg_max4(li: u32, v: vec4<f32>) -> vec4<f32> {
     red[li] = v;
@@ -194,6 +198,7 @@ fn kd_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
     let base = r * p.cols;
     let label = labels[r];
+    let has_label = label != NO_LABEL;
     let t = p.t;
     // Maxima of (s/T, t/T, s): x, y, z lanes.
     var mx = vec4<f32>(NEG_INF);
@@ -202,15 +207,24 @@ fn kd_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
         mx = max(mx, vec4<f32>(sv / t, in1[base + j] / t, sv, 0.0));
     }
     let m = wg_max4(li, mx);
+    // Sums of exp in x, y, z; the number of labelled rows of the batch in w (exact in f32
+    // below 2^24 rows).
     var se = vec4<f32>(0.0);
+    for (var i = li; i < p.rows; i += 256u) {
+        se.w += select(0.0, 1.0, labels[i] != NO_LABEL);
+    }
     for (var j = li; j < p.cols; j += 256u) {
         let sv = in0[base + j];
-        se += exp(vec4<f32>(sv / t, in1[base + j] / t, sv, 0.0) - vec4<f32>(m.x, m.y, m.z, 0.0));
+        let e = exp(vec3<f32>(sv / t, in1[base + j] / t, sv) - m.xyz);
+        se += vec4<f32>(e, 0.0);
     }
     let sums = wg_sum4(li, se);
     let lse_s = m.x + log(sums.x);
     let lse_t = m.y + log(sums.y);
     let lse_1 = m.z + log(sums.z);
+    // The CE weight of a labelled row, scaled by rows / labelled so that the mean over rows
+    // (reduce.wgsl's `finish`) gives the CE's mean over the labelled rows; 0 for other rows.
+    let ce_w = select(0.0, (1.0 - p.alpha) * (f32(p.rows) / max(sums.w, 1.0)), has_label);
     // KL(p_t ‖ p_s) = Σ p_t (log p_t − log p_s).
     var kl = 0.0;
     for (var j = li; j < p.cols; j += 256u) {
@@ -220,8 +234,11 @@ fn kd_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
     let kl_row = wg_sum4(li, vec4<f32>(kl, 0.0, 0.0, 0.0)).x;
     if (li == 0u) {
-        let ce = lse_1 - in0[base + label];
-        row_loss[r] = p.alpha * t * t * kl_row + (1.0 - p.alpha) * ce;
+        var ce = 0.0;
+        if (has_label) {
+            ce = lse_1 - in0[base + label];
+        }
+        row_loss[r] = p.alpha * t * t * kl_row + ce_w * ce;
     }
     if (p.want_grad != 0u) {
         let inv_rows = 1.0 / f32(p.rows);
@@ -231,7 +248,7 @@ fn kd_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
             let pt = exp(in1[base + j] / t - lse_t);
             let p1 = exp(sv - lse_1);
             let onehot = select(0.0, 1.0, j == label);
-            out[base + j] = p.alpha * t * (ps - pt) * inv_rows + (1.0 - p.alpha) * (p1 - onehot) * inv_rows;
+            out[base + j] = p.alpha * t * (ps - pt) * inv_rows + ce_w * (p1 - onehot) * inv_rows;
         }
     }
 }

@@ -239,6 +239,11 @@ fn weight_shape(ckpt: &Checkpoint, name: &str, rank: usize, path: &Path) -> Resu
 fn infer_spec(ckpt: &Checkpoint, data: &InputSpec, path: &Path) -> Result<ArchSpec> {
     let conv1 = weight_shape(ckpt, "conv1.weight", 4, path)?;
     let conv2 = weight_shape(ckpt, "conv2.weight", 4, path)?;
+    // conv3, conv4, … of a deeper spec of the same layout.
+    let mut conv_channels = vec![conv1[0], conv2[0]];
+    while let Some(t) = ckpt.get(&format!("conv{}.weight", conv_channels.len() + 1)) {
+        conv_channels.push(t.shape.first().copied().unwrap_or(0));
+    }
     let fc1 = weight_shape(ckpt, "fc1.weight", 2, path)?;
     let fc2 = weight_shape(ckpt, "fc2.weight", 2, path)?;
     if conv1[1] != data.channels || fc2[0] != data.class_names.len() {
@@ -251,18 +256,21 @@ fn infer_spec(ckpt: &Checkpoint, data: &InputSpec, path: &Path) -> Result<ArchSp
             data.class_names.len()
         )));
     }
-    let arch = match (conv1[0], conv2[0], fc1[0]) {
-        (64, 128, 1000) => "teacher",
-        (32, 64, 500) => "student",
-        _ => "custom",
+    let arch = match (conv_channels.as_slice(), fc1[0]) {
+        ([64, 128], 1000) => "teacher".to_string(),
+        ([32, 64], 500) => "student".to_string(),
+        (convs, hidden) => {
+            let convs: Vec<String> = convs.iter().map(|c| format!("c{c}")).collect();
+            format!("{}-f{hidden}", convs.join("-"))
+        }
     };
     let spec = ArchSpec {
-        arch: arch.into(),
+        arch,
         in_channels: conv1[1],
         height: data.height,
         width: data.width,
         num_classes: fc2[0],
-        conv_channels: [conv1[0], conv2[0]],
+        conv_channels,
         hidden: fc1[0],
     };
     spec.validate()?;

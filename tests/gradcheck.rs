@@ -121,6 +121,18 @@ fn softmax_family_and_losses() {
                 ops::kd_loss(&x[0], &teacher, &l, t, alpha)
             });
         }
+        // A transfer set: every other row has soft targets only.
+        let masked: Vec<u32> = labels
+            .iter()
+            .enumerate()
+            .map(|(r, &y)| if r % 2 == 1 { ops::NO_LABEL } else { y })
+            .collect();
+        let masked = Tensor::from_u32(&masked, &[rows], &dev()).unwrap();
+        for (t, alpha) in [(4.0, 0.9), (1.0, 0.0)] {
+            gradcheck(&dev(), &mut rng, &[&[rows, cols]], 1e-2, 5e-3, |x| {
+                ops::kd_loss(&x[0], &teacher, &masked, t, alpha)
+            });
+        }
     }
 }
 

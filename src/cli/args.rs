@@ -60,6 +60,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Classify image files with a checkpoint (top-k classes and probabilities).
     Predict(PredictArgs),
+    /// A grid of distillation methods × seeds with the teacher(s) trained once: a table of
+    /// accuracy (mean ± sd) and paired gains over cross-entropy. Resumable.
+    Study(StudyArgs),
     /// List the compute devices: every GPU adapter and the CPU backend.
     Devices,
 }
@@ -168,6 +171,25 @@ pub struct RunArgs {
     /// Teacher epochs (default 5).
     #[arg(long, value_name = "N")]
     pub teacher_epochs: Option<usize>,
+    /// The KD student's transfer set: labelled (default; its labelled images), all (every
+    /// training image: CE on the labelled ones, soft targets on all), or a folder of unlabelled
+    /// images added to the labelled ones.
+    #[arg(long, value_name = "labelled|all|DIR")]
+    pub transfer: Option<String>,
+    /// The KD student's epochs over a larger transfer set (default: as many optimiser steps as
+    /// the baseline's epochs over the labelled images).
+    #[arg(long, value_name = "N")]
+    pub transfer_epochs: Option<usize>,
+    /// Train N teachers (seeds seed, seed+1, …) and distil their ensemble.
+    #[arg(long, value_name = "N")]
+    pub teachers: Option<usize>,
+    /// How an ensemble's outputs combine: probabilities (default) or logits.
+    #[arg(long, value_name = "probabilities|logits")]
+    pub ensemble: Option<String>,
+    /// The students' architecture: student (default), teacher, or a compact spec of the seed's
+    /// layout: conv widths then the hidden width, e.g. c16-c32-f128.
+    #[arg(long, value_name = "SPEC")]
+    pub student_arch: Option<String>,
     /// Also write f16 copies of the best checkpoints.
     #[arg(long)]
     pub half: bool,
@@ -177,6 +199,17 @@ pub struct RunArgs {
     pub hyper: HyperOpts,
     #[command(flatten)]
     pub kd: KdOpts,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct StudyArgs {
+    /// Methods, comma-separated: ce, kd, kd-transfer, kd-ensemble. Default ce,kd,kd-transfer.
+    #[arg(long, value_name = "LIST")]
+    pub methods: Option<String>,
+    /// The run settings every method shares (--seeds: seeds per method, default 3; --out /
+    /// --resume: the study directory, resumed when it holds a study.json).
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Debug, Default)]
@@ -199,15 +232,25 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct DistillArgs {
-    /// The teacher checkpoint.
+    /// The teacher checkpoint; repeat it to distil an ensemble (distill checkpoints or PyTorch
+    /// state_dicts, in any mix).
     #[arg(long, value_name = "CKPT")]
-    pub teacher: Option<PathBuf>,
-    /// The student's architecture: student (default) or teacher.
-    #[arg(long, value_name = "ARCH")]
+    pub teacher: Vec<PathBuf>,
+    /// How an ensemble's outputs combine: probabilities (default; the mean of the tempered
+    /// probabilities) or logits (the mean of the logits).
+    #[arg(long, value_name = "probabilities|logits")]
+    pub ensemble: Option<String>,
+    /// The student's architecture: student (default), teacher, or a compact spec such as
+    /// c16-c32-f128 (conv widths, then the hidden width).
+    #[arg(long, alias = "student-arch", value_name = "ARCH")]
     pub arch: Option<String>,
     /// Fraction of the labelled training images to use, in (0, 1]. Default 1.
     #[arg(long, value_name = "F")]
     pub label_fraction: Option<f64>,
+    /// The transfer set: labelled (default), all (soft targets on every training image, CE on
+    /// the labelled fraction), or a folder of unlabelled images added to the labelled ones.
+    #[arg(long, value_name = "labelled|all|DIR")]
+    pub transfer: Option<String>,
     /// Checkpoint directory. Default: runs/<timestamp>-kd. An existing one is resumed.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -307,6 +350,12 @@ pub struct FileConfig {
     pub teacher: Option<PathBuf>,
     pub half: Option<bool>,
     pub arch: Option<String>,
+    pub transfer: Option<String>,
+    pub transfer_epochs: Option<usize>,
+    pub student_arch: Option<String>,
+    pub teachers: Option<usize>,
+    pub ensemble: Option<String>,
+    pub methods: Option<String>,
     // eval / predict
     pub confusion: Option<bool>,
     pub confusion_png: Option<PathBuf>,
@@ -386,10 +435,18 @@ impl KdOpts {
 impl RunArgs {
     pub fn fill(&mut self, f: &FileConfig) {
         fill!(self, f; out, resume, seeds, label_fraction, teacher, teacher_epochs);
+        fill!(self, f; transfer, transfer_epochs, student_arch, teachers, ensemble);
         fill_flag!(self, f; quick, half);
         self.data.fill(f);
         self.hyper.fill(f);
         self.kd.fill(f);
+    }
+}
+
+impl StudyArgs {
+    pub fn fill(&mut self, f: &FileConfig) {
+        fill!(self, f; methods);
+        self.run.fill(f);
     }
 }
 
@@ -404,7 +461,10 @@ impl TrainArgs {
 
 impl DistillArgs {
     pub fn fill(&mut self, f: &FileConfig) {
-        fill!(self, f; teacher, arch, label_fraction, out, hint_weight, hint_layers);
+        fill!(self, f; arch, label_fraction, out, transfer, ensemble, hint_weight, hint_layers);
+        if self.teacher.is_empty() {
+            self.teacher.extend(f.teacher.clone());
+        }
         fill_flag!(self, f; half);
         self.data.fill(f);
         self.hyper.fill(f);

@@ -10,13 +10,15 @@ use serde::Serialize;
 use distill::data::{read_image_planar, Augment, Split};
 use distill::model_file::{load_model, LoadedModel};
 use distill::optim::LrSchedule;
-use distill::pipeline::{self, DataSource, ModelJob, ModelOutcome, RunConfig, TeacherSource};
+use distill::pipeline::{
+    self, DataSource, Method, ModelJob, ModelOutcome, RunConfig, StudyConfig, TeacherSource,
+};
 use distill::train::{self, EpochRecord, HintConfig, InputSpec, KdConfig, TrainConfig};
 use distill::Device;
 
 use super::args::{
     DataOpts, DistillArgs, EvalArgs, HyperOpts, KdOpts, PredictArgs, RunArgs, ScheduleKind,
-    TrainArgs,
+    StudyArgs, TrainArgs,
 };
 use super::progress::{Mode, Progress};
 use super::{default_run_dir, Ctx};
@@ -145,6 +147,17 @@ fn run_config(ctx: &Ctx, a: &RunArgs, saved: Option<RunConfig>) -> Result<RunCon
     cfg.kd = apply_kd(cfg.kd, &a.kd)?;
     cfg.label_fraction = a.label_fraction.unwrap_or(cfg.label_fraction);
     cfg.seeds = a.seeds.unwrap_or(cfg.seeds);
+    if let Some(t) = &a.transfer {
+        cfg.transfer = parse_transfer(t)?;
+    }
+    cfg.transfer_epochs = a.transfer_epochs.or(cfg.transfer_epochs);
+    if let Some(arch) = &a.student_arch {
+        cfg.student_arch = arch.clone();
+    }
+    cfg.teachers = a.teachers.unwrap_or(cfg.teachers);
+    if let Some(e) = &a.ensemble {
+        cfg.ensemble = parse_ensemble(e)?;
+    }
     if a.teacher.is_some() {
         cfg.teacher_checkpoint = a.teacher.clone();
     }
@@ -191,13 +204,92 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     ctx.print_profile(&device)
 }
 
+/// `--transfer labelled|all|DIR`.
+fn parse_transfer(s: &str) -> Result<pipeline::Transfer> {
+    s.parse()
+        .map_err(|e: String| anyhow::anyhow!("--transfer: {e}"))
+}
+
+/// `--ensemble probabilities|logits`.
+fn parse_ensemble(s: &str) -> Result<pipeline::Ensemble> {
+    s.parse()
+        .map_err(|e: String| anyhow::anyhow!("--ensemble: {e}"))
+}
+
+// --- study ---------------------------------------------------------------------------------
+
+pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
+    let dir = match (&a.run.resume, &a.run.out) {
+        (Some(r), Some(o)) if r != o => bail!(
+            "--resume {} and --out {} name different directories",
+            r.display(),
+            o.display()
+        ),
+        (Some(r), _) if !r.join(pipeline::study::STUDY_CONFIG).is_file() => {
+            bail!("cannot resume {}: it holds no study.json", r.display())
+        }
+        (Some(d), _) | (None, Some(d)) => d.clone(),
+        (None, None) => default_run_dir("-study"),
+    };
+    let saved: Option<StudyConfig> =
+        std::fs::read_to_string(dir.join(pipeline::study::STUDY_CONFIG))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+    let mut base = run_config(ctx, &a.run, saved.as_ref().map(|s| s.base.clone()))?;
+    if saved.is_none() && a.run.seeds.is_none() {
+        base.seeds = 3;
+    }
+    let methods = match (&a.methods, &saved) {
+        (Some(m), _) => Method::parse_list(m)?,
+        (None, Some(s)) => s.methods.clone(),
+        (None, None) => vec![Method::Ce, Method::Kd, Method::KdTransfer],
+    };
+    let cfg = StudyConfig { base, methods };
+    let device = ctx.open_device()?;
+    let mut progress = Progress::new(ctx.mode);
+    progress.line(&format!(
+        "study directory: {} (device {})",
+        dir.display(),
+        device.name()
+    ));
+    let resume = format!("`distill study --resume {}` continues", dir.display());
+    let report = pipeline::study(&cfg, &device, &dir, &mut progress)
+        .map_err(|e| stopped(e, &dir, &resume))?;
+    progress.finish();
+    if ctx.global.json {
+        return ctx.print_json(&report);
+    }
+    for m in &report.methods {
+        let gain = m.gain_final.as_ref().map_or(String::new(), |g| {
+            format!(
+                "  gain {:+.2} ± {:.2} points (t {}, sign {}/{})",
+                100.0 * g.mean,
+                100.0 * g.sd,
+                g.t.map_or_else(|| "-".into(), |t| format!("{t:.2}")),
+                g.positive,
+                g.negative
+            )
+        });
+        println!(
+            "{:<12} final {:.2}% ± {:.2}  best {:.2}% ± {:.2}{gain}",
+            m.method.name(),
+            100.0 * m.final_mean,
+            100.0 * m.final_sd,
+            100.0 * m.best_mean,
+            100.0 * m.best_sd
+        );
+    }
+    println!(
+        "report    {}",
+        dir.join(pipeline::study_report::STUDY_MD).display()
+    );
+    Ok(())
+}
+
 // --- train / distill -----------------------------------------------------------------------
 
 fn check_arch(arch: &str) -> Result<()> {
-    if !matches!(arch, "teacher" | "student") {
-        bail!("unknown architecture '{arch}': expected teacher or student");
-    }
-    Ok(())
+    Ok(distill::nn::ArchSpec::check_name(arch)?)
 }
 
 pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
@@ -220,9 +312,9 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
 }
 
 pub fn distill(ctx: &Ctx, a: DistillArgs) -> Result<()> {
-    let checkpoint = a.teacher.clone().context(
-        "`distill distill` needs --teacher CKPT (a checkpoint from `distill train --arch teacher` or `distill run`)",
-    )?;
+    if a.teacher.is_empty() {
+        bail!("`distill distill` needs --teacher CKPT (a checkpoint from `distill train --arch teacher` or `distill run`; repeat it for an ensemble)");
+    }
     let arch = a.arch.clone().unwrap_or_else(|| "student".into());
     check_arch(&arch)?;
     let job = ModelJob {
@@ -230,10 +322,22 @@ pub fn distill(ctx: &Ctx, a: DistillArgs) -> Result<()> {
         config: apply_hyper(TrainConfig::default(), &a.hyper, a.hyper.epochs)?,
         out: a.out.clone().unwrap_or_else(|| default_run_dir("-kd")),
         teacher: Some(TeacherSource {
-            checkpoint,
+            checkpoints: a.teacher.clone(),
+            ensemble: a
+                .ensemble
+                .as_deref()
+                .map(parse_ensemble)
+                .transpose()?
+                .unwrap_or_default(),
             kd: apply_kd(KdConfig::default(), &a.kd)?,
             label_fraction: a.label_fraction.unwrap_or(1.0),
             hint: hint_config(&a)?,
+            transfer: a
+                .transfer
+                .as_deref()
+                .map(parse_transfer)
+                .transpose()?
+                .unwrap_or_default(),
         }),
         half: a.half,
     };

@@ -102,6 +102,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             a.fill(&file);
             commands::predict(&ctx, a)
         }
+        Command::Study(mut a) => {
+            a.fill(&file);
+            commands::study(&ctx, a)
+        }
         Command::Devices => devices(&ctx),
     }
 }

@@ -249,3 +249,36 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<Loaded> {
         warnings,
     })
 }
+
+/// Every image below `dir` (any layout: flat, or in class folders whose names are ignored),
+/// sorted by path, converted to `channels × height × width`, as a split whose labels are all
+/// `NO_LABEL`: the unlabelled part of a transfer set. Returns the warnings of skipped files.
+pub fn load_unlabelled(
+    dir: &Path,
+    (channels, height, width): (usize, usize, usize),
+) -> Result<(Split, Vec<String>)> {
+    if !dir.is_dir() {
+        return Err(Error::Data(format!(
+            "{}: not a folder of images",
+            dir.display()
+        )));
+    }
+    if channels != 1 && channels != 3 {
+        return Err(Error::InvalidArgument(format!(
+            "{channels}-channel images: only 1 (grey) and 3 (RGB) are supported"
+        )));
+    }
+    let mut warnings = Vec::new();
+    let mut files = Vec::new();
+    collect_images(dir, &mut files, &mut warnings)?;
+    if files.is_empty() {
+        return Err(Error::Data(format!("{}: no images found", dir.display())));
+    }
+    let decoded: Vec<Result<DynamicImage>> = files.par_iter().map(|p| decode_image(p)).collect();
+    let mut images = Vec::with_capacity(files.len() * channels * height * width);
+    for img in decoded {
+        append_planar(&img?, channels, height, width, &mut images);
+    }
+    let labels = vec![crate::ops::NO_LABEL; files.len()];
+    Ok((Split { images, labels }, warnings))
+}

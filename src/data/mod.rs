@@ -22,6 +22,7 @@ pub use batch::{
     Batcher, QUEUE_DEPTH,
 };
 pub use convert::{convert_split, decode_image, decode_limit, read_image_planar, save_png};
+pub use folder::load_unlabelled;
 pub use split::Split;
 
 use crate::{Error, Result};

@@ -231,19 +231,27 @@ impl Sequential {
     }
 }
 
-/// One of the seed architectures, sized for a dataset:
-/// `conv(c1, 3×3, pad 1) relu maxpool2, conv(c2, 3×3, pad 1) relu maxpool2, linear(hidden) relu,
-/// linear(classes)`; teacher: c1 = 64, c2 = 128, hidden = 1000; student: 32, 64, 500.
+/// An architecture of the seed's layout, sized for a dataset: for each conv width c,
+/// `conv(c, 3×3, pad 1) relu maxpool2`, then `linear(hidden) relu, linear(classes)`.
+/// Presets: teacher = `c64-c128-f1000`, student = `c32-c64-f500`; any other is written in that
+/// compact form ([`ArchSpec::parse`]). Parameters are named `conv1…convK`, `fc1`, `fc2`, as
+/// the seed's PyTorch modules name them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchSpec {
+    /// `teacher`, `student`, or the compact spec (`c16-c32-f128`).
     pub arch: String,
     pub in_channels: usize,
     pub height: usize,
     pub width: usize,
     pub num_classes: usize,
-    pub conv_channels: [usize; 2],
+    /// Output channels of conv1, conv2, … (a checkpoint's `[c1, c2]` of the two-conv seed
+    /// layout reads as the same list).
+    pub conv_channels: Vec<usize>,
     pub hidden: usize,
 }
+
+/// The largest width a compact spec may ask for (keeps a typo from allocating gigabytes).
+pub const MAX_WIDTH: usize = 1 << 16;
 
 impl ArchSpec {
     /// `teacher` or `student` for inputs of `in_channels × height × width` and `num_classes`.
@@ -255,8 +263,8 @@ impl ArchSpec {
         num_classes: usize,
     ) -> Result<ArchSpec> {
         let (conv_channels, hidden) = match arch {
-            "teacher" => ([64, 128], 1000),
-            "student" => ([32, 64], 500),
+            "teacher" => (vec![64, 128], 1000),
+            "student" => (vec![32, 64], 500),
             other => {
                 return Err(Error::InvalidArgument(format!(
                     "unknown architecture '{other}': expected teacher or student"
@@ -276,40 +284,97 @@ impl ArchSpec {
         Ok(spec)
     }
 
+    /// A preset by name (`teacher`, `student`) or a compact spec ([`ArchSpec::parse`]).
+    pub fn named(
+        arch: &str,
+        in_channels: usize,
+        height: usize,
+        width: usize,
+        num_classes: usize,
+    ) -> Result<ArchSpec> {
+        match arch {
+            "teacher" | "student" => {
+                ArchSpec::preset(arch, in_channels, height, width, num_classes)
+            }
+            spec => ArchSpec::parse(spec, in_channels, height, width, num_classes),
+        }
+    }
+
+    /// A compact spec: conv widths `cN` (one or more), then one hidden width `fN`, joined by
+    /// `-`, e.g. `c16-c32-f128`. Every N is a whole number in 1..=[`MAX_WIDTH`].
+    pub fn parse(
+        spec: &str,
+        in_channels: usize,
+        height: usize,
+        width: usize,
+        num_classes: usize,
+    ) -> Result<ArchSpec> {
+        let (conv_channels, hidden) = parse_layers(spec)?;
+        let spec = ArchSpec {
+            arch: spec.into(),
+            in_channels,
+            height,
+            width,
+            num_classes,
+            conv_channels,
+            hidden,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Whether `arch` names a preset or is a well-formed compact spec (sizes aside).
+    pub fn check_name(arch: &str) -> Result<()> {
+        match arch {
+            "teacher" | "student" => Ok(()),
+            spec => parse_layers(spec).map(|_| ()),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.in_channels == 0
             || self.num_classes == 0
             || self.hidden == 0
+            || self.conv_channels.is_empty()
             || self.conv_channels.contains(&0)
         {
             return Err(Error::Shape(format!(
                 "architecture {self:?}: every size must be > 0"
             )));
         }
-        if self.height < 4 || self.width < 4 {
-            return Err(Error::Shape(format!("architecture '{}': input {}x{} is too small for two 2x2 max-pools (need at least 4x4)", self.arch, self.height, self.width)));
+        let pools = self.conv_channels.len() as u32;
+        let need = 1usize.checked_shl(pools).unwrap_or(usize::MAX);
+        if pools >= usize::BITS || self.height < need || self.width < need {
+            return Err(Error::Shape(format!(
+                "architecture '{}': input {}x{} is too small for {pools} 2x2 max-pools (need at least {need}x{need})",
+                self.arch, self.height, self.width
+            )));
         }
         Ok(())
     }
 
-    /// Features entering `fc1`: c2 · ⌊⌊H/2⌋/2⌋ · ⌊⌊W/2⌋/2⌋ (NCHW flatten order).
+    /// Features entering `fc1`: c_last · ⌊H/2^K⌋ · ⌊W/2^K⌋ for K convs (NCHW flatten order).
     pub fn fc1_inputs(&self) -> usize {
-        self.conv_channels[1] * (self.height / 2 / 2) * (self.width / 2 / 2)
+        let k = self.conv_channels.len() as u32;
+        self.conv_channels.last().copied().unwrap_or(0) * (self.height >> k) * (self.width >> k)
     }
 
     /// `(name, shape)` of every parameter, in order.
     pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let [c1, c2] = self.conv_channels;
-        vec![
-            ("conv1.weight".into(), vec![c1, self.in_channels, 3, 3]),
-            ("conv1.bias".into(), vec![c1]),
-            ("conv2.weight".into(), vec![c2, c1, 3, 3]),
-            ("conv2.bias".into(), vec![c2]),
+        let mut shapes = Vec::new();
+        let mut c_in = self.in_channels;
+        for (i, &c) in self.conv_channels.iter().enumerate() {
+            shapes.push((format!("conv{}.weight", i + 1), vec![c, c_in, 3, 3]));
+            shapes.push((format!("conv{}.bias", i + 1), vec![c]));
+            c_in = c;
+        }
+        shapes.extend([
             ("fc1.weight".into(), vec![self.hidden, self.fc1_inputs()]),
             ("fc1.bias".into(), vec![self.hidden]),
             ("fc2.weight".into(), vec![self.num_classes, self.hidden]),
             ("fc2.bias".into(), vec![self.num_classes]),
-        ]
+        ]);
+        shapes
     }
 
     pub fn num_parameters(&self) -> usize {
@@ -323,30 +388,73 @@ impl ArchSpec {
     pub fn build(&self, device: &Device, seed: u64) -> Result<Sequential> {
         self.validate()?;
         let mut rng = Rng::derive(seed, "init", 0);
-        let [c1, c2] = self.conv_channels;
         let same = Conv2dParams {
             stride: (1, 1),
             padding: (1, 1),
         };
-        Ok(Sequential {
-            layers: vec![
-                Layer::conv2d("conv1", self.in_channels, c1, 3, same, device, &mut rng)?,
-                Layer::Relu,
-                Layer::MaxPool2d {
-                    kernel: (2, 2),
-                    stride: (2, 2),
-                },
-                Layer::conv2d("conv2", c1, c2, 3, same, device, &mut rng)?,
-                Layer::Relu,
-                Layer::MaxPool2d {
-                    kernel: (2, 2),
-                    stride: (2, 2),
-                },
-                Layer::Flatten,
-                Layer::linear("fc1", self.fc1_inputs(), self.hidden, device, &mut rng)?,
-                Layer::Relu,
-                Layer::linear("fc2", self.hidden, self.num_classes, device, &mut rng)?,
-            ],
-        })
+        let mut layers = Vec::new();
+        let mut c_in = self.in_channels;
+        for (i, &c) in self.conv_channels.iter().enumerate() {
+            let name = format!("conv{}", i + 1);
+            layers.push(Layer::conv2d(&name, c_in, c, 3, same, device, &mut rng)?);
+            layers.push(Layer::Relu);
+            layers.push(Layer::MaxPool2d {
+                kernel: (2, 2),
+                stride: (2, 2),
+            });
+            c_in = c;
+        }
+        layers.push(Layer::Flatten);
+        layers.push(Layer::linear(
+            "fc1",
+            self.fc1_inputs(),
+            self.hidden,
+            device,
+            &mut rng,
+        )?);
+        layers.push(Layer::Relu);
+        layers.push(Layer::linear(
+            "fc2",
+            self.hidden,
+            self.num_classes,
+            device,
+            &mut rng,
+        )?);
+        Ok(Sequential { layers })
     }
+}
+
+/// The conv widths and the hidden width of a compact spec (`c16-c32-f128`).
+fn parse_layers(spec: &str) -> Result<(Vec<usize>, usize)> {
+    let bad = |why: String| {
+        Error::InvalidArgument(format!(
+            "architecture '{spec}': {why} (expected teacher, student, or conv widths then one \
+             hidden width, e.g. c16-c32-f128)"
+        ))
+    };
+    let mut conv_channels = Vec::new();
+    let mut hidden = None;
+    for part in spec.split('-') {
+        let (kind, digits) = part.split_at(part.chars().next().map_or(0, char::len_utf8));
+        let n: usize = digits
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_WIDTH).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "'{part}' is not c or f with a width in 1..={MAX_WIDTH}"
+                ))
+            })?;
+        match (kind, hidden) {
+            ("c", None) => conv_channels.push(n),
+            ("f", None) => hidden = Some(n),
+            ("c" | "f", Some(_)) => return Err(bad(format!("'{part}' follows the hidden width"))),
+            _ => return Err(bad(format!("'{part}' is neither cN nor fN"))),
+        }
+    }
+    if conv_channels.is_empty() {
+        return Err(bad("no conv width (cN)".into()));
+    }
+    let hidden = hidden.ok_or_else(|| bad("no hidden width (fN) at the end".into()))?;
+    Ok((conv_channels, hidden))
 }

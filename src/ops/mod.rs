@@ -31,7 +31,7 @@ pub use matmul::{linear, matmul};
 pub use mse::mse_loss;
 pub use optim::{adam_step_, sgd_step_};
 pub use pool::max_pool2d;
-pub use softmax::{accuracy_count, cross_entropy, kd_loss, log_softmax, softmax_t};
+pub use softmax::{accuracy_count, cross_entropy, kd_loss, log_softmax, softmax_t, NO_LABEL};
 
 use crate::tensor::{DType, Tensor};
 use crate::{Error, Result};

@@ -7,6 +7,9 @@ use super::*;
 use crate::autograd::record;
 use crate::backend::{Backend, Storage};
 
+/// The label of a row with soft targets only (a transfer-set image): see [`kd_loss`].
+pub use distill_kernels::softmax::NO_LABEL;
+
 fn rows_cols(op: &str, x: &Tensor) -> Result<(usize, usize)> {
     check_rank(op, "logits", x, 2)?;
     check_nonempty(op, x)?;
@@ -127,6 +130,11 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
 /// Hinton et al.'s distillation loss, as a `[]` tensor:
 /// `α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, y)`, KL averaged over the batch.
 /// The teacher's logits get no gradient (pass them detached or computed under `no_grad`).
+///
+/// Transfer sets: a row labelled [`NO_LABEL`] has no label, only the teacher's soft targets;
+/// it adds its KD term and nothing to the CE term, which is the mean over the batch's
+/// labelled rows (0 in a batch without one), as PyTorch's `ignore_index`. The mask lives in
+/// the labels, so it costs no buffer and the kernel seam is unchanged.
 pub fn kd_loss(
     student: &Tensor,
     teacher: &Tensor,

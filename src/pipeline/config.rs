@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::ensemble::Ensemble;
+use super::transfer::Transfer;
 use crate::data::{self, Dataset, LoadOptions};
+use crate::nn::ArchSpec;
 use crate::optim::LrSchedule;
 use crate::train::{validate_label_fraction, KdConfig, TrainConfig};
 use crate::{Error, Result};
@@ -66,6 +69,32 @@ pub struct RunConfig {
     pub max_test: Option<usize>,
     /// Also write f16 copies of the checkpoints.
     pub half: bool,
+    /// The KD student's transfer set: the labelled images, all training images, or the
+    /// labelled ones plus a folder of unlabelled images.
+    #[serde(default)]
+    pub transfer: Transfer,
+    /// The KD student's epochs over a transfer set larger than its labelled images; `None`:
+    /// as many as keep the labelled run's optimiser steps
+    /// ([`transfer_epochs`](super::transfer::transfer_epochs)).
+    #[serde(default)]
+    pub transfer_epochs: Option<usize>,
+    /// The students' architecture: `student` or a compact spec such as `c16-c32-f128`.
+    #[serde(default = "student_arch")]
+    pub student_arch: String,
+    /// Teachers trained with seeds `teacher.seed + i`; more than one distil as an ensemble.
+    #[serde(default = "one")]
+    pub teachers: usize,
+    /// How an ensemble's outputs combine into soft targets.
+    #[serde(default)]
+    pub ensemble: Ensemble,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn student_arch() -> String {
+    "student".into()
 }
 
 impl Default for RunConfig {
@@ -89,6 +118,11 @@ impl Default for RunConfig {
             max_train: None,
             max_test: None,
             half: false,
+            transfer: Transfer::Labelled,
+            transfer_epochs: None,
+            student_arch: student_arch(),
+            teachers: 1,
+            ensemble: Ensemble::Probabilities,
         }
     }
 }
@@ -120,6 +154,21 @@ impl RunConfig {
         validate_label_fraction(self.label_fraction)?;
         if self.seeds == 0 {
             return Err(Error::setting("seeds", "must be at least 1"));
+        }
+        self.transfer.validate()?;
+        if self.teachers == 0 {
+            return Err(Error::setting("teachers", "must be at least 1"));
+        }
+        if self.teachers > 1 && self.teacher_checkpoint.is_some() {
+            return Err(Error::setting(
+                "teachers",
+                "several teachers are trained in the run; a loaded teacher is one",
+            ));
+        }
+        ArchSpec::check_name(&self.student_arch)
+            .map_err(|e| Error::setting("student_arch", e.to_string()))?;
+        if self.transfer_epochs == Some(0) {
+            return Err(Error::setting("transfer_epochs", "must be at least 1"));
         }
         if let Some(t) = &self.teacher_checkpoint {
             if !t.is_file() {
@@ -191,6 +240,7 @@ impl RunConfig {
 /// `cfg` as JSON with the numbers of epochs (and the cosine span that follows them) zeroed.
 fn without_epochs(cfg: &RunConfig) -> serde_json::Value {
     let mut c = cfg.clone();
+    c.transfer_epochs = None;
     for t in [&mut c.teacher, &mut c.student] {
         t.epochs = 0;
         if let LrSchedule::Cosine { t_max, .. } = &mut t.schedule {

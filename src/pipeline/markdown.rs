@@ -82,6 +82,50 @@ pub fn markdown(r: &Report, f16_files: &[String]) -> String {
     md
 }
 
+/// Each teacher's accuracy and the ensemble's, when the students learned from several.
+fn ensemble_setup(w: &mut String, r: &Report) {
+    let Some(ensemble) = r.ensemble_accuracy else {
+        return;
+    };
+    let each: Vec<String> = r
+        .teachers
+        .iter()
+        .map(|t| format!("{} (seed {}) {}", t.run, t.seed, pct(t.final_accuracy)))
+        .collect();
+    let _ = writeln!(
+        w,
+        "The KD students learned from an **ensemble of {} teachers** ({:?} averaged at T = {}): \
+         {}; the ensemble's prediction: **{}**. The KD student ends at {} (first seed).",
+        r.teachers.len(),
+        r.config.ensemble,
+        r.config.kd.temperature,
+        each.join(", "),
+        pct(ensemble),
+        r.kd.first()
+            .map_or_else(|| "-".into(), |k| pct(k.final_accuracy))
+    );
+}
+
+/// Which of the KD student's images had labels and which only the teacher's soft targets.
+fn transfer_setup(w: &mut String, r: &Report) {
+    if r.transfer_soft_only_images == 0 {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "The **KD student** learned on a transfer set of {} images (transfer = {}): \
+         **{} with labels** (the baseline's images) and **{} with the teacher's soft targets \
+         only**; the cross-entropy term averages over the labelled images of each batch. It \
+         trained {} epochs over them (the baseline {} over its labelled images).",
+        thousands(r.transfer_labelled_images + r.transfer_soft_only_images),
+        r.config.transfer,
+        thousands(r.transfer_labelled_images),
+        thousands(r.transfer_soft_only_images),
+        r.kd_epochs,
+        r.config.student.epochs
+    );
+}
+
 fn setup(w: &mut String, r: &Report) {
     let c = &r.config;
     let seeds = r.kd.len();
@@ -118,6 +162,8 @@ fn setup(w: &mut String, r: &Report) {
             );
         }
     }
+    transfer_setup(w, r);
+    ensemble_setup(w, r);
     if let Some(n) = c.max_train {
         let _ = writeln!(
             w,

@@ -10,30 +10,39 @@
 //! [`single`] trains one model the same way (`distill train`, `distill distill`).
 
 pub mod config;
+pub mod ensemble;
 pub mod lock;
 mod markdown;
 pub mod metrics;
 pub mod report;
 pub mod single;
 pub mod stats;
+pub mod study;
+pub mod study_report;
 pub mod summary;
 pub mod teacher;
+pub mod transfer;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub use config::{DataSource, RunConfig};
+pub use ensemble::Ensemble;
 pub use lock::RunDirLock;
 pub use markdown::summary_lines;
 pub use metrics::MetricsLog;
 pub use single::{train_model, ModelJob, ModelOutcome, TeacherSource};
 pub use stats::{mean_std, model_stats, ModelStats};
+pub use study::{study, Method, StudyConfig};
+pub use study_report::StudyReport;
 pub use summary::{Report, RunSummary};
+pub use transfer::{transfer_epochs, transfer_set, Transfer, TransferSet};
 
 use crate::data::{self, Dataset, Split};
 use crate::model_file::save_half_copy;
 use crate::nn::{ArchSpec, Sequential};
+use crate::optim::LrSchedule;
 use crate::train::{self, InputSpec, Observer, TeacherLogits, TrainConfig, TrainJob};
 use crate::{Device, Error, Result};
 
@@ -118,35 +127,76 @@ pub fn run(
         test: Arc::new(std::mem::take(&mut ds.test)),
     };
     let full_train = Arc::new(std::mem::take(&mut ds.train));
-    let student_train: Arc<Split> = if cfg.label_fraction < 1.0 {
-        Arc::new(full_train.label_fraction(cfg.label_fraction, cfg.student.seed)?)
+    let labelled = if cfg.label_fraction < 1.0 {
+        full_train.label_fraction_indices(cfg.label_fraction, cfg.student.seed)?
+    } else {
+        (0..full_train.len()).collect()
+    };
+    let student_train: Arc<Split> = if labelled.len() < full_train.len() {
+        Arc::new(full_train.subset(&labelled))
     } else {
         full_train.clone()
     };
 
     let mut log = MetricsLog::open(run_dir, obs)?;
-    let teacher = obtain_teacher(&ctx, &ds, &full_train, &mut log)?;
+    let teachers = (0..cfg.teachers)
+        .map(|i| obtain_teacher(&ctx, &ds, &full_train, &mut log, i))
+        .collect::<Result<Vec<_>>>()?;
+    let transfer =
+        student_transfer_set(&ctx, &ds, &full_train, &student_train, &labelled, &mut log)?;
+    let pairs: Vec<_> = teachers.iter().map(|t| (&t.model, &ctx.input)).collect();
+    let soft = (cfg.kd.temperature, cfg.ensemble);
     let (logits, cache_seconds) = teacher::teacher_logits(
-        &teacher.model,
+        &pairs,
         device,
-        &student_train,
-        &ctx.input,
+        &transfer.split,
+        soft,
         cfg.student.augment.is_active(),
         &mut log,
     )?;
-    let students = train_students(&ctx, &ds, &student_train, logits, &mut log)?;
+    let ensemble_accuracy = if pairs.len() > 1 {
+        let acc = teacher::ensemble_accuracy(&pairs, device, &ctx.test, soft)?;
+        log.message(&format!(
+            "the ensemble of {} teachers: test accuracy {:.2}%",
+            pairs.len(),
+            100.0 * acc
+        ));
+        Some(acc)
+    } else {
+        None
+    };
+    let kd_epochs = transfer_epochs(
+        cfg.student.epochs,
+        transfer.labelled,
+        transfer.split.len(),
+        cfg.transfer_epochs,
+    );
+    let students = train_students(
+        &ctx,
+        &ds,
+        &student_train,
+        &transfer,
+        kd_epochs,
+        logits,
+        &mut log,
+    )?;
     log.finish()?;
     if cfg.half {
-        write_half_copies(run_dir, &teacher, &students)?;
+        write_half_copies(run_dir, &teachers, &students)?;
     }
 
     obs.message("evaluating the KD student and measuring inference latency and throughput…");
-    let mut report = measure(&ctx, &ds, &teacher, students)?;
+    let mut report = measure(&ctx, &ds, &teachers[0], students)?;
+    report.teachers = teachers.iter().map(|t| t.summary.clone()).collect();
+    report.ensemble_accuracy = ensemble_accuracy;
     report.teacher_train_images = full_train.len();
     report.student_train_images = student_train.len();
+    report.transfer_labelled_images = transfer.labelled;
+    report.transfer_soft_only_images = transfer.soft_only;
+    report.kd_epochs = kd_epochs;
     report.teacher_cache_seconds = cache_seconds;
     // Online KD would run the teacher over the same images in every KD epoch.
-    let student_epochs_run = (cfg.student.epochs * cfg.seeds) as f64;
+    let student_epochs_run = (kd_epochs * cfg.seeds) as f64;
     report.teacher_seconds_saved = cache_seconds.map(|s| s * (student_epochs_run - 1.0).max(0.0));
     report.total_seconds = started.elapsed().as_secs_f64();
     obs.message("writing the report");
@@ -161,8 +211,15 @@ fn obtain_teacher(
     ds: &Dataset,
     full_train: &Arc<Split>,
     log: &mut MetricsLog,
+    index: usize,
 ) -> Result<TeacherRun> {
     let cfg = ctx.cfg;
+    // The first teacher keeps the name of a run with one; the others are teacher2, teacher3, …
+    let name = match index {
+        0 => "teacher".to_string(),
+        i => format!("teacher{}", i + 1),
+    };
+    let seed = cfg.teacher.seed + index as u64;
     if let Some(path) = &cfg.teacher_checkpoint {
         let loaded = teacher::load_teacher(path, ctx.device, ds)?;
         let eval = train::evaluate(&loaded.model, ctx.device, &ctx.test, &ctx.input, 256, false)?;
@@ -194,13 +251,46 @@ fn obtain_teacher(
         ds.width,
         ds.num_classes(),
     )?;
-    let job = ctx.job("teacher", &spec, cfg.teacher.clone(), full_train.clone());
+    let config = TrainConfig {
+        seed,
+        ..cfg.teacher.clone()
+    };
+    let job = ctx.job(&name, &spec, config, full_train.clone());
     let t = train::train(job, log)?;
-    let summary = RunSummary::of("teacher", "teacher", cfg.teacher.seed, full_train.len(), &t);
+    let summary = RunSummary::of(&name, "teacher", seed, full_train.len(), &t);
     Ok(TeacherRun {
         model: t.model,
         summary,
     })
+}
+
+/// The KD student's transfer set: the labelled images, or more (`transfer`), shared with
+/// the baseline's split when it is the same images.
+fn student_transfer_set(
+    ctx: &Ctx,
+    ds: &Dataset,
+    full_train: &Arc<Split>,
+    student_train: &Arc<Split>,
+    labelled: &[usize],
+    log: &mut MetricsLog,
+) -> Result<TransferSet> {
+    let set = transfer_set(
+        &ctx.cfg.transfer,
+        full_train,
+        labelled,
+        student_train,
+        (ds.channels, ds.height, ds.width),
+        &mut |w| log.message(&format!("warning: {w}")),
+    )?;
+    if set.soft_only > 0 {
+        log.message(&format!(
+            "transfer set: {} images, {} with labels and {} with the teacher's soft targets only",
+            set.labelled + set.soft_only,
+            set.labelled,
+            set.soft_only
+        ));
+    }
+    Ok(set)
 }
 
 /// Baseline and KD students, seed by seed, on the same images with the same schedule.
@@ -208,12 +298,14 @@ fn train_students(
     ctx: &Ctx,
     ds: &Dataset,
     student_train: &Arc<Split>,
+    transfer: &TransferSet,
+    kd_epochs: usize,
     logits: TeacherLogits,
     log: &mut MetricsLog,
 ) -> Result<Students> {
     let cfg = ctx.cfg;
-    let spec = ArchSpec::preset(
-        "student",
+    let spec = ArchSpec::named(
+        &cfg.student_arch,
         ds.channels,
         ds.height,
         ds.width,
@@ -238,21 +330,22 @@ fn train_students(
         let t = train::train(job, log)?;
         baseline.push(RunSummary::of(
             &name,
-            "student",
+            &spec.arch,
             seed,
             student_train.len(),
             &t,
         ));
 
         let name = format!("kd{suffix}");
-        let mut job = ctx.job(&name, &spec, config, student_train.clone());
+        let config = with_epochs(config, kd_epochs);
+        let mut job = ctx.job(&name, &spec, config, transfer.split.clone());
         job.kd = Some((cfg.kd, logits.clone()));
         let t = train::train(job, log)?;
         kd.push(RunSummary::of(
             &name,
-            "student",
+            &spec.arch,
             seed,
-            student_train.len(),
+            transfer.split.len(),
             &t,
         ));
         first_kd.get_or_insert(t.model);
@@ -265,9 +358,27 @@ fn train_students(
     })
 }
 
+/// `config` with `epochs` epochs (a cosine schedule spans them).
+pub(crate) fn with_epochs(config: TrainConfig, epochs: usize) -> TrainConfig {
+    let schedule = match config.schedule {
+        LrSchedule::Cosine { eta_min, .. } => LrSchedule::Cosine {
+            t_max: epochs,
+            eta_min,
+        },
+        other => other,
+    };
+    TrainConfig {
+        epochs,
+        schedule,
+        ..config
+    }
+}
+
 /// `best.f16.safetensors` beside every `best.safetensors` of the run.
-fn write_half_copies(run_dir: &Path, teacher: &TeacherRun, students: &Students) -> Result<()> {
-    let runs = std::iter::once(&teacher.summary)
+fn write_half_copies(run_dir: &Path, teachers: &[TeacherRun], students: &Students) -> Result<()> {
+    let runs = teachers
+        .iter()
+        .map(|t| &t.summary)
         .chain(&students.baseline)
         .chain(&students.kd);
     for run in runs {
@@ -299,7 +410,13 @@ fn measure(ctx: &Ctx, ds: &Dataset, teacher: &TeacherRun, students: Students) ->
     .ok_or_else(|| Error::Data("the test split is empty".into()))?;
     let classes = ds.num_classes();
     let teacher_spec = ArchSpec::preset("teacher", ds.channels, ds.height, ds.width, classes)?;
-    let student_spec = ArchSpec::preset("student", ds.channels, ds.height, ds.width, classes)?;
+    let student_spec = ArchSpec::named(
+        &ctx.cfg.student_arch,
+        ds.channels,
+        ds.height,
+        ds.width,
+        classes,
+    )?;
     let teacher_stats = model_stats(&teacher.model, &teacher_spec, device, &sample.images)?;
     let student_stats = model_stats(&students.first_kd, &student_spec, device, &sample.images)?;
     let (baseline, kd) = (students.baseline, students.kd);
@@ -314,6 +431,9 @@ fn measure(ctx: &Ctx, ds: &Dataset, teacher: &TeacherRun, students: Students) ->
         class_names: ds.class_names.clone(),
         teacher_train_images: 0,
         student_train_images: 0,
+        transfer_labelled_images: 0,
+        transfer_soft_only_images: 0,
+        kd_epochs: 0,
         test_images: ctx.test.len(),
         config: ctx.cfg.clone(),
         kd_gain_final: gains(|r| r.final_accuracy),
@@ -325,6 +445,8 @@ fn measure(ctx: &Ctx, ds: &Dataset, teacher: &TeacherRun, students: Students) ->
         teacher_seconds_saved: None,
         kd_confusion: kd_eval.confusion.unwrap_or_default(),
         teacher: teacher.summary.clone(),
+        teachers: Vec::new(),
+        ensemble_accuracy: None,
         baseline,
         kd,
         teacher_stats,

@@ -5,27 +5,36 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::ensemble::Ensemble;
 use super::lock::RunDirLock;
 use super::metrics::MetricsLog;
+use super::teacher::ensemble_accuracy;
 use super::teacher::{load_teacher, teacher_logits};
+use super::transfer::{transfer_set, Transfer};
 use crate::data::{Dataset, Split};
 use crate::model_file::save_half_copy;
+use crate::model_file::LoadedModel;
 use crate::nn::ArchSpec;
 use crate::train::{
     self, validate_label_fraction, HintConfig, InputSpec, KdConfig, Observer, TrainConfig,
     TrainJob, Trained,
 };
-use crate::{Device, Result};
+use crate::{Device, Error, Result};
 
 /// The teacher of a KD student.
 #[derive(Clone, Debug)]
 pub struct TeacherSource {
-    pub checkpoint: PathBuf,
+    /// One checkpoint, or several distilled as an ensemble (distill or PyTorch files).
+    pub checkpoints: Vec<PathBuf>,
+    /// How several teachers' outputs combine.
+    pub ensemble: Ensemble,
     pub kd: KdConfig,
     /// Fraction of the labelled training set the student sees.
     pub label_fraction: f64,
     /// Feature (hint) distillation from the teacher's feature map; `None`: outputs only.
     pub hint: Option<HintConfig>,
+    /// The images the KD term sees (the labelled ones, all, or those plus a folder's).
+    pub transfer: Transfer,
 }
 
 /// One model to train.
@@ -62,7 +71,7 @@ pub fn train_model(
     obs: &mut dyn Observer,
 ) -> Result<ModelOutcome> {
     job.config.validate()?;
-    let spec = ArchSpec::preset(
+    let spec = ArchSpec::named(
         &job.arch,
         ds.channels,
         ds.height,
@@ -157,35 +166,47 @@ fn distill_into(
 ) -> Result<ModelOutcome> {
     teacher.kd.validate()?;
     validate_label_fraction(teacher.label_fraction)?;
-    let loaded = load_teacher(&teacher.checkpoint, device, ds)?;
-    let student_train = if teacher.label_fraction < 1.0 {
-        Arc::new(
-            ds.train
-                .label_fraction(teacher.label_fraction, job.config.seed)?,
-        )
+    teacher.transfer.validate()?;
+    let teachers = load_teachers(teacher, device, ds, &test, log)?;
+    let loaded = &teachers[0];
+    let labelled = if teacher.label_fraction < 1.0 {
+        ds.train
+            .label_fraction_indices(teacher.label_fraction, job.config.seed)?
     } else {
-        Arc::new(ds.train.clone())
+        (0..ds.train.len()).collect()
     };
+    let transfer = transfer_set(
+        &teacher.transfer,
+        &ds.train,
+        &labelled,
+        &Arc::new(ds.train.subset(&labelled)),
+        (ds.channels, ds.height, ds.width),
+        &mut |w| log.message(&format!("warning: {w}")),
+    )?;
+    let student_train = transfer.split;
     log.message(&format!(
-        "distilling {} into a {} on {} images of {} (T = {}, α = {}, device {}), checkpoints in {}",
-        teacher.checkpoint.display(),
+        "distilling {} into a {} on {} images of {} ({} with labels, {} with soft targets only; \
+         T = {}, α = {}, device {}), checkpoints in {}",
+        teacher
+            .checkpoints
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + "),
         job.arch,
         student_train.len(),
         ds.name,
+        transfer.labelled,
+        transfer.soft_only,
         teacher.kd.temperature,
         teacher.kd.alpha,
         device.name(),
         job.out.display()
     ));
     let augmented = job.config.augment.is_active();
-    let (logits, _) = teacher_logits(
-        &loaded.model,
-        device,
-        &student_train,
-        &loaded.input,
-        augmented,
-        log,
-    )?;
+    let pairs: Vec<_> = teachers.iter().map(|t| (&t.model, &t.input)).collect();
+    let soft = (teacher.kd.temperature, teacher.ensemble);
+    let (logits, _) = teacher_logits(&pairs, device, &student_train, soft, augmented, log)?;
     let mut train_job = job_of(
         job,
         "kd",
@@ -205,4 +226,41 @@ fn distill_into(
         offline_kd: Some(!augmented),
         wrote_half: false,
     })
+}
+
+/// The teachers of `source`, each checked against the data and its test accuracy logged
+/// (with the ensemble's, for several).
+fn load_teachers(
+    source: &TeacherSource,
+    device: &Device,
+    ds: &Dataset,
+    test: &Arc<Split>,
+    log: &mut MetricsLog,
+) -> Result<Vec<LoadedModel>> {
+    if source.checkpoints.is_empty() {
+        return Err(Error::setting("teacher", "no teacher checkpoint given"));
+    }
+    let mut teachers = Vec::new();
+    for path in &source.checkpoints {
+        let t = load_teacher(path, device, ds)?;
+        let acc = train::evaluate(&t.model, device, test, &t.input, 256, false)?.accuracy;
+        log.message(&format!(
+            "teacher {} ({}): test accuracy {:.2}%",
+            path.display(),
+            t.spec.arch,
+            100.0 * acc
+        ));
+        teachers.push(t);
+    }
+    if teachers.len() > 1 {
+        let pairs: Vec<_> = teachers.iter().map(|t| (&t.model, &t.input)).collect();
+        let soft = (source.kd.temperature, source.ensemble);
+        let acc = ensemble_accuracy(&pairs, device, test, soft)?;
+        log.message(&format!(
+            "the ensemble of {} teachers: test accuracy {:.2}%",
+            teachers.len(),
+            100.0 * acc
+        ));
+    }
+    Ok(teachers)
 }

@@ -47,9 +47,23 @@ pub struct Report {
     pub class_names: Vec<String>,
     pub teacher_train_images: usize,
     pub student_train_images: usize,
+    /// The KD student's transfer set: images with a label, and with soft targets only.
+    #[serde(default)]
+    pub transfer_labelled_images: usize,
+    #[serde(default)]
+    pub transfer_soft_only_images: usize,
+    /// The KD student's epochs (fewer than the baseline's over a larger transfer set).
+    #[serde(default)]
+    pub kd_epochs: usize,
     pub test_images: usize,
     pub config: RunConfig,
     pub teacher: RunSummary,
+    /// Every teacher (the first is `teacher`); more than one distil as an ensemble.
+    #[serde(default)]
+    pub teachers: Vec<RunSummary>,
+    /// Test accuracy of the teachers' combined prediction, when there are several.
+    #[serde(default)]
+    pub ensemble_accuracy: Option<f64>,
     /// One per seed.
     pub baseline: Vec<RunSummary>,
     pub kd: Vec<RunSummary>,

@@ -180,8 +180,15 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
     })
 }
 
-/// Cached logits need a fixed image order per index and one row per training image.
+/// Cached logits need a fixed image order per index and one row per training image; images
+/// without a label (a transfer set) need a teacher.
 fn check_cached_logits(job: &TrainJob) -> Result<()> {
+    if job.kd.is_none() && job.train.labels.contains(&ops::NO_LABEL) {
+        return Err(Error::InvalidArgument(format!(
+            "{}: images without a label can only be distilled on (they need a teacher)",
+            job.run
+        )));
+    }
     let Some((_, TeacherLogits::Cached(logits))) = &job.kd else {
         return Ok(());
     };
@@ -226,6 +233,8 @@ fn train_epoch(
     let loss_sum = Tensor::zeros(&[], device)?; // a scalar, as the losses are
     let correct = Tensor::from_u32(&[0], &[1], device)?;
     let mut seen = 0usize;
+    // Training accuracy counts the rows with a label (a transfer set's others have none).
+    let mut labelled_seen = 0usize;
     for (b, batch) in batches.enumerate() {
         let rows = batch.len();
         let x = Tensor::from_f32(&batch.images, &batch.shape, device)?;
@@ -244,6 +253,7 @@ fn train_epoch(
         ops::add_scaled_(&loss_sum, rows as f32, &loss)?;
         ops::accuracy_count(&logits.detach(), &y, &correct)?;
         seen += rows;
+        labelled_seen += batch.labels.iter().filter(|&&l| l != ops::NO_LABEL).count();
 
         let done = b + 1;
         if interrupt::stop_requested() {
@@ -274,7 +284,7 @@ fn train_epoch(
         epoch,
         lr,
         train_loss: loss_sum.to_vec()?[0] as f64 / seen.max(1) as f64,
-        train_accuracy: correct.to_vec_u32()?[0] as f64 / seen.max(1) as f64,
+        train_accuracy: correct.to_vec_u32()?[0] as f64 / labelled_seen.max(1) as f64,
         test_loss: eval.loss,
         test_accuracy: eval.accuracy,
         seconds: epoch_start.elapsed().as_secs_f64(),

@@ -3,10 +3,12 @@
 //! predict, the distill subcommand, --json, --config files, clear errors on bad input, and
 //! the reliability guarantees (one writer per run directory, a full disk, Ctrl-C).
 
+mod distillation;
 mod hint;
 mod options;
 mod reliability;
 mod run;
+mod study;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -90,3 +90,56 @@ fn count_correct_adds_with_first_max_ties() {
         d.check_u32(&format!("count_correct {rows}x{cols}"), &out);
     }
 }
+
+/// The KD loss over a transfer set: rows labelled NO_LABEL have the KD term only and the CE
+/// term is the mean over the labelled rows, which each workgroup counts itself (more than
+/// 256 rows exercise the strided count; a batch with no label at all has no CE term).
+#[test]
+fn kd_loss_with_unlabelled_rows() {
+    let Some(d) = Both::new() else { return };
+    let mut rng = Rng::new(7);
+    for (rows, cols, every) in [
+        (1, 1, 1),
+        (7, 3, 2),
+        (13, 10, 3),
+        (33, 257, 4),
+        (300, 10, 5),
+    ] {
+        let x: Vec<f32> = rng.vec(rows * cols).iter().map(|v| v * 6.0).collect();
+        let teacher: Vec<f32> = rng.vec(rows * cols).iter().map(|v| v * 6.0).collect();
+        // Every `every`-th row keeps its label; `every == 1` with one row: none labelled.
+        let labels: Vec<u32> = rng
+            .labels(rows, cols)
+            .iter()
+            .enumerate()
+            .map(|(r, &l)| {
+                if r % every == 0 && rows > 1 {
+                    l
+                } else {
+                    distill::ops::NO_LABEL
+                }
+            })
+            .collect();
+        let (x, teacher, labels) = (d.f32(&x), d.f32(&teacher), d.u32(&labels));
+        let n = rows * cols;
+        let (kd, kd_grad) = (d.out(1), d.out(n));
+        for (dev, side) in [(&d.cpu, 0), (&d.gpu, 1)] {
+            dev.backend()
+                .kd_loss(
+                    rows,
+                    cols,
+                    x.on(side),
+                    teacher.on(side),
+                    labels.on(side),
+                    4.0,
+                    0.6,
+                    kd.on(side),
+                    Some(kd_grad.on(side)),
+                )
+                .unwrap();
+        }
+        let what = format!("{rows}x{cols} labelled 1/{every}");
+        d.check(&format!("masked kd_loss loss {what}"), &kd);
+        d.check(&format!("masked kd_loss grad {what}"), &kd_grad);
+    }
+}

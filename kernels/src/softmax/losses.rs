@@ -8,7 +8,10 @@
 
 use rayon::prelude::*;
 
-use super::{check_labels, check_temperature, loss_rows, row_lse, rows_per_task};
+use super::{
+    check_labels, check_labels_or_none, check_temperature, loss_rows, row_lse, rows_per_task,
+    NO_LABEL,
+};
 use crate::elementwise::CHUNK;
 /// Mean over rows of `−log softmax(logits)[label]`; `grad` (if given) gets ∂loss/∂logits
 /// `= (softmax − onehot) / rows`.
@@ -53,7 +56,12 @@ pub fn cross_entropy(
 }
 
 /// Hinton KD: `α·T²·(1/rows)·Σ KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, labels)`;
-/// `grad` gets ∂loss/∂student `= α·T·(softmax(s/T) − softmax(t/T))/rows + (1−α)(softmax(s) − onehot)/rows`.
+/// `grad` gets ∂loss/∂student `= α·T·(softmax(s/T) − softmax(t/T))/rows + (1−α)(softmax(s) − onehot)/labelled`.
+///
+/// A row labelled [`NO_LABEL`] (a transfer-set image with soft targets only) has the KD term
+/// alone; the CE term is the mean over the `labelled` rows (0 when none is). Each row's CE
+/// part is scaled by `rows / labelled` so the one division by `rows` gives both means; with
+/// every row labelled the scale is exactly 1.
 #[allow(clippy::too_many_arguments)]
 pub fn kd_loss(
     rows: usize,
@@ -75,7 +83,7 @@ pub fn kd_loss(
         rows * cols,
         "kd_loss: teacher is not rows × cols"
     );
-    check_labels(labels, rows, cols, "kd_loss");
+    check_labels_or_none(labels, rows, cols, "kd_loss", true);
     check_temperature(temperature, "kd_loss");
     assert!(
         alpha.is_finite(),
@@ -93,11 +101,18 @@ pub fn kd_loss(
     let (kd_w, ce_w) = (a * t * t, 1.0 - a); // loss weights of KL and CE
     let (kd_gw, ce_gw) = (a * t, 1.0 - a); // gradient weights of (q − p) and (q₁ − onehot)
     let inv_rows = 1.0 / rows as f64;
-    let (use_kd, use_ce) = (alpha != 0.0, ce_w != 0.0);
+    let labelled = labels.iter().filter(|&&l| l != NO_LABEL).count();
+    let ce_scale = if labelled == 0 {
+        0.0
+    } else {
+        rows as f64 / labelled as f64
+    };
+    let (use_kd, ce_w, ce_gw) = (alpha != 0.0, ce_w * ce_scale, ce_gw * ce_scale);
     let total = loss_rows(rows, cols, grad, |r, mut g| {
         let s = &student[r * cols..(r + 1) * cols];
         let tt = &teacher[r * cols..(r + 1) * cols];
         let label = labels[r] as usize;
+        let use_ce = ce_w != 0.0 && labels[r] != NO_LABEL;
         // Soft targets at temperature T (student q, teacher p) and hard-label softmax q₁.
         let (ms, lzs) = if use_kd {
             row_lse(s, inv_t)
@@ -148,14 +163,14 @@ pub fn kd_loss(
     (total * inv_rows) as f32
 }
 
-/// Number of rows whose arg-max (first maximum) equals the label.
+/// Number of rows whose arg-max (first maximum) equals the label ([`NO_LABEL`] rows never do).
 pub fn count_correct(rows: usize, cols: usize, logits: &[f32], labels: &[u32]) -> u32 {
     assert_eq!(
         logits.len(),
         rows * cols,
         "count_correct: logits is not rows × cols"
     );
-    check_labels(labels, rows, cols, "count_correct");
+    check_labels_or_none(labels, rows, cols, "count_correct", true);
     if rows == 0 {
         return 0;
     }

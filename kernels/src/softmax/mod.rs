@@ -23,7 +23,9 @@
 //! Memory: the maps and backward passes allocate nothing; the losses allocate one f64 per row.
 //!
 //! Contracts (checked with `assert!`): slice lengths match `rows × cols` / `rows`; every label
-//! is `< cols` (the engine validates labels before calling); the temperature is finite and > 0.
+//! is `< cols` (the engine validates labels before calling), except that the KD loss and the
+//! accuracy count accept [`NO_LABEL`] (a row of a transfer set with soft targets only); the
+//! temperature is finite and > 0.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -34,6 +36,12 @@ use crate::simd::{self, SimdLevel};
 use rayon::prelude::*;
 
 pub use losses::{count_correct, cross_entropy, kd_loss};
+
+/// The label of a row that has none: an image of a transfer set that only the teacher's soft
+/// targets describe. The KD loss gives such a row its KD term only (as PyTorch's
+/// `ignore_index`, the cross-entropy term is averaged over the labelled rows); the accuracy
+/// count skips it.
+pub const NO_LABEL: u32 = u32::MAX;
 
 /// Whole rows per rayon task.
 fn rows_per_task(cols: usize) -> usize {
@@ -48,8 +56,14 @@ fn check_temperature(t: f32, what: &str) {
 }
 
 fn check_labels(labels: &[u32], rows: usize, cols: usize, what: &str) {
+    check_labels_or_none(labels, rows, cols, what, false)
+}
+
+/// As [`check_labels`]; `allow_none` also accepts [`NO_LABEL`].
+fn check_labels_or_none(labels: &[u32], rows: usize, cols: usize, what: &str, allow_none: bool) {
     assert_eq!(labels.len(), rows, "{what}: labels length is not rows");
-    if let Some((r, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= cols) {
+    let bad = |l: u32| l as usize >= cols && !(allow_none && l == NO_LABEL);
+    if let Some((r, &l)) = labels.iter().enumerate().find(|(_, &l)| bad(l)) {
         panic!("{what}: label {l} at row {r} is out of range for {cols} classes");
     }
 }

@@ -1,0 +1,310 @@
+//! A study's results: per method, the final and best test accuracy as mean ± sd over seeds,
+//! and the paired gain over the CE twin of the same seed with a paired t-statistic and an
+//! exact two-sided sign test; written as `study.md`, `study_report.json` and
+//! `study_accuracy.png` (mean test accuracy per epoch with a ± sd band), each atomically.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::study::{Method, StudyConfig};
+use super::{mean_std, RunSummary};
+use crate::checkpoint::write_atomic;
+use crate::plot::{self, Series};
+use crate::{Error, Result};
+
+/// File names in the study directory.
+pub const STUDY_MD: &str = "study.md";
+pub const STUDY_JSON: &str = "study_report.json";
+pub const STUDY_PNG: &str = "study_accuracy.png";
+
+/// One student run of the grid.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StudyRun {
+    pub method: Method,
+    pub seed: u64,
+    pub summary: RunSummary,
+}
+
+/// Per-seed differences `method − ce` and their tests.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairedGain {
+    pub seeds: usize,
+    pub mean: f64,
+    pub sd: f64,
+    /// `mean / (sd / √n)`; `None` with fewer than 2 seeds or no spread.
+    pub t: Option<f64>,
+    pub positive: usize,
+    pub negative: usize,
+    /// Exact two-sided sign-test p-value (ties dropped).
+    pub sign_p: f64,
+}
+
+/// One method's line of the table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MethodSummary {
+    pub method: Method,
+    pub seeds: usize,
+    pub final_mean: f64,
+    pub final_sd: f64,
+    pub best_mean: f64,
+    pub best_sd: f64,
+    /// Final accuracy against the CE twin (absent for `ce`).
+    pub gain_final: Option<PairedGain>,
+    pub seconds_per_epoch: f64,
+}
+
+/// Everything a study reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StudyReport {
+    pub config: StudyConfig,
+    pub teachers: Vec<RunSummary>,
+    pub ensemble_accuracy: Option<f64>,
+    pub labelled_images: usize,
+    pub transfer_images: usize,
+    pub methods: Vec<MethodSummary>,
+    pub runs: Vec<StudyRun>,
+    pub total_seconds: f64,
+}
+
+/// The paired comparison of `xs` against `ys` (same seeds, same order).
+pub fn paired_gain(xs: &[f64], ys: &[f64]) -> PairedGain {
+    let d: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| x - y).collect();
+    let (mean, sd) = mean_std(&d);
+    let n = d.len();
+    let t = (n > 1 && sd > 0.0).then(|| mean / (sd / (n as f64).sqrt()));
+    let positive = d.iter().filter(|&&v| v > 0.0).count();
+    let negative = d.iter().filter(|&&v| v < 0.0).count();
+    PairedGain {
+        seeds: n,
+        mean,
+        sd,
+        t,
+        positive,
+        negative,
+        sign_p: sign_test(positive, negative),
+    }
+}
+
+/// Two-sided exact sign test: `P(X ≤ min(k, n−k)) · 2` for X ~ Binomial(n, ½), capped at 1.
+pub fn sign_test(positive: usize, negative: usize) -> f64 {
+    let n = positive + negative;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = positive.min(negative);
+    let mut term = 0.5f64.powi(n as i32); // C(n, 0) / 2^n
+    let mut tail = 0.0;
+    for i in 0..=k {
+        tail += term;
+        term *= (n - i) as f64 / (i + 1) as f64;
+    }
+    (2.0 * tail).min(1.0)
+}
+
+/// The table of a study's runs.
+pub(crate) fn summarise(
+    config: &StudyConfig,
+    runs: Vec<StudyRun>,
+    teachers: Vec<RunSummary>,
+    ensemble_accuracy: Option<f64>,
+    (labelled_images, transfer_images): (usize, usize),
+    total_seconds: f64,
+) -> StudyReport {
+    let of = |m: Method, f: fn(&RunSummary) -> f64| -> Vec<f64> {
+        runs.iter()
+            .filter(|r| r.method == m)
+            .map(|r| f(&r.summary))
+            .collect()
+    };
+    let ce_final = of(Method::Ce, |r| r.final_accuracy);
+    let methods = config
+        .methods
+        .iter()
+        .map(|&m| {
+            let finals = of(m, |r| r.final_accuracy);
+            let (final_mean, final_sd) = mean_std(&finals);
+            let (best_mean, best_sd) = mean_std(&of(m, |r| r.best_accuracy));
+            MethodSummary {
+                method: m,
+                seeds: finals.len(),
+                final_mean,
+                final_sd,
+                best_mean,
+                best_sd,
+                gain_final: (m != Method::Ce).then(|| paired_gain(&finals, &ce_final)),
+                seconds_per_epoch: mean_std(&of(m, |r| r.seconds_per_epoch)).0,
+            }
+        })
+        .collect();
+    StudyReport {
+        config: config.clone(),
+        teachers,
+        ensemble_accuracy,
+        labelled_images,
+        transfer_images,
+        methods,
+        runs,
+        total_seconds,
+    }
+}
+
+/// Writes `study_report.json`, `study.md` and `study_accuracy.png` into `dir`.
+pub fn write_study(report: &StudyReport, dir: &Path) -> Result<()> {
+    let json = serde_json::to_string_pretty(report)
+        .map_err(|e| Error::Other(format!("cannot serialise the study: {e}")))?;
+    write_atomic(&dir.join(STUDY_JSON), json.as_bytes())?;
+    write_atomic(&dir.join(STUDY_MD), study_markdown(report).as_bytes())?;
+    plot::line_chart(
+        &dir.join(STUDY_PNG),
+        "Test accuracy per epoch: mean over seeds, and mean ± sd",
+        "epoch",
+        "test accuracy (%)",
+        &accuracy_bands(report),
+    )
+}
+
+/// Per method: the mean test accuracy per epoch, and the mean ± sd over seeds.
+fn accuracy_bands(report: &StudyReport) -> Vec<Series> {
+    let mut series = Vec::new();
+    for m in &report.config.methods {
+        let runs: Vec<&RunSummary> = report
+            .runs
+            .iter()
+            .filter(|r| r.method == *m)
+            .map(|r| &r.summary)
+            .collect();
+        let epochs = runs.iter().map(|r| r.history.len()).min().unwrap_or(0);
+        let stats: Vec<(f64, f64)> = (0..epochs)
+            .map(|e| {
+                mean_std(
+                    &runs
+                        .iter()
+                        .map(|r| 100.0 * r.history[e].test_accuracy)
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        let line = |name: String, k: f64| Series {
+            name,
+            points: stats
+                .iter()
+                .enumerate()
+                .map(|(e, (mean, sd))| ((e + 1) as f64, mean + k * sd))
+                .collect(),
+        };
+        series.push(line(m.name().to_string(), 0.0));
+        if runs.len() > 1 {
+            series.push(line(format!("{} +sd", m.name()), 1.0));
+            series.push(line(format!("{} -sd", m.name()), -1.0));
+        }
+    }
+    series
+}
+
+fn pm(mean: f64, sd: f64) -> String {
+    format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * sd)
+}
+
+/// The text of `study.md`.
+pub fn study_markdown(r: &StudyReport) -> String {
+    let mut md = String::new();
+    let w = &mut md;
+    let b = &r.config.base;
+    let _ = writeln!(w, "# Distillation study\n");
+    let _ = writeln!(
+        w,
+        "{} seeds ({}…) per method · students `{}` on {} labelled images{} · T = {}, α = {} · \
+         {} student epochs ({} over the transfer set) · total wall time {:.1} s\n",
+        b.seeds,
+        b.student.seed,
+        b.student_arch,
+        r.labelled_images,
+        if r.transfer_images > 0 {
+            format!(", transfer set {} images", r.transfer_images)
+        } else {
+            String::new()
+        },
+        b.kd.temperature,
+        b.kd.alpha,
+        b.student.epochs,
+        r.runs
+            .iter()
+            .find(|x| matches!(x.method, Method::KdTransfer | Method::KdEnsemble))
+            .map_or_else(|| "-".into(), |x| x.summary.history.len().to_string()),
+        r.total_seconds
+    );
+    for t in &r.teachers {
+        let _ = writeln!(
+            w,
+            "- {} (seed {}): test accuracy {:.2}%",
+            t.run,
+            t.seed,
+            100.0 * t.final_accuracy
+        );
+    }
+    if let Some(e) = r.ensemble_accuracy {
+        let _ = writeln!(
+            w,
+            "- the ensemble of {} teachers: {:.2}%",
+            r.teachers.len(),
+            100.0 * e
+        );
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "| method | seeds | final accuracy (%) | best accuracy (%) | gain over CE, final (points) | paired t | sign test (+/−, p) | s/epoch |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for m in &r.methods {
+        let (gain, t, sign) = match &m.gain_final {
+            None => ("—".to_string(), "—".to_string(), "—".to_string()),
+            Some(g) => (
+                format!("{:+.2} ± {:.2}", 100.0 * g.mean, 100.0 * g.sd),
+                g.t.map_or_else(|| "—".into(), |t| format!("{t:.2}")),
+                format!("{}/{}, p = {:.3}", g.positive, g.negative, g.sign_p),
+            ),
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {gain} | {t} | {sign} | {:.1} |",
+            m.method.name(),
+            m.seeds,
+            pm(m.final_mean, m.final_sd),
+            pm(m.best_mean, m.best_sd),
+            m.seconds_per_epoch
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nMean ± sample sd over seeds. The gain pairs each seed's run with the CE run of the same \
+         seed (same labelled images, initialisation and batch order).\n\n![accuracy]({STUDY_PNG})"
+    );
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_test_by_hand() {
+        // 5 of 5 positive: 2 · (1/32) = 0.0625; 4 of 5: 2 · 6/32 = 0.375; 0 pairs: 1.
+        assert!((sign_test(5, 0) - 0.0625).abs() < 1e-12);
+        assert!((sign_test(1, 4) - 0.375).abs() < 1e-12);
+        assert_eq!(sign_test(0, 0), 1.0);
+        assert_eq!(sign_test(3, 3), 1.0);
+    }
+
+    #[test]
+    fn paired_gain_by_hand() {
+        // d = [1, 2, 3]: mean 2, sd 1, t = 2 / (1/√3) = 2√3.
+        let g = paired_gain(&[2.0, 4.0, 6.0], &[1.0, 2.0, 3.0]);
+        assert!((g.mean - 2.0).abs() < 1e-12 && (g.sd - 1.0).abs() < 1e-12);
+        assert!((g.t.unwrap() - 2.0 * 3f64.sqrt()).abs() < 1e-12);
+        assert_eq!((g.positive, g.negative), (3, 0));
+        assert_eq!(paired_gain(&[1.0], &[0.5]).t, None);
+    }
+}
