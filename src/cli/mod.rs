@@ -2,6 +2,7 @@
 //! (`commands`), and the shared pieces here (devices, errors, output).
 
 mod args;
+mod bench;
 mod commands;
 mod progress;
 
@@ -103,6 +104,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             commands::predict(&ctx, a)
         }
         Command::Devices => devices(&ctx),
+        Command::Bench(a) => bench::bench(&ctx, a),
     }
 }
 

@@ -12,6 +12,8 @@ pub(crate) enum Module {
     Elementwise,
     Optim,
     Reduce,
+    /// The device peaks `distill bench` measures (no op uses it).
+    Bench,
 }
 
 /// A WGSL file: its name under `shaders/` and its text.
@@ -33,7 +35,7 @@ const TILE: Wgsl = (
 );
 
 impl Module {
-    pub const ALL: [Module; 7] = [
+    pub const ALL: [Module; 8] = [
         Module::Matmul,
         Module::Conv2d,
         Module::Pool,
@@ -41,6 +43,7 @@ impl Module {
         Module::Elementwise,
         Module::Optim,
         Module::Reduce,
+        Module::Bench,
     ];
 
     /// The shader file itself (without the shared code).
@@ -59,6 +62,7 @@ impl Module {
             ),
             Module::Optim => ("optim.wgsl", include_str!("../../../shaders/optim.wgsl")),
             Module::Reduce => ("reduce.wgsl", include_str!("../../../shaders/reduce.wgsl")),
+            Module::Bench => ("bench.wgsl", include_str!("../../../shaders/bench.wgsl")),
         }
     }
 
@@ -69,6 +73,7 @@ impl Module {
             Module::Conv2d => &[TILE, GRID, TREE],
             Module::Reduce => &[GRID, TREE],
             Module::Pool | Module::Softmax | Module::Elementwise | Module::Optim => &[GRID],
+            Module::Bench => &[],
         }
     }
 
@@ -286,10 +291,12 @@ pub(crate) mod k {
     );
     kernel!(SGD, "sgd_step", Optim, "sgd", [], [R, W, W, W]);
     kernel!(ADAM, "adam_step", Optim, "adam", [], [R, W, W, W]);
+    kernel!(BENCH_FMA, "bench_fma_chain", Bench, "fma_chain", [], [R, W]);
+    kernel!(BENCH_COPY, "bench_copy", Bench, "copy", [], [R, W]);
 }
 
 /// Every kernel of the table (for the feature union and the tests).
-pub(crate) const ALL_KERNELS: [&Kernel; 29] = [
+pub(crate) const ALL_KERNELS: [&Kernel; 31] = [
     &k::MATMUL_NN,
     &k::MATMUL_NT,
     &k::MATMUL_TN,
@@ -319,6 +326,8 @@ pub(crate) const ALL_KERNELS: [&Kernel; 29] = [
     &k::COUNT_CORRECT,
     &k::SGD,
     &k::ADAM,
+    &k::BENCH_FMA,
+    &k::BENCH_COPY,
 ];
 
 /// Optional features some kernel uses: requested from adapters that offer them, never
