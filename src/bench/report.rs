@@ -285,12 +285,8 @@ fn check_date(date: &str) -> std::result::Result<(), String> {
 }
 
 fn validate_device(d: &DeviceReport) -> std::result::Result<(), String> {
-    if d.id != "cpu"
-        && !d
-            .id
-            .strip_prefix("gpu:")
-            .is_some_and(|n| n.parse::<usize>().is_ok())
-    {
+    let gpu_index = d.id.strip_prefix("gpu:").map(str::parse::<usize>);
+    if d.id != "cpu" && !matches!(gpu_index, Some(Ok(_))) {
         return Err(format!("device id `{}` is neither `cpu` nor `gpu:N`", d.id));
     }
     for p in d.peak_flops.iter().chain(&d.peak_bandwidth) {
