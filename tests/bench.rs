@@ -152,6 +152,18 @@ fn a_report_round_trips_and_validates() {
     assert_eq!(r.rows[2].pct_of_peak, None, "img/s rows have no peak");
     let back = Report::from_json(&r.to_json()).unwrap();
     assert_eq!(back, r);
+    // A figure the clock could not measure becomes an error, and the report stays valid.
+    let mut odd = cpu_report();
+    odd.rows[1].value = Some(f64::INFINITY);
+    odd.drop_unmeasurable();
+    odd.fill_percentages();
+    assert_eq!(odd.validate(), Ok(()));
+    assert!(odd.rows[1]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("no measurable time"));
+    assert_eq!(odd.rows[1].pct_of_peak, None);
     // Through a file, as users keep them.
     let dir = tmp();
     let path = dir.path().join("cpu.json");

@@ -254,6 +254,7 @@ pub fn run(cfg: &BenchConfig, obs: &mut dyn Observer) -> Result<Report> {
     if cfg.devices != DeviceChoice::Cpu {
         bench_gpus(cfg, &mut report, obs)?;
     }
+    report.drop_unmeasurable();
     report.fill_percentages();
     report.seconds = started.elapsed().as_secs_f64();
     report

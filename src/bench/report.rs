@@ -171,6 +171,17 @@ impl Report {
         self.devices.iter().find(|d| d.id == id)
     }
 
+    /// Turns a figure that is not a positive number (a workload too short for the clock)
+    /// into an error saying so, so the report stays valid.
+    pub fn drop_unmeasurable(&mut self) {
+        for r in &mut self.rows {
+            if let Some(v) = r.value.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                r.value = None;
+                r.error = Some(format!("no measurable time (figure {v})"));
+            }
+        }
+    }
+
     /// Fills each GFLOP/s and GB/s row's `pct_of_peak` and `peak` from its device's peaks.
     pub fn fill_percentages(&mut self) {
         let devices = self.devices.clone();
