@@ -14,6 +14,7 @@
 //! - reductions combine fixed-size chunks in a fixed order, so results do not depend on the
 //!   number of threads.
 
+pub mod bench;
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;

@@ -65,6 +65,10 @@ pub enum Command {
     Study(StudyArgs),
     /// List the compute devices: every GPU adapter and the CPU backend.
     Devices,
+    /// Benchmark this machine: each device's measured peaks, every kernel, the training
+    /// step; a table, or a JSON report (--json, --out). --device all (default), cpu, gpu or
+    /// gpu:N. Or compare reports: --compare A.json B.json … [--chart FILE.png].
+    Bench(BenchArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -145,6 +149,25 @@ pub struct KdOpts {
     /// Weight of the distillation term, in [0, 1]. Default 0.9.
     #[arg(long)]
     pub alpha: Option<f32>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct BenchArgs {
+    /// Smaller shapes and budgets (under a minute on 2 CPU cores).
+    #[arg(long)]
+    pub quick: bool,
+    /// Also measure software adapters (lavapipe), with small shapes.
+    #[arg(long)]
+    pub software: bool,
+    /// Write the JSON report to FILE (atomically).
+    #[arg(long, value_name = "FILE.json")]
+    pub out: Option<PathBuf>,
+    /// Compare reports instead of measuring: a markdown table on stdout.
+    #[arg(long, num_args = 1.., value_name = "REPORT.json")]
+    pub compare: Vec<PathBuf>,
+    /// With --compare: also draw the % of peak of every row as a PNG bar chart.
+    #[arg(long, value_name = "FILE.png", requires = "compare")]
+    pub chart: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Default)]

@@ -2,6 +2,7 @@
 //! (`commands`), and the shared pieces here (devices, errors, output).
 
 mod args;
+mod bench;
 mod commands;
 mod progress;
 
@@ -107,6 +108,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             commands::study(&ctx, a)
         }
         Command::Devices => devices(&ctx),
+        Command::Bench(a) => bench::bench(&ctx, a),
     }
 }
 

@@ -9,12 +9,14 @@
 //! - [`profiler`]: per-kernel GPU time from timestamp queries;
 //! - [`launch`]: operand checks, allocation and dispatch shared by all kernels;
 //! - [`families`]: launchers shared by the kernels of one module (softmax family, conv, …);
-//! - [`kernels`]: the [`Backend`](super::Backend) implementation, one method per kernel.
+//! - [`kernels`]: the [`Backend`](super::Backend) implementation, one method per kernel;
+//! - [`bench_kernels`]: the peak kernels of `distill bench` (crate-internal, not in the trait).
 //!
 //! Ops record dispatches into one pending encoder; [`Backend::flush`](super::Backend::flush)
 //! submits it and `download_*` submits and waits. Errors wgpu reports asynchronously
 //! (validation, out of memory, device lost) come back from the next backend call.
 
+mod bench_kernels;
 mod context;
 mod exec;
 mod families;

@@ -187,6 +187,16 @@ shader_params! {
     }
 }
 
+shader_params! {
+    /// bench.wgsl: `len` vec4s to copy; the FMA chains' steps and operands.
+    BenchParams for Bench {
+        len: u32,
+        iters: u32,
+        x: f32,
+        y: f32,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +215,7 @@ mod tests {
             of::<OptimParams>(),
             of::<ReduceParams>(),
             of::<MseParams>(),
+            of::<BenchParams>(),
         ]
     }
 

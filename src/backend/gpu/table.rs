@@ -13,6 +13,8 @@ pub(crate) enum Module {
     Optim,
     Reduce,
     Mse,
+    /// The device peaks `distill bench` measures (no op uses it).
+    Bench,
 }
 
 /// A WGSL file: its name under `shaders/` and its text.
@@ -34,7 +36,7 @@ const TILE: Wgsl = (
 );
 
 impl Module {
-    pub const ALL: [Module; 8] = [
+    pub const ALL: [Module; 9] = [
         Module::Matmul,
         Module::Conv2d,
         Module::Pool,
@@ -43,6 +45,7 @@ impl Module {
         Module::Optim,
         Module::Reduce,
         Module::Mse,
+        Module::Bench,
     ];
 
     /// The shader file itself (without the shared code).
@@ -62,6 +65,7 @@ impl Module {
             Module::Optim => ("optim.wgsl", include_str!("../../../shaders/optim.wgsl")),
             Module::Reduce => ("reduce.wgsl", include_str!("../../../shaders/reduce.wgsl")),
             Module::Mse => ("mse.wgsl", include_str!("../../../shaders/mse.wgsl")),
+            Module::Bench => ("bench.wgsl", include_str!("../../../shaders/bench.wgsl")),
         }
     }
 
@@ -72,6 +76,7 @@ impl Module {
             Module::Conv2d => &[TILE, GRID, TREE],
             Module::Reduce | Module::Mse => &[GRID, TREE],
             Module::Pool | Module::Softmax | Module::Elementwise | Module::Optim => &[GRID],
+            Module::Bench => &[],
         }
     }
 
@@ -290,10 +295,12 @@ pub(crate) mod k {
     kernel!(SGD, "sgd_step", Optim, "sgd", [], [R, W, W, W]);
     kernel!(ADAM, "adam_step", Optim, "adam", [], [R, W, W, W]);
     kernel!(MSE_LOSS, "mse_loss", Mse, "partial", [], [R, R, W, W]);
+    kernel!(BENCH_FMA, "bench_fma_chain", Bench, "fma_chain", [], [R, W]);
+    kernel!(BENCH_COPY, "bench_copy", Bench, "copy", [], [R, W]);
 }
 
 /// Every kernel of the table (for the feature union and the tests).
-pub(crate) const ALL_KERNELS: [&Kernel; 30] = [
+pub(crate) const ALL_KERNELS: [&Kernel; 32] = [
     &k::MATMUL_NN,
     &k::MATMUL_NT,
     &k::MATMUL_TN,
@@ -324,6 +331,8 @@ pub(crate) const ALL_KERNELS: [&Kernel; 30] = [
     &k::SGD,
     &k::ADAM,
     &k::MSE_LOSS,
+    &k::BENCH_FMA,
+    &k::BENCH_COPY,
 ];
 
 /// Optional features some kernel uses: requested from adapters that offer them, never

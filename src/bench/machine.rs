@@ -1,0 +1,264 @@
+//! What identifies the machine a report comes from: the CPU (model, cores, SIMD levels, cache
+//! sizes and the GEMM blocking derived from them), each GPU adapter (name, vendor and device
+//! ids, driver, backend, the limits and features the engine uses), distill's version and
+//! commit, and the UTC date.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::gpu::GpuBackend;
+use distill_kernels::simd;
+
+/// The host CPU as the CPU backend sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    pub cpu_model: String,
+    /// Logical CPUs the OS gives this process.
+    pub logical_cpus: usize,
+    /// Threads of the CPU backend (rayon).
+    pub threads: usize,
+    /// The SIMD level the CPU kernels run at (`DISTILL_CPU` may lower it).
+    pub simd_level: String,
+    /// Every level this CPU can run, narrowest first.
+    pub simd_levels: Vec<String>,
+    pub caches: Caches,
+    /// The GEMM's register tile and cache blocking at `simd_level`.
+    pub gemm_blocking: String,
+    /// `linux`, `macos`, `windows`, …
+    pub os: String,
+    /// `x86_64`, `aarch64`, …
+    pub arch: String,
+}
+
+/// Cache sizes in bytes (per core for L1d and L2) and where they were read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Caches {
+    pub l1d_bytes: usize,
+    pub l2_bytes: usize,
+    pub l3_bytes: usize,
+    /// `sysfs`, `cpuid` or `default`.
+    pub source: String,
+}
+
+/// A GPU adapter as the bench opened it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterDetails {
+    pub name: String,
+    /// PCI vendor id, hex (`0x10de` NVIDIA, `0x1002` AMD, `0x8086` Intel, `0x10005` Mesa).
+    pub vendor: String,
+    /// PCI device id, hex.
+    pub device_id: String,
+    pub driver: String,
+    pub driver_info: String,
+    /// `Vulkan`, `Metal` or `Dx12`.
+    pub backend: String,
+    pub device_type: String,
+    /// The device limits the kernels depend on, as the device was opened.
+    pub limits_used: BTreeMap<String, u64>,
+    /// The optional features the device was opened with (timestamp queries, …).
+    pub features_used: Vec<String>,
+}
+
+/// The machine running this process.
+pub fn this_machine() -> Machine {
+    let level = simd::level();
+    let c = simd::cache_sizes();
+    Machine {
+        cpu_model: cpu_model(),
+        logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: rayon::current_num_threads(),
+        simd_level: level.name().into(),
+        simd_levels: simd::available().iter().map(|l| l.name().into()).collect(),
+        caches: Caches {
+            l1d_bytes: c.l1d,
+            l2_bytes: c.l2,
+            l3_bytes: c.l3,
+            source: c.source.into(),
+        },
+        gemm_blocking: distill_kernels::gemm::blocking(level).to_string(),
+        os: std::env::consts::OS.into(),
+        arch: std::env::consts::ARCH.into(),
+    }
+}
+
+/// The CPU's model name: /proc/cpuinfo, else the CPUID brand string, else "unknown".
+fn cpu_model() -> String {
+    let from_proc = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        });
+    from_proc
+        .or_else(cpuid_brand)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// CPUID leaves 0x80000002..4: the 48-byte brand string.
+#[cfg(target_arch = "x86_64")]
+fn cpuid_brand() -> Option<String> {
+    use std::arch::x86_64::__cpuid;
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 CPU; the brand leaves only when reported.
+    let max = unsafe { __cpuid(0x8000_0000) }.eax;
+    if max < 0x8000_0004 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(48);
+    for leaf in 0x8000_0002u32..=0x8000_0004 {
+        #[allow(unused_unsafe)]
+        // SAFETY: as above; the leaf is within the reported range.
+        let r = unsafe { __cpuid(leaf) };
+        for w in [r.eax, r.ebx, r.ecx, r.edx] {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    let s = String::from_utf8_lossy(&bytes)
+        .trim_matches(char::from(0))
+        .trim()
+        .to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpuid_brand() -> Option<String> {
+    None
+}
+
+/// What the bench reports about an open adapter.
+pub fn adapter_details(g: &GpuBackend) -> AdapterDetails {
+    let info = g.adapter_info();
+    let l = g.limits();
+    let limits_used = [
+        ("max_buffer_size", l.max_buffer_size),
+        (
+            "max_storage_buffer_binding_size",
+            l.max_storage_buffer_binding_size,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            l.max_compute_workgroup_size_x.into(),
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            l.max_compute_invocations_per_workgroup.into(),
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            l.max_compute_workgroup_storage_size.into(),
+        ),
+        (
+            "max_compute_workgroups_per_dimension",
+            l.max_compute_workgroups_per_dimension.into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let features_used = g
+        .features()
+        .iter_names()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    AdapterDetails {
+        name: info.name,
+        vendor: format!("{:#06x}", info.vendor),
+        device_id: format!("{:#06x}", info.device),
+        driver: info.driver,
+        driver_info: info.driver_info,
+        backend: format!("{:?}", info.backend),
+        device_type: device_type_name(info.device_type).into(),
+        limits_used,
+        features_used,
+    }
+}
+
+/// The device type as `distill devices` words it.
+pub(crate) fn device_type_name(t: wgpu::DeviceType) -> &'static str {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+        wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+        wgpu::DeviceType::VirtualGpu => "virtual GPU",
+        wgpu::DeviceType::Cpu => "software",
+        wgpu::DeviceType::Other => "other",
+    }
+}
+
+/// distill's version (Cargo.toml).
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// The short git commit the binary was built from (build.rs), or `unknown`.
+pub fn git_commit() -> &'static str {
+    option_env!("DISTILL_GIT_COMMIT").unwrap_or("unknown")
+}
+
+/// Now, UTC: (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ`).
+pub fn utc_now() -> (String, String) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc_stamp(secs)
+}
+
+/// Seconds since 1970-01-01 UTC → (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ`).
+pub fn utc_stamp(secs: u64) -> (String, String) {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    let date = format!("{y:04}-{m:02}-{d:02}");
+    let time = format!(
+        "{date}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
+    (date, time)
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(
+            utc_stamp(0),
+            ("1970-01-01".into(), "1970-01-01T00:00:00Z".into())
+        );
+        // 2000-02-29 12:34:56 UTC (a leap day).
+        assert_eq!(utc_stamp(951_827_696).1, "2000-02-29T12:34:56Z");
+        assert_eq!(utc_stamp(1_796_083_200).0, "2026-12-01");
+    }
+
+    #[test]
+    fn the_machine_names_itself() {
+        let m = this_machine();
+        assert!(!m.cpu_model.is_empty());
+        assert!(m.logical_cpus >= 1 && m.threads >= 1);
+        assert!(m.simd_levels.contains(&"scalar".to_string()));
+        assert!(m.simd_levels.contains(&m.simd_level));
+        assert!(m.caches.l1d_bytes > 0 && m.caches.l2_bytes > 0);
+    }
+}

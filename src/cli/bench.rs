@@ -1,0 +1,137 @@
+//! `distill bench`: turns the flags into a [`BenchConfig`], calls [`distill::bench::run`] (or
+//! [`compare_files`]) and prints the table, the JSON report or the comparison. Progress on
+//! stderr in the style of progress.rs: a bar per device where stderr is a terminal, a line
+//! per row otherwise.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use distill::bench::table::fmt_value;
+use distill::bench::{
+    compare_files, render_table, BenchConfig, DeviceChoice, Observer, Row, Sections,
+};
+
+use super::args::BenchArgs;
+use super::progress::Mode;
+use super::Ctx;
+
+/// `distill bench`.
+pub fn bench(ctx: &Ctx, a: BenchArgs) -> Result<()> {
+    if !a.compare.is_empty() {
+        let cmp = compare_files(&a.compare)?;
+        if let Some(png) = &a.chart {
+            cmp.chart(png)
+                .with_context(|| format!("cannot write the chart {}", png.display()))?;
+            ctx.note(&format!("wrote {}", png.display()));
+        }
+        print!("{}", cmp.markdown());
+        return Ok(());
+    }
+    let devices = DeviceChoice::parse(ctx.global.device.as_deref().unwrap_or("all"))?;
+    let cfg = BenchConfig {
+        quick: a.quick,
+        devices,
+        software: a.software,
+        sections: Sections {
+            peaks: true,
+            kernels: true,
+            train: true,
+        },
+    };
+    let mut progress = BenchProgress::new(ctx.mode);
+    let report = distill::bench::run(&cfg, &mut progress)?;
+    progress.finish();
+    if let Some(out) = &a.out {
+        report
+            .save(out)
+            .with_context(|| format!("cannot write the report {}", out.display()))?;
+        ctx.note(&format!("wrote {}", out.display()));
+    }
+    if ctx.global.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", render_table(&report));
+    }
+    Ok(())
+}
+
+/// Progress of a bench run on stderr.
+struct BenchProgress {
+    mode: Mode,
+    bar: Option<ProgressBar>,
+    device: String,
+    errors: usize,
+}
+
+impl BenchProgress {
+    fn new(mode: Mode) -> BenchProgress {
+        BenchProgress {
+            mode,
+            bar: None,
+            device: String::new(),
+            errors: 0,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        if self.mode == Mode::Lines && !self.device.is_empty() {
+            eprintln!("{}: done ({} rows with errors)", self.device, self.errors);
+        }
+    }
+}
+
+impl Observer for BenchProgress {
+    fn device(&mut self, id: &str, name: &str, steps: usize) {
+        self.finish();
+        self.device = id.to_string();
+        self.errors = 0;
+        match self.mode {
+            Mode::Quiet => {}
+            Mode::Lines => eprintln!("{id}: {name}: measuring {steps} rows"),
+            Mode::Bars => {
+                let bar =
+                    ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>8} [{bar:24}] {pos}/{len}  {msg}  {elapsed_precise}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(id.to_string());
+                bar.enable_steady_tick(Duration::from_millis(200));
+                self.bar = Some(bar);
+            }
+        }
+    }
+
+    fn row(&mut self, row: &Row) {
+        if row.error.is_some() {
+            self.errors += 1;
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(format!("{} {}", row.kernel, row.shape));
+        } else if self.mode == Mode::Lines {
+            let what = match (row.value, &row.error) {
+                (Some(v), _) => format!("{} {}", fmt_value(v), row.unit.name()),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "-".into(),
+            };
+            eprintln!("  {} {} {}: {what}", row.device, row.kernel, row.shape);
+        }
+    }
+
+    fn message(&mut self, text: &str) {
+        match (&self.bar, self.mode) {
+            (_, Mode::Quiet) => {}
+            (Some(bar), _) => bar.println(text),
+            (None, _) => eprintln!("{text}"),
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! `distill bench`: the report's JSON round-trips and validates; malformed and missing reports
+//! are clear errors (library and CLI); `--compare` gives the expected table and a chart; the
+//! PyTorch yardstick's output is parsed or refused; and the real `distill bench --quick` runs
+//! on the CPU and gives a valid report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use distill::bench::compare::compare;
+use distill::bench::machine::{AdapterDetails, Caches, Machine};
+use distill::bench::timing::Timing;
+use distill::bench::yardstick::{self, Outcome};
+use distill::bench::{render_table, DeviceReport, Peak, Report, Row, Status, Unit};
+
+fn machine() -> Machine {
+    Machine {
+        cpu_model: "Test CPU".into(),
+        logical_cpus: 2,
+        threads: 2,
+        simd_level: "avx2+fma".into(),
+        simd_levels: vec!["scalar".into(), "avx2+fma".into()],
+        caches: Caches {
+            l1d_bytes: 32 << 10,
+            l2_bytes: 512 << 10,
+            l3_bytes: 32 << 20,
+            source: "sysfs".into(),
+        },
+        gemm_blocking: "avx2+fma: tile 6×16".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+    }
+}
+
+fn device(id: &str, software: bool, flops: f64, bw: f64) -> DeviceReport {
+    DeviceReport {
+        id: id.into(),
+        kind: if id == "cpu" { "cpu" } else { "software" }.into(),
+        name: format!("{id} device"),
+        software,
+        status: Status::Ok,
+        note: None,
+        adapter: (id != "cpu").then(|| AdapterDetails {
+            name: "llvmpipe".into(),
+            vendor: "0x10005".into(),
+            device_id: "0x0000".into(),
+            driver: "llvmpipe".into(),
+            driver_info: "Mesa".into(),
+            backend: "Vulkan".into(),
+            device_type: "software".into(),
+            limits_used: BTreeMap::from([("max_buffer_size".to_string(), 1u64 << 31)]),
+            features_used: vec!["TIMESTAMP_QUERY".into()],
+        }),
+        peak_flops: Some(Peak {
+            label: format!("{id} fma-chain"),
+            value: flops,
+        }),
+        peak_bandwidth: Some(Peak {
+            label: format!("{id} stream copy"),
+            value: bw,
+        }),
+    }
+}
+
+fn row(dev: &str, group: &str, kernel: &str, shape: &str, unit: Unit, value: f64) -> Row {
+    let mut r = Row::new(dev, group, kernel, shape, unit);
+    r.value = Some(value);
+    r.calls = Some(10);
+    r.timing = if dev == "cpu" {
+        Timing::Wall
+    } else {
+        Timing::GpuTimestamps
+    };
+    r
+}
+
+/// A small report of one device: a GEMM, a GB/s kernel, a training row, a latency row, and
+/// one row that failed.
+fn report(dev: DeviceReport, gemm: f64, relu: f64, train: f64, latency_ms: f64) -> Report {
+    let id = dev.id.clone();
+    let mut failed = Row::new(&id, "matmul", "matmul NN", "4096x4096x4096", Unit::Gflops);
+    failed.error = Some("out of memory".into());
+    let mut r = Report {
+        schema_version: distill::bench::report::SCHEMA_VERSION,
+        distill_version: "0.1.0".into(),
+        git_commit: "abc1234".into(),
+        date: "2026-12-01".into(),
+        started_utc: "2026-12-01T12:00:00Z".into(),
+        quick: true,
+        seconds: 12.5,
+        machine: machine(),
+        devices: vec![dev],
+        rows: vec![
+            row(
+                &id,
+                "matmul",
+                "matmul NN",
+                "128x128x128",
+                Unit::Gflops,
+                gemm,
+            ),
+            row(&id, "elementwise", "relu", "65536", Unit::Gbps, relu),
+            row(
+                &id,
+                "train",
+                "student train b2",
+                "1x28x28",
+                Unit::ImagesPerSec,
+                train,
+            ),
+            row(
+                &id,
+                "latency",
+                "student latency b1",
+                "1x28x28",
+                Unit::Ms,
+                latency_ms,
+            ),
+            failed,
+        ],
+    };
+    r.fill_percentages();
+    r
+}
+
+fn cpu_report() -> Report {
+    report(device("cpu", false, 100.0, 20.0), 50.0, 10.0, 400.0, 0.5)
+}
+
+fn gpu_report() -> Report {
+    report(device("gpu:0", true, 10.0, 2.0), 1.0, 0.5, 2.0, 10.0)
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_report_round_trips_and_validates() {
+    let r = cpu_report();
+    assert_eq!(r.validate(), Ok(()));
+    assert_eq!(r.rows[0].pct_of_peak, Some(50.0));
+    assert_eq!(r.rows[0].peak.as_deref(), Some("cpu fma-chain"));
+    assert_eq!(r.rows[1].pct_of_peak, Some(50.0));
+    assert_eq!(r.rows[1].peak.as_deref(), Some("cpu stream copy"));
+    assert_eq!(r.rows[2].pct_of_peak, None, "img/s rows have no peak");
+    let back = Report::from_json(&r.to_json()).unwrap();
+    assert_eq!(back, r);
+    // A figure the clock could not measure becomes an error, and the report stays valid.
+    let mut odd = cpu_report();
+    odd.rows[1].value = Some(f64::INFINITY);
+    odd.drop_unmeasurable();
+    odd.fill_percentages();
+    assert_eq!(odd.validate(), Ok(()));
+    assert!(odd.rows[1]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("no measurable time"));
+    assert_eq!(odd.rows[1].pct_of_peak, None);
+    // Through a file, as users keep them.
+    let dir = tmp();
+    let path = dir.path().join("cpu.json");
+    gpu_report().save(&path).unwrap();
+    assert_eq!(Report::load(&path).unwrap(), gpu_report());
+}
+
+/// `r` as JSON, changed by `f`.
+fn mutated(r: &Report, f: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut v = serde_json::to_value(r).unwrap();
+    f(&mut v);
+    v.to_string()
+}
+
+#[test]
+fn malformed_reports_are_clear_errors() {
+    let r = cpu_report();
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".into(), "not JSON"),
+        ("[1, 2]".into(), "no schema_version"),
+        (
+            mutated(&r, |v| v["schema_version"] = 99.into()),
+            "schema_version 99",
+        ),
+        (
+            mutated(&r, |v| {
+                v.as_object_mut().unwrap().remove("machine");
+            }),
+            "missing field `machine`",
+        ),
+        (
+            mutated(&r, |v| v["rows"][0]["unit"] = "furlongs".into()),
+            "unknown variant `furlongs`",
+        ),
+        (
+            mutated(&r, |v| v["rows"][0]["device"] = "gpu:7".into()),
+            "no device `gpu:7`",
+        ),
+        (
+            mutated(&r, |v| v["rows"][0]["pct_of_peak"] = 12.0.into()),
+            "pct_of_peak 12",
+        ),
+        (
+            mutated(&r, |v| v["rows"][0]["error"] = "boom".into()),
+            "both a value and an error",
+        ),
+        (
+            mutated(&r, |v| v["rows"][1]["value"] = (-1.0).into()),
+            "not a positive number",
+        ),
+        (
+            mutated(&r, |v| v["date"] = "1 Dec 2026".into()),
+            "not YYYY-MM-DD",
+        ),
+        (
+            mutated(&r, |v| v["devices"][0]["id"] = "tpu".into()),
+            "neither `cpu` nor `gpu:N`",
+        ),
+        (
+            mutated(&r, |v| v["devices"][0]["status"] = "skipped".into()),
+            "without a note",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = Report::from_json(&text).unwrap_err();
+        assert!(e.contains(want), "want `{want}` in: {e}");
+    }
+    // A file: the error names it.
+    let dir = tmp();
+    let bad = write(dir.path(), "bad.json", "{\"schema_version\": 1}");
+    let e = Report::load(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.json") && e.contains("missing field"), "{e}");
+    let e = Report::load(&dir.path().join("missing.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing.json"), "{e}");
+}
+
+#[test]
+fn compare_lines_up_two_reports() {
+    let cmp = compare(&[
+        ("cpu.json".into(), cpu_report()),
+        ("lavapipe.json".into(), gpu_report()),
+    ])
+    .unwrap();
+    assert_eq!(cmp.columns.len(), 2);
+    let md = cmp.markdown();
+    let expected_head = "\
+| kernel | shape | unit | A: cpu | B: gpu:0 | B / A |
+|---|---|---|---:|---:|---:|
+| f32 FMA peak | reference peak | GFLOP/s | 100.0 | 10.0 | 0.100× |
+| memory bandwidth | reference peak | GB/s | 20.0 | 2.00 | 0.100× |
+| matmul NN | 128x128x128 | GFLOP/s | 50.0 (50%) | 1.00 (10%) | 0.0200× |
+| relu | 65536 | GB/s | 10.0 (50%) | 0.500 (25%) | 0.0500× |
+| student train b2 | 1x28x28 | img/s | 400.0 | 2.00 | 0.00500× |
+| student latency b1 | 1x28x28 | ms | 0.500 | 10.0 | 0.0500× |
+";
+    assert!(md.starts_with(expected_head), "{md}");
+    assert!(md.contains("**A**: `cpu.json` cpu"), "{md}");
+    assert!(md.contains("cpu fma-chain = 100.0 GFLOP/s"), "{md}");
+    assert!(md.contains("gpu:0 stream copy = 2.00 GB/s"), "{md}");
+    // The failed row has no figure, so no line.
+    assert!(!md.contains("4096x4096"), "{md}");
+
+    let dir = tmp();
+    let png = dir.path().join("cmp.png");
+    cmp.chart(&png).unwrap();
+    let img = image::open(&png).unwrap();
+    assert!(img.width() >= 800 && img.height() > 100);
+}
+
+#[test]
+fn the_table_names_every_peak() {
+    let t = render_table(&cpu_report());
+    assert!(
+        t.contains("GFLOP/s rows vs cpu fma-chain = 100.0 GFLOP/s"),
+        "{t}"
+    );
+    assert!(
+        t.contains("GB/s rows vs cpu stream copy = 20.0 GB/s"),
+        "{t}"
+    );
+    assert!(t.contains("matmul NN") && t.contains("50.0%"), "{t}");
+    assert!(t.contains("out of memory"), "{t}");
+}
+
+fn distill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .env(
+            "XDG_RUNTIME_DIR",
+            std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
+        )
+        .output()
+        .expect("run distill")
+}
+
+#[test]
+fn the_cli_compares_and_refuses_bad_reports() {
+    let dir = tmp();
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    cpu_report().save(&a).unwrap();
+    gpu_report().save(&b).unwrap();
+    let png = dir.path().join("c.png");
+    let (a, b, png) = (
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        png.to_str().unwrap(),
+    );
+    let out = distill(&["bench", "--compare", a, b, "--chart", png]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        md.contains("| matmul NN | 128x128x128 | GFLOP/s | 50.0 (50%) |"),
+        "{md}"
+    );
+    assert!(Path::new(png).is_file());
+
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        "{\"schema_version\": 1, \"rows\": 3}",
+    );
+    for (file, want) in [
+        (bad.to_str().unwrap(), "bad.json"),
+        ("/no/such/report.json", "/no/such/report.json"),
+    ] {
+        let out = distill(&["bench", "--compare", a, file]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(want) && err.contains("error:"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = distill(&["bench", "--device", "tpu"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected all, cpu, gpu or gpu:N"));
+}
+
+/// A fake interpreter: answers `-c import torch` with `torch_exit`, then prints `stdout` and
+/// exits with `exit`.
+#[cfg(unix)]
+fn fake_python(dir: &Path, torch_exit: i32, stdout: &str, exit: i32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let text = format!(
+        "#!/bin/sh\nif [ \"$1\" = \"-c\" ]; then exit {torch_exit}; fi\ncat <<'JSON'\n{stdout}\nJSON\necho 'a message' >&2\nexit {exit}\n"
+    );
+    let p = write(
+        dir,
+        &format!("python-{torch_exit}-{exit}-{}", stdout.len()),
+        &text,
+    );
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[cfg(unix)]
+#[test]
+fn the_yardstick_output_is_parsed_or_refused() {
+    let dir = tmp();
+    let script = write(
+        dir.path(),
+        "yardstick.py",
+        "# the fake interpreter ignores it\n",
+    );
+    let good = r#"{"torch_version": "2.15.0", "threads": 2, "rows": [{"name": "teacher train b128", "img_per_s": 675.0, "iters": 3}, {"name": "student train b128", "img_per_s": 1864.0}]}"#;
+    let py = fake_python(dir.path(), 0, good, 0);
+    match yardstick::run(&py, &script, 2, 0.1).unwrap() {
+        Outcome::Ran(y) => {
+            assert_eq!(y.torch_version, "2.15.0");
+            assert_eq!(y.rows.len(), 2);
+            assert_eq!(y.rows[0].img_per_s, 675.0);
+            let mut mine = Row::new("cpu", "train", "teacher train b128", "", Unit::ImagesPerSec);
+            mine.value = Some(1350.0);
+            let side = yardstick::side_by_side(&[mine], &y);
+            assert!(
+                side.contains("teacher train b128") && side.contains("2.00x"),
+                "{side}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Malformed output, a failing script, a row without a positive rate.
+    for (stdout, exit, want) in [
+        ("torch says hello", 0, "malformed output"),
+        (
+            "{\"torch_version\": \"2\", \"threads\": 2}",
+            0,
+            "malformed output",
+        ),
+        (good, 1, "a message"),
+        (
+            r#"{"torch_version": "2", "threads": 2, "rows": [{"name": "x", "img_per_s": 0.0}]}"#,
+            0,
+            "img_per_s is 0",
+        ),
+    ] {
+        let py = fake_python(dir.path(), 0, stdout, exit);
+        let e = yardstick::run(&py, &script, 2, 0.1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "want `{want}` in: {e}");
+    }
+    // No torch, no interpreter, no script: skipped, with the reason.
+    let no_torch = fake_python(dir.path(), 1, good, 0);
+    let skipped = |o| matches!(o, Outcome::Skipped(_));
+    assert!(skipped(yardstick::run(&no_torch, &script, 2, 0.1).unwrap()));
+    let nowhere = dir.path().join("no-such-python");
+    assert!(skipped(yardstick::run(&nowhere, &script, 2, 0.1).unwrap()));
+    let no_script = dir.path().join("missing.py");
+    assert!(skipped(yardstick::run(&py, &no_script, 2, 0.1).unwrap()));
+}
+
+/// The real thing: `distill bench --quick --device cpu` gives a valid report whose every
+/// GFLOP/s and GB/s row names the CPU's peaks, and which compares with a GPU report.
+#[test]
+fn bench_quick_on_the_cpu_writes_a_valid_report() {
+    let dir = tmp();
+    let out_path = dir.path().join("cpu.json");
+    let out = distill(&[
+        "bench",
+        "--quick",
+        "--device",
+        "cpu",
+        "--json",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = Report::load(&out_path).unwrap();
+    let printed = Report::from_json(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(printed, r, "--json prints the report --out writes");
+    assert!(r.quick);
+    assert_eq!(r.devices.len(), 1);
+    let cpu = &r.devices[0];
+    let flops = cpu.peak_flops.as_ref().expect("a measured f32 peak");
+    assert!(cpu.peak_bandwidth.is_some());
+    // The reference is the widest level's peak.
+    let widest = r.machine.simd_levels.last().unwrap();
+    assert!(
+        flops.label.contains(widest.as_str()),
+        "{} vs {widest}",
+        flops.label
+    );
+    for group in [
+        "peak",
+        "bandwidth",
+        "matmul",
+        "conv2d",
+        "pool",
+        "softmax",
+        "elementwise",
+    ] {
+        assert!(r.rows.iter().any(|x| x.group == group), "no {group} rows");
+    }
+    for name in [
+        "teacher train b128",
+        "student kd b128",
+        "student infer b256",
+    ] {
+        let row = r.rows.iter().find(|x| x.kernel == name).expect(name);
+        assert!(row.value.is_some_and(|v| v > 0.0), "{row:?}");
+    }
+    for x in &r.rows {
+        assert!(x.error.is_none(), "{x:?}");
+        if matches!(x.unit, Unit::Gflops | Unit::Gbps) {
+            assert!(x.pct_of_peak.is_some() && x.peak.is_some(), "{x:?}");
+        }
+    }
+    let cmp = compare(&[("cpu.json".into(), r), ("gpu.json".into(), gpu_report())]).unwrap();
+    let md = cmp.markdown();
+    assert!(md.contains("| matmul NN | 128x128x128 | GFLOP/s |"), "{md}");
+}
