@@ -17,6 +17,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod ladder;
 pub mod optim;
 pub mod pool;
 pub mod rng;
