@@ -10,6 +10,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod ladder;
 pub mod model_file;
 pub mod nn;
 pub mod ops;
