@@ -110,3 +110,46 @@ fn unknown_ladders_and_bad_peaks_are_errors() {
     };
     assert!(ladder::run(&opts, &mut |_| {}).is_err());
 }
+
+#[test]
+fn cpu_conv_rungs_match_the_f64_reference() {
+    let report = check(LadderOp::Conv, LadderTarget::Cpu).expect("the CPU always runs");
+    let names = assert_correct(&report, |_, _| false);
+    let registry = distill_kernels::ladder::conv_rungs()
+        .into_iter()
+        .chain(distill_kernels::ladder::conv_weight_grad_rungs());
+    for r in registry {
+        assert!(
+            names.contains(&r.name.to_string()),
+            "{} not checked",
+            r.name
+        );
+    }
+    for level in simd::available() {
+        for name in [
+            format!("conv_production@{level}"),
+            format!("conv_wgrad_production@{level}"),
+        ] {
+            assert!(names.contains(&name), "{name} not checked");
+        }
+    }
+}
+
+#[test]
+fn gpu_conv_rungs_match_the_f64_reference() {
+    let Some(report) = check(LadderOp::Conv, LadderTarget::Gpu(None)) else {
+        return;
+    };
+    let names = assert_correct(&report, |_, _| false);
+    for name in [
+        "conv2d_01_direct",
+        "conv2d_02_im2col_gemm",
+        "conv2d_production",
+        "conv2d_01_direct (dW)",
+        "conv2d_02_im2col_gemm (dW)",
+        "conv2d_03_wgrad_split_k (dW)",
+        "conv2d_production (dW)",
+    ] {
+        assert!(names.contains(&name.to_string()), "{name} not checked");
+    }
+}

@@ -159,7 +159,7 @@ impl GpuMatmul {
         self.dev.dispatch(
             &pipe,
             bytemuck::cast_slice(&s.params),
-            &[&s.a, &s.b, &s.c],
+            &[(1, &s.a), (2, &s.b), (3, &s.c)],
             s.groups,
             reps,
         )

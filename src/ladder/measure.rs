@@ -118,6 +118,7 @@ pub(crate) fn time_all(
     shapes.sort_by(|a, b| a.flops().total_cmp(&b.flops()));
     let target_s = if quick { 0.05 } else { 0.3 };
     let mut rows: Vec<TimingRow> = Vec::new();
+    let mut passes: Vec<Pass> = Vec::new();
     for (rung, check) in s.rungs.iter_mut().zip(checks) {
         if rung.check_only() || !matches!(check.outcome, CheckOutcome::Pass { .. }) {
             continue;
@@ -158,9 +159,10 @@ pub(crate) fn time_all(
                 row.cell()
             ));
             rows.push(row);
+            passes.push(rung.pass());
         }
     }
-    add_speedups(&mut rows);
+    add_speedups(&mut rows, &passes);
     rows
 }
 
@@ -175,15 +177,19 @@ fn time_one(rung: &mut dyn LadderRung, p: &Problem, target_s: f64) -> Result<f64
     Ok(once.min(timed / reps as f64))
 }
 
-/// The speed-up of each row over the nearest earlier rung timed at the same shape.
-fn add_speedups(rows: &mut [TimingRow]) {
+/// The speed-up of each row over the nearest earlier rung of the same pass timed at the same
+/// shape.
+fn add_speedups(rows: &mut [TimingRow], passes: &[Pass]) {
     for i in 0..rows.len() {
         let Some(now) = rows[i].gflops else { continue };
         let prev = rows[..i]
             .iter()
+            .zip(passes)
             .rev()
-            .filter(|r| r.shape == rows[i].shape && r.rung != rows[i].rung)
-            .find_map(|r| r.gflops);
+            .filter(|(r, pass)| {
+                r.shape == rows[i].shape && r.rung != rows[i].rung && **pass == passes[i]
+            })
+            .find_map(|(r, _)| r.gflops);
         rows[i].speedup = prev.map(|p| now / p);
     }
 }

@@ -12,6 +12,8 @@
 //! - [`matmul_cpu`], [`matmul_gpu`], [`conv_cpu`], [`conv_gpu`]: the rungs of each ladder and
 //!   the shapes each is checked and timed at.
 
+mod conv_cpu;
+mod conv_gpu;
 mod matmul_cpu;
 mod matmul_gpu;
 mod measure;
@@ -95,11 +97,8 @@ pub fn run(opts: &LadderOptions, log: &mut dyn FnMut(&str)) -> Result<LadderRepo
     let mut session = match (opts.op, opts.target) {
         (LadderOp::Matmul, LadderTarget::Cpu) => matmul_cpu::session(opts.quick),
         (LadderOp::Matmul, LadderTarget::Gpu(i)) => matmul_gpu::session(i, opts.quick)?,
-        (LadderOp::Conv, _) => {
-            return Err(Error::InvalidArgument(
-                "the conv ladder is not built yet".into(),
-            ))
-        }
+        (LadderOp::Conv, LadderTarget::Cpu) => conv_cpu::session(opts.quick),
+        (LadderOp::Conv, LadderTarget::Gpu(i)) => conv_gpu::session(i, opts.quick)?,
     };
     log(&format!(
         "{} ladder on {}: checking {} rungs",

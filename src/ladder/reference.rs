@@ -156,3 +156,70 @@ impl Reference {
         Ok(worst)
     }
 }
+
+/// The input pixel tap `r` reads at output position `o`, or None in the padding.
+fn tap(o: usize, stride: usize, pad: usize, r: usize, size: usize) -> Option<usize> {
+    (o * stride + r).checked_sub(pad).filter(|&i| i < size)
+}
+
+/// Calls `f(out_index, weight_index, x_index)` for every product of the convolution.
+fn conv_products(s: &Conv2dShape, mut f: impl FnMut(usize, usize, usize)) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    for n in 0..s.batch {
+        for co in 0..s.out_channels {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let o = ((n * s.out_channels + co) * oh + i) * ow + j;
+                    for ci in 0..s.in_channels {
+                        for r in 0..s.kernel_h {
+                            let Some(ih) = tap(i, s.stride_h, s.pad_h, r, s.in_h) else {
+                                continue;
+                            };
+                            for c in 0..s.kernel_w {
+                                let Some(iw) = tap(j, s.stride_w, s.pad_w, c, s.in_w) else {
+                                    continue;
+                                };
+                                let wi =
+                                    ((co * s.in_channels + ci) * s.kernel_h + r) * s.kernel_w + c;
+                                let xi = ((n * s.in_channels + ci) * s.in_h + ih) * s.in_w + iw;
+                                f(o, wi, xi);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// conv2d forward (no bias) in f64.
+pub(crate) fn conv_forward_f64(s: &Conv2dShape, x: &[f32], w: &[f32]) -> Reference {
+    let mut exact = vec![0.0f64; s.output_len()];
+    let mut abs_sum = vec![0.0f64; s.output_len()];
+    conv_products(s, |o, wi, xi| {
+        let t = w[wi] as f64 * x[xi] as f64;
+        exact[o] += t;
+        abs_sum[o] += t.abs();
+    });
+    Reference {
+        exact,
+        abs_sum,
+        terms: s.in_channels * s.kernel_h * s.kernel_w,
+    }
+}
+
+/// conv2d weight gradient (summed over the batch) in f64.
+pub(crate) fn conv_weight_grad_f64(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Reference {
+    let mut exact = vec![0.0f64; s.weight_len()];
+    let mut abs_sum = vec![0.0f64; s.weight_len()];
+    conv_products(s, |o, wi, xi| {
+        let t = dy[o] as f64 * x[xi] as f64;
+        exact[wi] += t;
+        abs_sum[wi] += t.abs();
+    });
+    Reference {
+        exact,
+        abs_sum,
+        terms: s.batch * s.out_h() * s.out_w(),
+    }
+}

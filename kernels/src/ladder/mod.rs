@@ -16,7 +16,14 @@
 //! | 6 | `gemm_06_avx512` | a 14×32 tile in zmm registers (AVX-512 CPUs only) |
 //! | 7 | `gemm_07_threads` | rayon over row blocks |
 //! | top | `crate::gemm` | production: 2-D parallel tiles, masked edges, fused epilogue |
+//!
+//! The conv2d ladder (forward and weight gradient, [`ConvFn`]) has three rungs:
+//! `conv_01_direct` (the definition), `conv_02_im2col_gemm` (unfold, then the GEMM above),
+//! and the production `crate::conv` (im2col + GEMM over chunks of images in parallel, and
+//! direct kernels for thin layers).
 
+pub mod conv_01_direct;
+pub mod conv_02_im2col_gemm;
 pub mod gemm_01_naive;
 pub mod gemm_02_loop_order;
 pub mod gemm_03_cache_blocking;
@@ -27,7 +34,11 @@ pub mod gemm_07_threads;
 
 use crate::gemm::GemmShape;
 use crate::simd::SimdLevel;
-use crate::{Epilogue, Trans};
+use crate::{Conv2dShape, Epilogue, Trans};
+
+/// `f(shape, x, w_or_dy, out)`: a conv2d forward pass (`x`, `w` → `y`) or weight gradient
+/// (`x`, `dy` → `dw`), NCHW, no bias, output overwritten.
+pub type ConvFn = fn(&Conv2dShape, &[f32], &[f32], &mut [f32]);
 
 /// `f(m, k, n, a, b, c)`: `C[m×n] = A[m×k]·B[k×n]`, row-major f32, C overwritten.
 pub type GemmFn = fn(usize, usize, usize, &[f32], &[f32], &mut [f32]);
@@ -151,6 +162,86 @@ pub fn gemm_rungs() -> Vec<Rung<GemmFn>> {
             false,
         ),
     ]
+}
+
+fn conv_production(s: &Conv2dShape, x: &[f32], w: &[f32], y: &mut [f32]) {
+    check_conv_lens(s, x, w, y);
+    crate::conv::conv2d_forward(s, x, w, None, y);
+}
+
+fn conv_weight_grad_production(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    check_conv_lens(s, x, dw, dy);
+    crate::conv::conv2d_backward_weight(s, x, dy, dw);
+}
+
+/// The conv2d forward ladder, the production kernel last.
+pub fn conv_rungs() -> Vec<Rung<ConvFn>> {
+    let r = |name, teaches, run: ConvFn, naive| Rung {
+        name,
+        teaches,
+        run,
+        needs: SimdLevel::Scalar,
+        naive,
+    };
+    vec![
+        r(
+            "conv_01_direct",
+            "the definition, seven loops",
+            conv_01_direct::forward,
+            true,
+        ),
+        r(
+            "conv_02_im2col_gemm",
+            "unfold, then one GEMM per image",
+            conv_02_im2col_gemm::forward,
+            false,
+        ),
+        r(
+            "conv_production",
+            "parallel chunks, thin direct kernels",
+            conv_production,
+            false,
+        ),
+    ]
+}
+
+/// The conv2d weight-gradient ladder, the production kernel last.
+pub fn conv_weight_grad_rungs() -> Vec<Rung<ConvFn>> {
+    let r = |name, teaches, run: ConvFn, naive| Rung {
+        name,
+        teaches,
+        run,
+        needs: SimdLevel::Scalar,
+        naive,
+    };
+    vec![
+        r(
+            "conv_wgrad_01_direct",
+            "the definition, seven loops",
+            conv_01_direct::weight_grad,
+            true,
+        ),
+        r(
+            "conv_wgrad_02_im2col_gemm",
+            "unfold, then dy·colᵀ summed over images",
+            conv_02_im2col_gemm::weight_grad,
+            false,
+        ),
+        r(
+            "conv_wgrad_production",
+            "fixed batch chunks in parallel",
+            conv_weight_grad_production,
+            false,
+        ),
+    ]
+}
+
+/// The operand lengths every conv rung requires (`k` is w for the forward pass, dw for the
+/// weight gradient; `out` is y or dy).
+pub(crate) fn check_conv_lens(s: &Conv2dShape, x: &[f32], k: &[f32], out: &[f32]) {
+    assert_eq!(x.len(), s.input_len(), "x must be batch×in×h×w");
+    assert_eq!(k.len(), s.weight_len(), "weights must be out×in×kh×kw");
+    assert_eq!(out.len(), s.output_len(), "y must be batch×out×oh×ow");
 }
 
 /// The operand lengths every rung requires.

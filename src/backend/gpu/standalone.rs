@@ -173,12 +173,13 @@ impl Standalone {
     }
 
     /// Submits `reps` dispatches of `pipe` over `groups` workgroups, with `params` as the
-    /// uniform at binding 0 and `buffers` at bindings 1.. (does not wait; see [`Self::wait`]).
+    /// uniform at binding 0 and each `(binding, buffer)` of `buffers` (the bindings the entry
+    /// point uses) (does not wait; see [`Self::wait`]).
     pub fn dispatch(
         &self,
         pipe: &wgpu::ComputePipeline,
         params: &[u8],
-        buffers: &[&wgpu::Buffer],
+        buffers: &[(u32, &wgpu::Buffer)],
         groups: (u32, u32, u32),
         reps: u32,
     ) -> Result<()> {
@@ -202,9 +203,9 @@ impl Standalone {
             binding: 0,
             resource: uniform.as_entire_binding(),
         }];
-        for (i, b) in buffers.iter().enumerate() {
+        for (binding, b) in buffers {
             entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
+                binding: *binding,
                 resource: b.as_entire_binding(),
             });
         }
@@ -356,7 +357,7 @@ mod tests {
         dev.dispatch(
             &pipe,
             bytemuck::cast_slice(&[100u32, 0, 0, 0]),
-            &[&xb, &yb],
+            &[(1, &xb), (2, &yb)],
             (2, 1, 1),
             3,
         )
@@ -393,7 +394,7 @@ mod tests {
             .unwrap();
         let b = dev.zeroed(4).unwrap();
         let e = dev
-            .dispatch(&pipe, &[0; 16], &[&b, &b], (u32::MAX, 1, 1), 1)
+            .dispatch(&pipe, &[0; 16], &[(1, &b), (2, &b)], (u32::MAX, 1, 1), 1)
             .unwrap_err();
         assert!(
             matches!(&e, Error::Device(m) if m.contains("workgroups")),
