@@ -116,20 +116,24 @@ pub(crate) fn time_all(
 ) -> Vec<TimingRow> {
     let mut shapes: Vec<&Problem> = s.time_shapes.iter().collect();
     shapes.sort_by(|a, b| a.flops().total_cmp(&b.flops()));
-    let target_s = if quick { 0.05 } else { 0.3 };
-    let mut rows: Vec<TimingRow> = Vec::new();
-    let mut passes: Vec<Pass> = Vec::new();
-    for (rung, check) in s.rungs.iter_mut().zip(checks) {
-        if rung.check_only() || !matches!(check.outcome, CheckOutcome::Pass { .. }) {
-            continue;
-        }
-        let budget = if rung.naive() {
-            NAIVE_BUDGET_S
-        } else {
-            s.call_budget_s
-        };
-        let mut best_rate = 0.0f64; // flop/s
-        for p in &shapes {
+    let timed: Vec<usize> = (0..s.rungs.len())
+        .filter(|&i| {
+            !s.rungs[i].check_only() && matches!(checks[i].outcome, CheckOutcome::Pass { .. })
+        })
+        .collect();
+    // Best rate (flop/s) of each timed rung so far: predicts the next shape's call time.
+    let mut best_rate = vec![0.0f64; timed.len()];
+    let mut cells: Vec<Vec<TimingRow>> = vec![Vec::new(); timed.len()];
+    for p in shapes {
+        let mut active = Vec::new();
+        for (t, &ri) in timed.iter().enumerate() {
+            let rung = &s.rungs[ri];
+            let budget = if rung.naive() {
+                NAIVE_BUDGET_S
+            } else {
+                s.call_budget_s
+            };
+            let predicted = p.flops() / best_rate[t];
             let mut row = TimingRow {
                 rung: rung.name(),
                 shape: p.label(),
@@ -138,43 +142,86 @@ pub(crate) fn time_all(
                 speedup: None,
                 note: None,
             };
-            let predicted = p.flops() / best_rate;
-            if best_rate > 0.0 && predicted > budget {
+            if best_rate[t] > 0.0 && predicted > budget {
                 row.note = Some(format!("skipped: one call would take ~{predicted:.0} s"));
             } else {
-                match time_one(rung.as_mut(), p, target_s) {
-                    Ok(secs) => {
-                        let rate = p.flops() / secs;
-                        best_rate = best_rate.max(rate);
-                        row.gflops = Some(rate / 1e9);
-                        row.pct_peak = peak_gflops.map(|pk| 100.0 * rate / 1e9 / pk);
-                    }
-                    Err(e) => row.note = Some(format!("failed: {e}")),
-                }
+                active.push(t);
             }
+            cells[t].push(row);
+        }
+        let active_rungs: Vec<usize> = active.iter().map(|&t| timed[t]).collect();
+        let results = round_robin(&mut s.rungs, &active_rungs, p, quick);
+        for (&t, result) in active.iter().zip(results) {
+            let row = cells[t].last_mut().expect("pushed above");
+            match result {
+                Ok(secs) => {
+                    let rate = p.flops() / secs;
+                    best_rate[t] = best_rate[t].max(rate);
+                    row.gflops = Some(rate / 1e9);
+                    row.pct_peak = peak_gflops.map(|pk| 100.0 * rate / 1e9 / pk);
+                }
+                Err(e) => row.note = Some(format!("failed: {e}")),
+            }
+        }
+        for row in cells.iter().filter_map(|c| c.last()) {
             log(&format!(
                 "  time {} {}: {}",
                 row.rung,
                 row.shape,
                 row.cell()
             ));
-            rows.push(row);
-            passes.push(rung.pass());
         }
     }
+    let passes: Vec<Pass> = timed
+        .iter()
+        .zip(&cells)
+        .flat_map(|(&ri, c)| std::iter::repeat_n(s.rungs[ri].pass(), c.len()))
+        .collect();
+    let mut rows: Vec<TimingRow> = cells.into_iter().flatten().collect();
     add_speedups(&mut rows, &passes);
     rows
 }
 
-/// Seconds per call: one call, then enough repetitions to fill `target_s`; the faster.
-fn time_one(rung: &mut dyn LadderRung, p: &Problem, target_s: f64) -> Result<f64> {
-    let once = rung.time(p, 1)?.max(1e-9);
-    if once >= target_s {
-        return Ok(once);
+/// Seconds per call of each rung in `which` on `p`: the best batch of rounds that visit every
+/// rung in turn, so a quiet spell on a shared machine benefits every rung alike. The first
+/// round sizes each rung's batch (about 10 ms); calls over a second run in the first round
+/// only. Rounds go on for at least 2 and until the shape's time target is spent.
+fn round_robin(
+    rungs: &mut [Box<dyn LadderRung>],
+    which: &[usize],
+    p: &Problem,
+    quick: bool,
+) -> Vec<Result<f64>> {
+    let target = if quick { 0.2 } else { 2.0 };
+    let mut best = vec![f64::INFINITY; which.len()];
+    let mut reps = vec![1usize; which.len()];
+    let mut failed: Vec<Option<crate::Error>> = which.iter().map(|_| None).collect();
+    let start = Instant::now();
+    for round in 0..50 {
+        for (a, &ri) in which.iter().enumerate() {
+            if failed[a].is_some() || (round > 0 && best[a] > 1.0) {
+                continue;
+            }
+            match rungs[ri].time(p, reps[a]) {
+                Ok(t) => {
+                    let per_call = (t / reps[a] as f64).max(1e-9);
+                    best[a] = best[a].min(per_call);
+                    reps[a] = ((0.01 / per_call).ceil() as usize).clamp(1, 1000);
+                }
+                Err(e) => failed[a] = Some(e),
+            }
+        }
+        if round >= 1 && start.elapsed().as_secs_f64() >= target {
+            break;
+        }
     }
-    let reps = ((target_s / once).ceil() as usize).clamp(1, 1000);
-    let timed = rung.time(p, reps)?;
-    Ok(once.min(timed / reps as f64))
+    best.into_iter()
+        .zip(failed)
+        .map(|(b, f)| match f {
+            Some(e) => Err(e),
+            None => Ok(b),
+        })
+        .collect()
 }
 
 /// The speed-up of each row over the nearest earlier rung of the same pass timed at the same
