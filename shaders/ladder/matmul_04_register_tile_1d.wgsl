@@ -4,8 +4,8 @@
 // invocation 16 consecutive rows of one column, accumulated in registers. Per staged depth,
 // an invocation reads one B value into a register and reuses it for 16 FMAs with 16 A values
 // (which all invocations of a warp read at the same address: a broadcast). Workgroup-memory
-// reads per FMA fall from 2 to ~1, and the tile is 4× larger than rung 3's, so global reads
-// fall another 4×. BK = 16 depths are staged per step (4 A and 4 B floats per invocation).
+// reads per FMA fall from 2 to ~1, and the tile is 4× taller and 4× wider than rung 3's, so
+// each global element is loaded 4× less often. BK = 16 depths are staged per step (4 A and 4 B floats per invocation).
 
 struct Params {
     m: u32,
