@@ -54,12 +54,17 @@ pub struct TimingRow {
 }
 
 impl TimingRow {
-    /// `12.3 · 40% · ×2.1`, or the note.
+    /// `12.3 · 40% · ×2.10`, or the note.
     pub fn cell(&self) -> String {
         let Some(g) = self.gflops else {
             return self.note.clone().unwrap_or_else(|| "—".into());
         };
-        let mut s = format!("{g:.1}");
+        // Three decimals below 1 GFLOP/s (software adapters), one above.
+        let mut s = if g < 1.0 {
+            format!("{g:.3}")
+        } else {
+            format!("{g:.1}")
+        };
         if let Some(p) = self.pct_peak {
             s.push_str(&format!(" · {p:.0}%"));
         }
