@@ -350,3 +350,26 @@ pub(crate) fn session(index: Option<usize>, quick: bool) -> Result<Session> {
         reference: conv_reference,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ladder::conv_cpu::CHECK_SHAPES;
+
+    /// The timing path of every rung (the checks cover `compute`); no speed is asserted.
+    #[test]
+    fn every_rung_times_a_batch_of_calls() {
+        let mut s = match session(None, true) {
+            Ok(s) => s,
+            Err(e) if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+                panic!("DISTILL_REQUIRE_GPU=1 but no adapter opened: {e}")
+            }
+            Err(_) => return,
+        };
+        let p = Problem::conv(CHECK_SHAPES[2], 9);
+        for rung in s.rungs.iter_mut() {
+            let secs = rung.time(&p, 3).unwrap();
+            assert!(secs.is_finite() && secs > 0.0, "{}", rung.name());
+        }
+    }
+}

@@ -291,3 +291,26 @@ pub(crate) fn session(index: Option<usize>, quick: bool) -> Result<Session> {
         reference: matmul_reference,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The timing path of every rung (the checks cover `compute`): a small batch of calls
+    /// runs and reports a positive time. No speed is asserted.
+    #[test]
+    fn every_rung_times_a_batch_of_calls() {
+        let mut s = match session(None, true) {
+            Ok(s) => s,
+            Err(e) if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+                panic!("DISTILL_REQUIRE_GPU=1 but no adapter opened: {e}")
+            }
+            Err(_) => return,
+        };
+        let p = Problem::matmul(17, 33, 9, 7);
+        for rung in s.rungs.iter_mut().filter(|r| r.unsupported().is_none()) {
+            let secs = rung.time(&p, 3).unwrap();
+            assert!(secs.is_finite() && secs > 0.0, "{}", rung.name());
+        }
+    }
+}
