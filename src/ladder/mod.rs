@@ -7,10 +7,11 @@
 //! are the top rungs, called through their usual entry points. [`run`] is the one entry point;
 //! [`LadderReport::to_markdown`] formats what it measured.
 //!
-//! - [`reference`]: random operands, the f64 reference, the error bound;
-//! - [`measure`]: checking and timing any list of rungs (time budgets, speed-ups);
-//! - [`matmul_cpu`], [`matmul_gpu`], [`conv_cpu`], [`conv_gpu`]: the rungs of each ladder and
-//!   the shapes each is checked and timed at.
+//! - `reference`: random operands, the f64 reference, the error bound;
+//! - `measure`: checking and timing any list of rungs (time budgets, speed-ups);
+//! - `matmul_cpu`, `matmul_gpu`, `conv_cpu`, `conv_gpu`: the rungs of each ladder and the
+//!   shapes each is checked and timed at;
+//! - `report`: the rows and their markdown.
 
 mod conv_cpu;
 mod conv_gpu;
