@@ -11,6 +11,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod ladder;
 pub mod model_file;
 pub mod nn;
 pub mod ops;

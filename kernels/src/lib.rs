@@ -18,6 +18,7 @@ pub mod bench;
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod ladder;
 pub mod mse;
 pub mod optim;
 pub mod pool;

@@ -25,6 +25,7 @@ mod launch;
 mod params;
 mod pool;
 mod profiler;
+pub(crate) mod standalone;
 mod table;
 
 use std::sync::Arc;

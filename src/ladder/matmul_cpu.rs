@@ -1,0 +1,141 @@
+//! The CPU GEMM ladder (`kernels/src/ladder/gemm_*.rs`, then the production GEMM) and the
+//! shapes it is checked and timed at.
+
+use distill_kernels::ladder::{gemm_production_at, gemm_rungs, GemmFn, Rung};
+use distill_kernels::simd::{self, SimdLevel};
+
+use super::measure::{seconds, LadderRung, Pass, Session};
+use super::reference::{matmul_f64, Problem, Reference};
+use crate::Result;
+
+/// Sizes that are not multiples of any tile (MR 6/14, NR 16/32, blocks 64…), plus the
+/// degenerate 1×1×1; m×k·k×n.
+pub(crate) const CHECK_SHAPES: [(usize, usize, usize); 4] =
+    [(1, 1, 1), (17, 33, 9), (65, 127, 70), (130, 66, 257)];
+
+/// The GEMMs of the seed models at batch 128 (Fashion-MNIST 28×28): m×k·k×n.
+pub(crate) const SEED_SHAPES: [(usize, usize, usize); 4] = [
+    (128, 1000, 10),   // teacher fc2: hidden → classes
+    (128, 576, 196),   // teacher conv2 as im2col GEMM, one image: 64·3·3 → 14·14 pixels
+    (128, 3136, 500),  // student fc1
+    (128, 6272, 1000), // teacher fc1
+];
+
+pub(crate) fn check_problems() -> Vec<Problem> {
+    CHECK_SHAPES
+        .iter()
+        .enumerate()
+        .map(|(i, &(m, k, n))| Problem::matmul(m, k, n, 100 + 2 * i as u64))
+        .collect()
+}
+
+/// The seed shapes and squares; `quick`: the two small seed shapes and squares to 512.
+pub(crate) fn time_problems(quick: bool, squares: &[usize]) -> Vec<Problem> {
+    let seeds = if quick {
+        &SEED_SHAPES[..2]
+    } else {
+        &SEED_SHAPES[..]
+    };
+    let squares = if quick {
+        &squares[..squares.len().min(2)]
+    } else {
+        squares
+    };
+    seeds
+        .iter()
+        .copied()
+        .chain(squares.iter().map(|&s| (s, s, s)))
+        .enumerate()
+        .map(|(i, (m, k, n))| Problem::matmul(m, k, n, 200 + 2 * i as u64))
+        .collect()
+}
+
+pub(crate) fn matmul_reference(p: &Problem, _pass: Pass) -> Reference {
+    match p {
+        Problem::Matmul { m, k, n, a, b } => matmul_f64(*m, *k, *n, a, b),
+        Problem::Conv { .. } => unreachable!("the matmul ladder has matmul problems only"),
+    }
+}
+
+/// A rung of the kernels crate's registry.
+struct CpuGemm {
+    rung: Rung<GemmFn>,
+}
+
+/// The production GEMM at one more SIMD level (checked only: the registry's top rung is
+/// timed at the default level).
+struct ProductionAt(SimdLevel);
+
+fn operands(p: &Problem) -> (usize, usize, usize, &[f32], &[f32]) {
+    match p {
+        Problem::Matmul { m, k, n, a, b } => (*m, *k, *n, a, b),
+        Problem::Conv { .. } => unreachable!("the matmul ladder has matmul problems only"),
+    }
+}
+
+impl LadderRung for CpuGemm {
+    fn name(&self) -> String {
+        self.rung.name.to_string()
+    }
+    fn naive(&self) -> bool {
+        self.rung.naive
+    }
+    fn unsupported(&self) -> Option<String> {
+        (!self.rung.is_supported()).then(|| format!("this CPU lacks {}", self.rung.needs))
+    }
+    fn compute(&mut self, p: &Problem) -> Result<Vec<f32>> {
+        let (m, k, n, a, b) = operands(p);
+        let mut c = vec![f32::NAN; m * n];
+        (self.rung.run)(m, k, n, a, b, &mut c);
+        Ok(c)
+    }
+    fn time(&mut self, p: &Problem, reps: usize) -> Result<f64> {
+        let (m, k, n, a, b) = operands(p);
+        let mut c = vec![0.0; m * n];
+        Ok(seconds(reps, || (self.rung.run)(m, k, n, a, b, &mut c)))
+    }
+}
+
+impl LadderRung for ProductionAt {
+    fn name(&self) -> String {
+        format!("gemm_production@{}", self.0)
+    }
+    fn check_only(&self) -> bool {
+        true
+    }
+    fn compute(&mut self, p: &Problem) -> Result<Vec<f32>> {
+        let (m, k, n, a, b) = operands(p);
+        let mut c = vec![f32::NAN; m * n];
+        gemm_production_at(self.0, m, k, n, a, b, &mut c);
+        Ok(c)
+    }
+    fn time(&mut self, p: &Problem, reps: usize) -> Result<f64> {
+        let (m, k, n, a, b) = operands(p);
+        let mut c = vec![0.0; m * n];
+        Ok(seconds(reps, || {
+            gemm_production_at(self.0, m, k, n, a, b, &mut c)
+        }))
+    }
+}
+
+pub(crate) fn session(quick: bool) -> Session {
+    let mut rungs: Vec<Box<dyn LadderRung>> = gemm_rungs()
+        .into_iter()
+        .map(|rung| Box::new(CpuGemm { rung }) as Box<dyn LadderRung>)
+        .collect();
+    for level in simd::available() {
+        rungs.push(Box::new(ProductionAt(level)));
+    }
+    Session {
+        device: format!(
+            "CPU ({}, {} threads)",
+            simd::level(),
+            rayon::current_num_threads()
+        ),
+        rungs,
+        check_shapes: check_problems(),
+        time_shapes: time_problems(quick, &[256, 512, 1024, 2048, 4096]),
+        call_budget_s: 30.0,
+        reference: matmul_reference,
+    }
+}
