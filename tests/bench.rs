@@ -485,3 +485,30 @@ fn bench_quick_on_the_cpu_writes_a_valid_report() {
     let md = cmp.markdown();
     assert!(md.contains("| matmul NN | 128x128x128 | GFLOP/s |"), "{md}");
 }
+
+#[test]
+fn the_cli_runs_the_ladder_and_refuses_an_unknown_one() {
+    let out = distill(&[
+        "bench",
+        "--ladder",
+        "matmul",
+        "--check-only",
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = String::from_utf8_lossy(&out.stdout);
+    for rung in ["gemm_01_naive", "gemm_05_avx2", "gemm_production"] {
+        assert!(md.contains(&format!("`{rung}`: ")), "{md}");
+    }
+    assert!(!md.contains("WRONG"), "{md}");
+
+    let out = distill(&["bench", "--ladder", "fft"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown ladder 'fft'"), "{err}");
+}

@@ -16,6 +16,7 @@
 pub mod bandwidth;
 pub mod compare;
 pub mod kernels;
+pub mod ladder;
 pub mod machine;
 pub mod peak;
 pub mod report;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use compare::{compare_files, Comparison};
+pub use ladder::run_ladder;
 pub use report::{DeviceReport, Peak, Report, Row, Status, Unit};
 pub use table::render_table;
 

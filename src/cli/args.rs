@@ -168,6 +168,13 @@ pub struct BenchArgs {
     /// With --compare: also draw the % of peak of every row as a PNG bar chart.
     #[arg(long, value_name = "FILE.png", requires = "compare")]
     pub chart: Option<PathBuf>,
+    /// Run the kernel-study ladder instead: every rung checked on odd shapes, then timed
+    /// against the device's measured peak (--device cpu, gpu or gpu:N; default cpu).
+    #[arg(long, value_name = "matmul|conv", conflicts_with = "compare")]
+    pub ladder: Option<String>,
+    /// With --ladder: only check the rungs, time nothing.
+    #[arg(long, requires = "ladder")]
+    pub check_only: bool,
 }
 
 #[derive(Args, Debug, Default)]

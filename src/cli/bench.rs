@@ -10,8 +10,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use distill::bench::table::fmt_value;
 use distill::bench::{
-    compare_files, render_table, BenchConfig, DeviceChoice, Observer, Row, Sections,
+    compare_files, render_table, run_ladder, BenchConfig, DeviceChoice, Observer, Row, Sections,
 };
+use distill::ladder::LadderOp;
 
 use super::args::BenchArgs;
 use super::progress::Mode;
@@ -27,6 +28,22 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> Result<()> {
             ctx.note(&format!("wrote {}", png.display()));
         }
         print!("{}", cmp.markdown());
+        return Ok(());
+    }
+    if let Some(op) = &a.ladder {
+        let op = LadderOp::parse(op)?;
+        let devices = DeviceChoice::parse(ctx.global.device.as_deref().unwrap_or("cpu"))?;
+        let mut progress = BenchProgress::new(ctx.mode);
+        let report = run_ladder(op, devices, a.quick, a.check_only, &mut progress)?;
+        progress.finish();
+        println!("{}", report.to_markdown());
+        let failures = report.failures();
+        if !failures.is_empty() {
+            anyhow::bail!(
+                "{} rung(s) gave wrong results (see the table)",
+                failures.len()
+            );
+        }
         return Ok(());
     }
     let devices = DeviceChoice::parse(ctx.global.device.as_deref().unwrap_or("all"))?;
