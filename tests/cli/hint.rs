@@ -64,6 +64,19 @@ fn distill_with_a_hint() {
     let mut bad = fresh(&["--hint-layers", "conv1:conv1"]);
     bad.extend(["--out", s(&dir)]);
     fails(&bad, "--hint-layers needs a --hint-weight > 0");
+    // The same settings from a --config file.
+    let toml = tmp.path().join("hint.toml");
+    std::fs::write(&toml, "hint-layers = \"conv2:conv1\"\n").unwrap();
+    let mut bad = fresh(&[]);
+    bad.extend(["--config", s(&toml), "--out", s(&dir)]);
+    fails(&bad, "--hint-layers needs a --hint-weight > 0");
+    std::fs::write(&toml, "hint_weight = 1.0\nhint_layers = \"conv2:conv1\"\n").unwrap();
+    let mut bad = fresh(&[]);
+    bad.extend(["--config", s(&toml), "--out", s(&dir)]);
+    fails(
+        &bad,
+        "the student's conv2 is 14x14 and the teacher's conv1 is 28x28",
+    );
     let mut bad = fresh(&["--hint-weight", "1", "--hint-layers", "conv2:conv1"]);
     bad.extend(["--out", s(&dir)]);
     fails(
