@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::report::{DeviceReport, Report, Row, Status};
+use super::report::{DeviceReport, Report, Row, Status, Unit};
 
 /// Three significant digits (at least one decimal), so tiny software-adapter figures show.
 pub fn fmt_value(v: f64) -> String {
@@ -89,18 +89,24 @@ fn device_block(out: &mut String, r: &Report, d: &DeviceReport) {
     if d.status != Status::Ok {
         return;
     }
-    let _ = writeln!(
-        out,
-        "  % of peak: {}; {}",
-        peak_line("GFLOP/s", &d.peak_flops, "GFLOP/s"),
-        peak_line("GB/s", &d.peak_bandwidth, "GB/s")
-    );
+    let rows: Vec<&Row> = r.rows.iter().filter(|x| x.device == d.id).collect();
+    let has_pct = rows
+        .iter()
+        .any(|x| matches!(x.unit, Unit::Gflops | Unit::Gbps));
+    if has_pct {
+        let _ = writeln!(
+            out,
+            "  % of peak: {}; {}",
+            peak_line("GFLOP/s", &d.peak_flops, "GFLOP/s"),
+            peak_line("GB/s", &d.peak_bandwidth, "GB/s")
+        );
+    }
     let _ = writeln!(
         out,
         "  {:<20} {:<42} {:>10} {:<8} {:>7}  {:<14}  note",
         "kernel", "shape", "value", "unit", "% peak", "timing"
     );
-    for row in r.rows.iter().filter(|x| x.device == d.id) {
+    for row in rows {
         let _ = writeln!(out, "  {}", row_line(row));
     }
 }
