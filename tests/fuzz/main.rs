@@ -9,7 +9,7 @@
 //! - returns something other than a typed error or a consistent value (the module's check),
 //! - makes one allocation larger than [`alloc_bound`] of the input's size (the counting
 //!   allocator below records the largest single allocation while a case runs), or
-//! - takes longer than [`CASE_TIME_LIMIT`].
+//! - hangs (a watchdog aborts the binary, naming the case, after [`HANG_LIMIT`]).
 //!
 //! The inputs that once broke a parser live in `tests/fuzz/corpus/<parser>/` and are replayed
 //! first, unmutated, on every run. A failing input is written to
@@ -143,11 +143,9 @@ pub fn alloc_bound(input_len: usize) -> usize {
     (64 << 20) + 64 * input_len
 }
 
-/// The longest one case may take, even in a debug build on a busy machine. The inputs are a
-/// few KiB, so any case near this is a parser doing work out of proportion to its input.
-pub const CASE_TIME_LIMIT: Duration = Duration::from_secs(2);
-
-/// A case still running after this long is a hang: the watchdog names it and aborts.
+/// A case still running after this long is a hang: the watchdog names it and aborts. Cases are
+/// not timed otherwise: on a shared machine a wall-clock bound fails for reasons outside the
+/// parser, and speed belongs to benchmarks.
 const HANG_LIMIT: Duration = Duration::from_secs(60);
 
 /// Serialises the cases of all modules (the allocator's peak is process-wide).
@@ -187,8 +185,8 @@ pub struct Case {
 /// seeded with `seed`), checking each with `check`; fails listing every bad case.
 ///
 /// `check` gets the input and returns `Ok(())` for a typed error or a consistent result, an
-/// `Err` describing anything else; a panic, an allocation over [`alloc_bound`] or a case
-/// slower than [`CASE_TIME_LIMIT`] fail the case too.
+/// `Err` describing anything else; a panic or an allocation over [`alloc_bound`] fail the
+/// case too.
 pub fn run_cases(
     parser: &str,
     seed: u64,
@@ -216,9 +214,7 @@ pub fn run_cases(
         *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = label.clone();
         *STARTED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         reset_peak();
-        let t = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| check(&case.bytes)));
-        let elapsed = t.elapsed();
         let peak = peak();
         *STARTED.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let mut problems = Vec::new();
@@ -233,9 +229,6 @@ pub fn run_cases(
                 "allocated {peak} bytes at once, over the bound {bound} for {} input bytes",
                 case.bytes.len()
             ));
-        }
-        if elapsed > CASE_TIME_LIMIT {
-            problems.push(format!("took {elapsed:?}, over {CASE_TIME_LIMIT:?}"));
         }
         if !problems.is_empty() {
             let saved = save_failure(parser, i, &case.bytes);
