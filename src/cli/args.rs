@@ -571,7 +571,9 @@ mod fuzz {
         "temperature = 4.0\nalpha = 0.9\nhint-weight = 0.5\nhint_layers = \"conv2:conv2\"\nout = \"runs/a\"\nresume = \"runs/b\"\nquick = true\n\
          seeds = 3\nlabel-fraction = 0.1\nteacher = \"t.safetensors\"\nhalf = true\n\
          arch = \"student\"\nconfusion = true\nconfusion_png = \"c.png\"\ntop_k = 5\n",
-        "# comment\nschedule = 'cosine'\noptimizer = \"adamw\"\nlr = 1e-3\nseed = 0\n",
+        "# comment\nschedule = 'cosine'\noptimizer = \"adamw\"\nlr = 1e-3\nseed = 0\n\
+         transfer = \"all\"\ntransfer_epochs = 3\nstudent-arch = \"c8-f16\"\nteachers = 2\n\
+         ensemble = \"logits\"\nmethods = \"ce,kd\"\n",
     ];
 
     const NUMBERS: [&str; 12] = [

@@ -428,7 +428,7 @@ impl ArchSpec {
 fn parse_layers(spec: &str) -> Result<(Vec<usize>, usize)> {
     let bad = |why: String| {
         Error::InvalidArgument(format!(
-            "architecture '{spec}': {why} (expected teacher, student, or conv widths then one \
+            "unknown architecture '{spec}': {why} (expected teacher, student, or conv widths then one \
              hidden width, e.g. c16-c32-f128)"
         ))
     };

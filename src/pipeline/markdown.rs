@@ -94,7 +94,7 @@ fn ensemble_setup(w: &mut String, r: &Report) {
         .collect();
     let _ = writeln!(
         w,
-        "The KD students learned from an **ensemble of {} teachers** ({:?} averaged at T = {}): \
+        "\nThe KD students learned from an **ensemble of {} teachers** ({:?} averaged at T = {}): \
          {}; the ensemble's prediction: **{}**. The KD student ends at {} (first seed).",
         r.teachers.len(),
         r.config.ensemble,
@@ -113,7 +113,7 @@ fn transfer_setup(w: &mut String, r: &Report) {
     }
     let _ = writeln!(
         w,
-        "The **KD student** learned on a transfer set of {} images (transfer = {}): \
+        "\nThe **KD student** learned on a transfer set of {} images (transfer = {}): \
          **{} with labels** (the baseline's images) and **{} with the teacher's soft targets \
          only**; the cross-entropy term averages over the labelled images of each batch. It \
          trained {} epochs over them (the baseline {} over its labelled images).",
@@ -174,10 +174,16 @@ fn setup(w: &mut String, r: &Report) {
     let _ = writeln!(w);
     let _ = writeln!(
         w,
-        "The baseline student and the KD student share the images, the seed, the initialisation \
-         and the schedule; the only difference is the loss: labels alone (cross-entropy) versus \
-         Hinton KD against the teacher, `α·T²·KL(teacher/T ‖ student/T) + (1−α)·CE` with \
-         T = {} and α = {}. Accuracy is measured on {} test images.{}\n",
+        "The baseline student and the KD student share the {}images, the seed, the \
+         initialisation and the schedule; the only difference is the loss: labels alone \
+         (cross-entropy) versus Hinton KD against the teacher, \
+         `α·T²·KL(teacher/T ‖ student/T) + (1−α)·CE` with T = {} and α = {}. Accuracy is \
+         measured on {} test images.{}\n",
+        if r.transfer_soft_only_images > 0 {
+            "labelled "
+        } else {
+            ""
+        },
         c.kd.temperature,
         c.kd.alpha,
         r.test_images,
@@ -497,7 +503,9 @@ pub fn summary_lines(r: &Report) -> Vec<String> {
             "{name}  test {}  (best {}{best_epoch})  {} train images  {} params",
             mean_pm(runs, |s| s.final_accuracy),
             mean_pm(runs, |s| s.best_accuracy),
-            r.student_train_images,
+            // The KD student's transfer set may be larger than the baseline's images.
+            runs.first()
+                .map_or(r.student_train_images, |s| s.train_images),
             thousands(r.student_stats.parameters)
         ));
     }

@@ -158,7 +158,7 @@ pub fn write_study(report: &StudyReport, dir: &Path) -> Result<()> {
     write_atomic(&dir.join(STUDY_MD), study_markdown(report).as_bytes())?;
     plot::line_chart(
         &dir.join(STUDY_PNG),
-        "Test accuracy per epoch: mean over seeds, and mean ± sd",
+        "Test accuracy per epoch: mean over seeds, and mean +/- sd",
         "epoch",
         "test accuracy (%)",
         &accuracy_bands(report),

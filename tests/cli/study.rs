@@ -98,7 +98,7 @@ fn a_killed_study_continues_and_reports() {
     for run in ["ce-seed0", "kd-seed0", "kd-seed1", "ce-seed1"] {
         assert_eq!(lines.iter().filter(|l| l["run"] == run).count(), 2, "{run}");
     }
-    // 2 epochs over 10% of the images → 1 epoch over all of them.
+    // 2 epochs over 10% of the images, ×10/3 the steps → 1 epoch over all of them.
     assert_eq!(
         lines
             .iter()
