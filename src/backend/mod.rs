@@ -117,6 +117,11 @@ pub trait Backend: Send + Sync {
     /// Human-readable device name, e.g. `cpu (avx2+fma, 2 threads)` or `NVIDIA H200 (Vulkan)`.
     fn name(&self) -> String;
     fn kind(&self) -> DeviceKind;
+    /// The wgpu backend behind this device, for code that dispatches outside the kernel
+    /// table (the bench's peak kernels); `None` on the CPU.
+    fn as_gpu(&self) -> Option<&gpu::GpuBackend> {
+        None
+    }
 
     // --- memory -----------------------------------------------------------------------------
     /// A zero-filled buffer of `len` words.

@@ -13,8 +13,25 @@ use distill_kernels::{bench as cpu_bench, simd, SimdLevel};
 use super::report::{Peak, Row, Unit};
 use super::timing::{time_calls, time_on, Budget, Timing};
 use crate::backend::gpu::GpuBackend;
-use crate::backend::Backend;
+use crate::backend::{Backend, DeviceKind};
+use crate::Device;
 use crate::Result;
+
+/// The reference f32 peak of `device`, measured now in about a second: the widest SIMD level
+/// on all threads, or the GPU's FMA-chain kernel. `None` where it cannot be measured.
+pub fn device_peak(device: &Device) -> Option<Peak> {
+    let budget = Budget {
+        secs: 0.3,
+        max_calls: 1000,
+    };
+    match device.backend().as_gpu() {
+        None => cpu_peaks(budget).1,
+        Some(g) => {
+            let software = device.kind() == DeviceKind::SoftwareGpu;
+            gpu_peak(&device.name(), g, software, budget, false).1
+        }
+    }
+}
 
 /// Steps of one CPU burst (~2 ms at AVX2 on a 3 GHz core): short, so the best of many bursts
 /// is an undisturbed one on a shared machine.

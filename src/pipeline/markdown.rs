@@ -340,6 +340,15 @@ fn training_time(w: &mut String, r: &Report) {
         time_row(s);
     }
     let _ = writeln!(w);
+    if let Some(f) = &r.floor {
+        let _ = writeln!(
+            w,
+            "Floor: the epochs and the logit cache did {:.1} TFLOP of convolution and matrix \
+             work; at this device's measured peak ({}: {:.1} GFLOP/s) that takes at least \
+             **{:.1} s**. They took {:.1} s, **{:.2}× the floor**.\n",
+            f.work_tflop, f.peak_label, f.peak_gflops, f.floor_seconds, f.seconds, f.times_floor
+        );
+    }
     match (r.teacher_cache_seconds, r.teacher_seconds_saved) {
         (Some(cache), saved) => {
             let _ = writeln!(
@@ -528,6 +537,12 @@ pub fn summary_lines(r: &Report) -> Vec<String> {
             "offline KD: teacher logits cached in {:.2}s, about {:.1}s of teacher time saved",
             r.teacher_cache_seconds.unwrap_or(0.0),
             saved
+        ));
+    }
+    if let Some(f) = &r.floor {
+        lines.push(format!(
+            "floor     {:.1}s at the measured peak ({:.1} GFLOP/s); the epochs took {:.1}s = {:.2}x the floor",
+            f.floor_seconds, f.peak_gflops, f.seconds, f.times_floor
         ));
     }
     lines.push(format!("total     {:.1}s", r.total_seconds));

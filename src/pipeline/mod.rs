@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod ensemble;
+pub mod floor;
 pub mod lock;
 mod markdown;
 pub mod metrics;
@@ -29,6 +30,7 @@ use std::time::Instant;
 
 pub use config::{DataSource, RunConfig};
 pub use ensemble::Ensemble;
+pub use floor::Floor;
 pub use lock::RunDirLock;
 pub use markdown::summary_lines;
 pub use metrics::MetricsLog;
@@ -185,6 +187,13 @@ pub fn run(
         write_half_copies(run_dir, &teachers, &students)?;
     }
 
+    let (c, h, w) = (ds.channels, ds.height, ds.width);
+    let student_flops = students.first_kd.flops_per_image(c, h, w)?;
+    let teacher_flops = teachers
+        .iter()
+        .map(|t| t.model.flops_per_image(c, h, w))
+        .collect::<Result<Vec<_>>>()?;
+    let transfer_images = transfer.split.len();
     obs.message("evaluating the KD student and measuring inference latency and throughput…");
     let mut report = measure(&ctx, &ds, &teachers[0], students)?;
     report.teachers = teachers.iter().map(|t| t.summary.clone()).collect();
@@ -198,10 +207,37 @@ pub fn run(
     // Online KD would run the teacher over the same images in every KD epoch.
     let student_epochs_run = (kd_epochs * cfg.seeds) as f64;
     report.teacher_seconds_saved = cache_seconds.map(|s| s * (student_epochs_run - 1.0).max(0.0));
+    obs.message("measuring the device's peak for the floor");
+    let cache = cache_seconds.map(|secs| {
+        let forward: f64 = teacher_flops.iter().map(|f| f.forward).sum();
+        (transfer_images, forward, secs)
+    });
+    report.floor = run_floor(&report, &teacher_flops, student_flops, cache, device);
     report.total_seconds = started.elapsed().as_secs_f64();
     obs.message("writing the report");
     report::write_report(&report, run_dir)?;
     Ok(report)
+}
+
+/// The run's work against `device`'s peak, measured now (see [`floor`]).
+fn run_floor(
+    report: &Report,
+    teacher_flops: &[crate::nn::Flops],
+    student_flops: crate::nn::Flops,
+    cache: Option<(usize, f64, f64)>,
+    device: &Device,
+) -> Option<Floor> {
+    let peak = crate::bench::peak::device_peak(device)?;
+    let teachers = report.teachers.iter().zip(teacher_flops);
+    let students = report.baseline.iter().chain(&report.kd);
+    let runs: Vec<floor::Trained> = teachers
+        .map(|(summary, &flops)| floor::Trained { flops, summary })
+        .chain(students.map(|summary| floor::Trained {
+            flops: student_flops,
+            summary,
+        }))
+        .collect();
+    floor::floor(&runs, cache, report.test_images, &peak.label, peak.value)
 }
 
 /// The teacher: trained on the whole training split, or loaded from `teacher_checkpoint`
@@ -451,6 +487,7 @@ fn measure(ctx: &Ctx, ds: &Dataset, teacher: &TeacherRun, students: Students) ->
         kd,
         teacher_stats,
         student_stats,
+        floor: None,
         total_seconds: 0.0,
     })
 }

@@ -83,5 +83,9 @@ pub struct Report {
     pub teacher_seconds_saved: Option<f64>,
     /// KD student (first seed) on the test split: `confusion[true][predicted]`.
     pub kd_confusion: Vec<Vec<u64>>,
+    /// The run's work against the device's measured peak; `None` where the peak could not be
+    /// measured.
+    #[serde(default)]
+    pub floor: Option<super::floor::Floor>,
     pub total_seconds: f64,
 }

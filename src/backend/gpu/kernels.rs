@@ -15,6 +15,10 @@ use crate::backend::{
 use crate::Result;
 
 impl Backend for GpuBackend {
+    fn as_gpu(&self) -> Option<&GpuBackend> {
+        Some(self)
+    }
+
     fn name(&self) -> String {
         self.exec.ctx.label.clone()
     }
