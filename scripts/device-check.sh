@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs on the `device` machine (see scripts/device-prepare.sh): GPU tests, kernel and training
-# benchmarks, and a quick distillation run on the GPU through Vulkan, plus a check that
+# Runs on the `device` machine (see scripts/device-prepare.sh): GPU tests, `distill bench` (its
+# JSON report comes back), the kernel ladders, the training bench beside PyTorch, and a quick
+# distillation run on the GPU through Vulkan, plus a check that
 # PyTorch (installed there) loads our checkpoints into the seed's modules. Everything it
 # prints also lands in $OUT/device-check.log.
 set -uo pipefail
@@ -18,9 +19,13 @@ log="$OUT/device-check.log"
     echo "=== gpu tests"
     .device/test-gpu_parity -q
     .device/test-gpu_engine -q
-    echo "=== kernels bench"
-    DISTILL_BENCH_SECS=0.15 .device/bench-kernels --bench
-    echo "=== train bench"
+    .device/test-ladder -q
+    echo "=== distill bench on the GPUs"
+    .device/distill bench --device gpu --out "$OUT/bench-gpu.json"
+    echo "=== the kernel ladders on the GPU"
+    .device/distill bench --ladder matmul --device gpu --quick
+    .device/distill bench --ladder conv --device gpu --quick
+    echo "=== train bench, PyTorch beside it"
     DISTILL_BENCH_SECS=1 .device/bench-train --bench
     echo "=== distill run --quick on the GPU"
     time .device/distill --device gpu run --quick --out "$OUT/run-quick" --quiet

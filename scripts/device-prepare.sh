@@ -22,11 +22,11 @@ export CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_BENCH_DEBUG=false
 rm -rf .device && mkdir -p .device
 cargo build --release --bin distill
 cp target/release/distill .device/
-for t in gpu_parity gpu_engine; do
+for t in gpu_parity gpu_engine ladder; do
     exe=$(cargo test --release --no-run --test "$t" --message-format=json 2>/dev/null | grep '"kind":\["test"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
     cp "$exe" ".device/test-$t"
 done
-for b in kernels train; do
+for b in train; do
     exe=$(cargo bench --no-run --bench "$b" --message-format=json 2>/dev/null | grep '"kind":\["bench"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
     cp "$exe" ".device/bench-$b"
 done

@@ -233,9 +233,16 @@ pub struct RunArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct StudyArgs {
-    /// Methods, comma-separated: ce, kd, kd-transfer, kd-ensemble. Default ce,kd,kd-transfer.
+    /// Methods, comma-separated: ce, kd, kd-transfer, kd-ensemble, hint. Default
+    /// ce,kd,kd-transfer.
     #[arg(long, value_name = "LIST")]
     pub methods: Option<String>,
+    /// The `hint` method's weight (default 100).
+    #[arg(long, value_name = "W")]
+    pub hint_weight: Option<f32>,
+    /// The `hint` method's layers, student:teacher (default conv2:conv2).
+    #[arg(long, value_name = "S:T")]
+    pub hint_layers: Option<String>,
     /// The run settings every method shares (--seeds: seeds per method, default 3; --out /
     /// --resume: the study directory, resumed when it holds a study.json).
     #[command(flatten)]
@@ -475,7 +482,7 @@ impl RunArgs {
 
 impl StudyArgs {
     pub fn fill(&mut self, f: &FileConfig) {
-        fill!(self, f; methods);
+        fill!(self, f; methods, hint_weight, hint_layers);
         self.run.fill(f);
     }
 }

@@ -244,7 +244,18 @@ pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
         (None, Some(s)) => s.methods.clone(),
         (None, None) => vec![Method::Ce, Method::Kd, Method::KdTransfer],
     };
-    let cfg = StudyConfig { base, methods };
+    let hint = match (&a.hint_weight, &a.hint_layers, &saved) {
+        (None, None, Some(s)) => s.hint.clone(),
+        (w, l, _) => {
+            let weight = w.unwrap_or(pipeline::study::default_hint().weight);
+            HintConfig::new(weight, l.as_deref().unwrap_or(HintConfig::DEFAULT_LAYERS))?
+        }
+    };
+    let cfg = StudyConfig {
+        base,
+        methods,
+        hint,
+    };
     let device = ctx.open_device()?;
     let mut progress = Progress::new(ctx.mode);
     progress.line(&format!(

@@ -7,7 +7,8 @@
 //! - `ce`: cross-entropy on the labelled images (the twin every other method is paired with);
 //! - `kd`: Hinton KD from the first teacher, on the labelled images;
 //! - `kd-transfer`: KD on the transfer set (`all` unless the settings name a folder);
-//! - `kd-ensemble`: as `kd-transfer`, from the ensemble of all the study's teachers.
+//! - `kd-ensemble`: as `kd-transfer`, from the ensemble of all the study's teachers;
+//! - `hint`: as `kd`, plus the feature hint term (FitNets) of [`StudyConfig::hint`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use super::transfer::{transfer_epochs, transfer_set, Transfer, TransferSet};
 use super::{obtain_teacher, with_epochs, Ctx, MetricsLog, RunConfig, RunDirLock, RunSummary};
 use crate::checkpoint::write_atomic;
 use crate::data::Split;
-use crate::nn::ArchSpec;
-use crate::train::{self, InputSpec, Observer, TeacherLogits, TrainConfig};
+use crate::nn::{ArchSpec, Sequential};
+use crate::train::{self, HintConfig, InputSpec, Observer, TeacherLogits, TrainConfig};
 use crate::{Device, Error, Result};
 
 /// One way of training the student.
@@ -33,14 +34,16 @@ pub enum Method {
     Kd,
     KdTransfer,
     KdEnsemble,
+    Hint,
 }
 
 impl Method {
-    pub const ALL: [Method; 4] = [
+    pub const ALL: [Method; 5] = [
         Method::Ce,
         Method::Kd,
         Method::KdTransfer,
         Method::KdEnsemble,
+        Method::Hint,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Method {
             Method::Kd => "kd",
             Method::KdTransfer => "kd-transfer",
             Method::KdEnsemble => "kd-ensemble",
+            Method::Hint => "hint",
         }
     }
 
@@ -88,6 +92,20 @@ impl std::str::FromStr for Method {
 pub struct StudyConfig {
     pub base: RunConfig,
     pub methods: Vec<Method>,
+    /// The hint term of the `hint` method.
+    #[serde(default = "default_hint")]
+    pub hint: HintConfig,
+}
+
+/// The `hint` method's term unless the settings say otherwise: weight 100 (the raw MSE of the
+/// conv2 maps is about 0.01, so smaller weights barely register; docs/distillation.md) between
+/// the conv2 outputs.
+pub fn default_hint() -> HintConfig {
+    HintConfig {
+        weight: 100.0,
+        student_layer: "conv2".into(),
+        teacher_layer: "conv2".into(),
+    }
 }
 
 impl StudyConfig {
@@ -146,6 +164,14 @@ impl StudyConfig {
     /// A stopped study continues only with the same methods and the run settings
     /// [`RunConfig::check_resume`] accepts.
     fn check_resume(&self, saved: &StudyConfig, dir: &Path) -> Result<()> {
+        if saved.hint != self.hint && self.methods.contains(&Method::Hint) {
+            return Err(Error::Resume(format!(
+                "{} holds a study with other hint settings ({:?}, now {:?}); start a new study instead",
+                dir.display(),
+                saved.hint,
+                self.hint
+            )));
+        }
         if saved.methods != self.methods {
             return Err(Error::Resume(format!(
                 "{} holds a study of other methods ({:?}, now {:?}); start a new study instead",
@@ -224,7 +250,7 @@ pub fn study(
     };
     let first = &models[..1];
     let inputs = Inputs {
-        kd: needs(Method::Kd)
+        kd: (needs(Method::Kd) || needs(Method::Hint))
             .then(|| cache(&labelled, first))
             .transpose()?,
         kd_transfer: match &transfer {
@@ -243,7 +269,7 @@ pub fn study(
     } else {
         None
     };
-    let runs = student_runs(&ctx, cfg, &ds, &inputs, &mut log)?;
+    let runs = student_runs(&ctx, cfg, &ds, &inputs, &teachers[0].model, &mut log)?;
     log.finish()?;
     let teacher_summaries: Vec<RunSummary> = teachers.iter().map(|t| t.summary.clone()).collect();
     let report = summarise(
@@ -267,6 +293,7 @@ fn student_runs(
     cfg: &StudyConfig,
     ds: &crate::data::Dataset,
     inputs: &Inputs,
+    first_teacher: &Sequential,
     log: &mut MetricsLog,
 ) -> Result<Vec<StudyRun>> {
     let base = &cfg.base;
@@ -283,7 +310,7 @@ fn student_runs(
         for &method in &cfg.methods {
             let (split, epochs, logits) = match method {
                 Method::Ce => (inputs.labelled.clone(), base.student.epochs, None),
-                Method::Kd => (
+                Method::Kd | Method::Hint => (
                     inputs.labelled.clone(),
                     base.student.epochs,
                     inputs.kd.clone(),
@@ -317,6 +344,9 @@ fn student_runs(
             );
             let mut job = ctx.job(&name, &spec, config, split.clone());
             job.kd = logits.map(|l| (base.kd, l));
+            if method == Method::Hint {
+                job.hint = Some((cfg.hint.clone(), first_teacher));
+            }
             let t = train::train(job, log)?;
             runs.push(StudyRun {
                 method,

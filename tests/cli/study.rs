@@ -147,3 +147,58 @@ fn a_killed_study_continues_and_reports() {
         "listed twice",
     );
 }
+
+#[test]
+fn the_hint_method_runs_and_keeps_its_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("study");
+    let args = [
+        "--device",
+        "cpu",
+        "study",
+        "--methods",
+        "ce,hint",
+        "--seeds",
+        "1",
+        "--out",
+        s(&out),
+        "--max-train",
+        "300",
+        "--max-test",
+        "100",
+        "--teacher-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--label-fraction",
+        "0.2",
+        "--batch-size",
+        "32",
+        "--hint-weight",
+        "50",
+    ];
+    let table = ok(&args);
+    assert!(table.contains("hint"), "{table}");
+    let lines = logged(&out);
+    assert_eq!(lines.iter().filter(|l| l["run"] == "hint-seed0").count(), 1);
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("study.json")).unwrap()).unwrap();
+    assert_eq!(saved["hint"]["weight"].as_f64(), Some(50.0));
+
+    // The same study with another hint weight is refused; a bad layer is a clear error.
+    let mut other: Vec<&str> = args.to_vec();
+    *other.last_mut().unwrap() = "5";
+    fails(&other, "other hint settings");
+    fails(
+        &[
+            "study",
+            "--methods",
+            "ce,hint",
+            "--hint-layers",
+            "conv9:conv2",
+            "--max-train",
+            "100",
+        ],
+        "conv9",
+    );
+}
