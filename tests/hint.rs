@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use distill::data::{Dataset, Split};
+use distill::data::Dataset;
 use distill::nn::{ArchSpec, Sequential};
 use distill::optim::{OptimConfig, Optimizer};
 use distill::rng::Rng;
@@ -13,7 +13,7 @@ use distill::train::{self, HintConfig, HintTerm, InputSpec, Silent, TrainConfig,
 use distill::{no_grad, ops, Device, Error, Tensor};
 
 mod common;
-use common::{gpu_or_skip, grad_parity, gradcheck};
+use common::{gpu_or_skip, grad_parity, gradcheck, tiny_dataset};
 
 fn dev() -> Device {
     Device::cpu()
@@ -354,36 +354,6 @@ fn the_op_and_the_hint_term_on_the_gpu_match_the_cpu() {
 }
 
 // --- training with a hint ---------------------------------------------------------------------
-
-fn tiny_dataset(n: usize) -> Dataset {
-    // 8x8 images: class 0 bright left half, class 1 bright right half.
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..n {
-        let label = (i % 2) as u32;
-        for _r in 0..8 {
-            for c in 0..8 {
-                let bright = (c < 4) == (label == 0);
-                images.push(if bright {
-                    200 + (i % 50) as u8
-                } else {
-                    (i * 7 % 40) as u8
-                });
-            }
-        }
-        labels.push(label);
-    }
-    let train = Split::new(images.clone(), labels.clone()).unwrap();
-    let test = Split::new(images, labels).unwrap();
-    Dataset::from_splits(
-        "tiny",
-        (1, 8, 8),
-        vec!["left".into(), "right".into()],
-        train,
-        test,
-    )
-    .unwrap()
-}
 
 fn hint_job<'a>(
     ds: &Dataset,

@@ -3,11 +3,14 @@
 
 use std::sync::Arc;
 
-use distill::data::{Dataset, Split};
+use distill::data::Dataset;
 use distill::model_file::load_model;
 use distill::nn::ArchSpec;
 use distill::train::{self, InputSpec, KdConfig, Silent, TeacherLogits, TrainConfig, TrainJob};
 use distill::{ops, Device, Error, Tensor};
+
+mod common;
+use common::tiny_dataset;
 
 /// Two rows, two classes, T = 2, α = 0.5, worked by hand:
 /// row 1: s = [0, 0], t = [0, 2 ln 3], label 0 → p_s = [½, ½], p_t = [¼, ¾],
@@ -39,36 +42,6 @@ fn kd_loss_by_hand_through_the_engine() {
     for (a, b) in g.iter().zip(want) {
         assert!((*a as f64 - b).abs() < 1e-6, "grad {g:?} vs {want:?}");
     }
-}
-
-fn tiny_dataset(n: usize) -> Dataset {
-    // 8x8 images: class 0 bright left half, class 1 bright right half.
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..n {
-        let label = (i % 2) as u32;
-        for _r in 0..8 {
-            for c in 0..8 {
-                let bright = (c < 4) == (label == 0);
-                images.push(if bright {
-                    200 + (i % 50) as u8
-                } else {
-                    (i * 7 % 40) as u8
-                });
-            }
-        }
-        labels.push(label);
-    }
-    let train = Split::new(images.clone(), labels.clone()).unwrap();
-    let test = Split::new(images, labels).unwrap();
-    Dataset::from_splits(
-        "tiny",
-        (1, 8, 8),
-        vec!["left".into(), "right".into()],
-        train,
-        test,
-    )
-    .unwrap()
 }
 
 fn job<'a>(

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use distill::data::{Dataset, Split};
 use distill::rng::Rng;
 use distill::{no_grad, Device, Result, Tensor};
 
@@ -173,4 +174,35 @@ pub fn assert_close_rel(what: &str, got: &[f32], want: &[f32], tol: f32) {
         got[at],
         want[at]
     );
+}
+
+/// `n` 8×8 one-channel images of two classes a model learns in a few steps: class 0 bright on
+/// the left half, class 1 on the right (the same images are the test split).
+pub fn tiny_dataset(n: usize) -> Dataset {
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..n {
+        let label = (i % 2) as u32;
+        for _r in 0..8 {
+            for c in 0..8 {
+                let bright = (c < 4) == (label == 0);
+                images.push(if bright {
+                    200 + (i % 50) as u8
+                } else {
+                    (i * 7 % 40) as u8
+                });
+            }
+        }
+        labels.push(label);
+    }
+    let train = Split::new(images.clone(), labels.clone()).unwrap();
+    let test = Split::new(images, labels).unwrap();
+    Dataset::from_splits(
+        "tiny",
+        (1, 8, 8),
+        vec!["left".into(), "right".into()],
+        train,
+        test,
+    )
+    .unwrap()
 }
