@@ -246,11 +246,17 @@ pub(crate) struct Context {
 
 impl Context {
     pub fn open(adapter: wgpu::Adapter) -> Result<Context> {
+        Self::open_with(&adapter, wgpu::Features::empty())
+    }
+
+    /// [`Context::open`] with `extra` features too, where the adapter has them (the ladder's
+    /// subgroup and f16 rungs).
+    pub fn open_with(adapter: &wgpu::Adapter, extra: wgpu::Features) -> Result<Context> {
         let info = adapter.get_info();
         let label = format!("{} ({:?})", info.name, info.backend);
         // The adapter's real limits: wgpu's defaults cap storage bindings at 128 MiB.
         let limits = adapter.limits();
-        let features = requested_features(&adapter);
+        let features = requested_features(adapter) | (adapter.features() & extra);
         let desc = wgpu::DeviceDescriptor {
             label: Some("distill"),
             required_features: features,

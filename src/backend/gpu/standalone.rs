@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::context::{self, convert, Context, ErrorSink};
+use super::context::{self, convert, Context};
 use super::GpuBackend;
 use crate::{Error, Result};
 
@@ -281,33 +281,7 @@ impl Standalone {
 
 /// [`Context::open`] with the study features added to what the engine requests.
 fn open_context(adapter: &wgpu::Adapter) -> Result<Context> {
-    let info = adapter.get_info();
-    let label = format!("{} ({:?})", info.name, info.backend);
-    let limits = adapter.limits();
-    let features = context::requested_features(adapter) | (adapter.features() & STUDY_FEATURES);
-    let desc = wgpu::DeviceDescriptor {
-        label: Some("distill standalone"),
-        required_features: features,
-        required_limits: limits.clone(),
-        experimental_features: wgpu::ExperimentalFeatures::disabled(),
-        memory_hints: wgpu::MemoryHints::Performance,
-        trace: wgpu::Trace::Off,
-    };
-    let (device, queue) = pollster::block_on(adapter.request_device(&desc))
-        .map_err(|e| Error::Device(format!("could not open {label}: {e}")))?;
-    let errors = ErrorSink::default();
-    let sink = errors.clone();
-    let l = label.clone();
-    device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.push(convert(&l, e))));
-    Ok(Context {
-        device,
-        queue,
-        info,
-        limits,
-        features,
-        errors,
-        label,
-    })
+    Context::open_with(adapter, STUDY_FEATURES)
 }
 
 impl GpuBackend {
