@@ -201,13 +201,13 @@ pub struct RunArgs {
     /// Teacher epochs (default 5).
     #[arg(long, value_name = "N")]
     pub teacher_epochs: Option<usize>,
-    /// The KD student's transfer set: labelled (default; its labelled images), all (every
-    /// training image: CE on the labelled ones, soft targets on all), or a folder of unlabelled
-    /// images added to the labelled ones.
+    /// The KD student's transfer set: all (default: every training image, CE on the labelled
+    /// ones, soft targets on all), labelled (its labelled images only), or a folder of
+    /// unlabelled images added to the labelled ones.
     #[arg(long, value_name = "labelled|all|DIR")]
     pub transfer: Option<String>,
-    /// The KD student's epochs over a larger transfer set (default: as many optimiser steps as
-    /// the baseline's epochs over the labelled images).
+    /// The KD student's epochs over a larger transfer set (default: 10/3 of the baseline's
+    /// optimiser steps, at most its epochs: 10 over all images in the default job).
     #[arg(long, value_name = "N")]
     pub transfer_epochs: Option<usize>,
     /// Train N teachers (seeds seed, seed+1, …) and distil their ensemble.

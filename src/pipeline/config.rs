@@ -118,7 +118,7 @@ impl Default for RunConfig {
             max_train: None,
             max_test: None,
             half: false,
-            transfer: Transfer::Labelled,
+            transfer: Transfer::All,
             transfer_epochs: None,
             student_arch: student_arch(),
             teachers: 1,

@@ -15,8 +15,12 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// Flags shared by the pipeline runs: a tiny slice, one teacher epoch, 20% labels.
+/// Flags shared by the pipeline runs: a tiny slice, one teacher epoch, 20% labels, the KD
+/// student on its labelled images (so both students run the same epochs; tests/cli/
+/// distillation.rs covers the default transfer set).
 const SLICE: &[&str] = &[
+    "--transfer",
+    "labelled",
     "--max-train",
     "1000",
     "--max-test",
