@@ -59,6 +59,15 @@ fn mean_pm(runs: &[RunSummary], f: fn(&RunSummary) -> f64) -> String {
     }
 }
 
+/// The images the KD student learned on: its transfer set, or (reports without one) its
+/// labelled images.
+fn kd_images(r: &Report) -> usize {
+    match r.transfer_labelled_images + r.transfer_soft_only_images {
+        0 => r.student_train_images,
+        n => n,
+    }
+}
+
 fn mean_of(runs: &[RunSummary], f: fn(&RunSummary) -> f64) -> f64 {
     mean_std(&runs.iter().map(f).collect::<Vec<_>>()).0
 }
@@ -353,10 +362,10 @@ fn training_time(w: &mut String, r: &Report) {
         (Some(cache), saved) => {
             let _ = writeln!(
                 w,
-                "Offline KD: the teacher's logits for the {} student images were computed once, \
-                 in {:.2} s, and cached; online KD would have run the teacher over them in every \
-                 KD epoch, so about **{:.1} s of teacher time was saved**.\n",
-                r.student_train_images,
+                "Offline KD: the teacher's logits for the {} images of the KD student were \
+                 computed once, in {:.2} s, and cached; online KD would have run the teacher over \
+                 them in every KD epoch, so about **{:.1} s of teacher time was saved**.\n",
+                kd_images(r),
                 cache,
                 saved.unwrap_or(0.0)
             );
