@@ -5,7 +5,7 @@ use distill_kernels::ladder::{conv_rungs, conv_weight_grad_rungs, ConvFn, Rung};
 use distill_kernels::simd::{self, SimdLevel};
 use distill_kernels::{conv, Conv2dShape};
 
-use super::measure::{seconds, LadderRung, Pass, Session};
+use super::measure::{seconds, LadderRung, Pass, Rig};
 use super::reference::{conv_forward_f64, conv_weight_grad_f64, Problem, Reference};
 use crate::Result;
 
@@ -174,7 +174,7 @@ impl LadderRung for ProductionAt {
     }
 }
 
-pub(crate) fn session(quick: bool) -> Session {
+pub(crate) fn rig(quick: bool) -> Rig {
     let forward = conv_rungs().into_iter().map(|rung| CpuConv {
         rung,
         pass: Pass::Forward,
@@ -189,7 +189,7 @@ pub(crate) fn session(quick: bool) -> Session {
             Box::new(ProductionAt(l, Pass::WeightGrad)),
         ]
     });
-    Session {
+    Rig {
         device: format!(
             "CPU ({}, {} threads)",
             simd::level(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use distill_kernels::Conv2dShape;
 
 use super::conv_cpu::{check_problems, conv_reference, time_problems};
-use super::measure::{LadderRung, Pass, Session};
+use super::measure::{LadderRung, Pass, Rig};
 use super::reference::Problem;
 use crate::backend::gpu::standalone::Standalone;
 use crate::backend::gpu::GpuBackend;
@@ -310,7 +310,7 @@ impl LadderRung for GpuProduction {
     }
 }
 
-pub(crate) fn session(index: Option<usize>, quick: bool) -> Result<Session> {
+pub(crate) fn rig(index: Option<usize>, quick: bool) -> Result<Rig> {
     let dev = Arc::new(Standalone::open(index)?);
     let conv = |kind, pass| {
         Box::new(GpuConv {
@@ -341,7 +341,7 @@ pub(crate) fn session(index: Option<usize>, quick: bool) -> Result<Session> {
     } else {
         (time_problems(quick), 30.0)
     };
-    Ok(Session {
+    Ok(Rig {
         device: format!("gpu:{} {}", dev.index(), dev.label()),
         rungs,
         check_shapes: check_problems(),
@@ -359,7 +359,7 @@ mod tests {
     /// The timing path of every rung (the checks cover `compute`); no speed is asserted.
     #[test]
     fn every_rung_times_a_batch_of_calls() {
-        let mut s = match session(None, true) {
+        let mut s = match rig(None, true) {
             Ok(s) => s,
             Err(e) if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
                 panic!("DISTILL_REQUIRE_GPU=1 but no adapter opened: {e}")

@@ -4,7 +4,7 @@
 use distill_kernels::ladder::{gemm_production_at, gemm_rungs, GemmFn, Rung};
 use distill_kernels::simd::{self, SimdLevel};
 
-use super::measure::{seconds, LadderRung, Pass, Session};
+use super::measure::{seconds, LadderRung, Pass, Rig};
 use super::reference::{matmul_f64, Problem, Reference};
 use crate::Result;
 
@@ -118,7 +118,7 @@ impl LadderRung for ProductionAt {
     }
 }
 
-pub(crate) fn session(quick: bool) -> Session {
+pub(crate) fn rig(quick: bool) -> Rig {
     let mut rungs: Vec<Box<dyn LadderRung>> = gemm_rungs()
         .into_iter()
         .map(|rung| Box::new(CpuGemm { rung }) as Box<dyn LadderRung>)
@@ -126,7 +126,7 @@ pub(crate) fn session(quick: bool) -> Session {
     for level in simd::available() {
         rungs.push(Box::new(ProductionAt(level)));
     }
-    Session {
+    Rig {
         device: format!(
             "CPU ({}, {} threads)",
             simd::level(),

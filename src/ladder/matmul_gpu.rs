@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::matmul_cpu::{check_problems, matmul_reference, time_problems, SEED_SHAPES};
-use super::measure::{LadderRung, Session};
+use super::measure::{LadderRung, Rig};
 use super::reference::Problem;
 use crate::backend::gpu::standalone::Standalone;
 use crate::backend::gpu::GpuBackend;
@@ -258,7 +258,7 @@ impl LadderRung for GpuProduction {
     }
 }
 
-pub(crate) fn session(index: Option<usize>, quick: bool) -> Result<Session> {
+pub(crate) fn rig(index: Option<usize>, quick: bool) -> Result<Rig> {
     let dev = Arc::new(Standalone::open(index)?);
     let mut rungs: Vec<Box<dyn LadderRung>> = RUNGS
         .iter()
@@ -282,7 +282,7 @@ pub(crate) fn session(index: Option<usize>, quick: bool) -> Result<Session> {
         (time_problems(quick, &[256, 512, 1024, 2048, 4096]), 30.0)
     };
     debug_assert!(SEED_SHAPES.len() >= 2);
-    Ok(Session {
+    Ok(Rig {
         device: format!("gpu:{} {}", dev.index(), dev.label()),
         rungs,
         check_shapes: check_problems(),
@@ -300,7 +300,7 @@ mod tests {
     /// runs and reports a positive time. No speed is asserted.
     #[test]
     fn every_rung_times_a_batch_of_calls() {
-        let mut s = match session(None, true) {
+        let mut s = match rig(None, true) {
             Ok(s) => s,
             Err(e) if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
                 panic!("DISTILL_REQUIRE_GPU=1 but no adapter opened: {e}")

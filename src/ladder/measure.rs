@@ -50,7 +50,7 @@ pub(crate) trait LadderRung {
 }
 
 /// A ladder ready to run: its rungs and the shapes they are checked and timed at.
-pub(crate) struct Session {
+pub(crate) struct Rig {
     pub device: String,
     pub rungs: Vec<Box<dyn LadderRung>>,
     pub check_shapes: Vec<Problem>,
@@ -64,7 +64,7 @@ pub(crate) struct Session {
 /// Most seconds one call of a naive rung may take.
 const NAIVE_BUDGET_S: f64 = 2.0;
 
-pub(crate) fn check_all(s: &mut Session, log: &mut dyn FnMut(&str)) -> Vec<CheckRow> {
+pub(crate) fn check_all(s: &mut Rig, log: &mut dyn FnMut(&str)) -> Vec<CheckRow> {
     let mut rows = Vec::new();
     for rung in s.rungs.iter_mut() {
         let outcome = match rung.unsupported() {
@@ -108,7 +108,7 @@ fn check_rung(
 }
 
 pub(crate) fn time_all(
-    s: &mut Session,
+    s: &mut Rig,
     checks: &[CheckRow],
     peak_gflops: Option<f64>,
     quick: bool,
@@ -285,8 +285,8 @@ mod tests {
         }
     }
 
-    fn session(rungs: Vec<Box<dyn LadderRung>>) -> Session {
-        Session {
+    fn rig(rungs: Vec<Box<dyn LadderRung>>) -> Rig {
+        Rig {
             device: "toy".into(),
             rungs,
             check_shapes: check_problems(),
@@ -298,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_wrong_rung_is_reported_and_not_timed() {
-        let mut s = session(vec![
+        let mut s = rig(vec![
             Box::new(Toy {
                 name: "good",
                 drop_last_depth: false,
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn shapes_past_the_budget_are_skipped_and_say_so() {
-        let mut s = session(vec![Box::new(Toy {
+        let mut s = rig(vec![Box::new(Toy {
             name: "good",
             drop_last_depth: false,
         })]);

@@ -95,27 +95,27 @@ pub fn run(opts: &LadderOptions, log: &mut dyn FnMut(&str)) -> Result<LadderRepo
             )));
         }
     }
-    let mut session = match (opts.op, opts.target) {
-        (LadderOp::Matmul, LadderTarget::Cpu) => matmul_cpu::session(opts.quick),
-        (LadderOp::Matmul, LadderTarget::Gpu(i)) => matmul_gpu::session(i, opts.quick)?,
-        (LadderOp::Conv, LadderTarget::Cpu) => conv_cpu::session(opts.quick),
-        (LadderOp::Conv, LadderTarget::Gpu(i)) => conv_gpu::session(i, opts.quick)?,
+    let mut rig = match (opts.op, opts.target) {
+        (LadderOp::Matmul, LadderTarget::Cpu) => matmul_cpu::rig(opts.quick),
+        (LadderOp::Matmul, LadderTarget::Gpu(i)) => matmul_gpu::rig(i, opts.quick)?,
+        (LadderOp::Conv, LadderTarget::Cpu) => conv_cpu::rig(opts.quick),
+        (LadderOp::Conv, LadderTarget::Gpu(i)) => conv_gpu::rig(i, opts.quick)?,
     };
     log(&format!(
         "{} ladder on {}: checking {} rungs",
         opts.op.name(),
-        session.device,
-        session.rungs.len()
+        rig.device,
+        rig.rungs.len()
     ));
-    let checks = measure::check_all(&mut session, log);
+    let checks = measure::check_all(&mut rig, log);
     let timings = if opts.check_only {
         Vec::new()
     } else {
-        measure::time_all(&mut session, &checks, opts.peak_gflops, opts.quick, log)
+        measure::time_all(&mut rig, &checks, opts.peak_gflops, opts.quick, log)
     };
     Ok(LadderReport {
         op: opts.op,
-        device: session.device,
+        device: rig.device,
         peak_gflops: opts.peak_gflops,
         checks,
         timings,
