@@ -175,20 +175,9 @@ pub fn adapter_details(g: &GpuBackend) -> AdapterDetails {
         driver: info.driver,
         driver_info: info.driver_info,
         backend: format!("{:?}", info.backend),
-        device_type: device_type_name(info.device_type).into(),
+        device_type: crate::backend::gpu::context::type_name(info.device_type).into(),
         limits_used,
         features_used,
-    }
-}
-
-/// The device type as `distill devices` words it.
-pub(crate) fn device_type_name(t: wgpu::DeviceType) -> &'static str {
-    match t {
-        wgpu::DeviceType::DiscreteGpu => "discrete GPU",
-        wgpu::DeviceType::IntegratedGpu => "integrated GPU",
-        wgpu::DeviceType::VirtualGpu => "virtual GPU",
-        wgpu::DeviceType::Cpu => "software",
-        wgpu::DeviceType::Other => "other",
     }
 }
 

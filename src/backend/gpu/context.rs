@@ -122,7 +122,8 @@ impl fmt::Display for AdapterReport {
     }
 }
 
-fn type_name(t: wgpu::DeviceType) -> &'static str {
+/// The device type as `distill devices` words it.
+pub(crate) fn type_name(t: wgpu::DeviceType) -> &'static str {
     match t {
         wgpu::DeviceType::DiscreteGpu => "discrete GPU",
         wgpu::DeviceType::IntegratedGpu => "integrated GPU",

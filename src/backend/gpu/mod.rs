@@ -17,7 +17,7 @@
 //! (validation, out of memory, device lost) come back from the next backend call.
 
 mod bench_kernels;
-mod context;
+pub(crate) mod context;
 mod exec;
 mod families;
 mod kernels;
