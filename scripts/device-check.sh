@@ -12,10 +12,15 @@ if [ -e /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
     export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 fi
 export DISTILL_REQUIRE_GPU=1 XDG_RUNTIME_DIR=/tmp CARGO_TARGET_DIR="$OUT"
+# The GEMM tile autotune's cache comes back with the results.
+export DISTILL_CACHE_DIR="$OUT/cache"
 log="$OUT/device-check.log"
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-    .device/distill devices
+    echo "=== autotune: opening the GPU times the tile candidates once, then reads the cache"
+    time .device/distill devices
+    time .device/distill devices
+    cat "$OUT"/cache/autotune/*.json
     echo "=== gpu tests"
     .device/test-gpu_parity -q
     .device/test-gpu_engine -q

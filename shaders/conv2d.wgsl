@@ -9,8 +9,9 @@
 // pixel that a tap maps an input pixel to (0 where the stride skips it).
 //
 // Uses from shaders/common/ (appended when the module is built):
-//   tile.wgsl — `tile_gemm`, the 64×64 register-tiled loop (16×16 invocations, 4×4
-//   accumulators each, K in steps of BK = 16 through the workgroup tiles As and Bs);
+//   tile.wgsl — `tile_gemm`, the register-tiled loop (16×16 invocations, TM×TN accumulators
+//   each, 64×64 tiles unless the device's autotune chose another shape; K in steps of BK = 16
+//   through the workgroup tiles As and Bs);
 //   grid.wgsl — `flat_group`; tree.wgsl — `workgroup_sum` (bias_grad).
 // This file supplies the loop's `stage_tiles` (gathers from the image) and `store_c` (the
 // scatter to NCHW, + bias).
@@ -132,27 +133,32 @@ fn store_c(i: u32, j: u32, v: f32) {
     }
 }
 
-// Output rows row0.., columns col0.., reduction indices k0..k0+BK gathered into As and Bs.
+// Output rows row0.., columns col0.., reduction indices k0..k0+BK gathered into As and Bs,
+// one quad of 4 elements per invocation per pass.
 fn stage_tiles(row0: u32, col0: u32, k0: u32, li: u32) {
-    // A tile 64×16: invocation li gathers row li/4, reduction indices 4·(li%4)..+4.
-    let ai = row0 + li / 4u;
-    let ak = (li % 4u) * 4u;
-    for (var q = 0u; q < 4u; q++) {
-        var v = 0.0;
-        if (ai < p.m && k0 + ak + q < p.k) {
-            v = gather_a(ai, k0 + ak + q);
+    // A tile BM×16: quad q gathers row q/4, reduction indices 4·(q%4)..+4.
+    for (var q = li; q < QUADS_A; q += INVOCATIONS) {
+        let ai = row0 + q / 4u;
+        let ak = (q % 4u) * 4u;
+        for (var e = 0u; e < 4u; e++) {
+            var v = 0.0;
+            if (ai < p.m && k0 + ak + e < p.k) {
+                v = gather_a(ai, k0 + ak + e);
+            }
+            As[(ak + e) * BM + q / 4u] = v;
         }
-        As[(ak + q) * BM + li / 4u] = v;
     }
-    // B tile 16×64: invocation li gathers reduction index li/16, columns 4·(li%16)..+4.
-    let bk = li / 16u;
-    let bj = (li % 16u) * 4u;
-    for (var q = 0u; q < 4u; q++) {
-        var v = 0.0;
-        if (k0 + bk < p.k && col0 + bj + q < p.n) {
-            v = gather_b(k0 + bk, col0 + bj + q);
+    // B tile 16×BN: quad q gathers reduction index q/(BN/4), 4 columns from 4·(q%(BN/4)).
+    for (var q = li; q < QUADS_B; q += INVOCATIONS) {
+        let bk = q / (BN / 4u);
+        let bj = (q % (BN / 4u)) * 4u;
+        for (var e = 0u; e < 4u; e++) {
+            var v = 0.0;
+            if (k0 + bk < p.k && col0 + bj + e < p.n) {
+                v = gather_b(k0 + bk, col0 + bj + e);
+            }
+            Bs[bk * BN + bj + e] = v;
         }
-        Bs[bk * BN + bj + q] = v;
     }
 }
 

@@ -5,8 +5,9 @@
 // override constants, so backward passes read the operands in place (no transpose copies).
 //
 // Uses from shaders/common/ (appended when the module is built):
-//   tile.wgsl — `tile_gemm`, the 64×64 register-tiled loop (16×16 invocations, 4×4
-//   accumulators each, K in steps of BK = 16 through the workgroup tiles As and Bs).
+//   tile.wgsl — `tile_gemm`, the register-tiled loop (16×16 invocations, TM×TN accumulators
+//   each, 64×64 tiles unless the device's autotune chose another shape; K in steps of BK = 16
+//   through the workgroup tiles As and Bs).
 // This file supplies the loop's `stage_tiles` (slices of op(A), op(B) read from memory) and
 // `store_c` (the epilogue). Where the contiguous dimension of an operand is a multiple of 4,
 // its slice is loaded with vec4 reads (the same buffer is bound a second time as
@@ -69,54 +70,65 @@ fn remaining(start: u32, end: u32) -> u32 {
     return end - start;
 }
 
-// op(A) rows row0.., op(B) columns col0.., reduction indices k0..k0+BK into As and Bs.
+// op(A) rows row0.., op(B) columns col0.., reduction indices k0..k0+BK into As and Bs, one
+// quad (4 elements along the operand's stored rows) per invocation per pass.
 fn stage_tiles(row0: u32, col0: u32, k0: u32, li: u32) {
-    // Stage A: 1024 elements, 4 per invocation, read along A's stored rows.
+    for (var q = li; q < QUADS_A; q += INVOCATIONS) {
+        stage_a(row0, k0, q);
+    }
+    for (var q = li; q < QUADS_B; q += INVOCATIONS) {
+        stage_b(col0, k0, q);
+    }
+}
+
+fn stage_a(row0: u32, k0: u32, q: u32) {
     if (TRANS_A) {
-        // A is k×m: stored rows run along i.
-        let kk = li / 16u;
-        let i = (li % 16u) * 4u;
+        // A is k×m: stored rows run along i, BM / 4 quads per reduction index.
+        let kk = q / (BM / 4u);
+        let i = (q % (BM / 4u)) * 4u;
         var v = vec4<f32>(0.0);
         if (k0 + kk < p.k) {
             v = quad_a((k0 + kk) * p.m + row0 + i, remaining(row0 + i, p.m));
         }
-        for (var q = 0u; q < 4u; q++) {
-            As[kk * BM + i + q] = v[q];
+        for (var e = 0u; e < 4u; e++) {
+            As[kk * BM + i + e] = v[e];
         }
     } else {
-        // A is m×k: stored rows run along k.
-        let i = li / 4u;
-        let kk = (li % 4u) * 4u;
+        // A is m×k: stored rows run along k, BK / 4 = 4 quads per row.
+        let i = q / 4u;
+        let kk = (q % 4u) * 4u;
         var v = vec4<f32>(0.0);
         if (row0 + i < p.m) {
             v = quad_a((row0 + i) * p.k + k0 + kk, remaining(k0 + kk, p.k));
         }
-        for (var q = 0u; q < 4u; q++) {
-            As[(kk + q) * BM + i] = v[q];
+        for (var e = 0u; e < 4u; e++) {
+            As[(kk + e) * BM + i] = v[e];
         }
     }
-    // Stage B likewise.
+}
+
+fn stage_b(col0: u32, k0: u32, q: u32) {
     if (TRANS_B) {
-        // B is n×k: stored rows run along k.
-        let j = li / 4u;
-        let kk = (li % 4u) * 4u;
+        // B is n×k: stored rows run along k, 4 quads per column.
+        let j = q / 4u;
+        let kk = (q % 4u) * 4u;
         var v = vec4<f32>(0.0);
         if (col0 + j < p.n) {
             v = quad_b((col0 + j) * p.k + k0 + kk, remaining(k0 + kk, p.k));
         }
-        for (var q = 0u; q < 4u; q++) {
-            Bs[(kk + q) * BN + j] = v[q];
+        for (var e = 0u; e < 4u; e++) {
+            Bs[(kk + e) * BN + j] = v[e];
         }
     } else {
-        // B is k×n: stored rows run along j.
-        let kk = li / 16u;
-        let j = (li % 16u) * 4u;
+        // B is k×n: stored rows run along j, BN / 4 quads per reduction index.
+        let kk = q / (BN / 4u);
+        let j = (q % (BN / 4u)) * 4u;
         var v = vec4<f32>(0.0);
         if (k0 + kk < p.k) {
             v = quad_b((k0 + kk) * p.n + col0 + j, remaining(col0 + j, p.n));
         }
-        for (var q = 0u; q < 4u; q++) {
-            Bs[kk * BN + j + q] = v[q];
+        for (var e = 0u; e < 4u; e++) {
+            Bs[kk * BN + j + e] = v[e];
         }
     }
 }

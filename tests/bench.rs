@@ -50,6 +50,7 @@ fn device(id: &str, software: bool, flops: f64, bw: f64) -> DeviceReport {
             device_type: "software".into(),
             limits_used: BTreeMap::from([("max_buffer_size".to_string(), 1u64 << 31)]),
             features_used: vec!["TIMESTAMP_QUERY".into()],
+            gemm_tiles: Some("matmul 64×64 (4×4 per invocation), conv 64×64 (4×4 per invocation); defaults (autotune off)".into()),
         }),
         peak_flops: Some(Peak {
             label: format!("{id} fma-chain"),

@@ -400,3 +400,64 @@ fn teacher_inference_under_no_grad_records_nothing_and_matches_cpu() {
         .iter()
         .all(|(_, p)| p.grad().is_some()));
 }
+
+/// Autotune on the real adapter: timed once into a fresh cache directory, the fastest
+/// candidate chosen per family, then read back from the file by the next device.
+#[test]
+fn autotune_times_the_adapter_once_then_reads_its_cache() {
+    use distill::backend::gpu::autotune::Family;
+    use distill::backend::gpu::{GpuBackend, TilePolicy, TileSource};
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("distill-autotune-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let policy = TilePolicy::AutotuneIn(dir.clone());
+    let first = GpuBackend::open_best_with(&policy).unwrap();
+    let choice = first.tiles().clone();
+    let TileSource::Tuned(Ok(path)) = &choice.source else {
+        panic!("not timed and saved: {choice}");
+    };
+    assert!(
+        path.starts_with(&dir) && path.is_file(),
+        "{}",
+        path.display()
+    );
+    for family in Family::ALL {
+        let timed: Vec<_> = choice
+            .timings
+            .iter()
+            .filter(|t| t.family == family)
+            .collect();
+        let fastest = timed
+            .iter()
+            .filter_map(|t| t.ms.map(|ms| (ms, t.tile)))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .expect("at least one candidate timed");
+        let chosen = match family {
+            Family::Matmul => choice.tiles.matmul,
+            Family::Conv => choice.tiles.conv,
+        };
+        assert_eq!(chosen, fastest.1, "{family:?}: {timed:?}");
+        let w = timed[0].workload.expect("timed");
+        assert!((8..=128).contains(&w.batch), "{w:?}");
+        assert!(
+            timed.iter().all(|t| t.workload == Some(w)),
+            "one workload per family"
+        );
+    }
+    let again = GpuBackend::open_best_with(&policy).unwrap();
+    assert_eq!(again.tiles().source, TileSource::Cached(path.clone()));
+    assert_eq!(again.tiles().tiles, choice.tiles);
+    // The file keeps every timing (JSON floats to within rounding).
+    assert_eq!(again.tiles().timings.len(), choice.timings.len());
+    for (a, b) in again.tiles().timings.iter().zip(&choice.timings) {
+        assert_eq!(
+            (a.family, a.tile, a.workload),
+            (b.family, b.tile, b.workload)
+        );
+        let (x, y) = (a.ms.unwrap(), b.ms.unwrap());
+        assert!((x - y).abs() <= 1e-9 * y, "{x} vs {y}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

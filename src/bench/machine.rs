@@ -62,6 +62,10 @@ pub struct AdapterDetails {
     pub limits_used: BTreeMap<String, u64>,
     /// The optional features the device was opened with (timestamp queries, …).
     pub features_used: Vec<String>,
+    /// The GEMM tile shapes matmul and conv2d were built with, and where they came from
+    /// (autotuned, cached, defaults). Absent in reports written before autotune.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemm_tiles: Option<String>,
 }
 
 /// The machine running this process.
@@ -178,6 +182,7 @@ pub fn adapter_details(g: &GpuBackend) -> AdapterDetails {
         device_type: crate::backend::gpu::context::type_name(info.device_type).into(),
         limits_used,
         features_used,
+        gemm_tiles: Some(g.tiles().to_string()),
     }
 }
 

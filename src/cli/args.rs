@@ -44,6 +44,11 @@ pub struct Global {
     /// GPU only: print the time spent in each kernel at the end (needs timestamp queries).
     #[arg(long, global = true)]
     pub profile: bool,
+    /// GPU only: build matmul and conv2d with the default 64×64 tile instead of the shape
+    /// timed for this adapter (once, then cached; see `distill devices`). Also
+    /// DISTILL_AUTOTUNE=0.
+    #[arg(long, global = true)]
+    pub no_autotune: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -356,6 +361,7 @@ pub struct FileConfig {
     pub json: Option<bool>,
     pub quiet: Option<bool>,
     pub profile: Option<bool>,
+    pub no_autotune: Option<bool>,
     // data
     pub data: Option<PathBuf>,
     pub max_train: Option<usize>,
@@ -445,7 +451,7 @@ impl Global {
                 .filter(|s| !s.trim().is_empty());
         }
         fill!(self, f; device);
-        fill_flag!(self, f; json, quiet, profile);
+        fill_flag!(self, f; json, quiet, profile, no_autotune);
     }
 }
 

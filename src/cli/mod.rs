@@ -81,6 +81,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         None => FileConfig::default(),
     };
     global.fill(&file);
+    if global.no_autotune {
+        gpu::set_tile_policy(gpu::TilePolicy::Defaults);
+    }
     let ctx = Ctx::new(global);
     match cli.command {
         Command::Run(mut a) => {
@@ -192,12 +195,13 @@ impl Ctx {
 
 /// `distill devices`.
 fn devices(ctx: &Ctx) -> Result<()> {
+    // `auto` first: opening a hardware GPU may autotune it, and the list then shows the result.
+    let auto = Device::from_spec("auto").map(|d| d.name());
     let adapters = gpu::list_adapters();
     let cpu = Device::cpu();
     let threads = rayon::current_num_threads();
     let simd = distill_kernels::simd::level().name();
     let blocking = distill_kernels::gemm::blocking(distill_kernels::simd::level());
-    let auto = Device::from_spec("auto").map(|d| d.name());
     if ctx.global.json {
         let list: Vec<serde_json::Value> = adapters
             .iter()
@@ -218,6 +222,7 @@ fn devices(ctx: &Ctx) -> Result<()> {
                     "shader_f16": a.shader_f16,
                     "subgroup": a.subgroup,
                     "timestamp_query": a.timestamp_query,
+                    "gemm_tiles": a.tiles,
                 })
             })
             .collect();

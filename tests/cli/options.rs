@@ -175,3 +175,22 @@ fn devices_lists_the_cpu_backend() {
     let plain = ok(&["devices"]);
     assert!(plain.contains("--device auto picks"), "{plain}");
 }
+
+#[test]
+fn devices_say_how_each_adapters_gemm_tiles_are_chosen() {
+    let j = ok_json(&["devices", "--no-autotune"]);
+    let adapters = j["adapters"].as_array().unwrap();
+    for a in adapters {
+        let tiles = a["gemm_tiles"].as_str().unwrap();
+        assert!(
+            tiles.contains("64×64") && tiles.contains("autotune off"),
+            "{a}"
+        );
+    }
+    let plain = ok(&["devices"]);
+    assert_eq!(
+        plain.matches("GEMM tiles: ").count(),
+        adapters.len(),
+        "{plain}"
+    );
+}

@@ -8,6 +8,12 @@ use crate::{Both, Rng, TestData};
 #[test]
 fn conv2d_forward_and_backward() {
     let Some(d) = Both::new() else { return };
+    conv2d_cases(&d);
+}
+
+/// Forward and the three backward kernels on odd shapes, strides and paddings, including
+/// implicit GEMMs past 128 rows and columns (the largest tile); then forward without bias.
+pub(crate) fn conv2d_cases(d: &Both) {
     let mut rng = Rng::new(2);
     // (batch, cin, h, w, cout, kh, kw, stride, pad)
     let cases = [
@@ -17,6 +23,7 @@ fn conv2d_forward_and_backward() {
         (1, 4, 8, 8, 7, 1, 1, 1, 0),
         (3, 2, 6, 7, 4, 5, 3, 2, 2),
         (2, 3, 13, 11, 65, 2, 2, 3, 0),
+        (3, 5, 12, 12, 130, 3, 3, 1, 1),
     ];
     for &(batch, cin, h, w, cout, kh, kw, stride, pad) in &cases {
         let s = Conv2dShape {

@@ -7,6 +7,11 @@ use crate::{Both, Rng, TestData};
 #[test]
 fn gemm_all_transposes_and_epilogues() {
     let Some(d) = Both::new() else { return };
+    gemm_cases(&d);
+}
+
+/// Every transpose pair on shapes around the tile sizes (32 to 128), with the epilogues.
+pub(crate) fn gemm_cases(d: &Both) {
     let mut rng = Rng::new(1);
     let shapes = [
         (1, 1, 1),

@@ -13,6 +13,7 @@ mod gemm;
 mod mse;
 mod optimisers;
 mod softmax_losses;
+mod tiles;
 
 use std::sync::{Arc, OnceLock};
 

@@ -50,6 +50,9 @@ pub struct AdapterReport {
     pub shader_f16: bool,
     pub subgroup: bool,
     pub timestamp_query: bool,
+    /// The GEMM tile shapes of matmul and conv2d: the autotuned choice cached for this
+    /// adapter and driver, or what happens on first use (autotune.rs).
+    pub tiles: String,
 }
 
 impl AdapterReport {
@@ -72,6 +75,7 @@ impl AdapterReport {
             shader_f16: f.contains(wgpu::Features::SHADER_F16),
             subgroup: f.contains(wgpu::Features::SUBGROUP),
             timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            tiles: super::autotune::describe(adapter),
         }
     }
 }
@@ -112,13 +116,14 @@ impl fmt::Display for AdapterReport {
             self.max_compute_invocations_per_workgroup,
             self.max_compute_workgroup_storage_size / 1024
         )?;
-        write!(
+        writeln!(
             f,
             "    shader-f16: {}, subgroups: {}, timestamp queries: {}",
             yes(self.shader_f16),
             yes(self.subgroup),
             yes(self.timestamp_query)
-        )
+        )?;
+        write!(f, "    GEMM tiles: {}", self.tiles)
     }
 }
 

@@ -22,6 +22,7 @@ use super::params::ShaderParams;
 use super::pool::Pool;
 use super::profiler::Profiler;
 use super::table::{Access, Kernel, Module};
+use super::tiles::Tiles;
 use crate::backend::KernelTime;
 use crate::{Error, Result};
 
@@ -53,6 +54,8 @@ pub(crate) struct State {
 pub(crate) struct Exec {
     pub ctx: Arc<Context>,
     pub pool: Arc<Pool>,
+    /// The tile shapes the GEMM modules were built with (launchers size their grids by it).
+    pub tiles: Tiles,
     modules: HashMap<Module, wgpu::ShaderModule>,
     arena: wgpu::Buffer,
     slot: usize,
@@ -67,14 +70,20 @@ fn layout_key(bindings: &'static [Access]) -> u64 {
 }
 
 impl Exec {
-    pub fn new(ctx: Arc<Context>, pool: Arc<Pool>) -> Result<Exec> {
+    /// Compiles `modules` (the tiled GEMM loop with the shapes of `tiles`) on `ctx`'s device.
+    pub fn new(
+        ctx: Arc<Context>,
+        pool: Arc<Pool>,
+        tiles: Tiles,
+        modules_to_build: &[Module],
+    ) -> Result<Exec> {
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut modules = HashMap::new();
-        for m in Module::ALL {
+        for &m in modules_to_build {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(m.file().0),
-                source: wgpu::ShaderSource::Wgsl(m.source().into()),
+                source: wgpu::ShaderSource::Wgsl(m.source(tiles).into()),
             });
             modules.insert(m, module);
         }
@@ -94,6 +103,7 @@ impl Exec {
         Ok(Exec {
             ctx,
             pool,
+            tiles,
             modules,
             arena,
             slot,
@@ -169,7 +179,12 @@ impl Exec {
         let pipe = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.name),
             layout: Some(&layout),
-            module: &self.modules[&kernel.module],
+            module: self.modules.get(&kernel.module).ok_or_else(|| {
+                Error::Device(format!(
+                    "{}: the {} kernel's module was not built on this device",
+                    self.ctx.label, kernel.name
+                ))
+            })?,
             entry_point: Some(kernel.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants: kernel.constants,

@@ -189,7 +189,7 @@ impl GpuBackend {
         let groups = if c.kernel.name == k::CONV_BGRAD.name {
             grid(s.out_channels)
         } else {
-            tile_grid(m, n, 64)
+            tile_grid(m, n, self.exec.tiles.conv)
         };
         self.run(c.kernel, &params, &binds, groups)
     }

@@ -169,7 +169,12 @@ impl Backend for GpuBackend {
             bind(a),
             bind(b),
         ];
-        self.run(kernel, &params, &binds, tile_grid(m, n, 64))
+        self.run(
+            kernel,
+            &params,
+            &binds,
+            tile_grid(m, n, self.exec.tiles.matmul),
+        )
     }
 
     fn conv2d_forward(

@@ -4,6 +4,7 @@
 use super::exec::Bind;
 use super::params::ShaderParams;
 use super::table::Kernel;
+use super::tiles::Tile;
 use super::{GpuBackend, GpuStorage};
 use crate::backend::Storage;
 use crate::{Error, Result};
@@ -21,8 +22,8 @@ pub(crate) fn grid(groups: usize) -> (u32, u32, u32) {
 
 /// Workgroups of a tiled GEMM: column tiles over x (then z past 65535), row tiles over y
 /// (common/tile.wgsl).
-pub(crate) fn tile_grid(m: usize, n: usize, tile: usize) -> (u32, u32, u32) {
-    let (tn, tm) = (n.div_ceil(tile), m.div_ceil(tile));
+pub(crate) fn tile_grid(m: usize, n: usize, tile: Tile) -> (u32, u32, u32) {
+    let (tn, tm) = (n.div_ceil(tile.cols()), m.div_ceil(tile.rows()));
     let x = tn.min(65_535);
     (x as u32, tm as u32, tn.div_ceil(x.max(1)) as u32)
 }

@@ -10,12 +10,15 @@
 //! - [`launch`]: operand checks, allocation and dispatch shared by all kernels;
 //! - [`families`]: launchers shared by the kernels of one module (softmax family, conv, …);
 //! - [`kernels`]: the [`Backend`](super::Backend) implementation, one method per kernel;
-//! - [`bench_kernels`]: the peak kernels of `distill bench` (crate-internal, not in the trait).
+//! - [`bench_kernels`]: the peak kernels of `distill bench` (crate-internal, not in the trait);
+//! - [`tiles`], [`autotune`], [`tune_workload`]: the GEMM tile shape of matmul and conv2d,
+//!   chosen per adapter by timing the candidates once and cached on disk.
 //!
 //! Ops record dispatches into one pending encoder; [`Backend::flush`](super::Backend::flush)
 //! submits it and `download_*` submits and waits. Errors wgpu reports asynchronously
 //! (validation, out of memory, device lost) come back from the next backend call.
 
+pub mod autotune;
 mod bench_kernels;
 pub(crate) mod context;
 mod exec;
@@ -27,17 +30,24 @@ mod pool;
 mod profiler;
 pub(crate) mod standalone;
 mod table;
+pub mod tiles;
+mod tune_workload;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use autotune::{set_tile_policy, tile_policy, TileChoice, TilePolicy, TileSource};
 pub use context::AdapterReport;
 pub use pool::PoolStats;
+pub use tiles::{Tile, Tiles};
 
 use super::{Device, DeviceKind};
 use crate::Result;
+use autotune::{AdapterKey, Family};
 use context::Context;
 use exec::Exec;
 use pool::{Pool, PooledBuffer};
+use table::Module;
 
 /// A device buffer on the GPU (`len` 32-bit words), returned to its pool on drop.
 pub struct GpuStorage {
@@ -76,33 +86,111 @@ pub struct GpuBackend {
     /// Small buffers bound where a kernel's binding is unused (one per binding slot, so a
     /// read-only and a writable use never alias).
     dummies: Vec<PooledBuffer>,
+    /// The GEMM tile shapes the device was built with and where they came from.
+    tiles: TileChoice,
 }
 
 impl GpuBackend {
-    fn open(adapter: wgpu::Adapter) -> Result<Arc<GpuBackend>> {
+    /// Opens `adapter` with its tile shapes chosen by `policy` (autotune.rs).
+    fn open(adapter: wgpu::Adapter, policy: &TilePolicy) -> Result<Arc<GpuBackend>> {
         let ctx = Arc::new(Context::open(adapter)?);
         let pool = Arc::new(Pool::new(
             ctx.device.clone(),
             ctx.label.clone(),
             &ctx.limits,
         ));
+        let choice = Self::tiles_for(&ctx, &pool, policy)?;
+        GpuBackend::assemble(ctx, pool, choice, &Module::ALL)
+    }
+
+    fn tiles_for(ctx: &Arc<Context>, pool: &Arc<Pool>, policy: &TilePolicy) -> Result<TileChoice> {
+        let dir = match policy {
+            TilePolicy::Defaults => return Ok(TileChoice::defaults()),
+            TilePolicy::Fixed(tiles) => {
+                for t in [tiles.matmul, tiles.conv] {
+                    if !t.fits(&ctx.limits) {
+                        return Err(crate::Error::Device(format!(
+                            "{}: the tile {t} needs {} bytes of workgroup memory; the device \
+                             has {}",
+                            ctx.label,
+                            t.workgroup_bytes(),
+                            ctx.limits.max_compute_workgroup_storage_size
+                        )));
+                    }
+                }
+                return Ok(TileChoice {
+                    tiles: *tiles,
+                    source: TileSource::Fixed,
+                    timings: Vec::new(),
+                });
+            }
+            TilePolicy::Autotune => autotune::cache_dir(),
+            TilePolicy::AutotuneIn(dir) => Some(dir.clone()),
+        };
+        let candidates: Vec<Tile> = Tile::CANDIDATES
+            .into_iter()
+            .filter(|t| t.fits(&ctx.limits))
+            .collect();
+        // Per family: the workload it is timed on (calibrated once) and the best time so far.
+        let mut workload = HashMap::new();
+        let mut best: HashMap<Family, f64> = HashMap::new();
+        let mut time = |family: Family, tile: Tile| {
+            let w = match workload.get(&family) {
+                Some(&w) => w,
+                None => *workload
+                    .entry(family)
+                    .or_insert(tune_workload::workload_for(ctx, pool, family)?),
+            };
+            let so_far = best.get(&family).copied();
+            let ms = tune_workload::time(ctx, pool, family, tile, w, so_far)?;
+            let b = best.entry(family).or_insert(ms);
+            *b = b.min(ms);
+            Ok((ms, w))
+        };
+        Ok(autotune::choose(
+            &AdapterKey::of(&ctx.info),
+            dir.as_deref(),
+            &candidates,
+            &mut time,
+        ))
+    }
+
+    /// A backend on an open device, with `modules` built for `choice`'s tiles.
+    fn assemble(
+        ctx: Arc<Context>,
+        pool: Arc<Pool>,
+        choice: TileChoice,
+        modules: &[Module],
+    ) -> Result<Arc<GpuBackend>> {
         let kind = context::kind_of(ctx.info.device_type);
         let mut dummies = Vec::new();
         for _ in 0..8 {
             dummies.push(pool.acquire(256)?);
         }
-        let exec = Exec::new(ctx, pool)?;
+        let exec = Exec::new(ctx, pool, choice.tiles, modules)?;
         Ok(Arc::new(GpuBackend {
             exec,
             kind,
             dummies,
+            tiles: choice,
         }))
+    }
+
+    /// The GEMM tile shapes this device runs and where they came from (`distill devices`).
+    pub fn tiles(&self) -> &TileChoice {
+        &self.tiles
     }
 
     /// The best adapter (discrete, integrated, other, software) as a concrete backend.
     pub fn open_best() -> Result<Arc<GpuBackend>> {
+        GpuBackend::open_best_with(&tile_policy())
+    }
+
+    /// [`GpuBackend::open_best`] with the tile shapes chosen by `policy` rather than the
+    /// process's [`tile_policy`].
+    pub fn open_best_with(policy: &TilePolicy) -> Result<Arc<GpuBackend>> {
         match context::best_adapter(true) {
-            Some(a) => GpuBackend::open(a),
+            Some(a) => GpuBackend::open(a, policy),
             None => Err(context::no_adapter_error()),
         }
     }
@@ -111,13 +199,19 @@ impl GpuBackend {
     /// lavapipe), or `None` when there is none.
     pub fn open_best_hardware() -> Result<Option<Arc<GpuBackend>>> {
         context::best_adapter(false)
-            .map(GpuBackend::open)
+            .map(|a| GpuBackend::open(a, &tile_policy()))
             .transpose()
     }
 
     /// The adapter at `index` of [`list_adapters`] as a concrete backend.
     pub fn open_index(index: usize) -> Result<Arc<GpuBackend>> {
-        GpuBackend::open(context::adapter_at(index)?)
+        GpuBackend::open_index_with(index, &tile_policy())
+    }
+
+    /// [`GpuBackend::open_index`] with the tile shapes chosen by `policy` rather than the
+    /// process's [`tile_policy`].
+    pub fn open_index_with(index: usize, policy: &TilePolicy) -> Result<Arc<GpuBackend>> {
+        GpuBackend::open(context::adapter_at(index)?, policy)
     }
 
     /// Wraps this backend as an engine [`Device`].

@@ -2,6 +2,8 @@
 //! every kernel as an entry point of a module, its override constants, its storage bindings
 //! and the optional device features it needs.
 
+use super::tiles::Tiles;
+
 /// The WGSL files, one per kernel family (mirroring kernels/src).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Module {
@@ -80,14 +82,29 @@ impl Module {
         }
     }
 
-    /// The text compiled for this module: the shader, then the shared code it uses.
-    pub fn source(self) -> String {
+    /// The text compiled for this module: the shader, then the shared code it uses; the
+    /// tiled GEMM loop gets the module's tile shape from `tiles` written above it.
+    pub fn source(self, tiles: Tiles) -> String {
         let mut out = String::from(self.file().1);
         for (name, text) in self.common() {
             out.push_str(&format!("\n// ---- shaders/{name} ----\n"));
+            if *name == TILE.0 {
+                let tile = if self == Module::Conv2d {
+                    tiles.conv
+                } else {
+                    tiles.matmul
+                };
+                out.push_str(&tile.wgsl());
+            }
             out.push_str(text);
         }
         out
+    }
+
+    /// The text every tile shape of this module is built from (what the autotune cache's
+    /// fingerprint covers).
+    pub fn tiled_sources() -> [&'static str; 3] {
+        [Module::Matmul.file().1, Module::Conv2d.file().1, TILE.1]
     }
 }
 
