@@ -98,8 +98,9 @@ fn student_arch() -> String {
 }
 
 impl Default for RunConfig {
-    /// The defaults of `distill run`: teacher 5 epochs on the full set; students 30 epochs on
-    /// 10% of it; Adam 1e-3, batch 128, T = 4, α = 0.9.
+    /// The defaults of `distill run`: teacher 5 epochs on the full set at a constant rate;
+    /// students 30 epochs on 10% of it with the rate annealed to zero on a cosine (so the final
+    /// epoch is a settled one, not a sample of the noise); Adam 1e-3, batch 128, T = 4, α = 0.9.
     fn default() -> Self {
         RunConfig {
             data: data::default_data_dir(),
@@ -109,6 +110,10 @@ impl Default for RunConfig {
             },
             student: TrainConfig {
                 epochs: 30,
+                schedule: LrSchedule::Cosine {
+                    t_max: 30,
+                    eta_min: 0.0,
+                },
                 ..TrainConfig::default()
             },
             kd: KdConfig::default(),
@@ -136,10 +141,7 @@ impl RunConfig {
                 epochs: 1,
                 ..d.teacher.clone()
             },
-            student: TrainConfig {
-                epochs: 3,
-                ..d.student.clone()
-            },
+            student: super::with_epochs(d.student.clone(), 3),
             max_train: Some(6000),
             max_test: Some(2000),
             label_fraction: 0.2,
@@ -272,5 +274,39 @@ fn differences(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &m
         }
         _ if a != b => out.push(format!("{path}: {a} in the run, {b} now")),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn students_anneal_over_their_own_epochs_and_teachers_keep_a_constant_rate() {
+        for cfg in [RunConfig::default(), RunConfig::quick()] {
+            assert_eq!(cfg.teacher.schedule, LrSchedule::Constant);
+            assert_eq!(
+                cfg.student.schedule,
+                LrSchedule::Cosine {
+                    t_max: cfg.student.epochs,
+                    eta_min: 0.0
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_cosine_run_keeps_its_epochs_on_resume() {
+        let saved = RunConfig::default();
+        let dir = Path::new("runs/x");
+        assert!(saved.check_resume(&saved, dir).is_ok());
+        let mut more = saved.clone();
+        more.student = super::super::with_epochs(more.student, 40);
+        let e = more.check_resume(&saved, dir).unwrap_err().to_string();
+        assert!(e.contains("cosine schedule spans the 30 epochs"), "{e}");
+        // A constant-rate teacher may train longer.
+        let mut longer = saved.clone();
+        longer.teacher.epochs = 8;
+        assert!(longer.check_resume(&saved, dir).is_ok());
     }
 }

@@ -10,8 +10,17 @@ fn run_report_eval_resume_predict_distill() {
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
 
-    // Run A: students 2 epochs straight.
-    let mut args = vec!["run", "--out", s(&a), "--epochs", "2"];
+    // Run A: students 2 epochs straight. A constant rate: a cosine spans the epochs a run
+    // starts with, so only a constant (or step) schedule can be extended on resume.
+    let mut args = vec![
+        "run",
+        "--out",
+        s(&a),
+        "--epochs",
+        "2",
+        "--schedule",
+        "constant",
+    ];
     args.extend_from_slice(SLICE);
     let rep = ok_json(&args);
     check_report(&rep, &a);
@@ -51,10 +60,27 @@ fn run_report_eval_resume_predict_distill() {
     );
 
     // Run B: students 1 epoch, then the same --out with 2 epochs, resumes to the same result.
-    let mut args = vec!["run", "--out", s(&b), "--epochs", "1", "--quiet"];
+    let mut args = vec![
+        "run",
+        "--out",
+        s(&b),
+        "--epochs",
+        "1",
+        "--schedule",
+        "constant",
+        "--quiet",
+    ];
     args.extend_from_slice(SLICE);
     ok(&args);
-    let mut args = vec!["run", "--out", s(&b), "--epochs", "2"];
+    let mut args = vec![
+        "run",
+        "--out",
+        s(&b),
+        "--epochs",
+        "2",
+        "--schedule",
+        "constant",
+    ];
     args.extend_from_slice(SLICE);
     let out = distill(&args);
     assert!(out.status.success(), "{}", text(&out.stderr));
