@@ -46,6 +46,24 @@ pub struct Conv2dShape {
 }
 
 impl Conv2dShape {
+    /// The seed models' convolution: 3×3, stride 1, padding 1 (same size out), on
+    /// `side`×`side` images.
+    pub fn same_3x3(batch: usize, in_channels: usize, out_channels: usize, side: usize) -> Self {
+        Conv2dShape {
+            batch,
+            in_channels,
+            in_h: side,
+            in_w: side,
+            out_channels,
+            kernel_h: 3,
+            kernel_w: 3,
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: 1,
+            pad_w: 1,
+        }
+    }
+
     pub fn out_h(&self) -> usize {
         (self.in_h + 2 * self.pad_h - self.kernel_h) / self.stride_h + 1
     }

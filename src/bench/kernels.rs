@@ -75,19 +75,7 @@ impl Shapes {
 
 /// The teacher's and the student's conv layers (3×3, pad 1) at `batch`.
 pub(crate) fn conv_layers(batch: usize) -> [(&'static str, Conv2dShape); 4] {
-    let conv = |cin, cout, hw| Conv2dShape {
-        batch,
-        in_channels: cin,
-        in_h: hw,
-        in_w: hw,
-        out_channels: cout,
-        kernel_h: 3,
-        kernel_w: 3,
-        stride_h: 1,
-        stride_w: 1,
-        pad_h: 1,
-        pad_w: 1,
-    };
+    let conv = |cin, cout, side| Conv2dShape::same_3x3(batch, cin, cout, side);
     [
         ("teacher conv1", conv(1, 64, 28)),
         ("teacher conv2", conv(64, 128, 14)),

@@ -67,19 +67,7 @@ pub(crate) fn conv2d_cases(d: &Both) {
         d.check(&format!("conv2d backward bias {what}"), &db);
     }
     // Without bias.
-    let s = Conv2dShape {
-        batch: 2,
-        in_channels: 3,
-        in_h: 5,
-        in_w: 5,
-        out_channels: 2,
-        kernel_h: 3,
-        kernel_w: 3,
-        stride_h: 1,
-        stride_w: 1,
-        pad_h: 1,
-        pad_w: 1,
-    };
+    let s = Conv2dShape::same_3x3(2, 3, 2, 5);
     let x = d.f32(&rng.vec(s.input_len()));
     let wt = d.f32(&rng.vec(s.weight_len()));
     let y = d.out(s.output_len());

@@ -90,19 +90,7 @@ fn div(width: usize, w: Workload) -> usize {
 
 fn conv_shape(w: Workload, cin: usize, cout: usize, side: usize) -> Conv2dShape {
     let side = if w.width_divisor > side { 1 } else { side };
-    Conv2dShape {
-        batch: w.batch,
-        in_channels: div(cin, w),
-        in_h: side,
-        in_w: side,
-        out_channels: div(cout, w),
-        kernel_h: 3,
-        kernel_w: 3,
-        stride_h: 1,
-        stride_w: 1,
-        pad_h: 1,
-        pad_w: 1,
-    }
+    Conv2dShape::same_3x3(w.batch, div(cin, w), div(cout, w), side)
 }
 
 /// The GEMMs of one linear layer's training step: forward, input and weight gradients.
