@@ -137,9 +137,11 @@ impl GpuBackend {
         let mut time = |family: Family, tile: Tile| {
             let w = match workload.get(&family) {
                 Some(&w) => w,
-                None => *workload
-                    .entry(family)
-                    .or_insert(tune_workload::workload_for(ctx, pool, family)?),
+                None => {
+                    let w = tune_workload::workload_for(ctx, pool, family)?;
+                    workload.insert(family, w);
+                    w
+                }
             };
             let so_far = best.get(&family).copied();
             let ms = tune_workload::time(ctx, pool, family, tile, w, so_far)?;
