@@ -279,10 +279,7 @@ pub fn describe(adapter: &wgpu::Adapter) -> String {
     };
     let key = AdapterKey::of(&adapter.get_info());
     let limits = adapter.limits();
-    let candidates: Vec<Tile> = Tile::CANDIDATES
-        .into_iter()
-        .filter(|t| t.fits(&limits))
-        .collect();
+    let candidates = Tile::candidates_for(&limits);
     match read_cached(&dir, &key, &fingerprint(), &candidates) {
         Some(c) => format!(
             "{} (autotuned; {})",

@@ -127,10 +127,7 @@ impl GpuBackend {
             TilePolicy::Autotune => autotune::cache_dir(),
             TilePolicy::AutotuneIn(dir) => Some(dir.clone()),
         };
-        let candidates: Vec<Tile> = Tile::CANDIDATES
-            .into_iter()
-            .filter(|t| t.fits(&ctx.limits))
-            .collect();
+        let candidates = Tile::candidates_for(&ctx.limits);
         // Per family: the workload it is timed on (calibrated once) and the best time so far.
         let mut workload = HashMap::new();
         let mut best: HashMap<Family, f64> = HashMap::new();

@@ -55,6 +55,14 @@ impl Tile {
         self.workgroup_bytes() <= limits.max_compute_workgroup_storage_size
     }
 
+    /// The candidates a device with these limits can run, in [`Tile::CANDIDATES`] order.
+    pub fn candidates_for(limits: &wgpu::Limits) -> Vec<Tile> {
+        Tile::CANDIDATES
+            .into_iter()
+            .filter(|t| t.fits(limits))
+            .collect()
+    }
+
     /// The constants tile.wgsl reads, written above it when the module is built.
     pub fn wgsl(self) -> String {
         format!(
@@ -118,6 +126,12 @@ mod tests {
         };
         assert!(Tile::DEFAULT.fits(&tiny));
         assert!(!Tile { tm: 8, tn: 8 }.fits(&tiny));
+        assert_eq!(Tile::candidates_for(&limits), Tile::CANDIDATES.to_vec());
+        // 8 KiB holds the 64×64 default (8,192 bytes) and 32×32, not the 128-wide shapes.
+        assert_eq!(
+            Tile::candidates_for(&tiny),
+            vec![Tile::DEFAULT, Tile { tm: 2, tn: 2 }]
+        );
     }
 
     #[test]
