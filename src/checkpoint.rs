@@ -101,8 +101,9 @@ pub fn save(
     write_atomic(path, &bytes)
 }
 
-/// Validates and serialises a checkpoint into the bytes of a safetensors file.
-fn encode(
+/// Validates and serialises a checkpoint into the bytes of a safetensors file (`path` names
+/// it in errors).
+pub fn encode(
     path: &Path,
     tensors: &[NamedTensor],
     metadata: &BTreeMap<String, String>,

@@ -47,24 +47,40 @@ pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
 }
 
 /// Writes the model's parameters (PyTorch names and layouts) atomically.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save_model(
     path: &Path,
     model: &Sequential,
     metadata: &[(String, String)],
     dtype: StoreDtype,
 ) -> Result<()> {
-    let tensors = model
-        .parameters()
-        .into_iter()
-        .map(|(name, t)| {
-            Ok(NamedTensor {
-                name,
-                shape: t.shape().to_vec(),
-                data: t.to_vec()?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let tensors = pollster::block_on(host_tensors(model.parameters()))?;
     checkpoint::save(path, &tensors, &metadata.iter().cloned().collect(), dtype)
+}
+
+/// The bytes of the safetensors file [`save_model`] writes, named `name` in errors: what a
+/// page offers for download.
+pub async fn encode_model(
+    name: &Path,
+    model: &Sequential,
+    metadata: &[(String, String)],
+    dtype: StoreDtype,
+) -> Result<Vec<u8>> {
+    let tensors = host_tensors(model.parameters()).await?;
+    checkpoint::encode(name, &tensors, &metadata.iter().cloned().collect(), dtype)
+}
+
+/// Named device tensors copied to the host, for a checkpoint.
+pub(crate) async fn host_tensors(params: Vec<(String, crate::Tensor)>) -> Result<Vec<NamedTensor>> {
+    let mut out = Vec::with_capacity(params.len());
+    for (name, t) in params {
+        out.push(NamedTensor {
+            name,
+            shape: t.shape().to_vec(),
+            data: t.read().await?,
+        });
+    }
+    Ok(out)
 }
 
 /// Writes an f16 copy of the checkpoint at `src` (same names and metadata) to `dst`.

@@ -139,26 +139,20 @@ impl Optimizer {
 
     /// The state as named host tensors (`<param>.exp_avg`, `<param>.exp_avg_sq` or
     /// `<param>.momentum_buffer`) plus per-parameter step counts, for exact resume.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn export_state(&self) -> Result<(Vec<NamedTensor>, Vec<u32>)> {
-        let mut tensors = Vec::new();
         let first_name = match self.config {
             OptimConfig::Sgd(_) => "momentum_buffer",
             OptimConfig::Adam(_) => "exp_avg",
         };
-        for ((name, p), st) in self.params.iter().zip(&self.state) {
-            tensors.push(NamedTensor {
-                name: format!("{name}.{first_name}"),
-                shape: p.shape().to_vec(),
-                data: st.first.to_vec()?,
-            });
+        let mut named = Vec::new();
+        for ((name, _), st) in self.params.iter().zip(&self.state) {
+            named.push((format!("{name}.{first_name}"), st.first.clone()));
             if let Some(v) = &st.second {
-                tensors.push(NamedTensor {
-                    name: format!("{name}.exp_avg_sq"),
-                    shape: p.shape().to_vec(),
-                    data: v.to_vec()?,
-                });
+                named.push((format!("{name}.exp_avg_sq"), v.clone()));
             }
         }
+        let tensors = pollster::block_on(crate::model_file::host_tensors(named))?;
         Ok((tensors, self.state.iter().map(|s| s.steps).collect()))
     }
 

@@ -184,36 +184,42 @@ impl Tensor {
         self.set_grad(None);
     }
 
-    /// Copies the values to the host (waits for queued device work).
-    pub fn to_vec(&self) -> Result<Vec<f32>> {
+    /// The values on the host, once the device has done the work queued before: the one
+    /// read-back path ([`Backend::read_f32`](crate::backend::Backend::read_f32)).
+    pub async fn read(&self) -> Result<Vec<f32>> {
         if self.dtype() != DType::F32 {
             return Err(Error::InvalidArgument(
-                "to_vec on a u32 tensor: use to_vec_u32".into(),
+                "read on a u32 tensor: use read_u32".into(),
             ));
         }
-        self.device()
-            .backend()
-            .download_f32(self.storage())
-            .map(|mut v| {
-                v.truncate(self.numel());
-                v
-            })
+        let mut v = self.device().backend().read_f32(self.storage()).await?;
+        v.truncate(self.numel());
+        Ok(v)
     }
-    pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
+    /// [`Tensor::read`] for a u32 tensor.
+    pub async fn read_u32(&self) -> Result<Vec<u32>> {
         if self.dtype() != DType::U32 {
             return Err(Error::InvalidArgument(
-                "to_vec_u32 on an f32 tensor: use to_vec".into(),
+                "read_u32 on an f32 tensor: use read".into(),
             ));
         }
-        self.device()
-            .backend()
-            .download_u32(self.storage())
-            .map(|mut v| {
-                v.truncate(self.numel());
-                v
-            })
+        let mut v = self.device().backend().read_u32(self.storage()).await?;
+        v.truncate(self.numel());
+        Ok(v)
+    }
+
+    /// [`Tensor::read`] waited for on this thread (not in a browser, which cannot block).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        pollster::block_on(self.read())
+    }
+    /// [`Tensor::read_u32`] waited for on this thread.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
+        pollster::block_on(self.read_u32())
     }
     /// The value of a one-element tensor.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {
             return Err(Error::Shape(format!(
@@ -233,6 +239,7 @@ impl Tensor {
     }
 
     /// Copies this tensor to another device (no grad).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         match self.dtype() {
             DType::F32 => Tensor::from_f32(&self.to_vec()?, self.shape(), device),

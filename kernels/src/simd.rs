@@ -19,6 +19,9 @@ pub enum SimdLevel {
     Avx512,
     /// aarch64 Advanced SIMD (always present there).
     Neon,
+    /// WebAssembly's 128-bit SIMD (a compile-time feature: WebAssembly cannot detect it at
+    /// run time; the browser build enables it).
+    Simd128,
 }
 
 impl SimdLevel {
@@ -28,6 +31,7 @@ impl SimdLevel {
             SimdLevel::Avx2Fma => "avx2+fma",
             SimdLevel::Avx512 => "avx512",
             SimdLevel::Neon => "neon",
+            SimdLevel::Simd128 => "simd128",
         }
     }
 
@@ -38,6 +42,7 @@ impl SimdLevel {
             "avx2" | "avx2+fma" => Some(SimdLevel::Avx2Fma),
             "avx512" | "avx512f" | "avx-512" => Some(SimdLevel::Avx512),
             "neon" => Some(SimdLevel::Neon),
+            "simd128" => Some(SimdLevel::Simd128),
             _ => None,
         }
     }
@@ -66,6 +71,7 @@ impl SimdLevel {
             }
             #[cfg(target_arch = "aarch64")]
             SimdLevel::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            SimdLevel::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -80,10 +86,15 @@ impl fmt::Display for SimdLevel {
 
 /// The best level this CPU supports, ignoring `DISTILL_CPU`.
 pub fn detect() -> SimdLevel {
-    [SimdLevel::Avx512, SimdLevel::Avx2Fma, SimdLevel::Neon]
-        .into_iter()
-        .find(|l| l.is_supported())
-        .unwrap_or(SimdLevel::Scalar)
+    [
+        SimdLevel::Avx512,
+        SimdLevel::Avx2Fma,
+        SimdLevel::Neon,
+        SimdLevel::Simd128,
+    ]
+    .into_iter()
+    .find(|l| l.is_supported())
+    .unwrap_or(SimdLevel::Scalar)
 }
 
 /// The level used when none is asked for: [`detect`], except that AVX-512 is taken only when
@@ -159,6 +170,7 @@ pub fn available() -> Vec<SimdLevel> {
         SimdLevel::Avx2Fma,
         SimdLevel::Avx512,
         SimdLevel::Neon,
+        SimdLevel::Simd128,
     ]
     .into_iter()
     .filter(|l| l.is_supported())
@@ -345,8 +357,10 @@ mod tests {
     #[test]
     fn requests_resolve_or_explain() {
         assert_eq!(parse_request("scalar"), Ok(SimdLevel::Scalar));
-        assert_eq!(parse_request(""), Ok(detect()));
-        assert_eq!(parse_request("auto"), Ok(detect()));
+        // Unset or `auto` is the default level (AVX2 on an AVX-512 CPU, until that level is
+        // the default), not the widest the CPU has.
+        assert_eq!(parse_request(""), Ok(default_level()));
+        assert_eq!(parse_request("auto"), Ok(default_level()));
         let err = parse_request("avx1024").unwrap_err();
         assert!(err.contains("unknown SIMD level"), "{err}");
         for l in [SimdLevel::Avx2Fma, SimdLevel::Avx512, SimdLevel::Neon] {

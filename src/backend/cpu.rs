@@ -199,11 +199,9 @@ fn as_u32_mut(v: &mut [f32]) -> &mut [u32] {
 
 impl Backend for CpuBackend {
     fn name(&self) -> String {
-        format!(
-            "cpu ({}, {} threads)",
-            self.level.name(),
-            rayon::current_num_threads()
-        )
+        let threads = rayon::current_num_threads();
+        let plural = if threads == 1 { "" } else { "s" };
+        format!("cpu ({}, {threads} thread{plural})", self.level.name())
     }
     fn kind(&self) -> DeviceKind {
         DeviceKind::Cpu
@@ -226,11 +224,11 @@ impl Backend for CpuBackend {
         }
         Ok(self.storage(v))
     }
-    fn download_f32(&self, src: &Storage) -> Result<Vec<f32>> {
-        Ok(r(src)?.clone())
+    fn read_f32<'a>(&'a self, src: &'a Storage) -> ReadBack<'a, Vec<f32>> {
+        Box::pin(std::future::ready(r(src).map(|v| v.clone())))
     }
-    fn download_u32(&self, src: &Storage) -> Result<Vec<u32>> {
-        Ok(as_u32(&r(src)?).to_vec())
+    fn read_u32<'a>(&'a self, src: &'a Storage) -> ReadBack<'a, Vec<u32>> {
+        Box::pin(std::future::ready(r(src).map(|v| as_u32(&v).to_vec())))
     }
     fn copy(&self, src: &Storage, dst: &Storage) -> Result<()> {
         let s = r(src)?.clone();

@@ -100,6 +100,9 @@ impl MemoryStats {
     }
 }
 
+/// A read-back in flight ([`Backend::read_f32`]): resolves to the buffer's contents.
+pub type ReadBack<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + 'a>>;
+
 /// What kind of device a backend drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceKind {
@@ -128,9 +131,21 @@ pub trait Backend: Send + Sync {
     fn zeros(&self, len: usize) -> Result<Storage>;
     fn upload_f32(&self, data: &[f32]) -> Result<Storage>;
     fn upload_u32(&self, data: &[u32]) -> Result<Storage>;
-    /// Waits for queued work, then reads the whole buffer.
-    fn download_f32(&self, src: &Storage) -> Result<Vec<f32>>;
-    fn download_u32(&self, src: &Storage) -> Result<Vec<u32>>;
+    /// Reads the whole buffer once the work queued before it is done: the engine's one
+    /// read-back path. A future, because a browser maps a GPU buffer only after the page
+    /// yields; on the CPU it is ready at once.
+    fn read_f32<'a>(&'a self, src: &'a Storage) -> ReadBack<'a, Vec<f32>>;
+    fn read_u32<'a>(&'a self, src: &'a Storage) -> ReadBack<'a, Vec<u32>>;
+    /// [`Backend::read_f32`] waited for on this thread (not in a browser, which cannot block).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn download_f32(&self, src: &Storage) -> Result<Vec<f32>> {
+        pollster::block_on(self.read_f32(src))
+    }
+    /// [`Backend::read_u32`] waited for on this thread.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn download_u32(&self, src: &Storage) -> Result<Vec<u32>> {
+        pollster::block_on(self.read_u32(src))
+    }
     /// `dst = src` (same length).
     fn copy(&self, src: &Storage, dst: &Storage) -> Result<()>;
     /// Submit queued work without waiting (a no-op on the CPU).
@@ -397,7 +412,9 @@ impl DeviceSpec {
     }
 
     /// Opens the device. An adapter that cannot be opened is an error naming the spec, except
-    /// under `auto`, which then falls back to the CPU backend.
+    /// under `auto`, which then falls back to the CPU backend. (A page opens its device with
+    /// `web::device::open_engine`, which waits for the browser.)
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(self) -> Result<Device> {
         match self {
             DeviceSpec::Cpu => Ok(Device::cpu()),
@@ -414,6 +431,7 @@ impl DeviceSpec {
 }
 
 /// A device error while opening `what`, saying so (other errors pass through unchanged).
+#[cfg(not(target_arch = "wasm32"))]
 fn opening(what: &str, e: crate::Error) -> crate::Error {
     match e {
         crate::Error::Device(msg) => crate::Error::Device(format!("cannot open {what}: {msg}")),
@@ -443,6 +461,7 @@ impl Device {
     /// Opens a device from a user's spec: `auto`, `cpu`, `gpu` (the best adapter) or `gpu:N`
     /// (the N-th adapter of `distill devices`); see [`DeviceSpec`]. `auto` takes a hardware
     /// GPU when there is one and otherwise the CPU backend; it never picks a software adapter.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_spec(spec: &str) -> Result<Device> {
         DeviceSpec::parse(spec)?.open()
     }

@@ -4,11 +4,11 @@
 //! commit, and the UTC date.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::gpu::GpuBackend;
+pub use crate::calendar::{utc_now, utc_stamp};
 use distill_kernels::simd;
 
 /// The host CPU as the CPU backend sees it.
@@ -29,8 +29,12 @@ pub struct Machine {
     pub gemm_blocking: String,
     /// `linux`, `macos`, `windows`, …
     pub os: String,
-    /// `x86_64`, `aarch64`, …
+    /// `x86_64`, `aarch64`, `wasm32`, …
     pub arch: String,
+    /// In a browser: its user agent (the page cannot see the CPU's model or caches).
+    /// Absent in native reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<String>,
 }
 
 /// Cache sizes in bytes (per core for L1d and L2) and where they were read.
@@ -87,6 +91,31 @@ pub fn this_machine() -> Machine {
         gemm_blocking: distill_kernels::gemm::blocking(level).to_string(),
         os: std::env::consts::OS.into(),
         arch: std::env::consts::ARCH.into(),
+        browser: None,
+    }
+}
+
+/// A page's machine: what a browser lets it know (its user agent and
+/// `navigator.hardwareConcurrency`); the CPU kernels run on one thread at the SIMD128 level.
+pub fn browser_machine(user_agent: &str, logical_cpus: usize) -> Machine {
+    let level = simd::level();
+    let c = simd::cache_sizes();
+    Machine {
+        cpu_model: "unknown (a browser does not say)".into(),
+        logical_cpus: logical_cpus.max(1),
+        threads: 1,
+        simd_level: level.name().into(),
+        simd_levels: simd::available().iter().map(|l| l.name().into()).collect(),
+        caches: Caches {
+            l1d_bytes: c.l1d,
+            l2_bytes: c.l2,
+            l3_bytes: c.l3,
+            source: c.source.into(),
+        },
+        gemm_blocking: distill_kernels::gemm::blocking(level).to_string(),
+        os: "web".into(),
+        arch: std::env::consts::ARCH.into(),
+        browser: Some(user_agent.into()),
     }
 }
 
@@ -196,55 +225,9 @@ pub fn git_commit() -> &'static str {
     option_env!("DISTILL_GIT_COMMIT").unwrap_or("unknown")
 }
 
-/// Now, UTC: (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ`).
-pub fn utc_now() -> (String, String) {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    utc_stamp(secs)
-}
-
-/// Seconds since 1970-01-01 UTC → (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ`).
-pub fn utc_stamp(secs: u64) -> (String, String) {
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    let date = format!("{y:04}-{m:02}-{d:02}");
-    let time = format!(
-        "{date}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    );
-    (date, time)
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_stamps() {
-        assert_eq!(
-            utc_stamp(0),
-            ("1970-01-01".into(), "1970-01-01T00:00:00Z".into())
-        );
-        // 2000-02-29 12:34:56 UTC (a leap day).
-        assert_eq!(utc_stamp(951_827_696).1, "2000-02-29T12:34:56Z");
-        assert_eq!(utc_stamp(1_796_083_200).0, "2026-12-01");
-    }
 
     #[test]
     fn the_machine_names_itself() {

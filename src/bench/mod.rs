@@ -13,31 +13,50 @@
 //!
 //! [`run`] is the one entry point: `distill bench` and the `cargo bench` targets call it.
 
+//!
+//! In a browser (wasm32) only the report, the machine description, the table and the
+//! training rows' steps exist: the page (`src/web/bench.rs`) times those steps itself.
+
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bandwidth;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod compare;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod kernels;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod ladder;
 pub mod machine;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod peak;
 pub mod report;
 pub mod table;
 pub mod timing;
 pub mod train;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod yardstick;
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::Arc;
-use std::time::Instant;
+#[cfg(not(target_arch = "wasm32"))]
+use web_time::Instant;
 
+#[cfg(not(target_arch = "wasm32"))]
 pub use compare::{compare_files, Comparison};
+#[cfg(not(target_arch = "wasm32"))]
 pub use ladder::run_ladder;
 pub use report::{DeviceReport, Peak, Report, Row, Status, Unit};
 pub use table::render_table;
 
+#[cfg(not(target_arch = "wasm32"))]
 use crate::backend::gpu::{self, GpuBackend};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::{Device, Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
 use kernels::{workloads, Shapes};
+#[cfg(not(target_arch = "wasm32"))]
 use timing::Budget;
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Which devices to measure (`--device`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceChoice {
@@ -50,6 +69,7 @@ pub enum DeviceChoice {
     Gpu(usize),
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl DeviceChoice {
     /// `all` (or `auto`), `cpu`, `gpu`, `gpu:N`.
     pub fn parse(spec: &str) -> Result<DeviceChoice> {
@@ -75,6 +95,7 @@ impl DeviceChoice {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// What to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sections {
@@ -84,6 +105,7 @@ pub struct Sections {
     pub train: bool,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The settings of one bench run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BenchConfig {
@@ -95,6 +117,7 @@ pub struct BenchConfig {
     pub sections: Sections,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig {
@@ -110,6 +133,7 @@ impl Default for BenchConfig {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Progress of a run, for a caller to show.
 pub trait Observer {
     /// A device starts: `steps` rows to measure.
@@ -126,12 +150,16 @@ pub trait Observer {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// An observer that shows nothing.
 pub struct Silent;
+#[cfg(not(target_arch = "wasm32"))]
 impl Observer for Silent {}
 
+#[cfg(not(target_arch = "wasm32"))]
 /// An observer that writes a line per device and every remark on stderr.
 pub struct Lines;
+#[cfg(not(target_arch = "wasm32"))]
 impl Observer for Lines {
     fn device(&mut self, id: &str, name: &str, steps: usize) {
         eprintln!("{id}: {name}: measuring {steps} rows");
@@ -146,6 +174,7 @@ impl Observer for Lines {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl BenchConfig {
     /// The settings of the `cargo bench` targets, which take no flags: `sections`, and
     /// `DISTILL_BENCH_QUICK=1`, `DISTILL_BENCH_DEVICE` (all, cpu, gpu, gpu:N; default all),
@@ -165,6 +194,7 @@ impl BenchConfig {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Sizes and budgets for one kind of device.
 struct Plan {
     shapes: Shapes,
@@ -178,6 +208,7 @@ struct Plan {
     copy_bytes: usize,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Plan {
     fn new(quick: bool, software: bool) -> Plan {
         let budget = |secs, max_calls| Budget { secs, max_calls };
@@ -234,6 +265,7 @@ impl Plan {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Runs the bench: every device `cfg` selects, in order (the CPU first), then the report.
 pub fn run(cfg: &BenchConfig, obs: &mut dyn Observer) -> Result<Report> {
     let started = Instant::now();
@@ -265,12 +297,14 @@ pub fn run(cfg: &BenchConfig, obs: &mut dyn Observer) -> Result<Report> {
     Ok(report)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Pushes `row` to the report and tells the observer.
 fn push(report: &mut Report, obs: &mut dyn Observer, row: Row) {
     obs.row(&row);
     report.rows.push(row);
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn bench_cpu(cfg: &BenchConfig, report: &mut Report, obs: &mut dyn Observer) {
     let dev = Device::cpu();
     let plan = Plan::new(cfg.quick, false);
@@ -301,6 +335,7 @@ fn bench_cpu(cfg: &BenchConfig, report: &mut Report, obs: &mut dyn Observer) {
     device_rows(cfg, &plan, "cpu", &dev, None, report, obs);
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The kernel and training rows of one device.
 fn device_rows(
     cfg: &BenchConfig,
@@ -335,6 +370,7 @@ fn device_rows(
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn bench_gpus(cfg: &BenchConfig, report: &mut Report, obs: &mut dyn Observer) -> Result<()> {
     let adapters = gpu::list_adapters();
     if let DeviceChoice::Gpu(n) = cfg.devices {
@@ -389,6 +425,7 @@ fn bench_gpus(cfg: &BenchConfig, report: &mut Report, obs: &mut dyn Observer) ->
     Ok(())
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn bench_gpu(
     cfg: &BenchConfig,
     id: &str,

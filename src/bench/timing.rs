@@ -7,7 +7,7 @@
 //! disturbed by other work. [`timestamp_secs`] times a few more calls of the same workload
 //! with GPU timestamp queries, where the adapter has them.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use serde::{Deserialize, Serialize};
 

@@ -13,9 +13,12 @@
 //! engine's and not the data pipeline's. Each row goes through the bench's one timing loop;
 //! the batches close by reading the last loss (or logits) back.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::cell::RefCell;
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::report::{Row, Unit};
+#[cfg(not(target_arch = "wasm32"))]
 use super::timing::{time_on, Budget};
 use crate::nn::{ArchSpec, Sequential};
 use crate::optim::{OptimConfig, Optimizer};
@@ -76,7 +79,7 @@ impl Step {
         }
     }
 
-    fn group(self) -> &'static str {
+    pub fn group(self) -> &'static str {
         match self {
             Step::Train(_) | Step::Kd => "train",
             Step::Infer(_) => "infer",
@@ -84,7 +87,7 @@ impl Step {
         }
     }
 
-    fn shape(self) -> String {
+    pub fn shape(self) -> String {
         let input = format!("{CHANNELS}x{SIDE}x{SIDE}, {CLASSES} classes");
         match self {
             Step::Train(_) => format!("{input}, CE + Adam"),
@@ -93,7 +96,7 @@ impl Step {
         }
     }
 
-    fn batch(self, b: Batches) -> usize {
+    pub fn batch(self, b: Batches) -> usize {
         match self {
             Step::Train(_) | Step::Kd => b.train,
             Step::Infer(_) => b.infer,
@@ -103,6 +106,7 @@ impl Step {
 }
 
 /// Measures one row on `dev` (device `id`).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn measure(id: &str, dev: &Device, step: Step, b: Batches, budget: Budget) -> Row {
     let unit = if matches!(step, Step::Latency(_)) {
         Unit::Ms
@@ -170,44 +174,71 @@ fn inputs(
         .collect()
 }
 
+/// One row's model, optimiser and inputs, ready to run its step again and again (the native
+/// timing loop and the page's drive the same calls).
+pub struct StepRig {
+    step: Step,
+    net: Sequential,
+    opt: Optimizer,
+    data: Vec<(Tensor, Tensor, Option<Tensor>)>,
+    calls: usize,
+}
+
+impl StepRig {
+    pub fn new(dev: &Device, step: Step, batch_size: usize) -> Result<StepRig> {
+        let arch = match step {
+            Step::Train(a) | Step::Infer(a) | Step::Latency(a) => a,
+            Step::Kd => "student",
+        };
+        let net = model(dev, arch)?;
+        let opt = Optimizer::new(OptimConfig::adam(1e-3, 0.0), net.parameters())?;
+        let data = inputs(dev, step, batch_size)?;
+        Ok(StepRig {
+            step,
+            net,
+            opt,
+            data,
+            calls: 0,
+        })
+    }
+
+    /// Records one step (the two batches alternate) and returns the tensor whose read-back
+    /// closes it: the loss, or the logits. Latency rows read their logits back here.
+    pub fn call(&mut self) -> Result<Tensor> {
+        let (x, y, teacher) = &self.data[self.calls % 2];
+        self.calls += 1;
+        match self.step {
+            Step::Train(_) | Step::Kd => {
+                let logits = self.net.forward(x)?;
+                let loss = match teacher {
+                    Some(t) => ops::kd_loss(&logits, t, y, KD_TEMPERATURE, KD_ALPHA)?,
+                    None => ops::cross_entropy(&logits, y)?,
+                };
+                loss.backward()?;
+                self.opt.step()?;
+                self.opt.zero_grad();
+                Ok(loss)
+            }
+            Step::Infer(_) | Step::Latency(_) => no_grad(|| self.net.forward(x)),
+        }
+    }
+}
+
 /// Seconds per call, calls timed and the timing method of `step`.
+#[cfg(not(target_arch = "wasm32"))]
 fn time_step(
     dev: &Device,
     step: Step,
     batch_size: usize,
     budget: Budget,
 ) -> Result<(f64, usize, super::timing::Timing)> {
-    let arch = match step {
-        Step::Train(a) | Step::Infer(a) | Step::Latency(a) => a,
-        Step::Kd => "student",
-    };
-    let net = model(dev, arch)?;
-    let mut opt = Optimizer::new(OptimConfig::adam(1e-3, 0.0), net.parameters())?;
-    let data = inputs(dev, step, batch_size)?;
+    let rig = RefCell::new(StepRig::new(dev, step, batch_size)?);
     let last: RefCell<Option<Tensor>> = RefCell::new(None);
-    let mut i = 0usize;
     let mut run = || -> Result<()> {
-        let (x, y, teacher) = &data[i % 2];
-        i += 1;
-        let out = match step {
-            Step::Train(_) | Step::Kd => {
-                let logits = net.forward(x)?;
-                let loss = match teacher {
-                    Some(t) => ops::kd_loss(&logits, t, y, KD_TEMPERATURE, KD_ALPHA)?,
-                    None => ops::cross_entropy(&logits, y)?,
-                };
-                loss.backward()?;
-                opt.step()?;
-                opt.zero_grad();
-                loss
-            }
-            Step::Infer(_) => no_grad(|| net.forward(x))?,
-            Step::Latency(_) => {
-                let logits = no_grad(|| net.forward(x))?;
-                logits.to_vec()?;
-                logits
-            }
-        };
+        let out = rig.borrow_mut().call()?;
+        if matches!(step, Step::Latency(_)) {
+            out.to_vec()?;
+        }
         *last.borrow_mut() = Some(out);
         Ok(())
     };

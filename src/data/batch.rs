@@ -273,10 +273,13 @@ impl Batcher {
 }
 
 /// Batches of one epoch, made on a background thread into a queue of [`QUEUE_DEPTH`].
-/// Dropping it early stops and joins the thread.
+/// Dropping it early stops and joins the thread. In a browser, which has no threads here,
+/// each batch is made when it is asked for.
 pub struct BatchIter {
     rx: Option<Receiver<Batch>>,
     handle: Option<JoinHandle<()>>,
+    /// The batcher and the next batch's index, when batches are made on demand.
+    inline: Option<(Batcher, usize)>,
     remaining: usize,
     total: usize,
 }
@@ -293,6 +296,12 @@ impl Iterator for BatchIter {
     fn next(&mut self) -> Option<Batch> {
         if self.remaining == 0 {
             return None;
+        }
+        if let Some((batcher, next)) = self.inline.as_mut() {
+            let b = batcher.batch(*next);
+            *next += 1;
+            self.remaining -= 1;
+            return Some(b);
         }
         match self.rx.as_ref()?.recv() {
             Ok(b) => {
@@ -340,6 +349,15 @@ pub fn try_batches(
 ) -> Result<BatchIter> {
     let batcher = Batcher::new(split.into(), channels, height, width, cfg, epoch)?;
     let total = batcher.len();
+    if cfg!(target_arch = "wasm32") {
+        return Ok(BatchIter {
+            rx: None,
+            handle: None,
+            inline: Some((batcher, 0)),
+            remaining: total,
+            total,
+        });
+    }
     let (tx, rx) = sync_channel(QUEUE_DEPTH);
     let handle = std::thread::Builder::new()
         .name("distill-batches".into())
@@ -354,6 +372,7 @@ pub fn try_batches(
     Ok(BatchIter {
         rx: Some(rx),
         handle: Some(handle),
+        inline: None,
         remaining: total,
         total,
     })

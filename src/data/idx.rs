@@ -77,6 +77,12 @@ fn data_err(path: &Path, what: impl std::fmt::Display) -> Error {
 /// Reads a whole file, transparently gunzipping it when it starts with the gzip magic bytes.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    gunzip_if_gz(path, raw)
+}
+
+/// `raw` gunzipped when it starts with the gzip magic bytes, else as it is; `path` names it
+/// in errors.
+pub fn gunzip_if_gz(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if raw.len() < 2 || raw[0] != 0x1F || raw[1] != 0x8B {
         return Ok(raw);
     }
@@ -97,7 +103,11 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 
 /// Reads and checks one IDX file (raw or gzip) of any type and rank.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let mut buf = read_maybe_gz(path)?;
+    parse_idx(path, read_maybe_gz(path)?)
+}
+
+/// Checks and parses the bytes of one (gunzipped) IDX file; `path` names it in errors.
+pub fn parse_idx(path: &Path, mut buf: Vec<u8>) -> Result<IdxArray> {
     if buf.len() < 4 {
         return Err(data_err(
             path,
@@ -179,7 +189,17 @@ fn fmt_dims(dims: &[usize]) -> String {
 
 /// Reads an IDX image file into planar N×C×H×W bytes (see the module header for ranks).
 pub fn read_images(path: &Path) -> Result<IdxImages> {
-    let a = read_idx(path)?;
+    images_of(read_idx(path)?)
+}
+
+/// [`read_images`] of a file's bytes (raw or gzip), named `name` in errors: what a page
+/// fetched.
+pub fn images_from_bytes(name: &Path, raw: Vec<u8>) -> Result<IdxImages> {
+    images_of(parse_idx(name, gunzip_if_gz(name, raw)?)?)
+}
+
+fn images_of(a: IdxArray) -> Result<IdxImages> {
+    let path = a.path.as_path();
     if a.dtype != IdxType::U8 {
         return Err(data_err(
             path,
@@ -235,7 +255,16 @@ pub fn read_images(path: &Path) -> Result<IdxImages> {
 
 /// Reads an IDX label file: rank 1 (or N×1), integer elements, none negative.
 pub fn read_labels(path: &Path) -> Result<Vec<u32>> {
-    let a = read_idx(path)?;
+    labels_of(read_idx(path)?)
+}
+
+/// [`read_labels`] of a file's bytes (raw or gzip), named `name` in errors.
+pub fn labels_from_bytes(name: &Path, raw: Vec<u8>) -> Result<Vec<u32>> {
+    labels_of(parse_idx(name, gunzip_if_gz(name, raw)?)?)
+}
+
+fn labels_of(a: IdxArray) -> Result<Vec<u32>> {
+    let path = a.path.as_path();
     let ok_shape = a.dims.len() == 1 || (a.dims.len() == 2 && a.dims[1] == 1);
     if !ok_shape {
         return Err(data_err(

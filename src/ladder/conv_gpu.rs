@@ -356,6 +356,17 @@ mod tests {
     use super::*;
     use crate::ladder::conv_cpu::CHECK_SHAPES;
 
+    /// The browser's shader check compiles the same rung files.
+    #[test]
+    fn the_shader_check_lists_every_rung() {
+        use crate::backend::gpu::shader_check::LADDER_WGSL;
+        for (name, source) in [DIRECT, IM2COL, SPLIT_K] {
+            let listed = LADDER_WGSL.iter().find(|(n, _, _)| *n == name);
+            let (_, text, needs) = listed.unwrap_or_else(|| panic!("{name} is not listed"));
+            assert_eq!((*text, *needs), (source, wgpu::Features::empty()), "{name}");
+        }
+    }
+
     /// The timing path of every rung (the checks cover `compute`); no speed is asserted.
     #[test]
     fn every_rung_times_a_batch_of_calls() {

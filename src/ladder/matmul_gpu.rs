@@ -296,6 +296,17 @@ pub(crate) fn rig(index: Option<usize>, quick: bool) -> Result<Rig> {
 mod tests {
     use super::*;
 
+    /// The browser's shader check compiles the same rung files with the same features.
+    #[test]
+    fn the_shader_check_lists_every_rung() {
+        use crate::backend::gpu::shader_check::LADDER_WGSL;
+        for r in RUNGS {
+            let listed = LADDER_WGSL.iter().find(|(name, _, _)| *name == r.name);
+            let (_, source, needs) = listed.unwrap_or_else(|| panic!("{} is not listed", r.name));
+            assert_eq!((*source, *needs), (r.source, r.needs), "{}", r.name);
+        }
+    }
+
     /// The timing path of every rung (the checks cover `compute`): a small batch of calls
     /// runs and reports a positive time. No speed is asserted.
     #[test]

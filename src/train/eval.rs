@@ -32,6 +32,8 @@ impl Evaluation {
 }
 
 /// Mean cross-entropy and accuracy of `model` on `split` (no tape, in order, no augmentation).
+/// [`evaluate_async`] waited for on this thread.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn evaluate(
     model: &Sequential,
     device: &Device,
@@ -40,14 +42,29 @@ pub fn evaluate(
     batch_size: usize,
     confusion: bool,
 ) -> Result<Evaluation> {
-    no_grad(|| {
-        let classes = input.class_names.len();
-        let loss_sum = Tensor::zeros(&[], device)?; // a scalar, as the losses are
-        let correct = Tensor::from_u32(&[0], &[1], device)?;
-        let mut matrix = confusion.then(|| vec![vec![0u64; classes]; classes]);
-        let mut n = 0usize;
-        for batch in batches_of(split, input, &input.batch_config(batch_size), 0)? {
-            let rows = batch.len();
+    pollster::block_on(evaluate_async(
+        model, device, split, input, batch_size, confusion,
+    ))
+}
+
+/// [`evaluate`] as a future: the metrics stay on the device until the end (the confusion
+/// matrix, when asked for, reads each batch's logits).
+pub async fn evaluate_async(
+    model: &Sequential,
+    device: &Device,
+    split: &Arc<Split>,
+    input: &InputSpec,
+    batch_size: usize,
+    confusion: bool,
+) -> Result<Evaluation> {
+    let classes = input.class_names.len();
+    let loss_sum = Tensor::zeros(&[], device)?; // a scalar, as the losses are
+    let correct = Tensor::from_u32(&[0], &[1], device)?;
+    let mut matrix = confusion.then(|| vec![vec![0u64; classes]; classes]);
+    let mut n = 0usize;
+    for batch in batches_of(split, input, &input.batch_config(batch_size), 0)? {
+        let rows = batch.len();
+        let logits = no_grad(|| {
             let x = Tensor::from_f32(&batch.images, &batch.shape, device)?;
             let y = Tensor::from_u32(&batch.labels, &[rows], device)?;
             let logits = model.forward(&x)?;
@@ -60,26 +77,28 @@ pub fn evaluate(
             let loss = ops::cross_entropy(&logits, &y)?;
             ops::add_scaled_(&loss_sum, rows as f32, &loss)?;
             ops::accuracy_count(&logits, &y, &correct)?;
-            if let Some(m) = matrix.as_mut() {
-                let l = logits.to_vec()?;
-                for (r, &label) in batch.labels.iter().enumerate() {
-                    m[label as usize][argmax(&l[r * classes..(r + 1) * classes])] += 1;
-                }
+            Ok(logits)
+        })?;
+        if let Some(m) = matrix.as_mut() {
+            let l = logits.read().await?;
+            for (r, &label) in batch.labels.iter().enumerate() {
+                m[label as usize][argmax(&l[r * classes..(r + 1) * classes])] += 1;
             }
-            n += rows;
         }
-        if n == 0 {
-            return Err(Error::Data("evaluation split is empty".into()));
-        }
-        Ok(Evaluation {
-            loss: loss_sum.to_vec()?[0] as f64 / n as f64,
-            accuracy: correct.to_vec_u32()?[0] as f64 / n as f64,
-            confusion: matrix,
-        })
+        n += rows;
+    }
+    if n == 0 {
+        return Err(Error::Data("evaluation split is empty".into()));
+    }
+    Ok(Evaluation {
+        loss: loss_sum.read().await?[0] as f64 / n as f64,
+        accuracy: correct.read_u32().await?[0] as f64 / n as f64,
+        confusion: matrix,
     })
 }
 
 /// The model's logits for every image of `split`, `[n, classes]` row-major (offline KD).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn predict_logits(
     model: &Sequential,
     device: &Device,
@@ -87,14 +106,28 @@ pub fn predict_logits(
     input: &InputSpec,
     batch_size: usize,
 ) -> Result<Vec<f32>> {
-    no_grad(|| {
-        let mut out = Vec::with_capacity(split.len() * input.class_names.len());
-        for batch in batches_of(split, input, &input.batch_config(batch_size), 0)? {
+    pollster::block_on(predict_logits_async(
+        model, device, split, input, batch_size,
+    ))
+}
+
+/// [`predict_logits`] as a future.
+pub async fn predict_logits_async(
+    model: &Sequential,
+    device: &Device,
+    split: &Arc<Split>,
+    input: &InputSpec,
+    batch_size: usize,
+) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(split.len() * input.class_names.len());
+    for batch in batches_of(split, input, &input.batch_config(batch_size), 0)? {
+        let logits = no_grad(|| {
             let x = Tensor::from_f32(&batch.images, &batch.shape, device)?;
-            out.extend(model.forward(&x)?.to_vec()?);
-        }
-        Ok(out)
-    })
+            model.forward(&x)
+        })?;
+        out.extend(logits.read().await?);
+    }
+    Ok(out)
 }
 
 /// Index of the first maximum.
@@ -115,6 +148,7 @@ pub struct ClassProbability {
 /// The `k` most probable classes of each image of `split` (planar bytes, as the model's input
 /// spec says), most probable first; ties go to the lower class index. The probabilities are
 /// the engine's softmax (temperature 1) of the logits.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn top_k(
     model: &Sequential,
     device: &Device,

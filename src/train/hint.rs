@@ -18,6 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(not(target_arch = "wasm32"))]
 use crate::checkpoint::NamedTensor;
 use crate::nn::{Layer, Sequential};
 use crate::ops::{self, Conv2dParams};
@@ -169,20 +170,13 @@ impl<'t> HintTerm<'t> {
     }
 
     /// The adapter's weights as host tensors, for the resume state file.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn export(&self) -> Result<Vec<NamedTensor>> {
-        self.parameters()
-            .into_iter()
-            .map(|(name, p)| {
-                Ok(NamedTensor {
-                    name,
-                    shape: p.shape().to_vec(),
-                    data: p.to_vec()?,
-                })
-            })
-            .collect()
+        pollster::block_on(crate::model_file::host_tensors(self.parameters()))
     }
 
     /// Restores the adapter's weights from the tensors [`export`](Self::export) wrote.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn import(&self, tensors: &[NamedTensor]) -> Result<()> {
         for (name, p) in self.parameters() {
             let t = tensors

@@ -6,12 +6,17 @@ pub mod config;
 pub mod eval;
 pub mod hint;
 pub mod interrupt;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod resume;
 pub mod trainer;
 
 pub use config::{validate_label_fraction, InputSpec, KdConfig, OptimizerKind, TrainConfig};
-pub use eval::{argmax, evaluate, predict_logits, top_k, ClassProbability, Evaluation};
+pub use eval::{argmax, evaluate_async, predict_logits_async, ClassProbability, Evaluation};
+#[cfg(not(target_arch = "wasm32"))]
+pub use eval::{evaluate, predict_logits, top_k};
 pub use hint::{HintConfig, HintTerm};
+#[cfg(not(target_arch = "wasm32"))]
+pub use trainer::train;
 pub use trainer::{
-    train, EpochRecord, Observer, Silent, TeacherLogits, TrainJob, Trained, READ_EVERY,
+    train_async, EpochRecord, Observer, Silent, TeacherLogits, TrainJob, Trained, READ_EVERY,
 };

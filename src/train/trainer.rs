@@ -9,17 +9,16 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+
+use web_time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::config::{InputSpec, KdConfig, TrainConfig};
-use super::eval::evaluate;
+use super::eval::evaluate_async;
 use super::hint::{HintConfig, HintTerm};
-use super::{interrupt, resume};
-use crate::checkpoint::StoreDtype;
+use super::interrupt;
 use crate::data::{self, Batch, BatchConfig, Split};
-use crate::model_file::{model_metadata, save_model};
 use crate::nn::{ArchSpec, Sequential};
 use crate::ops;
 use crate::optim::Optimizer;
@@ -98,7 +97,17 @@ pub struct Trained {
 }
 
 /// Trains `job.spec` from its seed (or resumes) and returns the model and its history.
+/// [`train_async`] waited for on this thread.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
+    pollster::block_on(train_async(job, obs))
+}
+
+/// [`train`] as a future: the one training loop, natively and in a browser. It awaits the
+/// device only where it reads metrics back (every [`READ_EVERY`] batches and at the end of an
+/// epoch), and there gives the host a turn ([`crate::runtime::yield_now`]), so a page stays
+/// responsive even on the CPU backend.
+pub async fn train_async(job: TrainJob<'_>, obs: &mut dyn Observer) -> Result<Trained> {
     job.config.validate()?;
     check_cached_logits(&job)?;
     let cfg = &job.config;
@@ -118,47 +127,24 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
     params.extend(hint.iter().flat_map(HintTerm::parameters));
     let mut optimizer = Optimizer::new(cfg.optim_config(), params)?;
     let mut history: Vec<EpochRecord> = Vec::new();
-    if let (true, Some(dir)) = (job.resume, &job.checkpoint_dir) {
-        if resume::has_state(dir) {
-            history = resume::restore(dir, &job, &model, &mut optimizer, hint.as_ref())?;
-            obs.message(&format!(
-                "{}: resumed after epoch {} from {}",
-                job.run,
-                history.len(),
-                dir.display()
-            ));
-        }
-    }
-    if let Some(dir) = &job.checkpoint_dir {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
+    checkpoints::open(
+        &job,
+        &model,
+        &mut optimizer,
+        hint.as_ref(),
+        &mut history,
+        obs,
+    )?;
 
     let started = Instant::now();
     let _running = interrupt::Running::start();
     for epoch in history.len() + 1..=cfg.epochs {
-        let record = train_epoch(&job, &model, hint.as_ref(), &mut optimizer, epoch, obs)?;
+        let record = train_epoch(&job, &model, hint.as_ref(), &mut optimizer, epoch, obs).await?;
         let is_best = history
             .iter()
             .all(|r| record.test_accuracy > r.test_accuracy);
         history.push(record.clone());
-        if let Some(dir) = &job.checkpoint_dir {
-            let meta = model_metadata(&job.spec, &job.input, cfg.seed, Some(&record));
-            save_model(
-                &dir.join("last.safetensors"),
-                &model,
-                &meta,
-                StoreDtype::F32,
-            )?;
-            if is_best {
-                save_model(
-                    &dir.join("best.safetensors"),
-                    &model,
-                    &meta,
-                    StoreDtype::F32,
-                )?;
-            }
-            resume::save_state(dir, &optimizer, &history, cfg, hint.as_ref())?;
-        }
+        checkpoints::save(&job, &model, &optimizer, hint.as_ref(), &history, is_best)?;
         obs.epoch_end(&record);
     }
 
@@ -208,12 +194,101 @@ fn check_cached_logits(job: &TrainJob) -> Result<()> {
     Ok(())
 }
 
+/// The checkpoint folder of a job: resume from it, write to it after every epoch.
+#[cfg(not(target_arch = "wasm32"))]
+mod checkpoints {
+    use super::*;
+    use crate::checkpoint::StoreDtype;
+    use crate::model_file::{model_metadata, save_model};
+    use crate::train::resume;
+
+    /// Restores `history` (and the weights and optimiser state) when the job resumes, and
+    /// creates the folder.
+    pub(super) fn open(
+        job: &TrainJob,
+        model: &Sequential,
+        optimizer: &mut Optimizer,
+        hint: Option<&HintTerm>,
+        history: &mut Vec<EpochRecord>,
+        obs: &mut dyn Observer,
+    ) -> Result<()> {
+        let Some(dir) = &job.checkpoint_dir else {
+            return Ok(());
+        };
+        if job.resume && resume::has_state(dir) {
+            *history = resume::restore(dir, job, model, optimizer, hint)?;
+            obs.message(&format!(
+                "{}: resumed after epoch {} from {}",
+                job.run,
+                history.len(),
+                dir.display()
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+    }
+
+    /// `last` (and `best` when this epoch is the best so far) and the resume state.
+    pub(super) fn save(
+        job: &TrainJob,
+        model: &Sequential,
+        optimizer: &Optimizer,
+        hint: Option<&HintTerm>,
+        history: &[EpochRecord],
+        is_best: bool,
+    ) -> Result<()> {
+        let (Some(dir), Some(record)) = (&job.checkpoint_dir, history.last()) else {
+            return Ok(());
+        };
+        let cfg = &job.config;
+        let meta = model_metadata(&job.spec, &job.input, cfg.seed, Some(record));
+        save_model(&dir.join("last.safetensors"), model, &meta, StoreDtype::F32)?;
+        if is_best {
+            save_model(&dir.join("best.safetensors"), model, &meta, StoreDtype::F32)?;
+        }
+        resume::save_state(dir, optimizer, history, cfg, hint)
+    }
+}
+
+/// A page has no folders: its checkpoints are downloaded as bytes instead
+/// ([`crate::model_file::encode_model`]).
+#[cfg(target_arch = "wasm32")]
+mod checkpoints {
+    use super::*;
+
+    pub(super) fn open(
+        job: &TrainJob,
+        _: &Sequential,
+        _: &mut Optimizer,
+        _: Option<&HintTerm>,
+        _: &mut Vec<EpochRecord>,
+        _: &mut dyn Observer,
+    ) -> Result<()> {
+        match &job.checkpoint_dir {
+            None => Ok(()),
+            Some(_) => Err(Error::InvalidArgument(
+                "a checkpoint folder needs a file system, which a browser does not have".into(),
+            )),
+        }
+    }
+
+    pub(super) fn save(
+        _: &TrainJob,
+        _: &Sequential,
+        _: &Optimizer,
+        _: Option<&HintTerm>,
+        _: &[EpochRecord],
+        _: bool,
+    ) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// One epoch: every batch through forward, loss, backward and the optimiser, then the test
 /// split. The batch order and augmentation are functions of (seed, epoch).
-fn train_epoch(
-    job: &TrainJob,
+async fn train_epoch(
+    job: &TrainJob<'_>,
     model: &Sequential,
-    hint: Option<&HintTerm>,
+    hint: Option<&HintTerm<'_>>,
     optimizer: &mut Optimizer,
     epoch: usize,
     obs: &mut dyn Observer,
@@ -260,8 +335,9 @@ fn train_epoch(
             return Err(stopped(job, epoch));
         }
         let mean_loss = if done % READ_EVERY == 0 || done == total_batches {
-            let l = loss_sum.to_vec()?[0] as f64 / seen as f64;
+            let l = loss_sum.read().await?[0] as f64 / seen as f64;
             check_finite(job, l, epoch, done)?;
+            crate::runtime::yield_now().await;
             Some(l)
         } else {
             device.backend().flush()?;
@@ -271,20 +347,21 @@ fn train_epoch(
         obs.batch(done, mean_loss, images_per_second);
     }
     let train_seconds = epoch_start.elapsed().as_secs_f64();
-    let eval = evaluate(
+    let eval = evaluate_async(
         model,
         device,
         &job.test,
         input,
         cfg.batch_size.max(256),
         false,
-    )?;
+    )
+    .await?;
     Ok(EpochRecord {
         run: job.run.clone(),
         epoch,
         lr,
-        train_loss: loss_sum.to_vec()?[0] as f64 / seen.max(1) as f64,
-        train_accuracy: correct.to_vec_u32()?[0] as f64 / labelled_seen.max(1) as f64,
+        train_loss: loss_sum.read().await?[0] as f64 / seen.max(1) as f64,
+        train_accuracy: correct.read_u32().await?[0] as f64 / labelled_seen.max(1) as f64,
         test_loss: eval.loss,
         test_accuracy: eval.accuracy,
         seconds: epoch_start.elapsed().as_secs_f64(),
@@ -352,7 +429,7 @@ fn check_finite(job: &TrainJob, loss: f64, epoch: usize, batch: usize) -> Result
     let kept = job
         .checkpoint_dir
         .as_ref()
-        .filter(|d| d.join("last.safetensors").exists())
+        .filter(|d| cfg!(not(target_arch = "wasm32")) && d.join("last.safetensors").exists())
         .map(|d| format!("; the last good checkpoint is kept in {}", d.display()))
         .unwrap_or_else(|| "; no checkpoint was written".into());
     Err(Error::Diverged(format!(

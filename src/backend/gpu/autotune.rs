@@ -135,6 +135,7 @@ pub enum Family {
 impl Family {
     pub const ALL: [Family; 2] = [Family::Matmul, Family::Conv];
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn module(self) -> Module {
         match self {
             Family::Matmul => Module::Matmul,
@@ -362,7 +363,7 @@ fn save(
         format: FORMAT,
         adapter: key.clone(),
         fingerprint: fingerprint.to_string(),
-        tuned_at: crate::bench::machine::utc_now().1,
+        tuned_at: crate::calendar::utc_now().1,
         tiles,
         timings: timings.to_vec(),
     };

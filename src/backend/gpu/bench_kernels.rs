@@ -72,16 +72,6 @@ impl GpuBackend {
         )?;
         Ok(8.0 * len as f64)
     }
-
-    /// The adapter's identity as wgpu reports it (name, vendor and device ids, driver).
-    pub(crate) fn adapter_info(&self) -> wgpu::AdapterInfo {
-        self.exec.ctx.info.clone()
-    }
-
-    /// The optional features the device was opened with.
-    pub(crate) fn features(&self) -> wgpu::Features {
-        self.exec.ctx.features
-    }
 }
 
 #[cfg(test)]

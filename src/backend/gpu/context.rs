@@ -14,9 +14,13 @@ use crate::backend::DeviceKind;
 use crate::{Error, Result};
 
 /// Backends we drive: native compute APIs only (GL has no usable compute for this).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) const BACKENDS: wgpu::Backends = wgpu::Backends::VULKAN
     .union(wgpu::Backends::METAL)
     .union(wgpu::Backends::DX12);
+/// In a browser: its WebGPU (the same WGSL, compiled by the browser).
+#[cfg(target_arch = "wasm32")]
+pub(crate) const BACKENDS: wgpu::Backends = wgpu::Backends::BROWSER_WEBGPU;
 
 /// Kernel timing (profiler.rs) writes timestamps at the start and end of compute passes,
 /// which needs TIMESTAMP_QUERY only.
@@ -56,7 +60,7 @@ pub struct AdapterReport {
 }
 
 impl AdapterReport {
-    fn new(index: usize, adapter: &wgpu::Adapter) -> Self {
+    pub(crate) fn new(index: usize, adapter: &wgpu::Adapter) -> Self {
         let info = adapter.get_info();
         let l = adapter.limits();
         let f = adapter.features();
@@ -75,9 +79,20 @@ impl AdapterReport {
             shader_f16: f.contains(wgpu::Features::SHADER_F16),
             subgroup: f.contains(wgpu::Features::SUBGROUP),
             timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
-            tiles: super::autotune::describe(adapter),
+            tiles: describe_tiles(adapter),
         }
     }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn describe_tiles(adapter: &wgpu::Adapter) -> String {
+    super::autotune::describe(adapter)
+}
+
+/// A page has no cache directory and cannot block to time candidates: the default tiles.
+#[cfg(target_arch = "wasm32")]
+fn describe_tiles(_: &wgpu::Adapter) -> String {
+    "the defaults (no autotune in a browser)".into()
 }
 
 fn mib(bytes: u64) -> String {
@@ -148,6 +163,7 @@ pub(crate) fn kind_of(t: wgpu::DeviceType) -> DeviceKind {
 }
 
 /// Preference of `open_best`: lower is better.
+#[cfg(not(target_arch = "wasm32"))]
 fn rank(t: wgpu::DeviceType) -> u8 {
     match t {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -157,18 +173,20 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-fn instance() -> wgpu::Instance {
+pub(crate) fn instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = BACKENDS;
     wgpu::Instance::new(desc)
 }
 
 /// Every adapter, in a stable order (the order of `distill devices`).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn adapters() -> Vec<wgpu::Adapter> {
     let inst = instance();
     pollster::block_on(inst.enumerate_adapters(BACKENDS))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn reports() -> Vec<AdapterReport> {
     adapters()
         .iter()
@@ -179,6 +197,7 @@ pub(crate) fn reports() -> Vec<AdapterReport> {
 
 /// The best adapter: discrete, then integrated, then other, then software (unless
 /// `software` is false); first on ties. `None` if there is none of those.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn best_adapter(software: bool) -> Option<wgpu::Adapter> {
     let list = adapters();
     let best = list
@@ -190,6 +209,7 @@ pub(crate) fn best_adapter(software: bool) -> Option<wgpu::Adapter> {
     list.into_iter().nth(best)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn adapter_at(index: usize) -> Result<wgpu::Adapter> {
     let list = adapters();
     let n = list.len();
@@ -206,6 +226,7 @@ pub(crate) fn adapter_at(index: usize) -> Result<wgpu::Adapter> {
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn no_adapter_error() -> Error {
     Error::Device(
         "no GPU adapter found (Vulkan, Metal or DX12). On Linux without a GPU, install a \
@@ -251,15 +272,23 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    pub fn open(adapter: wgpu::Adapter) -> Result<Context> {
-        Self::open_with(&adapter, wgpu::Features::empty())
+    /// [`Context::open_async`] waited for on this thread.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open_with(adapter: &wgpu::Adapter, extra: wgpu::Features) -> Result<Context> {
+        pollster::block_on(Self::open_async(adapter, extra))
     }
 
-    /// [`Context::open`] with `extra` features too, where the adapter has them (the ladder's
-    /// subgroup and f16 rungs).
-    pub fn open_with(adapter: &wgpu::Adapter, extra: wgpu::Features) -> Result<Context> {
+    /// Opens `adapter` with the optional features we use and `extra` features too, where the
+    /// adapter has them (the ladder's subgroup and f16 rungs).
+    pub async fn open_async(adapter: &wgpu::Adapter, extra: wgpu::Features) -> Result<Context> {
         let info = adapter.get_info();
-        let label = format!("{} ({:?})", info.name, info.backend);
+        // A browser may hide the adapter's name.
+        let name = if info.name.is_empty() {
+            "GPU adapter"
+        } else {
+            &info.name
+        };
+        let label = format!("{name} ({:?})", info.backend);
         // The adapter's real limits: wgpu's defaults cap storage bindings at 128 MiB.
         let limits = adapter.limits();
         let features = requested_features(adapter) | (adapter.features() & extra);
@@ -271,7 +300,9 @@ impl Context {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+        let (device, queue) = adapter
+            .request_device(&desc)
+            .await
             .map_err(|e| Error::Device(format!("could not open {label}: {e}")))?;
         let errors = ErrorSink::default();
         {
@@ -308,6 +339,28 @@ impl Context {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// Runs `f` (which creates something on `device`) and returns what wgpu said of it under
+/// `filter`. Natively the error scope is waited for here. A browser resolves a scope only
+/// after the page yields, so there no scope is pushed: the error reaches the device's
+/// uncaptured-error handler ([`ErrorSink`]) and comes back from the next backend call.
+pub(crate) fn scoped<T>(
+    device: &wgpu::Device,
+    filter: wgpu::ErrorFilter,
+    f: impl FnOnce() -> T,
+) -> (T, Option<wgpu::Error>) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let scope = device.push_error_scope(filter);
+        let out = f();
+        (out, pollster::block_on(scope.pop()))
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = (device, filter);
+        (f(), None)
     }
 }
 

@@ -17,10 +17,13 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 
-use super::context::Context;
+use super::context::{scoped, Context};
 use super::params::ShaderParams;
 use super::pool::Pool;
 use super::profiler::Profiler;
+#[cfg(not(target_arch = "wasm32"))]
+use super::readback::MapRead;
+use super::readback::Reading;
 use super::table::{Access, Kernel, Module};
 use super::tiles::Tiles;
 use crate::backend::KernelTime;
@@ -78,16 +81,18 @@ impl Exec {
         modules_to_build: &[Module],
     ) -> Result<Exec> {
         let device = &ctx.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut modules = HashMap::new();
-        for &m in modules_to_build {
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(m.file().0),
-                source: wgpu::ShaderSource::Wgsl(m.source(tiles).into()),
-            });
-            modules.insert(m, module);
-        }
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        let (modules, error) = scoped(device, wgpu::ErrorFilter::Validation, || {
+            let mut modules = HashMap::new();
+            for &m in modules_to_build {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(m.file().0),
+                    source: wgpu::ShaderSource::Wgsl(m.source(tiles).into()),
+                });
+                modules.insert(m, module);
+            }
+            modules
+        });
+        if let Some(e) = error {
             return Err(Error::Device(format!(
                 "{}: a WGSL shader failed to compile: {e}",
                 ctx.label
@@ -118,6 +123,31 @@ impl Exec {
                 bind_groups_created: 0,
             }),
         })
+    }
+
+    /// The compiler's errors for the modules built in [`Exec::new`], as one error naming each
+    /// module and line. Natively the error scope in `new` has caught them already; a browser
+    /// reports them only through the modules' compilation info, which is awaited here.
+    pub async fn check_compiled(&self) -> Result<()> {
+        let mut errors = Vec::new();
+        for (m, module) in &self.modules {
+            let info = module.get_compilation_info().await;
+            for msg in info.messages {
+                if msg.message_type == wgpu::CompilationMessageType::Error {
+                    let line = msg.location.map_or(0, |l| l.line_number);
+                    errors.push(format!("{}:{line}: {}", m.file().0, msg.message));
+                }
+            }
+        }
+        if errors.is_empty() {
+            return self.ctx.check();
+        }
+        errors.sort();
+        Err(Error::Device(format!(
+            "{}: a WGSL shader failed to compile: {}",
+            self.ctx.label,
+            errors.join("; ")
+        )))
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -175,25 +205,27 @@ impl Exec {
         }
         let layout = self.layouts(st, kernel.bindings).1.clone();
         let device = &self.ctx.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipe = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(kernel.name),
-            layout: Some(&layout),
-            module: self.modules.get(&kernel.module).ok_or_else(|| {
-                Error::Device(format!(
-                    "{}: the {} kernel's module was not built on this device",
-                    self.ctx.label, kernel.name
-                ))
-            })?,
-            entry_point: Some(kernel.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: kernel.constants,
-                // Every kernel writes its workgroup memory before reading it.
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
+        let module = self.modules.get(&kernel.module).ok_or_else(|| {
+            Error::Device(format!(
+                "{}: the {} kernel's module was not built on this device",
+                self.ctx.label, kernel.name
+            ))
+        })?;
+        let (pipe, error) = scoped(device, wgpu::ErrorFilter::Validation, || {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.name),
+                layout: Some(&layout),
+                module,
+                entry_point: Some(kernel.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: kernel.constants,
+                    // Every kernel writes its workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = error {
             return Err(Error::Device(format!(
                 "{}: could not build the {} pipeline: {e}",
                 self.ctx.label, kernel.name
@@ -345,6 +377,7 @@ impl Exec {
     }
 
     /// Waits for all submitted work.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self) -> Result<()> {
         self.ctx
             .device
@@ -358,12 +391,11 @@ impl Exec {
         self.ctx.check()
     }
 
-    /// Copies `bytes` of `src` to the host: records the copy, submits, waits, maps.
-    pub fn read(&self, st: &mut State, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        if bytes == 0 {
-            return Ok(Vec::new());
-        }
-        let class = super::pool::size_class(bytes);
+    /// Starts copying `bytes` of `src` to the host: records the copy, submits, and asks for
+    /// the staging buffer to be mapped. [`Exec::finish_read`] awaits the mapping; the state
+    /// lock is not held in between, so the browser's event loop can run.
+    pub fn begin_read(&self, st: &mut State, src: &wgpu::Buffer, bytes: u64) -> Result<Reading> {
+        let class = super::pool::size_class(bytes.max(4));
         let rb = match st.readbacks.get_mut(&class).and_then(Vec::pop) {
             Some(b) => b,
             None => self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -373,56 +405,45 @@ impl Exec {
                 mapped_at_creation: false,
             }),
         };
-        self.encoder(st)
-            .copy_buffer_to_buffer(src, 0, &rb, 0, bytes);
+        if bytes > 0 {
+            self.encoder(st)
+                .copy_buffer_to_buffer(src, 0, &rb, 0, bytes);
+        }
         self.submit(st)?;
-        let data = self.map_read(&rb, bytes)?;
-        st.readbacks.entry(class).or_default().push(rb);
+        Ok(Reading::start(rb, class, bytes))
+    }
+
+    /// Waits for a read started by [`Exec::begin_read`] and returns its bytes.
+    pub async fn finish_read(&self, reading: Reading) -> Result<Vec<u8>> {
+        let (data, rb, class) = reading.finish(&self.ctx.device, &self.ctx.label).await?;
+        self.lock().readbacks.entry(class).or_default().push(rb);
+        self.ctx.check()?;
         Ok(data)
     }
 
+    /// Maps `bytes` of `buf` (a MAP_READ buffer whose copy was submitted) and waits on this
+    /// thread: the profiler's timestamps, which only native builds collect.
+    #[cfg(not(target_arch = "wasm32"))]
     fn map_read(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let done: Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>> =
-            Arc::new(Mutex::new(None));
-        let d = done.clone();
-        buf.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
-            *d.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-        });
-        self.wait()?;
-        let status = done.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match status {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                return Err(Error::Device(format!(
-                    "{}: reading a buffer back failed: {e}",
-                    self.ctx.label
-                )))
-            }
-            None => {
-                return Err(Error::Device(format!(
-                    "{}: the GPU did not finish a read-back",
-                    self.ctx.label
-                )))
-            }
-        }
-        let data = {
-            let view = buf.get_mapped_range(0..bytes).map_err(|e| {
-                Error::Device(format!(
-                    "{}: mapping a read-back failed: {e:?}",
-                    self.ctx.label
-                ))
-            })?;
-            view.to_vec()
-        };
-        buf.unmap();
-        Ok(data)
+        pollster::block_on(MapRead::new(buf, bytes).wait(&self.ctx.device, &self.ctx.label))
+    }
+
+    /// A browser cannot wait for a mapping without yielding; the device is never opened with
+    /// timestamp queries there ([`Exec::can_profile`]), so this is never reached.
+    #[cfg(target_arch = "wasm32")]
+    fn map_read(&self, _: &wgpu::Buffer, _: u64) -> Result<Vec<u8>> {
+        Err(Error::Device(format!(
+            "{}: kernel timing needs a blocking read-back, which a browser does not allow",
+            self.ctx.label
+        )))
     }
 
     // --- profiling ---------------------------------------------------------------------------
 
     /// Whether the device can time kernels (it was opened with TIMESTAMP_QUERY).
     pub fn can_profile(&self) -> bool {
-        self.ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+        cfg!(not(target_arch = "wasm32"))
+            && self.ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// Turns kernel timing on or off; returns whether it is on (false without TIMESTAMP_QUERY).

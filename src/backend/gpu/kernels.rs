@@ -10,7 +10,7 @@ use super::table::k;
 use super::GpuBackend;
 use crate::backend::{
     AdamConfig, Backend, Conv2dShape, DeviceKind, GemmBias, GemmShape, KernelTime, MemoryStats,
-    Pool2dShape, SgdConfig, Storage, Trans,
+    Pool2dShape, ReadBack, SgdConfig, Storage, Trans,
 };
 use crate::Result;
 
@@ -61,11 +61,11 @@ impl Backend for GpuBackend {
         }
         Ok(Storage::Gpu(s))
     }
-    fn download_f32(&self, src: &Storage) -> Result<Vec<f32>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.download(src)?))
+    fn read_f32<'a>(&'a self, src: &'a Storage) -> ReadBack<'a, Vec<f32>> {
+        Box::pin(async move { Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(src).await?)) })
     }
-    fn download_u32(&self, src: &Storage) -> Result<Vec<u32>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.download(src)?))
+    fn read_u32<'a>(&'a self, src: &'a Storage) -> ReadBack<'a, Vec<u32>> {
+        Box::pin(async move { Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(src).await?)) })
     }
     fn copy(&self, src: &Storage, dst: &Storage) -> Result<()> {
         let d = self.g(dst, 0, "copy")?;

@@ -103,6 +103,9 @@ impl GpuBackend {
             Err(Error::OutOfMemory { .. }) => {
                 let mut st = self.exec.lock();
                 self.exec.submit(&mut st)?;
+                // Natively, wait so buffers in flight come back to the pool; a browser
+                // cannot wait, and frees what is idle now.
+                #[cfg(not(target_arch = "wasm32"))]
                 self.exec.wait()?;
                 self.exec.clear_bind_groups(&mut st);
                 pool.trim();
@@ -118,11 +121,15 @@ impl GpuBackend {
         })
     }
 
-    /// Waits for queued work, then reads all of `src`.
-    pub(crate) fn download(&self, src: &Storage) -> Result<Vec<u8>> {
-        let s = self.g(src, 0, "download")?;
-        let mut st = self.exec.lock();
-        self.exec.ctx.check()?;
-        self.exec.read(&mut st, &s.pooled().buf, s.len as u64 * 4)
+    /// All of `src`, once queued work is done (the state lock is released while waiting).
+    pub(crate) async fn read_bytes(&self, src: &Storage) -> Result<Vec<u8>> {
+        let reading = {
+            let s = self.g(src, 0, "download")?;
+            let mut st = self.exec.lock();
+            self.exec.ctx.check()?;
+            self.exec
+                .begin_read(&mut st, &s.pooled().buf, s.len as u64 * 4)?
+        };
+        self.exec.finish_read(reading).await
     }
 }

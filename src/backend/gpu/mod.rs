@@ -19,6 +19,7 @@
 //! (validation, out of memory, device lost) come back from the next backend call.
 
 pub mod autotune;
+#[cfg(not(target_arch = "wasm32"))]
 mod bench_kernels;
 pub(crate) mod context;
 mod exec;
@@ -28,11 +29,16 @@ mod launch;
 mod params;
 mod pool;
 mod profiler;
+mod readback;
+pub mod shader_check;
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod standalone;
 mod table;
 pub mod tiles;
+#[cfg(not(target_arch = "wasm32"))]
 mod tune_workload;
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -43,6 +49,7 @@ pub use tiles::{Tile, Tiles};
 
 use super::{Device, DeviceKind};
 use crate::Result;
+#[cfg(not(target_arch = "wasm32"))]
 use autotune::{AdapterKey, Family};
 use context::Context;
 use exec::Exec;
@@ -91,19 +98,32 @@ pub struct GpuBackend {
 }
 
 impl GpuBackend {
-    /// Opens `adapter` with its tile shapes chosen by `policy` (autotune.rs).
+    /// [`GpuBackend::open_async`] waited for on this thread.
+    #[cfg(not(target_arch = "wasm32"))]
     fn open(adapter: wgpu::Adapter, policy: &TilePolicy) -> Result<Arc<GpuBackend>> {
-        let ctx = Arc::new(Context::open(adapter)?);
+        pollster::block_on(GpuBackend::open_async(adapter, policy))
+    }
+
+    /// Opens `adapter` with its tile shapes chosen by `policy` (autotune.rs). The one way a
+    /// device opens, natively and in a browser.
+    pub async fn open_async(
+        adapter: wgpu::Adapter,
+        policy: &TilePolicy,
+    ) -> Result<Arc<GpuBackend>> {
+        let ctx = Arc::new(Context::open_async(&adapter, wgpu::Features::empty()).await?);
         let pool = Arc::new(Pool::new(
             ctx.device.clone(),
             ctx.label.clone(),
             &ctx.limits,
         ));
         let choice = Self::tiles_for(&ctx, &pool, policy)?;
-        GpuBackend::assemble(ctx, pool, choice, &Module::ALL)
+        let backend = GpuBackend::assemble(ctx, pool, choice, &Module::ALL)?;
+        backend.exec.check_compiled().await?;
+        Ok(backend)
     }
 
     fn tiles_for(ctx: &Arc<Context>, pool: &Arc<Pool>, policy: &TilePolicy) -> Result<TileChoice> {
+        #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
         let dir = match policy {
             TilePolicy::Defaults => return Ok(TileChoice::defaults()),
             TilePolicy::Fixed(tiles) => {
@@ -124,9 +144,27 @@ impl GpuBackend {
                     timings: Vec::new(),
                 });
             }
+            // A page can neither keep a cache file nor block to time candidates.
+            #[cfg(target_arch = "wasm32")]
+            TilePolicy::Autotune | TilePolicy::AutotuneIn(_) => {
+                let _ = pool;
+                return Ok(TileChoice::defaults());
+            }
+            #[cfg(not(target_arch = "wasm32"))]
             TilePolicy::Autotune => autotune::cache_dir(),
+            #[cfg(not(target_arch = "wasm32"))]
             TilePolicy::AutotuneIn(dir) => Some(dir.clone()),
         };
+        #[cfg(not(target_arch = "wasm32"))]
+        return Self::autotuned(ctx, pool, dir);
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn autotuned(
+        ctx: &Arc<Context>,
+        pool: &Arc<Pool>,
+        dir: Option<std::path::PathBuf>,
+    ) -> Result<TileChoice> {
         let candidates = Tile::candidates_for(&ctx.limits);
         // Per family: the workload it is timed on (calibrated once) and the best time so far.
         let mut workload = HashMap::new();
@@ -180,11 +218,13 @@ impl GpuBackend {
         &self.tiles
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The best adapter (discrete, integrated, other, software) as a concrete backend.
     pub fn open_best() -> Result<Arc<GpuBackend>> {
         GpuBackend::open_best_with(&tile_policy())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// [`GpuBackend::open_best`] with the tile shapes chosen by `policy` rather than the
     /// process's [`tile_policy`].
     pub fn open_best_with(policy: &TilePolicy) -> Result<Arc<GpuBackend>> {
@@ -194,6 +234,7 @@ impl GpuBackend {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The best hardware adapter (discrete, integrated, other; never a software one such as
     /// lavapipe), or `None` when there is none.
     pub fn open_best_hardware() -> Result<Option<Arc<GpuBackend>>> {
@@ -202,11 +243,13 @@ impl GpuBackend {
             .transpose()
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The adapter at `index` of [`list_adapters`] as a concrete backend.
     pub fn open_index(index: usize) -> Result<Arc<GpuBackend>> {
         GpuBackend::open_index_with(index, &tile_policy())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// [`GpuBackend::open_index`] with the tile shapes chosen by `policy` rather than the
     /// process's [`tile_policy`].
     pub fn open_index_with(index: usize, policy: &TilePolicy) -> Result<Arc<GpuBackend>> {
@@ -227,6 +270,16 @@ impl GpuBackend {
     pub fn cache_stats(&self) -> (usize, u64) {
         let st = self.exec.lock();
         self.exec.cache_stats(&st)
+    }
+
+    /// The adapter's identity as wgpu reports it (name, vendor and device ids, driver).
+    pub(crate) fn adapter_info(&self) -> wgpu::AdapterInfo {
+        self.exec.ctx.info.clone()
+    }
+
+    /// The optional features the device was opened with.
+    pub(crate) fn features(&self) -> wgpu::Features {
+        self.exec.ctx.features
     }
 
     /// Limits the device was opened with (the adapter's own).
@@ -264,26 +317,31 @@ impl GpuBackend {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Every adapter wgpu finds (Vulkan, Metal, DX12), in the order `gpu:N` counts them.
 pub fn list_adapters() -> Vec<AdapterReport> {
     context::reports()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Opens the best adapter: discrete, then integrated, then software (lavapipe).
 pub fn open_best() -> Result<Device> {
     Ok(GpuBackend::open_best()?.device())
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Opens the best hardware adapter, skipping software ones; `None` when there is none.
 pub fn open_best_hardware() -> Result<Option<Device>> {
     Ok(GpuBackend::open_best_hardware()?.map(|b| b.device()))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Opens the adapter at `index` in the order `distill devices` lists them.
 pub fn open_index(index: usize) -> Result<Device> {
     Ok(GpuBackend::open_index(index)?.device())
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The adapters a benchmark times, each opened or with the reason it is not. Software
 /// adapters (lavapipe) are skipped unless `include_software`: they time the CPU through a
 /// Vulkan emulation, not a GPU.
@@ -301,4 +359,20 @@ pub fn adapters_to_bench(
             (a, opened)
         })
         .collect()
+}
+
+/// The adapter a browser's WebGPU gives for `power` (`None` when the browser has no WebGPU,
+/// or gives no adapter), with what it reveals of itself.
+pub async fn request_browser_adapter(
+    power: wgpu::PowerPreference,
+) -> Option<(wgpu::Adapter, AdapterReport)> {
+    let adapter = context::instance()
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: power,
+            ..Default::default()
+        })
+        .await
+        .ok()?;
+    let report = AdapterReport::new(0, &adapter);
+    Some((adapter, report))
 }

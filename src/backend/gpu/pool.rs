@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use super::context::scoped;
 use crate::{Error, Result};
 
 /// Usage of every pooled storage buffer.
@@ -162,16 +163,16 @@ impl Pool {
     }
 
     fn create(&self, class: u64) -> Result<wgpu::Buffer> {
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("distill tensor"),
-            size: class,
-            usage: USAGE,
-            mapped_at_creation: false,
+        let ((buf, val), oom) = scoped(&self.device, wgpu::ErrorFilter::OutOfMemory, || {
+            scoped(&self.device, wgpu::ErrorFilter::Validation, || {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("distill tensor"),
+                    size: class,
+                    usage: USAGE,
+                    mapped_at_creation: false,
+                })
+            })
         });
-        let val = pollster::block_on(val.pop());
-        let oom = pollster::block_on(oom.pop());
         if let Some(e) = oom {
             let _ = e;
             return Err(Error::OutOfMemory {

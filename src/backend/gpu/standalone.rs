@@ -13,9 +13,10 @@
 //! [`Exec::new`]: super::exec::Exec
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use super::context::{self, convert, Context};
+use super::readback::MapRead;
 use super::GpuBackend;
 use crate::{Error, Result};
 
@@ -257,24 +258,8 @@ impl Standalone {
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
         enc.copy_buffer_to_buffer(src, 0, &rb, 0, size);
         self.ctx.queue.submit(Some(enc.finish()));
-        let done = Arc::new(Mutex::new(None));
-        let d = done.clone();
-        rb.map_async(wgpu::MapMode::Read, .., move |r| {
-            *d.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-        });
-        self.wait()?;
-        let status = done.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if !matches!(status, Some(Ok(()))) {
-            return Err(Error::Device(format!(
-                "{}: reading a buffer back failed: {status:?}",
-                self.ctx.label
-            )));
-        }
-        let data = rb
-            .get_mapped_range(..)
-            .map_err(|e| Error::Device(format!("{}: mapping failed: {e:?}", self.ctx.label)))?
-            .to_vec();
-        rb.unmap();
+        let data = pollster::block_on(MapRead::new(&rb, size).wait(device, &self.ctx.label))?;
+        self.ctx.check()?;
         Ok(data[..bytes as usize].to_vec())
     }
 }
