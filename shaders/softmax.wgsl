@@ -40,7 +40,7 @@ struct Params {
 var<workgroup> red: array<vec4<f32>, 256>;
 var<workgroup> redi: array<u32, 256>;
 
-const NEG_INF: f32 = -3.40282347e+38;
+const NEG_INF: f32 = -0x1.fffffep+127f; // -f32::MAX, written exactly (browsers reject an inexact literal)
 // A row without a label (kernels/src/softmax's NO_LABEL).
 const NO_LABEL: u32 = 0xffffffffu;
 

@@ -8,19 +8,26 @@
 pub mod autograd;
 pub mod backend;
 pub mod bench;
+pub mod calendar;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod ladder;
 pub mod model_file;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod pipeline;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
 pub mod rng;
+pub mod runtime;
 pub mod tensor;
 pub mod train;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use autograd::no_grad;
 pub use backend::Device;

@@ -10,6 +10,10 @@
 //!   stored).
 //! - AVX2+FMA, 6×16: 12 ymm accumulators, 2 for the B row, 1 broadcast of A.
 //! - NEON, 6×16: 24 q accumulators, A used by lane.
+//! - WebAssembly SIMD128, 6×16: 24 v128 accumulators, A splatted; a multiply then an add,
+//!   as the scalar kernel does (base SIMD128 has no fused multiply-add), so both give the
+//!   same bits. The browser's compiler maps the accumulators onto its registers (x86-64 has
+//!   16, so a few spill to the stack); the loads of B are shared by six rows.
 //!
 //! They are bound by the FMA pipes; the C tile is prefetched before the k loop so its load
 //! does not stall the store. On the paths without masks, partial tiles run the same kernel on
@@ -60,7 +64,12 @@ pub(super) fn microkernel(level: SimdLevel) -> (Kernel, usize, usize, bool) {
         SimdLevel::Avx2Fma if runs => (kernel_avx2, MR_AVX2, NR_AVX2, false),
         #[cfg(target_arch = "aarch64")]
         SimdLevel::Neon if runs => (kernel_neon, MR_AVX2, NR_AVX2, false),
-        _ => (kernel_scalar, MR_AVX2, NR_AVX2, false),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        SimdLevel::Simd128 if runs => (kernel_simd128, MR_AVX2, NR_AVX2, false),
+        _ => {
+            let _ = runs;
+            (kernel_scalar, MR_AVX2, NR_AVX2, false)
+        }
     }
 }
 
@@ -382,6 +391,60 @@ unsafe fn kernel_neon(
                 v = vmaxq_f32(v, zero);
             }
             vst1q_f32(cr.add(4 * q), v);
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+unsafe fn kernel_simd128(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    ep: &TileEp,
+) {
+    use std::arch::wasm32::*;
+    const MR: usize = MR_AVX2;
+    const NR: usize = NR_AVX2;
+    debug_assert!(ep.rows == MR && ep.cols == NR);
+    let mut acc = [[f32x4_splat(0.0); 4]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        let bv = [
+            v128_load(b as *const v128),
+            v128_load(b.add(4) as *const v128),
+            v128_load(b.add(8) as *const v128),
+            v128_load(b.add(12) as *const v128),
+        ];
+        for (r, accr) in acc.iter_mut().enumerate() {
+            let ar = f32x4_splat(*a.add(r));
+            for (x, &bq) in accr.iter_mut().zip(&bv) {
+                *x = f32x4_add(*x, f32x4_mul(ar, bq));
+            }
+        }
+        a = a.add(MR);
+        b = b.add(NR);
+    }
+    let zero = f32x4_splat(0.0);
+    for (r, accr) in acc.iter().enumerate() {
+        let cr = c.add(r * ldc);
+        for (q, &x) in accr.iter().enumerate() {
+            let cq = cr.add(4 * q) as *mut v128;
+            let mut v = x;
+            if ep.load_c {
+                v = f32x4_add(v, v128_load(cq));
+            }
+            if !ep.row_bias.is_null() {
+                v = f32x4_add(v, f32x4_splat(*ep.row_bias.add(r)));
+            }
+            if !ep.col_bias.is_null() {
+                v = f32x4_add(v, v128_load(ep.col_bias.add(4 * q) as *const v128));
+            }
+            if ep.relu {
+                v = f32x4_pmax(v, zero);
+            }
+            v128_store(cq, v);
         }
     }
 }
