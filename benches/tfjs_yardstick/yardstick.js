@@ -63,9 +63,13 @@ function readParams() {
   };
 }
 
-/** Lets the page repaint and answer the driver between steps (a macrotask, not timed). */
+/**
+ * Lets the page repaint and answer the driver between steps (not timed). A wasm step keeps the
+ * main thread busy for seconds, and the driver needs several round trips to read the title,
+ * so the pause is a few tens of milliseconds rather than a bare macrotask.
+ */
 function yieldToBrowser() {
-  return new Promise((resolve) => setTimeout(resolve, 0));
+  return new Promise((resolve) => setTimeout(resolve, 50));
 }
 
 /** Adapter facts from WebGPU itself, or null when there is no adapter. */
