@@ -16,6 +16,16 @@ use distill_kernels::simd;
 #[serde(deny_unknown_fields)]
 pub struct Machine {
     pub cpu_model: String,
+    /// The CPU's family and model numbers (x86 `/proc/cpuinfo`: `cpu family`, `model`);
+    /// absent elsewhere and in reports written before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_family: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_model_number: Option<u32>,
+    /// The CPU's feature flags as the OS lists them (`flags` on x86, `Features` on ARM),
+    /// sorted; empty where unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_flags: Vec<String>,
     /// Logical CPUs the OS gives this process.
     pub logical_cpus: usize,
     /// Threads of the CPU backend (rayon).
@@ -72,8 +82,12 @@ pub struct AdapterDetails {
 pub fn this_machine() -> Machine {
     let level = simd::level();
     let c = simd::cache_sizes();
+    let info = CpuInfo::read();
     Machine {
         cpu_model: cpu_model(),
+        cpu_family: info.family,
+        cpu_model_number: info.model,
+        cpu_flags: info.flags,
         logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         threads: rayon::current_num_threads(),
         simd_level: level.name().into(),
@@ -87,6 +101,45 @@ pub fn this_machine() -> Machine {
         gemm_blocking: distill_kernels::gemm::blocking(level).to_string(),
         os: std::env::consts::OS.into(),
         arch: std::env::consts::ARCH.into(),
+    }
+}
+
+/// What `/proc/cpuinfo` says about the first CPU beyond its name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CpuInfo {
+    pub family: Option<u32>,
+    pub model: Option<u32>,
+    pub flags: Vec<String>,
+}
+
+impl CpuInfo {
+    /// This machine's (empty where `/proc/cpuinfo` does not exist).
+    pub fn read() -> CpuInfo {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .map(|t| CpuInfo::parse(&t))
+            .unwrap_or_default()
+    }
+
+    /// The first processor's `cpu family`, `model` and `flags` (or `Features`).
+    pub fn parse(text: &str) -> CpuInfo {
+        let mut info = CpuInfo::default();
+        // The first processor's block ends at the first blank line.
+        for line in text.lines().take_while(|l| !l.trim().is_empty()) {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            match key.trim() {
+                "cpu family" => info.family = value.parse().ok(),
+                "model" => info.model = value.parse().ok(),
+                "flags" | "Features" => {
+                    info.flags = value.split_whitespace().map(String::from).collect();
+                    info.flags.sort();
+                }
+                _ => {}
+            }
+        }
+        info
     }
 }
 
@@ -244,6 +297,17 @@ mod tests {
         // 2000-02-29 12:34:56 UTC (a leap day).
         assert_eq!(utc_stamp(951_827_696).1, "2000-02-29T12:34:56Z");
         assert_eq!(utc_stamp(1_796_083_200).0, "2026-12-01");
+    }
+
+    #[test]
+    fn cpuinfo_gives_family_model_and_flags() {
+        let text = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n\
+                    model name\t: AMD EPYC\nflags\t\t: sse2 fma avx2\n\nprocessor\t: 1\nmodel\t\t: 9\n";
+        let info = CpuInfo::parse(text);
+        assert_eq!(info.family, Some(25));
+        assert_eq!(info.model, Some(1));
+        assert_eq!(info.flags, ["avx2", "fma", "sse2"]);
+        assert_eq!(CpuInfo::parse(""), CpuInfo::default());
     }
 
     #[test]
