@@ -20,8 +20,8 @@
 //! Tensors are named and laid out as in a PyTorch `state_dict` (`conv1.weight` as
 //! `[out, in, kh, kw]`, `fc1.weight` as `[out, in]`, the flatten before `fc1` in NCHW order), so
 //! `model.load_state_dict(safetensors.torch.load_file(path))` loads our checkpoints into the
-//! seed's PyTorch modules (see `scripts/check_pytorch_load.py`), and a teacher trained in PyTorch
-//! and saved with `safetensors.torch.save_file` loads here. f16 export halves the student's size;
+//! PyTorch modules of the presets' layout (see `scripts/check_pytorch_load.py`), and a teacher
+//! trained in PyTorch and saved with `safetensors.torch.save_file` loads here. f16 export halves the student's size;
 //! BF16 files (common from PyTorch) are read too. Everything is converted to f32 on load.
 //!
 //! # Atomicity

@@ -1,5 +1,5 @@
-//! Every kernel of the `Backend` trait at the seed models' shapes, on any device: square
-//! GEMMs in the three transpose variants the engine uses; conv2d forward and its three
+//! Every kernel of the `Backend` trait at the teacher and student presets' shapes, on any
+//! device: square GEMMs in the three transpose variants the engine uses; conv2d forward and its three
 //! backward kernels and 2×2 max pooling on the teacher's and the student's layers at batch
 //! 128 on 28×28 input; the softmax family and the losses (with gradients); element-wise maps
 //! and reductions; SGD and Adam steps over the teacher's parameter count.

@@ -1,6 +1,6 @@
 //! What `distill bench` measures, on the CPU and on every GPU adapter: each device's own
-//! peaks, every kernel at the seed models' shapes, and the training step; the versioned JSON
-//! report; the terminal table; the comparison of reports.
+//! peaks, every kernel at the shapes of the teacher and student presets, and the training
+//! step; the versioned JSON report; the terminal table; the comparison of reports.
 //!
 //! - [`timing`]: the one timing loop (warm-up, batches closed by a read-back, best batch; GPU
 //!   timestamps where the adapter has them);
@@ -201,7 +201,7 @@ impl Plan {
         if quick {
             Plan {
                 shapes: Shapes::quick(),
-                batches: train::Batches::SEED,
+                batches: train::Batches::STANDARD,
                 kernel: budget(0.1, 100_000),
                 peak: budget(0.3, 1000),
                 train: budget(0.4, 1000),
@@ -211,7 +211,7 @@ impl Plan {
         } else {
             Plan {
                 shapes: Shapes::full(),
-                batches: train::Batches::SEED,
+                batches: train::Batches::STANDARD,
                 kernel: budget(0.5, 100_000),
                 peak: budget(1.0, 1000),
                 train: budget(2.0, 10_000),
