@@ -62,7 +62,7 @@ pub(crate) fn cpu_bandwidth(bytes: usize, budget: Budget) -> (Row, Option<Peak>)
 
 /// `bytes` as `512 KiB` or `8 MiB`.
 fn size(bytes: usize) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         mib(bytes)
     } else {
         format!("{} KiB", bytes >> 10)

@@ -435,9 +435,12 @@ mod tests {
         assert_eq!(r.load.conditions.words(), "under load");
     }
 
+    /// A change to a valid record, and what the refusal must say.
+    type Case = (Box<dyn Fn(&mut Record)>, &'static str);
+
     #[test]
     fn bad_records_are_refused() {
-        let cases: Vec<(Box<dyn Fn(&mut Record)>, &str)> = vec![
+        let cases: Vec<Case> = vec![
             (Box::new(|r| r.record_version = 7), "record_version 7"),
             (Box::new(|r| r.date = "Dec 1".into()), "not YYYY-MM-DD"),
             (Box::new(|r| r.figures.clear()), "no figures"),
