@@ -18,7 +18,7 @@ Rows (the names distill's bench uses for its own figures):
   computed once beforehand, as distill's offline KD does;
 - `teacher infer b256`, `student infer b256`: forward under `torch.inference_mode()`.
 
-The models are the seed architectures on 1x28x28 inputs with 10 classes: conv3x3(pad 1) relu
+The models are the teacher and student presets on 1x28x28 inputs with 10 classes: conv3x3(pad 1) relu
 maxpool2 twice (64/128 channels for the teacher, 32/64 for the student), then linear(1000 or
 500) relu, linear(10). Inputs are random tensors made once, as in distill's bench. Each row
 warms up, sizes its run from one timed call, then times as many calls as fit in --seconds.
@@ -41,7 +41,7 @@ ALPHA = 0.9
 
 
 def build(torch, arch):
-    """The seed architecture `arch` as a torch.nn.Sequential (state_dict names differ from
+    """The preset `arch` (teacher or student) as a torch.nn.Sequential (state_dict names differ from
     distill's checkpoints, which does not matter for timing)."""
     nn = torch.nn
     c1, c2, hidden = ARCHS[arch]

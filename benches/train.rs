@@ -1,5 +1,6 @@
-//! `cargo bench --bench train`: training and inference throughput of the seed models on the
-//! CPU and every GPU adapter, and the PyTorch yardstick beside the CPU's figures. A thin
+//! `cargo bench --bench train`: training and inference throughput of the teacher and student
+//! presets on the CPU and every GPU adapter, and the PyTorch yardstick beside the CPU's
+//! figures. A thin
 //! caller of `distill::bench` (the same code as `distill bench`; see docs/bench.md): it
 //! prints the table, then distill and PyTorch side by side with the ratio, from the same run
 //! (`benches/pytorch_yardstick.py` run by `$DISTILL_PYTHON`, else `python3`; one line says

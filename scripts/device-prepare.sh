@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Prepare a run on the `device` machine (an NVIDIA H200 without a Rust toolchain): build the
-# binaries here and fetch the Vulkan loader, into folders git ignores, so that one call of the
-# device tool with carry [".gl", ".device"] and the command `bash scripts/device-check.sh`
-# runs every GPU check and benchmark. See scripts/device-check.sh for what it measures.
+# Prepares a check of a machine that has a GPU but no Rust toolchain: builds here the release
+# `distill` binary, the GPU test binaries (gpu_parity, gpu_engine, ladder) and the training
+# bench into `.device/`, and downloads the Vulkan loader (libvulkan1) into `.gl/` for GPU
+# machines whose driver comes without one. Both folders are ignored by git.
+#
+# Then copy the source tree with `.device/` and `.gl/` to the GPU machine and run there
+#     bash scripts/device-check.sh RESULTS_DIR
+# (see that script for what it measures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo '/.gl/' >> .git/info/exclude
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
 
-# The Vulkan loader (the machine has NVIDIA's driver and ICD but maybe no libvulkan).
+# The Vulkan loader (the GPU machine may have the vendor's driver and ICD but no libvulkan).
 if [ ! -e .gl/done ]; then
     mkdir -p .gl /tmp/amd64/partial
     o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
@@ -17,7 +21,7 @@ if [ ! -e .gl/done ]; then
     touch .gl/done
 fi
 
-# Release binaries without debug info (the carry limit is 64 MiB in all).
+# Release binaries without debug info, compressed: a smaller tree to copy.
 export CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_BENCH_DEBUG=false
 rm -rf .device && mkdir -p .device
 cargo build --release --bin distill
@@ -31,7 +35,6 @@ for b in train; do
     cp "$exe" ".device/bench-$b"
 done
 strip .device/* 2>/dev/null || true
-# The whole working tree travels, shipped dataset included (~30 MiB), under a 64 MiB limit.
 gzip -9 .device/*
 du -sh .device .gl
-echo "now: device run with carry [\".gl\", \".device\"] and command: bash scripts/device-check.sh"
+echo "copy this tree (with .device/ and .gl/) to the GPU machine and run there: bash scripts/device-check.sh RESULTS_DIR"

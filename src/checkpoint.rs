@@ -20,8 +20,8 @@
 //! Tensors are named and laid out as in a PyTorch `state_dict` (`conv1.weight` as
 //! `[out, in, kh, kw]`, `fc1.weight` as `[out, in]`, the flatten before `fc1` in NCHW order), so
 //! `model.load_state_dict(safetensors.torch.load_file(path))` loads our checkpoints into the
-//! seed's PyTorch modules (see `scripts/check_pytorch_load.py`), and a teacher trained in PyTorch
-//! and saved with `safetensors.torch.save_file` loads here. f16 export halves the student's size;
+//! PyTorch modules of the presets' layout (see `scripts/check_pytorch_load.py`), and a teacher
+//! trained in PyTorch and saved with `safetensors.torch.save_file` loads here. f16 export halves the student's size;
 //! BF16 files (common from PyTorch) are read too. Everything is converted to f32 on load.
 //!
 //! # Atomicity
@@ -544,6 +544,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
                 std::io::Error::new(e.kind(), format!("cannot write it ({e}); {kept}")),
             )
         });
+    // Closed before the rename (a no-op type in a browser, which has no files).
+    #[allow(clippy::drop_non_drop)]
     drop(file);
     let result = written.and_then(|()| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if result.is_err() {

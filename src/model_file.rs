@@ -1,7 +1,7 @@
 //! Models in checkpoint files: what metadata a model carries, writing it, and reading it back
 //! into a [`Sequential`] on a device, from a distill checkpoint or from a bare PyTorch
-//! `state_dict` of the seed's modules (saved with `safetensors.torch.save_file`, no metadata),
-//! whose architecture is read off the tensor shapes.
+//! `state_dict` of modules of the presets' layout (saved with `safetensors.torch.save_file`,
+//! no metadata), whose architecture is read off the tensor shapes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -130,8 +130,8 @@ impl LoadedModel {
 /// Loads the model in the checkpoint at `path` onto `device`.
 ///
 /// A distill checkpoint carries its architecture, normalisation and class names. A bare
-/// PyTorch `state_dict` of the seed's modules does not: its architecture is read off the
-/// tensor shapes, and its input (size, normalisation, class names) is that of the data set it
+/// PyTorch `state_dict` of modules of the presets' layout does not: its architecture is read
+/// off the tensor shapes, and its input (size, normalisation, class names) is that of the data set it
 /// is used with, which `data` gives (called only for such a checkpoint).
 pub fn load_model(
     path: &Path,
@@ -245,13 +245,14 @@ fn weight_shape(ckpt: &Checkpoint, name: &str, rank: usize, path: &Path) -> Resu
             t.shape
         ))),
         None => Err(Error::Checkpoint(format!(
-            "{}: no '{name}': not a checkpoint of the seed's modules (conv1, conv2, fc1, fc2) and no distill metadata",
+            "{}: no '{name}': not a checkpoint of the presets' layout (conv1, conv2, …, fc1, fc2) and no distill metadata",
             path.display()
         ))),
     }
 }
 
-/// The seed architecture whose parameters have these shapes, for inputs shaped like `data`.
+/// The architecture of the presets' layout whose parameters have these shapes, for inputs
+/// shaped like `data`.
 fn infer_spec(ckpt: &Checkpoint, data: &InputSpec, path: &Path) -> Result<ArchSpec> {
     let conv1 = weight_shape(ckpt, "conv1.weight", 4, path)?;
     let conv2 = weight_shape(ckpt, "conv2.weight", 4, path)?;

@@ -16,6 +16,9 @@ use distill::bench::{render_table, DeviceReport, Peak, Report, Row, Status, Unit
 fn machine() -> Machine {
     Machine {
         cpu_model: "Test CPU".into(),
+        cpu_family: Some(25),
+        cpu_model_number: Some(1),
+        cpu_flags: vec!["avx2".into(), "fma".into()],
         logical_cpus: 2,
         threads: 2,
         simd_level: "avx2+fma".into(),
@@ -29,6 +32,7 @@ fn machine() -> Machine {
         gemm_blocking: "avx2+fma: tile 6×16".into(),
         os: "linux".into(),
         arch: "x86_64".into(),
+        browser: None,
     }
 }
 
@@ -52,14 +56,9 @@ fn device(id: &str, software: bool, flops: f64, bw: f64) -> DeviceReport {
             features_used: vec!["TIMESTAMP_QUERY".into()],
             gemm_tiles: Some("matmul 64×64 (4×4 per invocation), conv 64×64 (4×4 per invocation); defaults (autotune off)".into()),
         }),
-        peak_flops: Some(Peak {
-            label: format!("{id} fma-chain"),
-            value: flops,
-        }),
-        peak_bandwidth: Some(Peak {
-            label: format!("{id} stream copy"),
-            value: bw,
-        }),
+        peak_flops: Some(Peak::new(format!("{id} fma-chain"), flops)),
+        peak_bandwidth: Some(Peak::new(format!("{id} stream copy"), bw)),
+        cache_bandwidths: Vec::new(),
     }
 }
 
@@ -90,6 +89,7 @@ fn report(dev: DeviceReport, gemm: f64, relu: f64, train: f64, latency_ms: f64) 
         quick: true,
         seconds: 12.5,
         machine: machine(),
+        load: None,
         devices: vec![dev],
         rows: vec![
             row(
@@ -170,6 +170,85 @@ fn a_report_round_trips_and_validates() {
     let path = dir.path().join("cpu.json");
     gpu_report().save(&path).unwrap();
     assert_eq!(Report::load(&path).unwrap(), gpu_report());
+}
+
+/// A GB/s row is read against the copy of the largest footprint no larger than its working
+/// set (an upper bound on its bandwidth), the smallest copy when its data is smaller still,
+/// and main memory when its working set is unknown (rows of older reports).
+#[test]
+fn gb_rows_are_read_against_the_level_their_data_lives_in() {
+    let mut r = cpu_report();
+    let copy = |label: &str, value: f64, footprint: u64| Peak {
+        label: label.into(),
+        value,
+        footprint_bytes: Some(footprint),
+    };
+    let d = &mut r.devices[0];
+    d.cache_bandwidths = vec![
+        copy("L2 copy", 100.0, 1 << 20),
+        copy("L3 copy", 40.0, 4 << 20),
+    ];
+    d.peak_bandwidth = Some(copy("cpu stream copy", 20.0, 64 << 20));
+    let relu = r.rows[1].clone(); // 10 GB/s
+    let cases = [
+        (Some(256u64 << 10), "L2 copy", 10.0),
+        (Some(1 << 20), "L2 copy", 10.0),
+        (Some(2 << 20), "L2 copy", 10.0),
+        (Some(8 << 20), "L3 copy", 25.0),
+        (Some(64 << 20), "cpu stream copy", 50.0),
+        (Some(1 << 30), "cpu stream copy", 50.0),
+        (None, "cpu stream copy", 50.0),
+    ];
+    r.rows = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (ws, _, _))| {
+            let mut x = relu.clone();
+            x.shape = format!("case {i}");
+            x.working_set_bytes = *ws;
+            x
+        })
+        .collect();
+    r.fill_percentages();
+    for (x, (ws, label, pct)) in r.rows.iter().zip(cases) {
+        assert_eq!(x.peak.as_deref(), Some(label), "working set {ws:?}");
+        assert_eq!(x.pct_of_peak, Some(pct), "working set {ws:?}");
+    }
+    assert_eq!(r.validate(), Ok(()));
+    assert_eq!(Report::from_json(&r.to_json()).unwrap(), r);
+    // A row read against another copy than its working set picks is refused.
+    let wrong = mutated(&r, |v| {
+        v["rows"][3]["peak"] = "cpu stream copy".into();
+        v["rows"][3]["pct_of_peak"] = 50.0.into();
+    });
+    let e = Report::from_json(&wrong).unwrap_err();
+    assert!(e.contains("the device's is `L3 copy`"), "{e}");
+    // Without footprints (older reports, GPUs) every GB/s row is read against main memory.
+    let mut old = cpu_report();
+    old.rows[1].working_set_bytes = Some(1 << 10);
+    old.fill_percentages();
+    assert_eq!(old.rows[1].peak.as_deref(), Some("cpu stream copy"));
+}
+
+/// Reports written before the load, the cache levels, the working sets and the CPU flags were
+/// recorded still load, and read their GB/s rows against main memory as they did.
+#[test]
+fn reports_of_the_previous_format_still_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/bench");
+    for name in ["cpu-quick.json", "lavapipe-quick.json"] {
+        let r = Report::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(r.load.is_none() && r.machine.cpu_flags.is_empty(), "{name}");
+        assert!(r.devices.iter().all(|d| d.cache_bandwidths.is_empty()));
+        let gb = r
+            .rows
+            .iter()
+            .find(|x| x.unit == Unit::Gbps && x.group != "bandwidth")
+            .unwrap();
+        assert!(
+            gb.peak.as_deref().unwrap().contains("stream copy"),
+            "{gb:?}"
+        );
+    }
 }
 
 /// `r` as JSON, changed by `f`.
@@ -292,12 +371,20 @@ fn the_table_names_every_peak() {
 }
 
 fn distill(args: &[&str]) -> Output {
+    let cache = tmp();
+    distill_with_cache(args, cache.path())
+}
+
+/// `distill ARGS` with its cache directory (where `distill bench` keeps reference peaks) in
+/// `cache`, never the user's.
+fn distill_with_cache(args: &[&str], cache: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_distill"))
         .args(args)
         .env(
             "XDG_RUNTIME_DIR",
             std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
         )
+        .env("DISTILL_CACHE_DIR", cache)
         .output()
         .expect("run distill")
 }
@@ -428,15 +515,22 @@ fn the_yardstick_output_is_parsed_or_refused() {
 fn bench_quick_on_the_cpu_writes_a_valid_report() {
     let dir = tmp();
     let out_path = dir.path().join("cpu.json");
-    let out = distill(&[
-        "bench",
-        "--quick",
-        "--device",
-        "cpu",
-        "--json",
-        "--out",
-        out_path.to_str().unwrap(),
-    ]);
+    let record_path = dir.path().join("record.json");
+    let cache = dir.path().join("cache");
+    let out = distill_with_cache(
+        &[
+            "bench",
+            "--quick",
+            "--device",
+            "cpu",
+            "--json",
+            "--out",
+            out_path.to_str().unwrap(),
+            "--record",
+            record_path.to_str().unwrap(),
+        ],
+        &cache,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -482,6 +576,70 @@ fn bench_quick_on_the_cpu_writes_a_valid_report() {
             assert!(x.pct_of_peak.is_some() && x.peak.is_some(), "{x:?}");
         }
     }
+    // The L2 copy at least, each read against itself, and every GB/s kernel row with its
+    // working set; the small softmax rows are read against the smallest copy.
+    assert!(!cpu.cache_bandwidths.is_empty());
+    let copies: Vec<&Row> = r.rows.iter().filter(|x| x.kernel == "cache copy").collect();
+    assert_eq!(copies.len(), cpu.cache_bandwidths.len());
+    for (level, row) in cpu.cache_bandwidths.iter().zip(copies) {
+        assert_eq!(level.footprint_bytes, row.working_set_bytes, "{row:?}");
+        assert_eq!(row.peak.as_deref(), Some(level.label.as_str()));
+    }
+    let small = r
+        .rows
+        .iter()
+        .find(|x| x.kernel == "softmax" && x.shape == "128x10")
+        .unwrap();
+    assert_eq!(small.working_set_bytes, Some(2 * 4 * 1280));
+    assert_eq!(
+        small.peak.as_deref(),
+        Some(cpu.cache_bandwidths[0].label.as_str())
+    );
+    // The load average around the run, on Linux.
+    let load = r.load.as_ref().expect("the load window");
+    assert_eq!(load.before.is_some(), cfg!(target_os = "linux"));
+    assert_eq!(load.logical_cpus, r.machine.logical_cpus);
+    // Kept as this machine's reference peaks, unless the machine was busy (and then it says so).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kept: Vec<PathBuf> = std::fs::read_dir(cache.join("bench"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    if load.busy() == Some(true) {
+        assert!(kept.is_empty() && stderr.contains("not kept"), "{stderr}");
+        assert!(stderr.contains("warning: the machine is busy"), "{stderr}");
+    } else {
+        assert_eq!(kept.len(), 1, "{stderr}");
+        assert_eq!(Report::load(&kept[0]).unwrap(), r);
+        let name = kept[0].file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with("cpu-") && name.ends_with(".json"),
+            "{name}"
+        );
+    }
+    // The record: the report's figures, this command, the same load window.
+    let rec = distill::bench::record::Record::load(&record_path).unwrap();
+    assert!(rec
+        .command
+        .starts_with("distill bench --quick --device cpu --json --out "));
+    assert_eq!(rec.load.window.as_ref(), Some(load));
+    let peak = rec.figure("cpu f32 peak").expect("the f32 peak");
+    assert_eq!(peak.value, flops.value);
+    assert_eq!(peak.unit, "GFLOP/s");
+    let gemm = r
+        .rows
+        .iter()
+        .find(|x| x.kernel == "matmul NN" && x.shape == "1024x1024x1024")
+        .unwrap();
+    let fig = rec
+        .figure("cpu matmul NN 1024x1024x1024 % of peak")
+        .unwrap();
+    assert_eq!(Some(fig.value), gemm.pct_of_peak);
+    assert_eq!(
+        rec.machine.cpu_model.as_deref(),
+        Some(r.machine.cpu_model.as_str())
+    );
+    assert_eq!(rec.machine.logical_cpus, Some(r.machine.logical_cpus));
+
     let cmp = compare(&[("cpu.json".into(), r), ("gpu.json".into(), gpu_report())]).unwrap();
     let md = cmp.markdown();
     assert!(md.contains("| matmul NN | 128x128x128 | GFLOP/s |"), "{md}");

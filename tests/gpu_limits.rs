@@ -8,6 +8,8 @@
 //! pool refuses it before asking the driver. Without an adapter the test prints one line and
 //! passes; with `DISTILL_REQUIRE_GPU=1` a missing adapter fails it.
 
+mod common;
+
 use distill::backend::gpu::GpuBackend;
 use distill::nn::{ArchSpec, Sequential};
 use distill::ops;
@@ -18,18 +20,7 @@ use distill::{Device, Result, Tensor};
 const SEED: u64 = 7;
 
 fn open_gpu() -> Option<std::sync::Arc<GpuBackend>> {
-    match GpuBackend::open_best() {
-        Ok(g) => Some(g),
-        Err(e) if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-            panic!("DISTILL_REQUIRE_GPU=1 but no GPU device could be opened: {e}")
-        }
-        Err(_) => {
-            eprintln!(
-                "skipping GPU test: no GPU adapter (set DISTILL_REQUIRE_GPU=1 to fail instead)"
-            );
-            None
-        }
-    }
+    common::gpu_backend_or_skip()
 }
 
 /// Forward, cross-entropy, backward and an Adam step on `batch` images; the loss.

@@ -4,11 +4,16 @@
 //! level this CPU has; WGSL rungs on the best adapter (lavapipe in CI; with
 //! `DISTILL_REQUIRE_GPU=1` a missing adapter fails instead of skipping).
 
+mod common;
+
 use distill::backend::gpu;
 use distill::ladder::{self, CheckOutcome, LadderOp, LadderOptions, LadderReport, LadderTarget};
 use distill_kernels::simd;
 
 fn check(op: LadderOp, target: LadderTarget) -> Option<LadderReport> {
+    if target != LadderTarget::Cpu {
+        common::quiet_vulkan();
+    }
     let opts = LadderOptions {
         op,
         target,

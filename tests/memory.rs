@@ -9,9 +9,10 @@
 //! `gpu_parity/` does for its pool counters; without an adapter it prints one line and passes,
 //! unless `DISTILL_REQUIRE_GPU=1`.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
-use distill::backend::gpu::GpuBackend;
 use distill::backend::MemoryStats;
 use distill::data::{Dataset, Split};
 use distill::nn::ArchSpec;
@@ -127,17 +128,8 @@ fn cpu_pool_is_flat_over_epochs() {
 #[test]
 fn gpu_pool_is_flat_over_epochs() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let gpu = match GpuBackend::open_best() {
-        Ok(g) => g,
-        Err(e) if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-            panic!("DISTILL_REQUIRE_GPU=1 but no GPU device could be opened: {e}")
-        }
-        Err(_) => {
-            eprintln!(
-                "skipping GPU test: no GPU adapter (set DISTILL_REQUIRE_GPU=1 to fail instead)"
-            );
-            return;
-        }
+    let Some(gpu) = common::gpu_backend_or_skip() else {
+        return;
     };
     let device = gpu.device();
     let per_epoch = memory_per_epoch(&device);

@@ -149,7 +149,7 @@ fn bad_settings_are_errors() {
 }
 
 /// A teacher exported from PyTorch (`safetensors.torch.save_file(model.state_dict())`) has
-/// the seed's names and layouts but no distill metadata: its architecture is read off the
+/// the presets' names and layouts but no distill metadata: its architecture is read off the
 /// shapes and the data's input size.
 #[test]
 fn a_bare_pytorch_state_dict_loads_as_a_teacher() {

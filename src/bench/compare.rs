@@ -221,8 +221,8 @@ impl Comparison {
         }
         out.push_str(
             "\nValues with (% of that device's own measured peak: GFLOP/s rows against its \
-             f32 peak, GB/s rows against its streaming-copy bandwidth). Ratios are speed \
-             ratios to column A (> 1 is faster; for ms rows, A's time over the column's).\n\n",
+             f32 peak, GB/s rows against the copy bandwidth of the cache level their working \
+             set fits in, else of main memory). Ratios are speed ratios to column A (> 1 is faster; for ms rows, A's time over the column's).\n\n",
         );
         for c in &self.columns {
             let peak = |p: &Option<Peak>, unit: &str| {
@@ -268,7 +268,7 @@ impl Comparison {
         bar_chart(
             path,
             "distill bench: % of each device's own measured peak",
-            "% of peak (GFLOP/s rows: f32 FMA peak; GB/s rows: streaming copy)",
+            "% of peak (GFLOP/s rows: f32 FMA peak; GB/s rows: copy in their cache level)",
             &series,
             &groups,
             100.0,

@@ -1,5 +1,5 @@
-//! Every kernel of the `Backend` trait at the seed models' shapes, on any device: square
-//! GEMMs in the three transpose variants the engine uses; conv2d forward and its three
+//! Every kernel of the `Backend` trait at the teacher and student presets' shapes, on any
+//! device: square GEMMs in the three transpose variants the engine uses; conv2d forward and its three
 //! backward kernels and 2×2 max pooling on the teacher's and the student's layers at batch
 //! 128 on 28×28 input; the softmax family and the losses (with gradients); element-wise maps
 //! and reductions; SGD and Adam steps over the teacher's parameter count.
@@ -8,7 +8,9 @@
 //! buffers, times its kernels and drops them before the next, so the device holds one
 //! workload's memory at a time, and a workload that fails (out of memory, device lost) gives
 //! rows that say so while the others go on. matmul and conv rows are GFLOP/s; the rest GB/s
-//! of the bytes the kernel's contract reads and writes.
+//! of the bytes the kernel's contract reads and writes, each with its working set (the bytes
+//! of the distinct buffers one call touches), which picks the cache level or main memory the
+//! row is read against (see [`super::bandwidth`]).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -223,6 +225,8 @@ impl Workload {
 struct Job {
     unit: Unit,
     work: f64,
+    /// GB/s rows: bytes of the distinct buffers one call touches.
+    working_set: Option<f64>,
     run: Box<dyn FnMut() -> Result<()>>,
 }
 
@@ -284,6 +288,7 @@ pub(crate) fn run_workload(
         match time_on(be.as_ref(), &mut job.run, &sync, budget, timestamps) {
             Ok((t, timing)) => {
                 r.value = Some(job.work / t.secs_per_call / 1e9);
+                r.working_set_bytes = job.working_set.map(|w| w as u64);
                 r.calls = Some(t.calls as u64);
                 r.timing = timing;
             }
@@ -327,8 +332,26 @@ impl JobList {
         Ok(Rc::new(self.backend.zeros(len)?))
     }
 
+    /// A job whose GB/s work touches every byte once (its working set is its work).
     fn push(&mut self, unit: Unit, work: f64, run: Box<dyn FnMut() -> Result<()>>) {
-        self.jobs.push(Job { unit, work, run })
+        let working_set = (unit == Unit::Gbps).then_some(work);
+        self.jobs.push(Job {
+            unit,
+            work,
+            working_set,
+            run,
+        })
+    }
+
+    /// A GB/s job that reads and writes some buffers in place: `work` bytes moved over
+    /// `working_set` bytes of buffers.
+    fn push_in_place(&mut self, work: f64, working_set: f64, run: Box<dyn FnMut() -> Result<()>>) {
+        self.jobs.push(Job {
+            unit: Unit::Gbps,
+            work,
+            working_set: Some(working_set),
+            run,
+        })
     }
 }
 
@@ -501,9 +524,9 @@ fn push_elementwise_and_reduction_jobs(list: &mut JobList, n: usize, cols: usize
         Box::new(move || d.add(&a, &x2, &b)),
     );
     let (d, a) = (list.backend(), x.clone());
-    list.push(
-        Unit::Gbps,
+    list.push_in_place(
         F * 3.0 * nf,
+        F * 2.0 * nf,
         Box::new(move || d.axpy(1e-3, &a, &y)),
     );
     let (d, a) = (list.backend(), x.clone());
@@ -539,9 +562,9 @@ fn push_optimiser_jobs(list: &mut JobList, n: usize) -> Result<()> {
         nesterov: false,
     };
     let (d, p1, g1, m1) = (list.backend(), p.clone(), g.clone(), m.clone());
-    list.push(
-        Unit::Gbps,
+    list.push_in_place(
         F * 5.0 * nf,
+        F * 3.0 * nf,
         Box::new(move || d.sgd_step(&sgd, false, &p1, &g1, &m1)),
     );
     let adam = AdamConfig {
@@ -554,9 +577,9 @@ fn push_optimiser_jobs(list: &mut JobList, n: usize) -> Result<()> {
     };
     let d = list.backend();
     let mut step = 0u32;
-    list.push(
-        Unit::Gbps,
+    list.push_in_place(
         F * 7.0 * nf,
+        F * 4.0 * nf,
         Box::new(move || {
             step += 1;
             d.adam_step(&adam, step, &p, &g, &m, &v)

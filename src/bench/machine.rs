@@ -16,6 +16,16 @@ use distill_kernels::simd;
 #[serde(deny_unknown_fields)]
 pub struct Machine {
     pub cpu_model: String,
+    /// The CPU's family and model numbers (x86 `/proc/cpuinfo`: `cpu family`, `model`);
+    /// absent elsewhere and in reports written before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_family: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_model_number: Option<u32>,
+    /// The CPU's feature flags as the OS lists them (`flags` on x86, `Features` on ARM),
+    /// sorted; empty where unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_flags: Vec<String>,
     /// Logical CPUs the OS gives this process.
     pub logical_cpus: usize,
     /// Threads of the CPU backend (rayon).
@@ -76,8 +86,12 @@ pub struct AdapterDetails {
 pub fn this_machine() -> Machine {
     let level = simd::level();
     let c = simd::cache_sizes();
+    let info = CpuInfo::read();
     Machine {
         cpu_model: cpu_model(),
+        cpu_family: info.family,
+        cpu_model_number: info.model,
+        cpu_flags: info.flags,
         logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         threads: rayon::current_num_threads(),
         simd_level: level.name().into(),
@@ -102,6 +116,9 @@ pub fn browser_machine(user_agent: &str, logical_cpus: usize) -> Machine {
     let c = simd::cache_sizes();
     Machine {
         cpu_model: "unknown (a browser does not say)".into(),
+        cpu_family: None,
+        cpu_model_number: None,
+        cpu_flags: Vec::new(),
         logical_cpus: logical_cpus.max(1),
         threads: 1,
         simd_level: level.name().into(),
@@ -116,6 +133,45 @@ pub fn browser_machine(user_agent: &str, logical_cpus: usize) -> Machine {
         os: "web".into(),
         arch: std::env::consts::ARCH.into(),
         browser: Some(user_agent.into()),
+    }
+}
+
+/// What `/proc/cpuinfo` says about the first CPU beyond its name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CpuInfo {
+    pub family: Option<u32>,
+    pub model: Option<u32>,
+    pub flags: Vec<String>,
+}
+
+impl CpuInfo {
+    /// This machine's (empty where `/proc/cpuinfo` does not exist).
+    pub fn read() -> CpuInfo {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .map(|t| CpuInfo::parse(&t))
+            .unwrap_or_default()
+    }
+
+    /// The first processor's `cpu family`, `model` and `flags` (or `Features`).
+    pub fn parse(text: &str) -> CpuInfo {
+        let mut info = CpuInfo::default();
+        // The first processor's block ends at the first blank line.
+        for line in text.lines().take_while(|l| !l.trim().is_empty()) {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            match key.trim() {
+                "cpu family" => info.family = value.parse().ok(),
+                "model" => info.model = value.parse().ok(),
+                "flags" | "Features" => {
+                    info.flags = value.split_whitespace().map(String::from).collect();
+                    info.flags.sort();
+                }
+                _ => {}
+            }
+        }
+        info
     }
 }
 
@@ -228,6 +284,17 @@ pub fn git_commit() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpuinfo_gives_family_model_and_flags() {
+        let text = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n\
+                    model name\t: AMD EPYC\nflags\t\t: sse2 fma avx2\n\nprocessor\t: 1\nmodel\t\t: 9\n";
+        let info = CpuInfo::parse(text);
+        assert_eq!(info.family, Some(25));
+        assert_eq!(info.model, Some(1));
+        assert_eq!(info.flags, ["avx2", "fma", "sse2"]);
+        assert_eq!(CpuInfo::parse(""), CpuInfo::default());
+    }
 
     #[test]
     fn the_machine_names_itself() {

@@ -1,13 +1,15 @@
 //! What `distill bench` measures, on the CPU and on every GPU adapter: each device's own
-//! peaks, every kernel at the seed models' shapes, and the training step; the versioned JSON
-//! report; the terminal table; the comparison of reports.
+//! peaks, every kernel at the shapes of the teacher and student presets, and the training
+//! step; the versioned JSON report; the terminal table; the comparison of reports.
 //!
 //! - [`timing`]: the one timing loop (warm-up, batches closed by a read-back, best batch; GPU
 //!   timestamps where the adapter has them);
 //! - [`peak`], [`bandwidth`]: the measured peaks (f32 FMA chains, streaming copy) that every
 //!   % is against; their kernels are `distill_kernels::bench` and shaders/bench.wgsl;
 //! - [`kernels`]: every kernel of the `Backend` trait; [`train`]: training and inference;
-//! - [`machine`]: what identifies the machine; [`report`]: the report and its check;
+//! - [`machine`]: what identifies the machine; [`load`]: how busy it was; [`report`]: the
+//!   report and its check; [`record`]: a headline figure with where it came from;
+//! - [`reference`]: this machine's last quiet peaks, which a run's floor is read against;
 //! - [`table`]: the terminal table; [`compare`]: reports side by side (markdown, PNG chart);
 //! - [`yardstick`]: the same training steps in PyTorch, when a Python with torch is there.
 //!
@@ -25,9 +27,12 @@ pub mod compare;
 pub mod kernels;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod ladder;
+pub mod load;
 pub mod machine;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod peak;
+pub mod record;
+pub mod reference;
 pub mod report;
 pub mod table;
 pub mod timing;
@@ -227,7 +232,7 @@ impl Plan {
         if quick {
             Plan {
                 shapes: Shapes::quick(),
-                batches: train::Batches::SEED,
+                batches: train::Batches::STANDARD,
                 kernel: budget(0.1, 100_000),
                 peak: budget(0.3, 1000),
                 train: budget(0.4, 1000),
@@ -237,7 +242,7 @@ impl Plan {
         } else {
             Plan {
                 shapes: Shapes::full(),
-                batches: train::Batches::SEED,
+                batches: train::Batches::STANDARD,
                 kernel: budget(0.5, 100_000),
                 peak: budget(1.0, 1000),
                 train: budget(2.0, 10_000),
@@ -247,10 +252,11 @@ impl Plan {
         }
     }
 
+    /// Rows to measure: `peaks` peak and bandwidth rows, then kernels and training.
     fn steps(&self, cfg: &BenchConfig, peaks: usize) -> usize {
         let mut n = 0;
         if cfg.sections.peaks || cfg.sections.kernels {
-            n += peaks + 1;
+            n += peaks;
         }
         if cfg.sections.kernels {
             n += workloads(&self.shapes)
@@ -269,6 +275,10 @@ impl Plan {
 /// Runs the bench: every device `cfg` selects, in order (the CPU first), then the report.
 pub fn run(cfg: &BenchConfig, obs: &mut dyn Observer) -> Result<Report> {
     let started = Instant::now();
+    let mut load = load::LoadWindow::start_here();
+    if let Some(w) = load.warning() {
+        obs.message(&w);
+    }
     let (date, started_utc) = machine::utc_now();
     let mut report = Report {
         schema_version: report::SCHEMA_VERSION,
@@ -279,6 +289,7 @@ pub fn run(cfg: &BenchConfig, obs: &mut dyn Observer) -> Result<Report> {
         quick: cfg.quick,
         seconds: 0.0,
         machine: machine::this_machine(),
+        load: None,
         devices: Vec::new(),
         rows: Vec::new(),
     };
@@ -291,6 +302,11 @@ pub fn run(cfg: &BenchConfig, obs: &mut dyn Observer) -> Result<Report> {
     report.drop_unmeasurable();
     report.fill_percentages();
     report.seconds = started.elapsed().as_secs_f64();
+    load.finish();
+    if let Some(w) = load.warning() {
+        obs.message(&w);
+    }
+    report.load = Some(load);
     report
         .validate()
         .map_err(|e| Error::Other(format!("the bench made an invalid report: {e}")))?;
@@ -309,7 +325,10 @@ fn bench_cpu(cfg: &BenchConfig, report: &mut Report, obs: &mut dyn Observer) {
     let dev = Device::cpu();
     let plan = Plan::new(cfg.quick, false);
     let threads = rayon::current_num_threads();
-    let peak_rows = distill_kernels::simd::available().len() * if threads > 1 { 2 } else { 1 };
+    let c = distill_kernels::simd::cache_sizes();
+    let copies = 1 + bandwidth::cache_levels(threads, c.l2, c.l3, 2 * plan.copy_bytes).len();
+    let peak_rows =
+        distill_kernels::simd::available().len() * if threads > 1 { 2 } else { 1 } + copies;
     obs.device("cpu", &dev.name(), plan.steps(cfg, peak_rows));
     let mut d = DeviceReport {
         id: "cpu".into(),
@@ -321,15 +340,21 @@ fn bench_cpu(cfg: &BenchConfig, report: &mut Report, obs: &mut dyn Observer) {
         adapter: None,
         peak_flops: None,
         peak_bandwidth: None,
+        cache_bandwidths: Vec::new(),
     };
     if cfg.sections.peaks || cfg.sections.kernels {
         let (rows, flops) = peak::cpu_peaks(plan.peak);
         for r in rows {
             push(report, obs, r);
         }
+        let (rows, levels) = bandwidth::cpu_cache_bandwidths(2 * plan.copy_bytes, plan.peak);
+        for r in rows {
+            push(report, obs, r);
+        }
         let (row, bw) = bandwidth::cpu_bandwidth(plan.copy_bytes, plan.peak);
         push(report, obs, row);
         (d.peak_flops, d.peak_bandwidth) = (flops, bw);
+        d.cache_bandwidths = levels.into_iter().filter(|p| p.value > 0.0).collect();
     }
     report.devices.push(d);
     device_rows(cfg, &plan, "cpu", &dev, None, report, obs);
@@ -399,6 +424,7 @@ fn bench_gpus(cfg: &BenchConfig, report: &mut Report, obs: &mut dyn Observer) ->
             adapter: None,
             peak_flops: None,
             peak_bandwidth: None,
+            cache_bandwidths: Vec::new(),
         };
         let asked = matches!(cfg.devices, DeviceChoice::Gpu(_)) || cfg.software;
         if software && !asked {
@@ -449,7 +475,7 @@ fn bench_gpu(
     } else {
         "no timestamp queries: kernels timed on the wall clock with a read-back".into()
     });
-    obs.device(id, &d.name, plan.steps(cfg, 1));
+    obs.device(id, &d.name, plan.steps(cfg, 2));
     if cfg.sections.peaks || cfg.sections.kernels {
         let (row, flops) = peak::gpu_peak(id, &g, software, plan.peak, timestamps);
         push(report, obs, row);

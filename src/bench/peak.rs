@@ -61,10 +61,7 @@ pub(crate) fn cpu_peaks(budget: Budget) -> (Vec<Row>, Option<Peak>) {
                     row.calls = Some(calls as u64);
                     if t == threads {
                         // available() runs narrowest first: the last level is the widest.
-                        reference = Some(Peak {
-                            label: format!("cpu fma-chain {shape}"),
-                            value: gflops,
-                        });
+                        reference = Some(Peak::new(format!("cpu fma-chain {shape}"), gflops));
                     }
                 }
                 Err(e) => row.error = Some(e.to_string()),
@@ -120,10 +117,7 @@ pub(crate) fn gpu_peak(
             row.value = Some(gflops);
             row.calls = Some(calls as u64);
             row.timing = timing;
-            let peak = Peak {
-                label: format!("{id} fma-chain"),
-                value: gflops,
-            };
+            let peak = Peak::new(format!("{id} fma-chain"), gflops);
             (row, Some(peak))
         }
         Err(e) => {

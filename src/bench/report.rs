@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::load::LoadWindow;
 use super::machine::{AdapterDetails, Machine};
 use super::timing::Timing;
 use crate::checkpoint::write_atomic;
@@ -35,6 +36,10 @@ pub struct Report {
     /// Wall time of the whole run, seconds.
     pub seconds: f64,
     pub machine: Machine,
+    /// The load average before and after the run, and whether other work made the machine
+    /// busy (absent in reports written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadWindow>,
     pub devices: Vec<DeviceReport>,
     pub rows: Vec<Row>,
 }
@@ -57,6 +62,22 @@ pub enum Status {
 pub struct Peak {
     pub label: String,
     pub value: f64,
+    /// A copy's footprint (bytes of both buffers): which GB/s rows it is the roofline of
+    /// ([`DeviceReport::bandwidth_for`]). `None` for the f32 peak, for GPUs and in reports
+    /// written before the CPU's copies were measured at several footprints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub footprint_bytes: Option<u64>,
+}
+
+impl Peak {
+    /// A peak with no cache-level bound.
+    pub fn new(label: impl Into<String>, value: f64) -> Peak {
+        Peak {
+            label: label.into(),
+            value,
+            footprint_bytes: None,
+        }
+    }
 }
 
 /// One device of the run: the CPU backend or a GPU adapter.
@@ -78,8 +99,38 @@ pub struct DeviceReport {
     pub adapter: Option<AdapterDetails>,
     /// The reference f32 peak, GFLOP/s: every GFLOP/s row's % is against it.
     pub peak_flops: Option<Peak>,
-    /// The reference memory bandwidth, GB/s: every GB/s row's % is against it.
+    /// The main-memory bandwidth, GB/s (a copy far larger than the last-level cache).
     pub peak_bandwidth: Option<Peak>,
+    /// The bandwidth of copies small enough to stay in the caches (CPU: L2, then steps
+    /// through L3), smallest footprint first. Absent in reports written before they were
+    /// measured, and for GPUs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_bandwidths: Vec<Peak>,
+}
+
+impl DeviceReport {
+    /// The bandwidth a GB/s row with this working set is read against: of the copies with a
+    /// known footprint (the cache copies and main memory), the one of the largest footprint
+    /// no larger than the working set, an upper bound on the row's bandwidth since bandwidth
+    /// falls as the footprint grows; the smallest copy for a working set smaller than all of
+    /// them. Rows without a known working set, and devices without footprints, are read
+    /// against main memory.
+    pub fn bandwidth_for(&self, working_set: Option<u64>) -> Option<&Peak> {
+        let sized: Vec<&Peak> = self
+            .cache_bandwidths
+            .iter()
+            .chain(&self.peak_bandwidth)
+            .filter(|p| p.footprint_bytes.is_some())
+            .collect();
+        let (Some(ws), Some(smallest)) = (working_set, sized.first()) else {
+            return self.peak_bandwidth.as_ref();
+        };
+        let below = sized
+            .iter()
+            .filter(|p| p.footprint_bytes.is_some_and(|f| f <= ws))
+            .max_by_key(|p| p.footprint_bytes);
+        Some(below.copied().unwrap_or(smallest))
+    }
 }
 
 /// The unit of a row's value.
@@ -138,6 +189,10 @@ pub struct Row {
     /// CPU threads (CPU rows).
     pub threads: Option<usize>,
     pub error: Option<String>,
+    /// Bytes of the distinct buffers one call touches (GB/s rows): it picks the bandwidth the
+    /// row is read against ([`DeviceReport::bandwidth_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_set_bytes: Option<u64>,
 }
 
 impl Row {
@@ -156,6 +211,7 @@ impl Row {
             calls: None,
             threads: None,
             error: None,
+            working_set_bytes: None,
         }
     }
 
@@ -189,7 +245,7 @@ impl Report {
             let d = devices.iter().find(|d| d.id == r.device);
             let peak = match r.unit {
                 Unit::Gflops => d.and_then(|d| d.peak_flops.as_ref()),
-                Unit::Gbps => d.and_then(|d| d.peak_bandwidth.as_ref()),
+                Unit::Gbps => d.and_then(|d| d.bandwidth_for(r.working_set_bytes)),
                 _ => None,
             };
             match (r.value, peak) {
@@ -279,7 +335,7 @@ impl Report {
     }
 }
 
-fn check_date(date: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_date(date: &str) -> std::result::Result<(), String> {
     let b = date.as_bytes();
     let digits = |r: std::ops::Range<usize>| r.into_iter().all(|i| b[i].is_ascii_digit());
     if b.len() == 10
@@ -300,7 +356,12 @@ fn validate_device(d: &DeviceReport) -> std::result::Result<(), String> {
     if d.id != "cpu" && !matches!(gpu_index, Some(Ok(_))) {
         return Err(format!("device id `{}` is neither `cpu` nor `gpu:N`", d.id));
     }
-    for p in d.peak_flops.iter().chain(&d.peak_bandwidth) {
+    for p in d
+        .peak_flops
+        .iter()
+        .chain(&d.peak_bandwidth)
+        .chain(&d.cache_bandwidths)
+    {
         if !(p.value.is_finite() && p.value > 0.0) {
             return Err(format!(
                 "device {}: peak `{}` is {}",
@@ -330,7 +391,7 @@ fn validate_row(r: &Row, d: &DeviceReport) -> std::result::Result<(), String> {
     }
     let peak = match r.unit {
         Unit::Gflops => d.peak_flops.as_ref(),
-        Unit::Gbps => d.peak_bandwidth.as_ref(),
+        Unit::Gbps => d.bandwidth_for(r.working_set_bytes),
         Unit::ImagesPerSec | Unit::Ms => None,
     };
     match (r.pct_of_peak, &r.peak) {
@@ -344,7 +405,7 @@ fn validate_row(r: &Row, d: &DeviceReport) -> std::result::Result<(), String> {
             })?;
             if &p.label != label {
                 return Err(format!(
-                    "% of peak against `{label}`, the device's is `{}`",
+                    "% of peak against `{label}`, but for this row the device's is `{}`",
                     p.label
                 ));
             }

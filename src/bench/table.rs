@@ -56,6 +56,14 @@ pub fn render_table(r: &Report) -> String {
         m.caches.source
     );
     let _ = writeln!(out, "  GEMM blocking: {}", m.gemm_blocking);
+    match &r.load {
+        Some(l) => {
+            let _ = writeln!(out, "  {}", l.describe());
+        }
+        None => {
+            let _ = writeln!(out, "  load average: not recorded");
+        }
+    }
     for d in &r.devices {
         out.push('\n');
         device_block(&mut out, r, d);
@@ -100,6 +108,16 @@ fn device_block(out: &mut String, r: &Report, d: &DeviceReport) {
             peak_line("GFLOP/s", &d.peak_flops, "GFLOP/s"),
             peak_line("GB/s", &d.peak_bandwidth, "GB/s")
         );
+        if !d.cache_bandwidths.is_empty() {
+            let _ = writeln!(
+                out,
+                "    GB/s rows are read against the copy of the largest footprint no larger than \
+                 their working set:"
+            );
+        }
+        for p in &d.cache_bandwidths {
+            let _ = writeln!(out, "    {} = {} GB/s", p.label, fmt_value(p.value));
+        }
     }
     let _ = writeln!(
         out,
@@ -116,6 +134,11 @@ fn row_line(row: &Row) -> String {
     let pct = row
         .pct_of_peak
         .map_or_else(|| "".into(), |p| format!("{p:.1}%"));
+    // A GB/s row read against a cache level says which.
+    let level = match (&row.peak, row.unit) {
+        (Some(p), Unit::Gbps) if p.contains(" copy in ") => format!("vs {p}"),
+        _ => String::new(),
+    };
     format!(
         "{:<20} {:<42} {:>10} {:<8} {:>7}  {:<14}  {}",
         fit(&row.kernel, 20),
@@ -124,7 +147,7 @@ fn row_line(row: &Row) -> String {
         row.unit.name(),
         pct,
         row.timing.name(),
-        row.error.as_deref().unwrap_or("")
+        row.error.as_deref().unwrap_or(&level)
     )
 }
 

@@ -1,4 +1,4 @@
-//! Training and inference throughput of the seed architectures on one device, through the
+//! Training and inference throughput of the teacher and student presets on one device, through the
 //! engine (models, autograd, optimiser), not single kernels.
 //!
 //! The rows (named as the PyTorch yardstick names its own, so they line up):
@@ -36,8 +36,8 @@ pub struct Batches {
 }
 
 impl Batches {
-    /// The seed models' batches (and the yardstick's): 128 to train, 256 to infer.
-    pub const SEED: Batches = Batches {
+    /// The presets' usual batches (and the yardstick's): 128 to train, 256 to infer.
+    pub const STANDARD: Batches = Batches {
         train: 128,
         infer: 256,
     };
@@ -69,7 +69,7 @@ pub const STEPS: [Step; 7] = [
 ];
 
 impl Step {
-    /// The row's name (at [`Batches::SEED`], the yardstick's names for the first five).
+    /// The row's name (at [`Batches::STANDARD`], the yardstick's names for the first five).
     pub fn name(self, b: Batches) -> String {
         match self {
             Step::Train(a) => format!("{a} train b{}", b.train),
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn the_first_five_rows_carry_the_yardstick_names() {
-        let names: Vec<String> = STEPS.iter().map(|s| s.name(Batches::SEED)).collect();
+        let names: Vec<String> = STEPS.iter().map(|s| s.name(Batches::STANDARD)).collect();
         assert_eq!(
             names[..5],
             [

@@ -15,7 +15,7 @@ use distill::train::OptimizerKind;
     name = "distill",
     version,
     about = "Train a teacher CNN and distill it into a small student (Hinton KD), on hand-written CPU and GPU kernels.",
-    after_help = "Start with `distill run --quick` (a one-minute smoke run) or `distill run` (the full job on Fashion-MNIST)."
+    after_help = "Start with `distill run --quick` (a smoke-sized run on a few thousand images) or `distill run` (the full job on Fashion-MNIST)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -57,7 +57,8 @@ pub enum Command {
     /// KD student on a fraction of them, and write the report. Resumes a run directory that
     /// already holds a config.json.
     Run(RunArgs),
-    /// Train one model (teacher or student architecture) on labels alone.
+    /// Train one model (the teacher or student preset, or a compact spec such as
+    /// c16-c32-f128) on labels alone.
     Train(TrainArgs),
     /// Train a student by knowledge distillation from a saved teacher.
     Distill(DistillArgs),
@@ -180,6 +181,10 @@ pub struct BenchArgs {
     /// With --ladder: only check the rungs, time nothing.
     #[arg(long, requires = "ladder")]
     pub check_only: bool,
+    /// Also write a record of every figure (docs/results/README.md): the figures, the
+    /// machine, the date, the commit, this command and the load average around the run.
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["compare", "ladder"])]
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -188,7 +193,9 @@ pub struct RunArgs {
     /// run resumes.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Continue the interrupted run in DIR (only --epochs / --teacher-epochs may change).
+    /// Continue the interrupted run in DIR with its saved settings. Only the epochs of a model
+    /// on a constant or step schedule may change: by default the teacher's (--teacher-epochs);
+    /// the students' cosine spans the epochs they started with.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// Smoke-sized run: 6000/2000 images, teacher 1 epoch, students 3 epochs, 20% labels.
@@ -221,13 +228,17 @@ pub struct RunArgs {
     /// How an ensemble's outputs combine: probabilities (default) or logits.
     #[arg(long, value_name = "probabilities|logits")]
     pub ensemble: Option<String>,
-    /// The students' architecture: student (default), teacher, or a compact spec of the seed's
-    /// layout: conv widths then the hidden width, e.g. c16-c32-f128.
+    /// The students' architecture: student (default), teacher, or a compact spec of the same
+    /// layout as those two presets: conv widths then the hidden width, e.g. c16-c32-f128.
     #[arg(long, value_name = "SPEC")]
     pub student_arch: Option<String>,
     /// Also write f16 copies of the best checkpoints.
     #[arg(long)]
     pub half: bool,
+    /// Also write a record of the headline figures (docs/results/README.md): the figures, the
+    /// machine, the date, the commit, this command and the load average around the job.
+    #[arg(long, value_name = "FILE.json")]
+    pub record: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataOpts,
     #[command(flatten)]
@@ -256,7 +267,8 @@ pub struct StudyArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct TrainArgs {
-    /// teacher or student.
+    /// The architecture: teacher, student, or a compact spec of the same layout such as
+    /// c16-c32-f128 (conv widths, then the hidden width).
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<String>,
     /// Checkpoint directory (best/last safetensors, metrics.jsonl). Default: runs/<timestamp>-<arch>.
@@ -317,7 +329,8 @@ pub struct DistillArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct EvalArgs {
-    /// A checkpoint written by distill, or a PyTorch state_dict of the seed's modules.
+    /// A checkpoint written by distill, or a PyTorch state_dict of modules of the same layout
+    /// (conv1…convK, fc1, fc2).
     pub checkpoint: PathBuf,
     /// Dataset folder whose test split to use (default: the shipped Fashion-MNIST).
     #[arg(long, value_name = "PATH")]
@@ -392,6 +405,7 @@ pub struct FileConfig {
     pub label_fraction: Option<f64>,
     pub teacher: Option<PathBuf>,
     pub half: Option<bool>,
+    pub record: Option<PathBuf>,
     pub arch: Option<String>,
     pub transfer: Option<String>,
     pub transfer_epochs: Option<usize>,
@@ -477,7 +491,7 @@ impl KdOpts {
 
 impl RunArgs {
     pub fn fill(&mut self, f: &FileConfig) {
-        fill!(self, f; out, resume, seeds, label_fraction, teacher, teacher_epochs);
+        fill!(self, f; out, resume, seeds, label_fraction, teacher, teacher_epochs, record);
         fill!(self, f; transfer, transfer_epochs, student_arch, teachers, ensemble);
         fill_flag!(self, f; quick, half);
         self.data.fill(f);
@@ -530,8 +544,8 @@ impl PredictArgs {
 
 /// Structured mutation test of [`FileConfig::load`] (the other parsers' are in `tests/fuzz`;
 /// see `docs/fuzzing.md`): valid TOML files with every key, mutated thousands of times with a
-/// fixed seed. Every case must give a config or an error naming the file, without a panic,
-/// an allocation over 64 MiB + 64 × the file's size, or taking over 2 s.
+/// fixed seed. Every case must give a config or an error naming the file, without a panic
+/// or an allocation over 64 MiB + 64 × the file's size.
 #[cfg(test)]
 mod fuzz {
     use std::alloc::{GlobalAlloc, Layout, System};
@@ -582,7 +596,7 @@ mod fuzz {
          lr = 0.001\noptimizer = \"sgd\"\nmomentum = 0.9\nweight_decay = 0.0005\n\
          schedule = \"step\"\nstep_size = 10\ngamma = 0.1\nseed = 42\naugment = true\n",
         "temperature = 4.0\nalpha = 0.9\nhint-weight = 0.5\nhint_layers = \"conv2:conv2\"\nout = \"runs/a\"\nresume = \"runs/b\"\nquick = true\n\
-         seeds = 3\nlabel-fraction = 0.1\nteacher = \"t.safetensors\"\nhalf = true\n\
+         record = \"r.json\"\nseeds = 3\nlabel-fraction = 0.1\nteacher = \"t.safetensors\"\nhalf = true\n\
          arch = \"student\"\nconfusion = true\nconfusion_png = \"c.png\"\ntop_k = 5\n",
         "# comment\nschedule = 'cosine'\noptimizer = \"adamw\"\nlr = 1e-3\nseed = 0\n\
          transfer = \"all\"\ntransfer_epochs = 3\nstudent-arch = \"c8-f16\"\nteachers = 2\n\

@@ -12,6 +12,7 @@ use distill::bench::table::fmt_value;
 use distill::bench::{
     compare_files, render_table, run_ladder, BenchConfig, DeviceChoice, Observer, Row, Sections,
 };
+use distill::bench::{record, reference};
 use distill::ladder::LadderOp;
 
 use super::args::BenchArgs;
@@ -60,6 +61,11 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     let mut progress = BenchProgress::new(ctx.mode);
     let report = distill::bench::run(&cfg, &mut progress)?;
     progress.finish();
+    keep_reference(ctx, &report);
+    if let Some(path) = &a.record {
+        write_record(&report, path)?;
+        ctx.note(&format!("wrote {}", path.display()));
+    }
     if let Some(out) = &a.out {
         report
             .save(out)
@@ -72,6 +78,55 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         print!("{}", render_table(&report));
     }
     Ok(())
+}
+
+/// Keeps the report as this machine's reference peaks when the machine was quiet (runs read
+/// their floor against them), and says where or why not.
+fn keep_reference(ctx: &Ctx, report: &distill::bench::Report) {
+    let Some(dir) = reference::default_dir() else {
+        ctx.note("no cache directory (set DISTILL_CACHE_DIR or HOME): the peaks are not kept for runs' floors");
+        return;
+    };
+    match reference::keep_if_quiet(report, &dir) {
+        Ok(Ok(files)) => {
+            for f in files {
+                ctx.note(&format!(
+                    "kept as this machine's reference peaks: {}",
+                    f.display()
+                ));
+            }
+        }
+        Ok(Err(why)) => ctx.note(&why),
+        Err(e) => ctx.note(&format!("warning: the reference peaks were not kept: {e}")),
+    }
+}
+
+/// `--record FILE`: every figure of the report, with the machine, this command and the load.
+fn write_record(report: &distill::bench::Report, path: &std::path::Path) -> Result<()> {
+    let devices: Vec<&str> = report
+        .devices
+        .iter()
+        .filter(|d| d.status == distill::bench::Status::Ok)
+        .map(|d| d.name.as_str())
+        .collect();
+    let adapter = report.devices.iter().find_map(|d| d.adapter.as_ref());
+    let what = format!(
+        "`distill bench`{} on {}",
+        if report.quick { " --quick" } else { "" },
+        devices.join(", ")
+    );
+    let rec = record::Record::measured(
+        &what,
+        record::bench_figures(report),
+        record::MachineRecord::of(&report.machine, &devices.join(", "), adapter),
+        record::command_line(),
+        report
+            .load
+            .clone()
+            .unwrap_or_else(distill::bench::load::LoadWindow::start_here),
+    );
+    rec.save(path)
+        .with_context(|| format!("cannot write the record {}", path.display()))
 }
 
 /// Progress of a bench run on stderr.

@@ -193,6 +193,17 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     let report =
         pipeline::run(&cfg, &device, &dir, &mut progress).map_err(|e| stopped(e, &dir, &resume))?;
     progress.finish();
+    if let Some(path) = &a.record {
+        let what = format!("`distill run` on {}", report.dataset);
+        write_record(
+            ctx,
+            path,
+            &what,
+            report.figures(),
+            &device,
+            report.load.clone(),
+        )?;
+    }
     if ctx.global.json {
         ctx.print_json(&report)?;
     } else {
@@ -202,6 +213,31 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         println!("report    {}", dir.join("report.md").display());
     }
     ctx.print_profile(&device)
+}
+
+/// Writes a record (`--record FILE`) of `figures` measured on `device` by this command, with
+/// the load window the job kept.
+fn write_record(
+    ctx: &Ctx,
+    path: &Path,
+    what: &str,
+    figures: Vec<distill::bench::record::Figure>,
+    device: &Device,
+    load: Option<distill::bench::load::LoadWindow>,
+) -> Result<()> {
+    use distill::bench::{load::LoadWindow, machine, record};
+    let adapter = device.backend().as_gpu().map(machine::adapter_details);
+    let rec = record::Record::measured(
+        what,
+        figures,
+        record::MachineRecord::this_machine(&device.name(), adapter.as_ref()),
+        record::command_line(),
+        load.unwrap_or_else(LoadWindow::start_here),
+    );
+    rec.save(path)
+        .with_context(|| format!("cannot write the record {}", path.display()))?;
+    ctx.note(&format!("wrote {}", path.display()));
+    Ok(())
 }
 
 /// `--transfer labelled|all|DIR`.
@@ -267,6 +303,22 @@ pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
     let report = pipeline::study(&cfg, &device, &dir, &mut progress)
         .map_err(|e| stopped(e, &dir, &resume))?;
     progress.finish();
+    if let Some(path) = &a.run.record {
+        let methods: Vec<&str> = cfg.methods.iter().map(|m| m.name()).collect();
+        let what = format!(
+            "`distill study` of {} over {} seeds",
+            methods.join(", "),
+            cfg.base.seeds
+        );
+        write_record(
+            ctx,
+            path,
+            &what,
+            report.figures(),
+            &device,
+            report.load.clone(),
+        )?;
+    }
     if ctx.global.json {
         return ctx.print_json(&report);
     }
@@ -304,10 +356,9 @@ fn check_arch(arch: &str) -> Result<()> {
 }
 
 pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
-    let arch = a
-        .arch
-        .clone()
-        .context("`distill train` needs --arch teacher or --arch student")?;
+    let arch = a.arch.clone().context(
+        "`distill train` needs --arch: teacher, student, or a compact spec such as c16-c32-f128",
+    )?;
     check_arch(&arch)?;
     let job = ModelJob {
         config: apply_hyper(TrainConfig::default(), &a.hyper, a.hyper.epochs)?,

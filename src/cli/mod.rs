@@ -39,7 +39,23 @@ fn handle_ctrl_c() {
     }
 }
 
+/// With this variable set (to anything), `distill ARGS` only parses ARGS with the command
+/// line's definitions and exits: 0 when they parse, 2 with clap's message when not. Nothing
+/// runs and nothing is written: `tests/doc_figures.rs` uses it to check that every command a
+/// record names still parses.
+pub const PARSE_ONLY_VAR: &str = "DISTILL_PARSE_ONLY";
+
 pub fn main() -> ExitCode {
+    if std::env::var_os(PARSE_ONLY_VAR).is_some() {
+        return match Cli::try_parse() {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) if !e.use_stderr() => ExitCode::SUCCESS, // --help, --version
+            Err(e) => {
+                let _ = e.print();
+                ExitCode::from(2)
+            }
+        };
+    }
     let cli = Cli::parse();
     handle_ctrl_c();
     match dispatch(cli) {

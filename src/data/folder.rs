@@ -5,11 +5,13 @@
 //!
 //! Formats: whatever the `image` crate reads (PNG, JPEG, BMP, GIF, TIFF, WebP, PNM, TGA),
 //! detected from the content. Images are converted to grey or RGB (auto: grey when every image
-//! is grey) and resized (bilinear) to the chosen size (auto: all images must share one size).
+//! is grey). All images must share one size, unless a library caller sets
+//! [`LoadOptions::size`], which resizes every image to it (bilinear); the command line has no
+//! option for it, so a folder given to `--data` must hold images of one size.
 //!
 //! Checks, each an [`Error::Data`] naming the file or folder: an unreadable image, an empty
 //! class folder, a folder with no class folders or no images, a test class that training lacks,
-//! differing sizes without a chosen size. A file whose extension is not an image format's is
+//! images of differing sizes where no size is set. A file whose extension is not an image format's is
 //! skipped with one warning; hidden files (`.DS_Store`) are skipped silently.
 
 use std::path::{Path, PathBuf};
@@ -212,7 +214,8 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<Loaded> {
             for (img, (p, _)) in images.iter().zip(&all) {
                 if (img.height() as usize, img.width() as usize) != (h, w) {
                     return Err(Error::Data(format!(
-                        "{}: image is {}×{} (H×W) but {} is {h}×{w}; choose a size to resize to",
+                        "{}: image is {}×{} (H×W) but {} is {h}×{w}: an image folder's images must share \
+                         one size (resize them first; library callers can set LoadOptions::size)",
                         p.display(),
                         img.height(),
                         img.width(),

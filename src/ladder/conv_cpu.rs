@@ -46,9 +46,9 @@ pub(crate) const CHECK_SHAPES: [Conv2dShape; 5] = [
     shape(2, 17, 8, 9, 66, (3, 3), (1, 1), (1, 1)),
 ];
 
-/// The seed models' conv layers at batch 128 on 28×28 inputs (3×3, pad 1): student conv1,
-/// teacher conv1, student conv2, teacher conv2.
-pub(crate) const SEED_SHAPES: [Conv2dShape; 4] = [
+/// The teacher and student presets' conv layers at batch 128 on 28×28 inputs (3×3, pad 1):
+/// student conv1, teacher conv1, student conv2, teacher conv2.
+pub(crate) const PRESET_SHAPES: [Conv2dShape; 4] = [
     shape(128, 1, 28, 28, 32, (3, 3), (1, 1), (1, 1)),
     shape(128, 1, 28, 28, 64, (3, 3), (1, 1), (1, 1)),
     shape(128, 32, 14, 14, 64, (3, 3), (1, 1), (1, 1)),
@@ -63,14 +63,14 @@ pub(crate) fn check_problems() -> Vec<Problem> {
         .collect()
 }
 
-/// The seed layers (`quick`: the student's two, at batch 32).
+/// The presets' layers (`quick`: the student's two, at batch 32).
 pub(crate) fn time_problems(quick: bool) -> Vec<Problem> {
     let shapes: Vec<Conv2dShape> = if quick {
-        [SEED_SHAPES[0], SEED_SHAPES[2]]
+        [PRESET_SHAPES[0], PRESET_SHAPES[2]]
             .map(|s| Conv2dShape { batch: 32, ..s })
             .to_vec()
     } else {
-        SEED_SHAPES.to_vec()
+        PRESET_SHAPES.to_vec()
     };
     shapes
         .into_iter()
@@ -218,7 +218,7 @@ mod tests {
             assert!(CHECK_SHAPES.iter().any(thin));
         }
         assert!(!CHECK_SHAPES.iter().all(thin));
-        for s in CHECK_SHAPES.iter().chain(&SEED_SHAPES) {
+        for s in CHECK_SHAPES.iter().chain(&PRESET_SHAPES) {
             s.validate().unwrap();
         }
     }

@@ -370,6 +370,7 @@ mod tests {
     /// The timing path of every rung (the checks cover `compute`); no speed is asserted.
     #[test]
     fn every_rung_times_a_batch_of_calls() {
+        crate::ladder::quiet_vulkan_in_tests();
         let mut s = match rig(None, true) {
             Ok(s) => s,
             Err(e) if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {

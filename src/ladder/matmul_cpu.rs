@@ -13,8 +13,8 @@ use crate::Result;
 pub(crate) const CHECK_SHAPES: [(usize, usize, usize); 4] =
     [(1, 1, 1), (17, 33, 9), (65, 127, 70), (130, 66, 257)];
 
-/// The GEMMs of the seed models at batch 128 (Fashion-MNIST 28×28): m×k·k×n.
-pub(crate) const SEED_SHAPES: [(usize, usize, usize); 4] = [
+/// The GEMMs of the teacher and student presets at batch 128 (Fashion-MNIST 28×28): m×k·k×n.
+pub(crate) const PRESET_SHAPES: [(usize, usize, usize); 4] = [
     (128, 1000, 10),   // teacher fc2: hidden → classes
     (128, 576, 196),   // teacher conv2 as im2col GEMM, one image: 64·3·3 → 14·14 pixels
     (128, 3136, 500),  // student fc1
@@ -29,12 +29,12 @@ pub(crate) fn check_problems() -> Vec<Problem> {
         .collect()
 }
 
-/// The seed shapes and squares; `quick`: the two small seed shapes and squares to 512.
+/// The presets' shapes and squares; `quick`: the presets' two small shapes and squares to 512.
 pub(crate) fn time_problems(quick: bool, squares: &[usize]) -> Vec<Problem> {
     let seeds = if quick {
-        &SEED_SHAPES[..2]
+        &PRESET_SHAPES[..2]
     } else {
-        &SEED_SHAPES[..]
+        &PRESET_SHAPES[..]
     };
     let squares = if quick {
         &squares[..squares.len().min(2)]

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::matmul_cpu::{check_problems, matmul_reference, time_problems, SEED_SHAPES};
+use super::matmul_cpu::{check_problems, matmul_reference, time_problems, PRESET_SHAPES};
 use super::measure::{LadderRung, Rig};
 use super::reference::Problem;
 use crate::backend::gpu::standalone::Standalone;
@@ -281,7 +281,7 @@ pub(crate) fn rig(index: Option<usize>, quick: bool) -> Result<Rig> {
     } else {
         (time_problems(quick, &[256, 512, 1024, 2048, 4096]), 30.0)
     };
-    debug_assert!(SEED_SHAPES.len() >= 2);
+    debug_assert!(PRESET_SHAPES.len() >= 2);
     Ok(Rig {
         device: format!("gpu:{} {}", dev.index(), dev.label()),
         rungs,
@@ -311,6 +311,7 @@ mod tests {
     /// runs and reports a positive time. No speed is asserted.
     #[test]
     fn every_rung_times_a_batch_of_calls() {
+        crate::ladder::quiet_vulkan_in_tests();
         let mut s = match rig(None, true) {
             Ok(s) => s,
             Err(e) if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {

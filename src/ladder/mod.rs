@@ -121,3 +121,18 @@ pub fn run(opts: &LadderOptions, log: &mut dyn FnMut(&str)) -> Result<LadderRepo
         timings,
     })
 }
+
+/// Unit tests that open a GPU adapter call this first. Mesa's Vulkan drivers print "error:
+/// XDG_RUNTIME_DIR is invalid or not set in the environment" while enumerating adapters when
+/// it is unset (servers, CI); no test opens a window, so it points at the temp directory, as
+/// the `distill` binary's `main` and `tests/common` do. Once per process, before any adapter
+/// opens.
+#[cfg(test)]
+pub(crate) fn quiet_vulkan_in_tests() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+        }
+    });
+}

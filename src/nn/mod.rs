@@ -1,6 +1,7 @@
-//! Layers, the seed architectures (`teacher`, `student`) and PyTorch's default initialisation.
+//! Layers, the two presets (`teacher` and `student`, the networks this project was built
+//! around), specs of the same layout, and PyTorch's default initialisation.
 //!
-//! A model is a [`Sequential`] of [`Layer`]s whose parameters carry the names the seed's
+//! A model is a [`Sequential`] of [`Layer`]s whose parameters carry the names the presets'
 //! PyTorch modules give them (`conv1.weight`, `conv1.bias`, …, `fc2.bias`) and PyTorch's
 //! layouts (`[out, in, kh, kw]`, `[out, in]`), so checkpoints load on either side.
 
@@ -231,11 +232,11 @@ impl Sequential {
     }
 }
 
-/// An architecture of the seed's layout, sized for a dataset: for each conv width c,
+/// An architecture of the presets' layout, sized for a dataset: for each conv width c,
 /// `conv(c, 3×3, pad 1) relu maxpool2`, then `linear(hidden) relu, linear(classes)`.
 /// Presets: teacher = `c64-c128-f1000`, student = `c32-c64-f500`; any other is written in that
 /// compact form ([`ArchSpec::parse`]). Parameters are named `conv1…convK`, `fc1`, `fc2`, as
-/// the seed's PyTorch modules name them.
+/// the PyTorch modules of that layout name them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchSpec {
     /// `teacher`, `student`, or the compact spec (`c16-c32-f128`).
@@ -244,7 +245,7 @@ pub struct ArchSpec {
     pub height: usize,
     pub width: usize,
     pub num_classes: usize,
-    /// Output channels of conv1, conv2, … (a checkpoint's `[c1, c2]` of the two-conv seed
+    /// Output channels of conv1, conv2, … (a checkpoint's `[c1, c2]` of the two-conv preset
     /// layout reads as the same list).
     pub conv_channels: Vec<usize>,
     pub hidden: usize,

@@ -2,6 +2,11 @@
 //! measured f32 peak is its **floor**, the time it could not beat; the report sets the wall
 //! time of its epochs beside it.
 //!
+//! The peak is the device's quiet one where this machine has it: the last `distill bench`
+//! that measured the device while the machine was quiet ([`crate::bench::reference`]). Only
+//! without one is the peak measured at the end of the run, under whatever load the run had;
+//! the report says which it used (`peak_source`).
+//!
 //! The work is counted from the models' layers ([`crate::nn::Flops`]: convolutions and linear
 //! layers only), epoch by epoch as the history records them, so a resumed run counts the epochs
 //! of every process that ran it. The time is the same epochs' recorded seconds (training and
@@ -18,10 +23,15 @@ pub struct Floor {
     /// Floating-point work of every epoch (training steps and test passes) and of the
     /// teacher-logit cache, in TFLOP.
     pub work_tflop: f64,
-    /// The device's f32 peak, measured at the end of the run, GFLOP/s.
+    /// The device's f32 peak, GFLOP/s.
     pub peak_gflops: f64,
     /// What the peak is (e.g. `cpu fma-chain avx2+fma, 2 threads`).
     pub peak_label: String,
+    /// Where the peak comes from: this machine's last quiet `distill bench` (its date and
+    /// file), or a measurement at the end of the run (with the load then). Empty in reports
+    /// written before it was recorded, whose peak was measured at the end of the run.
+    #[serde(default)]
+    pub peak_source: String,
     /// `work / peak`: the seconds the run could not beat on this device.
     pub floor_seconds: f64,
     /// Seconds of the same epochs and cache, as recorded.
@@ -43,9 +53,10 @@ pub(crate) fn floor(
     runs: &[Trained],
     cache: Option<(usize, f64, f64)>,
     test_images: usize,
-    peak_label: &str,
-    peak_gflops: f64,
+    peak: &crate::bench::Peak,
+    peak_source: &str,
 ) -> Option<Floor> {
+    let peak_gflops = peak.value;
     let mut work = 0.0;
     let mut seconds = 0.0;
     for run in runs {
@@ -66,7 +77,8 @@ pub(crate) fn floor(
     Some(Floor {
         work_tflop: work / 1e12,
         peak_gflops,
-        peak_label: peak_label.to_string(),
+        peak_label: peak.label.clone(),
+        peak_source: peak_source.to_string(),
         floor_seconds,
         seconds,
         times_floor: seconds / floor_seconds,
@@ -118,7 +130,12 @@ mod tests {
             },
             summary: &s,
         }];
-        let f = floor(&runs, Some((50, 2.0, 0.5)), 10, "p", 1e-9).unwrap();
+        let peak = crate::bench::Peak::new("p", 1e-9);
+        let f = floor(&runs, Some((50, 2.0, 0.5)), 10, &peak, "given").unwrap();
+        assert_eq!(
+            (f.peak_label.as_str(), f.peak_source.as_str()),
+            ("p", "given")
+        );
         assert!((f.work_tflop - 720e-12).abs() < 1e-20);
         assert!((f.floor_seconds - 720.0).abs() < 1e-9); // 720 FLOPs at 1 FLOP/s
         assert_eq!(f.seconds, 3.5);
@@ -132,7 +149,8 @@ mod tests {
             flops: Flops::default(),
             summary: &s,
         }];
-        assert!(floor(&runs, None, 10, "p", 100.0).is_none());
+        let p = |v| crate::bench::Peak::new("p", v);
+        assert!(floor(&runs, None, 10, &p(100.0), "").is_none());
         let runs = [Trained {
             flops: Flops {
                 forward: 1.0,
@@ -140,7 +158,7 @@ mod tests {
             },
             summary: &s,
         }];
-        assert!(floor(&runs, None, 10, "p", 0.0).is_none());
-        assert!(floor(&runs, None, 10, "p", f64::NAN).is_none());
+        assert!(floor(&runs, None, 10, &p(0.0), "").is_none());
+        assert!(floor(&runs, None, 10, &p(f64::NAN), "").is_none());
     }
 }

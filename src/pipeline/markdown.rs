@@ -350,13 +350,26 @@ fn training_time(w: &mut String, r: &Report) {
     }
     let _ = writeln!(w);
     if let Some(f) = &r.floor {
+        let source = if f.peak_source.is_empty() {
+            "measured at the end of the run".to_string()
+        } else {
+            f.peak_source.clone()
+        };
         let _ = writeln!(
             w,
             "Floor: the epochs and the logit cache did {:.1} TFLOP of convolution and matrix \
-             work; at this device's measured peak ({}: {:.1} GFLOP/s) that takes at least \
+             work; at this device's peak ({}: {:.1} GFLOP/s, {source}) that takes at least \
              **{:.1} s**. They took {:.1} s, **{:.2}× the floor**.\n",
             f.work_tflop, f.peak_label, f.peak_gflops, f.floor_seconds, f.seconds, f.times_floor
         );
+    }
+    match &r.load {
+        Some(l) => {
+            let _ = writeln!(w, "Machine: {}.\n", l.describe());
+        }
+        None => {
+            let _ = writeln!(w, "Machine: the load average was not recorded.\n");
+        }
     }
     match (r.teacher_cache_seconds, r.teacher_seconds_saved) {
         (Some(cache), saved) => {
@@ -549,10 +562,18 @@ pub fn summary_lines(r: &Report) -> Vec<String> {
         ));
     }
     if let Some(f) = &r.floor {
+        let source = if f.peak_source.is_empty() {
+            "measured at the end of the run"
+        } else {
+            &f.peak_source
+        };
         lines.push(format!(
-            "floor     {:.1}s at the measured peak ({:.1} GFLOP/s); the epochs took {:.1}s = {:.2}x the floor",
+            "floor     {:.1}s at the peak of {:.1} GFLOP/s ({source}); the epochs took {:.1}s = {:.2}x the floor",
             f.floor_seconds, f.peak_gflops, f.seconds, f.times_floor
         ));
+    }
+    if let Some(l) = &r.load {
+        lines.push(format!("machine   {}", l.describe()));
     }
     lines.push(format!("total     {:.1}s", r.total_seconds));
     lines

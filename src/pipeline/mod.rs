@@ -41,6 +41,7 @@ pub use study_report::StudyReport;
 pub use summary::{Report, RunSummary};
 pub use transfer::{transfer_epochs, transfer_set, Transfer, TransferSet};
 
+use crate::bench::load::LoadWindow;
 use crate::data::{self, Dataset, Split};
 use crate::model_file::save_half_copy;
 use crate::nn::{ArchSpec, Sequential};
@@ -108,6 +109,10 @@ pub fn run(
 ) -> Result<Report> {
     cfg.validate()?;
     let started = Instant::now();
+    let mut load = LoadWindow::start_here();
+    if let Some(w) = load.warning() {
+        obs.message(&w);
+    }
     // Load the data first: a bad data folder must not leave a run directory behind.
     let mut ds = cfg.data_source().load()?;
     let _lock = RunDirLock::acquire(run_dir)?;
@@ -207,27 +212,65 @@ pub fn run(
     // Online KD would run the teacher over the same images in every KD epoch.
     let student_epochs_run = (kd_epochs * cfg.seeds) as f64;
     report.teacher_seconds_saved = cache_seconds.map(|s| s * (student_epochs_run - 1.0).max(0.0));
-    obs.message("measuring the device's peak for the floor");
     let cache = cache_seconds.map(|secs| {
         let forward: f64 = teacher_flops.iter().map(|f| f.forward).sum();
         (transfer_images, forward, secs)
     });
-    report.floor = run_floor(&report, &teacher_flops, student_flops, cache, device);
+    load.finish();
+    if let Some(w) = load.warning() {
+        obs.message(&w);
+    }
+    let peak = floor_peak(device, &load, obs);
+    report.floor = peak.and_then(|(peak, source)| {
+        run_floor(
+            &report,
+            &teacher_flops,
+            student_flops,
+            cache,
+            &peak,
+            &source,
+        )
+    });
+    report.load = Some(load);
     report.total_seconds = started.elapsed().as_secs_f64();
     obs.message("writing the report");
     report::write_report(&report, run_dir)?;
     Ok(report)
 }
 
-/// The run's work against `device`'s peak, measured now (see [`floor`]).
+/// The peak a run's floor is read against, and where it comes from: this machine's last quiet
+/// `distill bench` of `device`, else the peak measured now, at the end of the run (`load`
+/// is the run's load window).
+fn floor_peak(
+    device: &Device,
+    load: &LoadWindow,
+    obs: &mut dyn Observer,
+) -> Option<(crate::bench::Peak, String)> {
+    let kept = crate::bench::reference::default_dir()
+        .and_then(|dir| crate::bench::reference::reference_peak(&dir, device));
+    if let Some(r) = kept {
+        let source = r.describe();
+        return Some((r.peak, source));
+    }
+    obs.message("measuring the device's peak for the floor (no quiet `distill bench` of it kept)");
+    let peak = crate::bench::peak::device_peak(device)?;
+    let source = format!(
+        "measured at the end of this run ({}); `distill bench` on a quiet machine keeps a \
+         steadier one",
+        load.describe()
+    );
+    Some((peak, source))
+}
+
+/// The run's work against `peak` (see [`floor`]).
 fn run_floor(
     report: &Report,
     teacher_flops: &[crate::nn::Flops],
     student_flops: crate::nn::Flops,
     cache: Option<(usize, f64, f64)>,
-    device: &Device,
+    peak: &crate::bench::Peak,
+    peak_source: &str,
 ) -> Option<Floor> {
-    let peak = crate::bench::peak::device_peak(device)?;
     let teachers = report.teachers.iter().zip(teacher_flops);
     let students = report.baseline.iter().chain(&report.kd);
     let runs: Vec<floor::Trained> = teachers
@@ -237,7 +280,7 @@ fn run_floor(
             summary,
         }))
         .collect();
-    floor::floor(&runs, cache, report.test_images, &peak.label, peak.value)
+    floor::floor(&runs, cache, report.test_images, peak, peak_source)
 }
 
 /// The teacher: trained on the whole training split, or loaded from `teacher_checkpoint`
@@ -489,5 +532,6 @@ fn measure(ctx: &Ctx, ds: &Dataset, teacher: &TeacherRun, students: Students) ->
         student_stats,
         floor: None,
         total_seconds: 0.0,
+        load: None,
     })
 }

@@ -20,6 +20,7 @@ use super::study_report::{summarise, write_study, StudyReport, StudyRun};
 use super::teacher::{ensemble_accuracy, teacher_logits};
 use super::transfer::{transfer_epochs, transfer_set, Transfer, TransferSet};
 use super::{obtain_teacher, with_epochs, Ctx, MetricsLog, RunConfig, RunDirLock, RunSummary};
+use crate::bench::load::LoadWindow;
 use crate::checkpoint::write_atomic;
 use crate::data::Split;
 use crate::nn::{ArchSpec, Sequential};
@@ -205,6 +206,10 @@ pub fn study(
 ) -> Result<StudyReport> {
     cfg.validate()?;
     let started = Instant::now();
+    let mut load = LoadWindow::start_here();
+    if let Some(w) = load.warning() {
+        obs.message(&w);
+    }
     let mut ds = cfg.base.data_source().load()?;
     let _lock = RunDirLock::acquire(dir)?;
     if let Some(saved) = StudyConfig::load_saved(dir)? {
@@ -272,7 +277,7 @@ pub fn study(
     let runs = student_runs(&ctx, cfg, &ds, &inputs, &teachers[0].model, &mut log)?;
     log.finish()?;
     let teacher_summaries: Vec<RunSummary> = teachers.iter().map(|t| t.summary.clone()).collect();
-    let report = summarise(
+    let mut report = summarise(
         cfg,
         runs,
         teacher_summaries,
@@ -283,6 +288,11 @@ pub fn study(
         ),
         started.elapsed().as_secs_f64(),
     );
+    load.finish();
+    if let Some(w) = load.warning() {
+        obs.message(&w);
+    }
+    report.load = Some(load);
     write_study(&report, dir)?;
     Ok(report)
 }

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::study::{Method, StudyConfig};
 use super::{mean_std, RunSummary};
+use crate::bench::load::LoadWindow;
+use crate::bench::record::Figure;
 use crate::checkpoint::write_atomic;
 use crate::plot::{self, Series};
 use crate::{Error, Result};
@@ -66,6 +68,60 @@ pub struct StudyReport {
     pub methods: Vec<MethodSummary>,
     pub runs: Vec<StudyRun>,
     pub total_seconds: f64,
+    /// The load average before and after the study, and whether other work made the
+    /// machine busy (absent in reports written before it was recorded).
+    #[serde(default)]
+    pub load: Option<LoadWindow>,
+}
+
+impl StudyReport {
+    /// The study's headline figures, for a record (`distill study --record`): every
+    /// teacher's and the ensemble's test accuracy, and per method the final and best accuracy
+    /// (mean and sd over seeds, %; sd in points), each seed's final accuracy, the paired gain
+    /// over CE (points) with its t, the distance to the first teacher (points), and the wall
+    /// time.
+    pub fn figures(&self) -> Vec<Figure> {
+        let pct = |name: String, v: f64| Figure::new(name, 100.0 * v, "%");
+        let points = |name: String, v: f64| Figure::new(name, 100.0 * v, "points");
+        let mut out = Vec::new();
+        for (i, t) in self.teachers.iter().enumerate() {
+            let who = if i == 0 {
+                "teacher".to_string()
+            } else {
+                t.run.clone()
+            };
+            out.push(pct(format!("{who} final accuracy"), t.final_accuracy));
+        }
+        if let Some(e) = self.ensemble_accuracy {
+            out.push(pct("ensemble accuracy".into(), e));
+        }
+        let teacher = self.teachers.first().map(|t| t.final_accuracy);
+        for m in &self.methods {
+            let name = m.method.name();
+            out.push(pct(format!("{name} final accuracy"), m.final_mean));
+            out.push(points(format!("{name} final accuracy sd"), m.final_sd));
+            out.push(pct(format!("{name} best accuracy"), m.best_mean));
+            out.push(points(format!("{name} best accuracy sd"), m.best_sd));
+            for r in self.runs.iter().filter(|r| r.method == m.method) {
+                out.push(pct(
+                    format!("{name} seed {} final accuracy", r.seed),
+                    r.summary.final_accuracy,
+                ));
+            }
+            if let Some(g) = &m.gain_final {
+                out.push(points(format!("{name} gain final"), g.mean));
+                out.push(points(format!("{name} gain final sd"), g.sd));
+                if let Some(t) = g.t {
+                    out.push(Figure::new(format!("{name} gain paired t"), t, "t"));
+                }
+            }
+            if let Some(t) = teacher {
+                out.push(points(format!("{name} below teacher"), t - m.final_mean));
+            }
+        }
+        out.push(Figure::new("wall time", self.total_seconds, "s"));
+        out
+    }
 }
 
 /// The paired comparison of `xs` against `ys` (same seeds, same order).
@@ -147,6 +203,7 @@ pub(crate) fn summarise(
         methods,
         runs,
         total_seconds,
+        load: None,
     }
 }
 
@@ -235,6 +292,9 @@ pub fn study_markdown(r: &StudyReport) -> String {
             .map_or_else(|| "-".into(), |x| x.summary.history.len().to_string()),
         r.total_seconds
     );
+    if let Some(l) = &r.load {
+        let _ = writeln!(w, "Machine: {}.\n", l.describe());
+    }
     for t in &r.teachers {
         let _ = writeln!(
             w,

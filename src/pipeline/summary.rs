@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
-use super::stats::ModelStats;
+use super::stats::{mean_std, ModelStats};
+use crate::bench::load::LoadWindow;
+use crate::bench::record::Figure;
 use crate::train::{EpochRecord, Trained};
 
 /// One training run's outcome, as the report shows it.
@@ -88,4 +90,102 @@ pub struct Report {
     #[serde(default)]
     pub floor: Option<super::floor::Floor>,
     pub total_seconds: f64,
+    /// The load average before and after the run, and whether other work made the machine
+    /// busy (absent in reports written before it was recorded).
+    #[serde(default)]
+    pub load: Option<LoadWindow>,
+}
+
+impl Report {
+    /// The run's headline figures, for a record (`distill run --record`): test accuracy of
+    /// every model (%; students as the mean over seeds, with the sd when there are several),
+    /// the KD gain and the distance to the teacher (points), size and speed, the floor and
+    /// the wall time.
+    pub fn figures(&self) -> Vec<Figure> {
+        let pct = |name: &str, v: f64| Figure::new(name, 100.0 * v, "%");
+        let mut out = Vec::new();
+        for (i, t) in self.teachers.iter().enumerate() {
+            let who = if i == 0 {
+                "teacher".to_string()
+            } else {
+                t.run.clone()
+            };
+            out.push(pct(&format!("{who} final accuracy"), t.final_accuracy));
+            out.push(pct(&format!("{who} best accuracy"), t.best_accuracy));
+        }
+        if self.teachers.is_empty() {
+            out.push(pct("teacher final accuracy", self.teacher.final_accuracy));
+            out.push(pct("teacher best accuracy", self.teacher.best_accuracy));
+        }
+        if let Some(e) = self.ensemble_accuracy {
+            out.push(pct("ensemble accuracy", e));
+        }
+        let mut kd_mean = None;
+        for (who, runs) in [("baseline", &self.baseline), ("kd", &self.kd)] {
+            let finals: Vec<f64> = runs.iter().map(|r| r.final_accuracy).collect();
+            let bests: Vec<f64> = runs.iter().map(|r| r.best_accuracy).collect();
+            let (mean, sd) = mean_std(&finals);
+            out.push(pct(&format!("{who} final accuracy"), mean));
+            out.push(pct(&format!("{who} best accuracy"), mean_std(&bests).0));
+            if runs.len() > 1 {
+                out.push(Figure::new(
+                    format!("{who} final accuracy sd"),
+                    100.0 * sd,
+                    "points",
+                ));
+            }
+            if who == "kd" {
+                kd_mean = Some(mean);
+            }
+        }
+        out.push(Figure::new(
+            "kd gain final",
+            100.0 * self.kd_gain_final,
+            "points",
+        ));
+        out.push(Figure::new(
+            "kd gain best",
+            100.0 * self.kd_gain_best,
+            "points",
+        ));
+        if let Some(kd) = kd_mean {
+            let below = self.teacher.final_accuracy - kd;
+            out.push(Figure::new("kd below teacher", 100.0 * below, "points"));
+        }
+        let (t, s) = (&self.teacher_stats, &self.student_stats);
+        out.extend([
+            Figure::new("teacher parameters", t.parameters as f64, "parameters"),
+            Figure::new("student parameters", s.parameters as f64, "parameters"),
+            Figure::new("compression", self.compression, "×"),
+            Figure::new("teacher latency batch 1", t.latency_ms_batch1, "ms"),
+            Figure::new("student latency batch 1", s.latency_ms_batch1, "ms"),
+            Figure::new("speed-up latency batch 1", self.speedup_latency, "×"),
+            Figure::new(
+                "teacher throughput batch 256",
+                t.throughput_batch256,
+                "img/s",
+            ),
+            Figure::new(
+                "student throughput batch 256",
+                s.throughput_batch256,
+                "img/s",
+            ),
+            Figure::new(
+                "speed-up throughput batch 256",
+                self.speedup_throughput,
+                "×",
+            ),
+        ]);
+        if let Some(f) = &self.floor {
+            out.extend([
+                Figure::new("work", f.work_tflop, "TFLOP"),
+                Figure::new("floor peak", f.peak_gflops, "GFLOP/s"),
+                Figure::new("floor", f.floor_seconds, "s"),
+                Figure::new("epochs time", f.seconds, "s"),
+                Figure::new("times the floor", f.times_floor, "×"),
+            ]);
+        }
+        out.push(Figure::new("wall time", self.total_seconds, "s"));
+        out
+    }
 }

@@ -14,7 +14,7 @@ use crate::train::{predict_logits, InputSpec, Observer, TeacherLogits};
 use crate::{Device, Error, Result};
 
 /// Loads a teacher to distill on `ds`: a distill checkpoint, or a bare PyTorch `state_dict`
-/// of the seed's modules (its input is then `ds`'s).
+/// of modules of the presets' layout (its input is then `ds`'s).
 pub fn load_teacher(path: &Path, device: &Device, ds: &Dataset) -> Result<LoadedModel> {
     let teacher = load_model(path, device, &|| Ok(InputSpec::of(ds)))?;
     teacher.check_fits(path, ds)?;

@@ -67,10 +67,10 @@ pub async fn bench_report(
         crate::backend::gpu::context::type_name(g.adapter_info().device_type) == "software"
     });
     let batches = match batches.as_str() {
-        "seed" => Batches::SEED,
+        "seed" => Batches::STANDARD,
         "software" => Batches::SOFTWARE,
         "auto" | "" if software => Batches::SOFTWARE,
-        "auto" | "" => Batches::SEED,
+        "auto" | "" => Batches::STANDARD,
         other => {
             return Err(JsError::new(&format!(
                 "unknown batches '{other}': expected auto, seed or software"
@@ -126,6 +126,7 @@ pub async fn bench_report(
         adapter: gpu.map(adapter_details),
         peak_flops: None,
         peak_bandwidth: None,
+        cache_bandwidths: Vec::new(),
     };
     let mut report = Report {
         schema_version: SCHEMA_VERSION,
@@ -138,6 +139,8 @@ pub async fn bench_report(
         machine: browser_machine(&user_agent, logical_cpus),
         devices: vec![device_report],
         rows,
+        // A page cannot read the machine's load average.
+        load: None,
     };
     report.drop_unmeasurable();
     report.fill_percentages();

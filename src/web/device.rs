@@ -96,9 +96,11 @@ pub async fn open_engine(choice: String, power: String) -> Result<Engine, JsErro
         "high-performance" => wgpu::PowerPreference::HighPerformance,
         "low-power" => wgpu::PowerPreference::LowPower,
         "default" | "" => wgpu::PowerPreference::None,
-        other => return Err(JsError::new(&format!(
+        other => {
+            return Err(JsError::new(&format!(
             "unknown power preference '{other}': expected high-performance, low-power or default"
-        ))),
+        )))
+        }
     };
     let no_webgpu = "this browser offers no WebGPU adapter (navigator.gpu is missing, or \
                      requestAdapter() gave none)";

@@ -12,6 +12,7 @@ fn run_report_eval_resume_predict_distill() {
 
     // Run A: students 2 epochs straight. A constant rate: a cosine spans the epochs a run
     // starts with, so only a constant (or step) schedule can be extended on resume.
+    let record = tmp.path().join("record.json");
     let mut args = vec![
         "run",
         "--out",
@@ -20,10 +21,13 @@ fn run_report_eval_resume_predict_distill() {
         "2",
         "--schedule",
         "constant",
+        "--record",
+        s(&record),
     ];
     args.extend_from_slice(SLICE);
     let rep = ok_json(&args);
     check_report(&rep, &a);
+    check_record(&record, &rep, &args);
     let lines = metrics(&a);
     assert_eq!(
         lines.len(),
@@ -216,4 +220,52 @@ fn run_report_eval_resume_predict_distill() {
     let with_meta = ok_json(&["predict", s(&a.join("kd/last.safetensors")), s(&png)]);
     let without = ok_json(&["predict", s(&bare), s(&png)]);
     assert_eq!(with_meta, without);
+}
+
+/// `--record`: the run's figures as the report has them, this command, the machine and the
+/// load window the report holds.
+fn check_record(path: &Path, rep: &Value, args: &[&str]) {
+    let rec = distill::bench::record::Record::load(path).expect("a valid record");
+    // Within 1e-9: serde_json reads floats back to within an ulp, not always exactly.
+    let same = |name: &str, want: f64| {
+        let got = rec
+            .figure(name)
+            .unwrap_or_else(|| panic!("no figure `{name}` in {:?}", rec.figures))
+            .value;
+        assert!((got - want).abs() < 1e-9, "{name}: {got} vs {want}");
+    };
+    let pct = |v: &Value| 100.0 * v.as_f64().unwrap();
+    same(
+        "teacher final accuracy",
+        pct(&rep["teacher"]["final_accuracy"]),
+    );
+    same("kd final accuracy", pct(&rep["kd"][0]["final_accuracy"]));
+    same(
+        "baseline final accuracy",
+        pct(&rep["baseline"][0]["final_accuracy"]),
+    );
+    same("kd gain final", pct(&rep["kd_gain_final"]));
+    same("compression", rep["compression"].as_f64().unwrap());
+    assert_eq!(rec.figure("kd final accuracy").unwrap().unit, "%");
+    // The command as typed: the test's flags after `distill`.
+    assert_eq!(
+        rec.command,
+        format!("distill --device cpu {} --json", args.join(" "))
+    );
+    assert_eq!(
+        serde_json::to_value(rec.load.window.as_ref().unwrap()).unwrap(),
+        rep["load"]
+    );
+    assert_eq!(
+        rec.load.window.as_ref().unwrap().before.is_some(),
+        cfg!(target_os = "linux")
+    );
+    assert!(rec.machine.device.as_deref().unwrap().starts_with("cpu"));
+    assert!(rec.machine.cpu_model.is_some() && rec.machine.logical_cpus.is_some());
+    // The floor names the peak it was read against.
+    let source = rep["floor"]["peak_source"].as_str().unwrap();
+    assert!(
+        source.contains("distill bench") || source.contains("measured at the end of this run"),
+        "{source}"
+    );
 }

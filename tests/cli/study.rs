@@ -78,7 +78,9 @@ fn a_killed_study_continues_and_reports() {
     child.wait().unwrap();
     assert!(!out.join("study_report.json").exists());
 
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let record = tmp.path().join("study-record.json");
+    let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    refs.extend(["--record", s(&record)]);
     let table = ok(&refs);
     assert!(
         table.contains("kd-transfer") && table.contains("gain"),
@@ -126,6 +128,24 @@ fn a_killed_study_continues_and_reports() {
     assert_eq!(rep["transfer_images"].as_u64(), Some(400));
     let md = std::fs::read_to_string(out.join("study.md")).unwrap();
     assert!(md.contains("| kd-transfer | 2 |"), "{md}");
+    assert!(md.contains("Machine: load average"), "{md}");
+    // The record of the study holds its table's figures.
+    let rec = distill::bench::record::Record::load(&record).unwrap();
+    for (i, m) in methods.iter().enumerate() {
+        let name = ["ce", "kd", "kd-transfer"][i];
+        let mean = rec.figure(&format!("{name} final accuracy")).unwrap();
+        assert!((mean.value - 100.0 * m["final_mean"].as_f64().unwrap()).abs() < 1e-9);
+        assert!(rec
+            .figure(&format!("{name} seed 1 final accuracy"))
+            .is_some());
+    }
+    // (serde_json reads floats back to within an ulp, not always exactly.)
+    let gain = 100.0 * methods[1]["gain_final"]["mean"].as_f64().unwrap();
+    assert!((rec.figure("kd gain final").unwrap().value - gain).abs() < 1e-9);
+    assert!(rec
+        .command
+        .starts_with("distill --device cpu study --methods ce,kd,kd-transfer"));
+    assert!(rec.command.ends_with(&format!("--record {}", s(&record))));
     let png = std::fs::read(out.join("study_accuracy.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
 

@@ -88,12 +88,45 @@ pub fn gradcheck_at(
     }
 }
 
+/// Call before opening or listing any GPU adapter: Mesa's Vulkan drivers print "error:
+/// XDG_RUNTIME_DIR is invalid or not set in the environment" (several times per test binary)
+/// while enumerating adapters when it is unset, as on servers and in CI. No test opens a
+/// window, so, as the `distill` binary does in its `main`, point it at the temp directory when
+/// it is unset. Once per process: every caller waits until it is set, so no adapter is opened
+/// while the environment changes.
+pub fn quiet_vulkan() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+        }
+    });
+}
+
+/// The best GPU adapter, opened now, or `None` (after one printed line) when there is none.
+/// Panics instead under `DISTILL_REQUIRE_GPU=1`.
+pub fn gpu_backend_or_skip() -> Option<std::sync::Arc<distill::backend::gpu::GpuBackend>> {
+    quiet_vulkan();
+    match distill::backend::gpu::GpuBackend::open_best() {
+        Ok(g) => Some(g),
+        Err(e) if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("DISTILL_REQUIRE_GPU=1 but no GPU device could be opened: {e}")
+        }
+        Err(_) => {
+            eprintln!(
+                "skipping GPU test: no GPU adapter (set DISTILL_REQUIRE_GPU=1 to fail instead)"
+            );
+            None
+        }
+    }
+}
+
 /// The best GPU adapter as a device, opened once per test binary, or `None` (after one printed
-/// line) when there is none. Panics instead under `DISTILL_REQUIRE_GPU=1`. Same convention as
-/// `gpu_parity/`.
+/// line) when there is none. Panics instead under `DISTILL_REQUIRE_GPU=1`.
 pub fn gpu_or_skip() -> Option<Device> {
     use std::sync::OnceLock;
     static GPU: OnceLock<Option<Device>> = OnceLock::new();
+    quiet_vulkan();
     let dev = GPU.get_or_init(|| match distill::backend::gpu::open_best() {
         Ok(d) => Some(d),
         Err(e) => {

@@ -156,7 +156,7 @@ fn image_folder_bad_inputs() {
         &mixed.path().join("a/2.png"),
         image::ImageFormat::Png,
     );
-    assert_data_err(load(mixed.path(), &opts), "2.png", "choose a size");
+    assert_data_err(load(mixed.path(), &opts), "2.png", "must share one size");
     // A test class that training lacks.
     let split = tempfile::tempdir().unwrap();
     save(

@@ -51,7 +51,17 @@ fn reports() -> Vec<Value> {
                 "teacher_cache_seconds": if i == 0 { json!(1.5) } else { Value::Null },
                 "teacher_seconds_saved": if i == 0 { json!(12.0) } else { Value::Null },
                 "kd_confusion": [[5, 1, 0], [0, 6, 0], [1, 0, 4]],
-                "total_seconds": 99.5
+                "floor": if i == 0 { json!({
+                    "work_tflop": 71.8, "peak_gflops": 94.5,
+                    "peak_label": "cpu fma-chain avx2+fma, 2 threads",
+                    "peak_source": "measured at the end of this run", "floor_seconds": 760.2,
+                    "seconds": 1589.4, "times_floor": 2.09
+                }) } else { Value::Null },
+                "total_seconds": 99.5,
+                "load": if i == 0 { json!({
+                    "before": {"one": 0.52, "five": 0.58, "fifteen": 0.59},
+                    "after": null, "logical_cpus": 2, "threads": 2
+                }) } else { Value::Null }
             })
         })
         .collect()

@@ -5,6 +5,9 @@
 //! Without an adapter these tests print one line and pass; with `DISTILL_REQUIRE_GPU=1`
 //! (CI, on lavapipe) a missing adapter fails them instead.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod buffers;
 mod conv_pool;
 mod devices;
@@ -27,6 +30,7 @@ const TOL: f32 = 1e-4;
 
 fn shared_gpu() -> &'static Option<Arc<GpuBackend>> {
     static GPU: OnceLock<Option<Arc<GpuBackend>>> = OnceLock::new();
+    common::quiet_vulkan();
     GPU.get_or_init(|| match GpuBackend::open_best() {
         Ok(g) => Some(g),
         Err(e) => {

@@ -123,9 +123,8 @@ impl GpuBackend {
     }
 
     fn tiles_for(ctx: &Arc<Context>, pool: &Arc<Pool>, policy: &TilePolicy) -> Result<TileChoice> {
-        #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
-        let dir = match policy {
-            TilePolicy::Defaults => return Ok(TileChoice::defaults()),
+        match policy {
+            TilePolicy::Defaults => Ok(TileChoice::defaults()),
             TilePolicy::Fixed(tiles) => {
                 for t in [tiles.matmul, tiles.conv] {
                     if !t.fits(&ctx.limits) {
@@ -138,25 +137,23 @@ impl GpuBackend {
                         )));
                     }
                 }
-                return Ok(TileChoice {
+                Ok(TileChoice {
                     tiles: *tiles,
                     source: TileSource::Fixed,
                     timings: Vec::new(),
-                });
+                })
             }
+            #[cfg(not(target_arch = "wasm32"))]
+            TilePolicy::Autotune => Self::autotuned(ctx, pool, autotune::cache_dir()),
+            #[cfg(not(target_arch = "wasm32"))]
+            TilePolicy::AutotuneIn(dir) => Self::autotuned(ctx, pool, Some(dir.clone())),
             // A page can neither keep a cache file nor block to time candidates.
             #[cfg(target_arch = "wasm32")]
             TilePolicy::Autotune | TilePolicy::AutotuneIn(_) => {
                 let _ = pool;
-                return Ok(TileChoice::defaults());
+                Ok(TileChoice::defaults())
             }
-            #[cfg(not(target_arch = "wasm32"))]
-            TilePolicy::Autotune => autotune::cache_dir(),
-            #[cfg(not(target_arch = "wasm32"))]
-            TilePolicy::AutotuneIn(dir) => Some(dir.clone()),
-        };
-        #[cfg(not(target_arch = "wasm32"))]
-        return Self::autotuned(ctx, pool, dir);
+        }
     }
 
     #[cfg(not(target_arch = "wasm32"))]
