@@ -6,7 +6,7 @@
 // power=..., train=N, test=N (image counts), epochs=E (every model), autorun=1 (open and
 // train at once), shaders=1 (open and compile every shader at once), bench=1 (open and
 // benchmark at once; quick=0 for the longer budget, batches=seed|software to override the
-// batch sizes chosen for the device).
+// batch sizes chosen for the device, groups=train,infer,latency to run only some rows).
 // window.distillState holds what the page shows, for a test driver to read.
 
 const $ = (id) => document.getElementById(id);
@@ -236,7 +236,7 @@ async function benchmark() {
   try {
     const quick = params.get("quick") !== "0";
     const json = await wasm.bench_report(engine, navigator.userAgent, navigator.hardwareConcurrency || 1, quick,
-      params.get("batches") || "auto",
+      params.get("batches") || "auto", params.get("groups") || "",
       (row) => { $("status").textContent = "benchmarking: " + row + " …"; });
     const report = JSON.parse(json);
     state.bench = json;

@@ -54,7 +54,10 @@ NEEDED = [
     "node_modules/@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm",
     "node_modules/@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.js",
 ]
-BACKENDS = ("webgpu", "wasm", "cpu")
+BACKENDS = ("webgpu", "wasm", "cpu", "distill-webgpu", "distill-cpu")
+# distill's own page (web/, built by scripts/web.sh) in the same browser: its bench's
+# training rows at batch 128 (`teacher train b128`, `student train b128`, `student kd b128`).
+DISTILL_PAGE = "web/index.html"
 MODELS = ("teacher", "student")
 POLL_SECONDS = 2.0
 
@@ -179,8 +182,14 @@ def run_backend(driver, chromium, backend, steps, models, port, timeout):
         value = driver.call("POST", "/session", {"capabilities": {"alwaysMatch": caps}}, timeout=120)
         session = value["sessionId"]
         browser_version = value["capabilities"].get("browserVersion")
-        query = urllib.parse.urlencode({"backend": backend, "steps": steps, "models": ",".join(models)})
-        url = f"http://127.0.0.1:{port}/{PAGE}?{query}"
+        distill = backend.startswith("distill-")
+        if distill:
+            query = urllib.parse.urlencode({"device": backend.split("-", 1)[1], "bench": 1,
+                                            "batches": "seed", "groups": "train", "quick": 1})
+            url = f"http://127.0.0.1:{port}/{DISTILL_PAGE}?{query}"
+        else:
+            query = urllib.parse.urlencode({"backend": backend, "steps": steps, "models": ",".join(models)})
+            url = f"http://127.0.0.1:{port}/{PAGE}?{query}"
         log(f"{backend}: {url}")
         driver.call("POST", f"/session/{session}/url", {"url": url}, timeout=180)
         deadline = started + timeout
@@ -192,7 +201,13 @@ def run_backend(driver, chromium, backend, steps, models, port, timeout):
             try:
                 # The page yields between steps, but one step can keep it busy for a while,
                 # so a command may wait on it: give it what is left of the deadline.
-                title = driver.call("GET", f"/session/{session}/title", timeout=max(5.0, remaining))
+                if distill:
+                    phase = driver.call("POST", f"/session/{session}/execute/sync", {
+                        "script": "return window.distillState ? window.distillState.phase : null",
+                        "args": []}, timeout=max(5.0, remaining))
+                    title = {"benched": "done", "error": "error"}.get(phase, phase)
+                else:
+                    title = driver.call("GET", f"/session/{session}/title", timeout=max(5.0, remaining))
             except WebDriverError as e:
                 if e.code not in ("timeout", "script timeout", "no answer"):
                     raise
@@ -203,9 +218,12 @@ def run_backend(driver, chromium, backend, steps, models, port, timeout):
             if title in ("done", "error"):
                 break
             time.sleep(POLL_SECONDS)
-        text = driver.call("POST", f"/session/{session}/execute/sync", {
-            "script": "return document.getElementById('result').textContent", "args": []}, timeout=60)
-        result = json.loads(text)
+        if distill:
+            result = distill_result(driver, session, title)
+        else:
+            text = driver.call("POST", f"/session/{session}/execute/sync", {
+                "script": "return document.getElementById('result').textContent", "args": []}, timeout=60)
+            result = json.loads(text)
         result.setdefault("backend", backend)
         result["browser_version"] = browser_version
         if title == "error":
@@ -225,6 +243,23 @@ def run_backend(driver, chromium, backend, steps, models, port, timeout):
                 log(f"{backend}: closing the session failed ({e}); chromedriver's exit will end it")
         shutil.rmtree(user_data_dir, ignore_errors=True)
         log(f"{backend}: finished in {time.monotonic() - started:.0f} s")
+
+
+def distill_result(driver, session, title):
+    """distill's bench report from its page, as this script's rows."""
+    state = json.loads(driver.call("POST", f"/session/{session}/execute/sync", {
+        "script": "return JSON.stringify(window.distillState)", "args": []}, timeout=60))
+    if title == "error":
+        return {"ok": False, "error": state.get("error"), "device": state.get("device")}
+    report = json.loads(state["bench"])
+    rows = []
+    for r in report["rows"]:
+        batch = int(r["kernel"].rsplit("b", 1)[1])  # "teacher train b128"
+        ips = r.get("value")
+        rows.append({"model": r["kernel"], "steps": r.get("calls"), "images_per_second": ips,
+                     "seconds": r["calls"] * batch / ips if ips else None, "error": r.get("error")})
+    return {"ok": all(r["images_per_second"] for r in rows), "rows": rows,
+            "device": state.get("device"), "report": report}
 
 
 def browser_console(driver, session):
@@ -257,6 +292,9 @@ def table(runs):
             note = ""
             if "js_conv2d_backprop_filter_seconds" in row:
                 note = f"JS filter-gradient kernel {row['js_conv2d_backprop_filter_seconds']:.1f} s of it"
+            if row.get("images_per_second") is None:
+                lines.append(f"{run['backend']:8} {row['model']:8}  error: {row.get('error')}")
+                continue
             lines.append(f"{run['backend']:8} {row['model']:8} {row['steps']:>5} {row['seconds']:>9.2f} "
                          f"{row['images_per_second']:>9.2f}  {note}".rstrip())
     return "\n".join(lines)
@@ -279,7 +317,9 @@ def stop(proc, name):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default="webgpu,wasm", help="comma list of webgpu, wasm, cpu")
+    parser.add_argument("--backends", default="webgpu,wasm",
+                        help="comma list of webgpu, wasm, cpu (TF.js) and distill-webgpu, "
+                             "distill-cpu (distill's page, built by scripts/web.sh)")
     parser.add_argument("--steps", default="webgpu=2,wasm=3",
                         help="timed steps per model: N, or per backend as webgpu=2,wasm=3")
     parser.add_argument("--models", default="teacher,student", help="comma list of teacher, student")

@@ -49,7 +49,7 @@ async fn time_step(device: &Device, step: Step, batch: usize, budget: f64) -> Re
 /// software adapter (SwiftShader) runs the native bench's small software batches (a step of
 /// batch 128 would take minutes there); the CPU path and hardware GPUs run the seed batches,
 /// so their rows line up with native reports. `batches`: `auto` (that choice), `seed` or
-/// `software`.
+/// `software`. `groups`: the row groups to run (`train,infer,latency`), empty for all.
 #[wasm_bindgen]
 pub async fn bench_report(
     engine: &Engine,
@@ -57,6 +57,7 @@ pub async fn bench_report(
     logical_cpus: usize,
     quick: bool,
     batches: String,
+    groups: String,
     progress: js_sys::Function,
 ) -> Result<String, JsError> {
     let device: &Device = &engine.device;
@@ -80,7 +81,9 @@ pub async fn bench_report(
     let budget = if quick { 0.5 } else { 2.0 };
     let id = if gpu.is_some() { "gpu:0" } else { "cpu" };
     let mut rows = Vec::new();
-    for step in STEPS {
+    let wanted =
+        |step: &Step| groups.is_empty() || groups.split(',').any(|g| g.trim() == step.group());
+    for step in STEPS.iter().copied().filter(wanted) {
         let _ = progress.call1(&JsValue::NULL, &JsValue::from_str(&step.name(batches)));
         let unit = if matches!(step, Step::Latency(_)) {
             Unit::Ms

@@ -67,7 +67,7 @@ fn page() -> Option<&'static str> {
 // The in-page training is sized for a software adapter.
 const TRAIN: usize = 100;
 const TEST: usize = 50;
-const EPOCHS: usize = 2;
+const EPOCHS: usize = 1;
 
 fn read(name: &str) -> Vec<u8> {
     std::fs::read(root().join("datasets/fashion-mnist").join(name)).unwrap()
