@@ -10,7 +10,8 @@
 //! - Every record in docs/results/ loads and validates, is quoted somewhere, and names a
 //!   command that still works: `distill …` and `cargo run --release -- …` arguments parse with
 //!   today's command line (the binary with `DISTILL_PARSE_ONLY=1`), `cargo bench --bench NAME`
-//!   names a bench target, and every `NAME=value` in front is a variable the code reads.
+//!   names a bench target, `python3 benches/….py` names a yardstick driver whose `--help`
+//!   lists every option used, and every `NAME=value` in front is a variable the code reads.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -411,8 +412,30 @@ fn check_command(command: &str, sources: &str, benches: &[String]) -> Result<(),
                 Err(format!("there is no bench target `{name}`"))
             }
         }
+        // An outside yardstick's driver (benches/*.py): it exists, and its --help names every
+        // option the command uses.
+        ["python3", script, args @ ..] if script.starts_with("benches/") => {
+            let path = root().join(script);
+            if !path.is_file() {
+                return Err(format!("there is no script `{script}`"));
+            }
+            let help = std::process::Command::new("python3")
+                .arg(&path)
+                .arg("--help")
+                .output()
+                .map_err(|e| format!("python3 {script} --help: {e}"))?;
+            let help = String::from_utf8_lossy(&help.stdout);
+            for flag in args.iter().filter(|a| a.starts_with("--")) {
+                let flag = flag.split('=').next().unwrap_or(flag);
+                if !help.contains(flag) {
+                    return Err(format!("`{script}` has no option `{flag}`"));
+                }
+            }
+            Ok(())
+        }
         _ => Err(
-            "not a `distill …`, `cargo run --release -- …` or `cargo bench --bench …` command"
+            "not a `distill …`, `cargo run --release -- …`, `cargo bench --bench …` or \
+             `python3 benches/….py` command"
                 .into(),
         ),
     }
@@ -544,6 +567,10 @@ fn the_checks_catch_drift() {
         ok("DISTILL_BENCH_QUICK=1 cargo bench --bench kernels"),
         Ok(())
     );
+    assert_eq!(
+        ok("python3 benches/tfjs_yardstick/run.py --backends wasm,distill-cpu --steps 2"),
+        Ok(())
+    );
     for (bad, want) in [
         ("distill run --no-such-flag", "does not parse"),
         ("distill train --arch", "does not parse"),
@@ -553,6 +580,11 @@ fn the_checks_catch_drift() {
             "read by no code",
         ),
         ("python3 x.py", "not a"),
+        ("python3 benches/nothing.py", "no script"),
+        (
+            "python3 benches/tfjs_yardstick/run.py --no-such-option 1",
+            "has no option",
+        ),
     ] {
         let e = ok(bad).unwrap_err();
         assert!(e.contains(want), "{bad}: {e}");

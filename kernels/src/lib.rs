@@ -46,7 +46,7 @@ pub struct Conv2dShape {
 }
 
 impl Conv2dShape {
-    /// The seed models' convolution: 3×3, stride 1, padding 1 (same size out), on
+    /// The presets' convolution: 3×3, stride 1, padding 1 (same size out), on
     /// `side`×`side` images.
     pub fn same_3x3(batch: usize, in_channels: usize, out_channels: usize, side: usize) -> Self {
         Conv2dShape {

@@ -11,10 +11,10 @@
 //! anywhere in the window makes the output NaN (its index is the *last* NaN of the window),
 //! and a window of all −∞ reports its first element.
 //!
-//! The seed models' 2×2/stride-2 window has its own path: compares become selects (which
+//! The presets' 2×2/stride-2 window has its own path: compares become selects (which
 //! element wins is data-dependent, so branches mispredict), and on AVX2 eight outputs at a
 //! time — even and odd input columns de-interleaved, then four compare-and-blend steps
-//! carrying value and index; the ragged end of a row (the seed models' rows are 14 and 7
+//! carrying value and index; the ragged end of a row (the presets' rows are 14 and 7
 //! outputs wide) is one masked vector. Measured on teacher pool1 (batch 128): 10.1 ms
 //! branchy; 4.6 ms with AVX2 and a scalar ragged end; 1.0 ms (38 GB/s, memory speed) with the
 //! masked end. Teacher pool2 (7 outputs a row): 5.2 ms → 1.4 ms.
@@ -157,7 +157,7 @@ unsafe fn pool_2x2_avx2(
 ) {
     use std::arch::x86_64::*;
     let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-    // The ragged end of a row (ow = 7 or 14 in the seed models) is a masked vector, not a
+    // The ragged end of a row (ow = 7 or 14 in the presets) is a masked vector, not a
     // scalar loop (which cost more than the full vectors put together).
     use crate::simd::mask::first;
     let one = _mm256_set1_epi32(1);

@@ -2,7 +2,7 @@
 //! and kept on disk so that later starts read the choice instead of timing again.
 //!
 //! - What: for matmul.wgsl and for conv2d.wgsl separately, the [`Tile`] of
-//!   [`Tile::CANDIDATES`] (those that fit the device) with the least time on the seed models'
+//!   [`Tile::CANDIDATES`] (those that fit the device) with the least time on the teacher and student presets'
 //!   layers (tune_workload.rs). Ties go to the earlier candidate, so the default wins them.
 //! - Where: `autotune/<adapter>.json` under the cache directory ([`cache_dir`]). One file per
 //!   adapter (name, backend, vendor and device ids); it records the driver and a fingerprint

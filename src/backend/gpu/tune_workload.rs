@@ -1,4 +1,4 @@
-//! What the autotune times: the seed models' layers, through the backend's own kernels built
+//! What the autotune times: the teacher and student presets' layers, through the backend's own kernels built
 //! with the candidate tile, so the choice is made on the shapes training runs.
 //!
 //! - matmul: the teacher's and the student's first linear layer (6272→1000, 3136→500):
