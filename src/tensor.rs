@@ -238,15 +238,6 @@ impl Tensor {
         be.copy(&src, self.storage())
     }
 
-    /// Copies this tensor to another device (no grad).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
-        match self.dtype() {
-            DType::F32 => Tensor::from_f32(&self.to_vec()?, self.shape(), device),
-            DType::U32 => Tensor::from_u32(&self.to_vec_u32()?, self.shape(), device),
-        }
-    }
-
     /// A tensor with the same values and no autograd history.
     pub fn detach(&self) -> Tensor {
         Tensor::from_parts(

@@ -52,11 +52,6 @@ impl SimdLevel {
         matches!(self, SimdLevel::Avx2Fma | SimdLevel::Avx512)
     }
 
-    /// Whether the AVX-512 paths may run.
-    pub fn has_avx512(self) -> bool {
-        self == SimdLevel::Avx512
-    }
-
     /// Whether this CPU can run the level.
     pub fn is_supported(self) -> bool {
         match self {

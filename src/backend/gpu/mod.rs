@@ -294,24 +294,6 @@ impl GpuBackend {
     pub fn can_profile(&self) -> bool {
         self.exec.can_profile()
     }
-
-    /// Starts timing every dispatch with GPU timestamps. Returns false (and does nothing) when
-    /// the adapter lacks TIMESTAMP_QUERY. Profiling submits wait for the GPU at each flush.
-    /// The same as [`Backend::set_profiling`](super::Backend::set_profiling)`(true)`.
-    pub fn enable_profiling(&self) -> Result<bool> {
-        super::Backend::set_profiling(self, true)
-    }
-
-    /// Per-kernel GPU time so far: (kernel name, calls, total milliseconds), slowest first.
-    /// Flushes pending work so the report is complete. The tuple form of
-    /// [`Backend::kernel_times`](super::Backend::kernel_times).
-    pub fn profile_report(&self) -> Result<Vec<(String, u64, f64)>> {
-        let times = super::Backend::kernel_times(self)?;
-        Ok(times
-            .into_iter()
-            .map(|t| (t.name, t.calls, t.total_ms))
-            .collect())
-    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -336,26 +318,6 @@ pub fn open_best_hardware() -> Result<Option<Device>> {
 /// Opens the adapter at `index` in the order `distill devices` lists them.
 pub fn open_index(index: usize) -> Result<Device> {
     Ok(GpuBackend::open_index(index)?.device())
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-/// The adapters a benchmark times, each opened or with the reason it is not. Software
-/// adapters (lavapipe) are skipped unless `include_software`: they time the CPU through a
-/// Vulkan emulation, not a GPU.
-pub fn adapters_to_bench(
-    include_software: bool,
-) -> Vec<(AdapterReport, std::result::Result<Arc<GpuBackend>, String>)> {
-    list_adapters()
-        .into_iter()
-        .map(|a| {
-            let opened = if a.device_type == "software" && !include_software {
-                Err("software adapter".to_string())
-            } else {
-                GpuBackend::open_index(a.index).map_err(|e| e.to_string())
-            };
-            (a, opened)
-        })
-        .collect()
 }
 
 /// The adapter a browser's WebGPU gives for `power` (`None` when the browser has no WebGPU,
