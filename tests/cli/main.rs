@@ -8,6 +8,7 @@ mod hint;
 mod options;
 mod reliability;
 mod run;
+mod shards;
 mod study;
 
 use std::path::Path;
