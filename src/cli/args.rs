@@ -278,9 +278,14 @@ pub struct StudyArgs {
     /// SLURM_ARRAY_TASK_COUNT too.
     #[arg(long, value_name = "I/N|auto/N|auto", conflicts_with = "stage")]
     pub shard: Option<String>,
+    /// Train the student runs on several devices at once, one run per entry at a time
+    /// (comma-separated, as --device takes them; an entry may repeat: gpu:0,gpu:0,cpu). The
+    /// teachers train on the first.
+    #[arg(long, value_name = "LIST")]
+    pub devices: Option<String>,
     /// Write study.md, study_report.json and the plot of the study in DIR from the runs that
     /// have finished (in any shard), naming those that have not. Trains nothing.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["stage", "shard"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["stage", "shard", "devices"])]
     pub merge: Option<PathBuf>,
     /// The run settings every method shares (--seeds: seeds per method, default 3; --out /
     /// --resume: the study directory, resumed when it holds a study.json).

@@ -310,12 +310,18 @@ pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
         methods,
         hint,
     };
-    let device = ctx.open_device()?;
+    let devices = match &a.devices {
+        Some(list) => open_devices(ctx, list)?,
+        None => vec![ctx.open_device()?],
+    };
+    let device = devices[0].clone();
     let mut progress = Progress::new(ctx.mode);
+    let names: Vec<String> = devices.iter().map(|d| d.name()).collect();
     progress.line(&format!(
-        "study directory: {} (device {})",
+        "study directory: {} (device{} {})",
         dir.display(),
-        device.name()
+        if names.len() > 1 { "s" } else { "" },
+        names.join(", ")
     ));
     if a.stage == Some(StageArg::Teachers) {
         let rec = pipeline::teacher_stage(&cfg, &device, &dir, &mut progress)
@@ -345,7 +351,7 @@ pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
         return Ok(());
     }
     if let Some(shard) = shard {
-        let out = pipeline::run_shard(&cfg, &device, &dir, shard, &mut progress)
+        let out = pipeline::run_shard_on(&cfg, &devices, &dir, shard, &mut progress)
             .map_err(|e| stopped(e, &dir, "the same command continues"))?;
         progress.finish();
         if ctx.global.json {
@@ -368,7 +374,7 @@ pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
         return Ok(());
     }
     let resume = format!("`distill study --resume {}` continues", dir.display());
-    let report = pipeline::study(&cfg, &device, &dir, &mut progress)
+    let report = pipeline::study_on(&cfg, &devices, &dir, &mut progress)
         .map_err(|e| stopped(e, &dir, &resume))?;
     progress.finish();
     if let Some(path) = &a.run.record {
@@ -396,6 +402,26 @@ pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
         dir.join(pipeline::study_report::STUDY_MD).display()
     );
     Ok(())
+}
+
+/// `--devices gpu:0,gpu:1,cpu`: each entry opened as `--device` opens one (a repeated entry
+/// opens the adapter again, as a device of its own).
+fn open_devices(ctx: &Ctx, list: &str) -> Result<Vec<Device>> {
+    if let Some(d) = &ctx.global.device {
+        ctx.note(&format!("--devices {list} is used, not the device '{d}'"));
+    }
+    let mut out = Vec::new();
+    for spec in list.split(',').map(str::trim) {
+        if spec.is_empty() {
+            bail!("--devices '{list}': an empty entry");
+        }
+        let device = Device::from_spec(spec).with_context(|| format!("--devices: {spec}"))?;
+        if ctx.global.profile {
+            device.set_profiling(true)?;
+        }
+        out.push(device);
+    }
+    Ok(out)
 }
 
 /// `distill study --merge DIR`.

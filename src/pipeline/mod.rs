@@ -39,7 +39,9 @@ pub use metrics::MetricsLog;
 pub use shard::{Shard, ShardEnv};
 pub use single::{train_model, ModelJob, ModelOutcome, TeacherSource};
 pub use stats::{mean_std, model_stats, ModelStats};
-pub use study::{run_shard, study, teacher_stage, Method, ShardOutcome, StudyConfig};
+pub use study::{
+    run_shard, run_shard_on, study, study_on, teacher_stage, Method, ShardOutcome, StudyConfig,
+};
 pub use study_report::{merge, StudyReport};
 pub use summary::{Report, RunSummary};
 pub use transfer::{transfer_epochs, transfer_set, Transfer, TransferSet};

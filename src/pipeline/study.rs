@@ -19,13 +19,14 @@
 //! - `hint`: as `kd`, plus the feature hint term (FitNets) of [`StudyConfig::hint`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::journal::{self, FileSum, RunRecord, RunSettings, TeacherEntry, TeachersRecord};
-use super::shard::{plan, Counts, PlannedRun, Shard};
+use super::shard::{partition, plan, Counts, PlannedRun, Shard};
 use super::study_report::{report_from_journal, write_study, StudyReport, StudyRun};
 use super::teacher::{ensemble_accuracy, load_teacher, teacher_logits};
 use super::transfer::{transfer_set, Transfer, TransferSet};
@@ -34,7 +35,9 @@ use crate::bench::load::LoadWindow;
 use crate::checkpoint::write_atomic;
 use crate::data::{Dataset, Split};
 use crate::nn::{ArchSpec, Sequential};
-use crate::train::{self, HintConfig, InputSpec, Observer, TeacherLogits, TrainConfig};
+use crate::train::{
+    self, EpochRecord, HintConfig, InputSpec, Observer, TeacherLogits, TrainConfig,
+};
 use crate::{Device, Error, Result};
 
 /// One way of training the student.
@@ -212,6 +215,18 @@ pub fn study(
     dir: &Path,
     obs: &mut dyn Observer,
 ) -> Result<StudyReport> {
+    study_on(cfg, std::slice::from_ref(device), dir, obs)
+}
+
+/// [`study`] with the student runs on several devices at once, one run per device
+/// ([`run_on_devices`]); the teachers train on the first.
+pub fn study_on(
+    cfg: &StudyConfig,
+    devices: &[Device],
+    dir: &Path,
+    obs: &mut dyn Observer,
+) -> Result<StudyReport> {
+    let device = first_device(devices)?;
     cfg.validate()?;
     let started = Instant::now();
     let mut load = LoadWindow::start_here();
@@ -225,10 +240,18 @@ pub fn study(
     let setup = Setup::new(cfg, ds, &mut log)?;
     let ctx = setup.ctx(&cfg.base, device, dir);
     let (teachers, record) = obtain_teachers(&ctx, cfg, &setup, &mut log)?;
-    let models: Vec<&Sequential> = teachers.iter().map(|t| &t.model).collect();
-    let mut runner = Runner::new(&ctx, cfg, &setup, models, None)?;
-    for p in plan(cfg, setup.counts()) {
-        runner.run(&p, &mut log)?;
+    let plan = plan(cfg, setup.counts());
+    if devices.len() > 1 {
+        let all: Vec<usize> = (0..plan.len()).collect();
+        run_on_devices(
+            dir, cfg, &setup, &record, &plan, &all, devices, None, &mut log,
+        )?;
+    } else {
+        let models: Vec<&Sequential> = teachers.iter().map(|t| &t.model).collect();
+        let mut runner = Runner::new(&ctx, cfg, &setup, models, None)?;
+        for p in &plan {
+            runner.run(p, &mut log)?;
+        }
     }
     log.finish()?;
     let mut report = report_from_journal(cfg, &record, dir)?;
@@ -286,6 +309,18 @@ pub fn run_shard(
     shard: Shard,
     obs: &mut dyn Observer,
 ) -> Result<ShardOutcome> {
+    run_shard_on(cfg, std::slice::from_ref(device), dir, shard, obs)
+}
+
+/// [`run_shard`] with the shard's runs on several devices at once ([`run_on_devices`]).
+pub fn run_shard_on(
+    cfg: &StudyConfig,
+    devices: &[Device],
+    dir: &Path,
+    shard: Shard,
+    obs: &mut dyn Observer,
+) -> Result<ShardOutcome> {
+    let device = first_device(devices)?;
     cfg.validate()?;
     let saved = StudyConfig::load_saved(dir)?.ok_or_else(|| {
         Error::Resume(format!(
@@ -343,16 +378,81 @@ pub fn run_shard(
         mine.len(),
         plan.len()
     ));
-    // The teachers this shard's unfinished runs need, checked against the journal.
+    let done = if devices.len() > 1 {
+        run_on_devices(
+            dir,
+            cfg,
+            &setup,
+            &record,
+            &plan,
+            &mine,
+            devices,
+            Some(shard),
+            &mut log,
+        )?
+    } else {
+        let needed = teachers_for(dir, cfg, &plan, &mine)?;
+        let models = load_teachers(dir, &record, needed, device, &setup.ds)?;
+        let mut runner = Runner::new(&ctx, cfg, &setup, models.iter().collect(), Some(shard))?;
+        let mut done = Vec::new();
+        for &i in &mine {
+            done.push((i, runner.run(&plan[i], &mut log)?.1));
+        }
+        done
+    };
+    log.finish()?;
+    let mut outcome = ShardOutcome {
+        shard,
+        planned: plan.len(),
+        trained: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (i, trained) in done {
+        let list = if trained {
+            &mut outcome.trained
+        } else {
+            &mut outcome.skipped
+        };
+        list.push(plan[i].name.clone());
+    }
+    Ok(outcome)
+}
+
+fn first_device(devices: &[Device]) -> Result<&Device> {
+    devices
+        .first()
+        .ok_or_else(|| Error::setting("devices", "name at least one device"))
+}
+
+/// How many of the study's teachers the unfinished runs among `runs` (positions in `plan`)
+/// read.
+fn teachers_for(
+    dir: &Path,
+    cfg: &StudyConfig,
+    plan: &[PlannedRun],
+    runs: &[usize],
+) -> Result<usize> {
     let mut needed = 0;
-    for &i in &mine {
+    for &i in runs {
         let p = &plan[i];
         if journal::read_run(dir, &p.name)?.is_none() {
             needed = needed.max(teachers_needed(cfg, p.method));
         }
     }
+    Ok(needed)
+}
+
+/// The first `n` teachers of the record, checked against their checksums and loaded onto
+/// `device`.
+fn load_teachers(
+    dir: &Path,
+    record: &TeachersRecord,
+    n: usize,
+    device: &Device,
+    ds: &Dataset,
+) -> Result<Vec<Sequential>> {
     let mut models = Vec::new();
-    for entry in record.teachers.iter().take(needed) {
+    for entry in record.teachers.iter().take(n) {
         let root = (!entry.loaded).then_some(dir);
         if let Some(why) = entry.checkpoint.check(root)? {
             return Err(Error::Checkpoint(format!(
@@ -364,26 +464,160 @@ pub fn run_shard(
             Some(r) => r.join(&entry.checkpoint.file),
             None => entry.checkpoint.file.clone(),
         };
-        models.push(load_teacher(&path, device, &setup.ds)?.model);
+        models.push(load_teacher(&path, device, ds)?.model);
     }
-    let mut runner = Runner::new(&ctx, cfg, &setup, models.iter().collect(), Some(shard))?;
-    let mut outcome = ShardOutcome {
-        shard,
-        planned: plan.len(),
-        trained: Vec::new(),
-        skipped: Vec::new(),
-    };
-    for i in mine {
-        let (_, trained) = runner.run(&plan[i], &mut log)?;
-        let list = if trained {
-            &mut outcome.trained
-        } else {
-            &mut outcome.skipped
+    Ok(models)
+}
+
+/// Trains `runs` (positions in `plan`) on `devices` at once, one run per device at a time.
+/// The runs are cut into one cost-balanced slice per device by the rule that cuts shards
+/// ([`partition`]), so which device trains which run is a function of the settings and the
+/// device list, and each device trains its slice in plan order on a thread of its own, with
+/// its own copy of the teachers (loaded from their checkpoints) and its own soft targets. Each
+/// device's epochs go to `shards/metrics-…-deviceK.jsonl`; its messages and epochs reach
+/// `obs` as lines tagged with the device. When one device fails the others stop after their
+/// current run, and the first failure is returned. Returns (position, trained now) per run.
+#[allow(clippy::too_many_arguments)]
+fn run_on_devices(
+    dir: &Path,
+    cfg: &StudyConfig,
+    setup: &Setup,
+    record: &TeachersRecord,
+    plan: &[PlannedRun],
+    runs: &[usize],
+    devices: &[Device],
+    shard: Option<Shard>,
+    obs: &mut dyn Observer,
+) -> Result<Vec<(usize, bool)>> {
+    let sub: Vec<PlannedRun> = runs.iter().map(|&i| plan[i].clone()).collect();
+    let slices: Vec<Vec<usize>> = partition(&sub, devices.len())
+        .into_iter()
+        .map(|s| s.into_iter().map(|j| runs[j]).collect())
+        .collect();
+    let failed = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<String>();
+    let results: Vec<Result<Vec<(usize, bool)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = devices
+            .iter()
+            .zip(&slices)
+            .enumerate()
+            .map(|(k, (device, slice))| {
+                let tx = tx.clone();
+                let failed = &failed;
+                scope.spawn(move || {
+                    let worker = DeviceWorker {
+                        k,
+                        device,
+                        dir,
+                        cfg,
+                        setup,
+                        record,
+                        plan,
+                        shard,
+                    };
+                    let r = worker.run(slice, tx, failed);
+                    if r.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    r
+                })
+            })
+            .collect();
+        drop(tx);
+        for line in rx {
+            obs.message(&line);
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Other("a device's worker panicked".into())))
+            })
+            .collect()
+    });
+    let mut done = Vec::new();
+    for r in results {
+        done.extend(r?);
+    }
+    done.sort_unstable();
+    Ok(done)
+}
+
+/// One device of [`run_on_devices`].
+struct DeviceWorker<'a> {
+    k: usize,
+    device: &'a Device,
+    dir: &'a Path,
+    cfg: &'a StudyConfig,
+    setup: &'a Setup,
+    record: &'a TeachersRecord,
+    plan: &'a [PlannedRun],
+    shard: Option<Shard>,
+}
+
+impl DeviceWorker<'_> {
+    fn run(
+        &self,
+        slice: &[usize],
+        tx: mpsc::Sender<String>,
+        failed: &AtomicBool,
+    ) -> Result<Vec<(usize, bool)>> {
+        let tag = format!("device {} ({})", self.k + 1, self.device.name());
+        let mut forward = Forward { tx, tag };
+        let file = match self.shard {
+            Some(s) => format!(
+                "metrics-{}-of-{}-device{}.jsonl",
+                s.index + 1,
+                s.count,
+                self.k + 1
+            ),
+            None => format!("metrics-device{}.jsonl", self.k + 1),
         };
-        list.push(plan[i].name.clone());
+        let mut log = MetricsLog::open_file(&self.dir.join(SHARD_LOGS).join(file), &mut forward)?;
+        let needed = teachers_for(self.dir, self.cfg, self.plan, slice)?;
+        let models = load_teachers(self.dir, self.record, needed, self.device, &self.setup.ds)?;
+        let ctx = self.setup.ctx(&self.cfg.base, self.device, self.dir);
+        let mut runner = Runner::new(
+            &ctx,
+            self.cfg,
+            self.setup,
+            models.iter().collect(),
+            self.shard,
+        )?;
+        let mut done = Vec::new();
+        for &i in slice {
+            if failed.load(Ordering::SeqCst) {
+                log.message("stopping: another device failed");
+                break;
+            }
+            done.push((i, runner.run(&self.plan[i], &mut log)?.1));
+        }
+        log.finish()?;
+        Ok(done)
     }
-    log.finish()?;
-    Ok(outcome)
+}
+
+/// An observer on a device's thread: its messages and finished epochs, as tagged lines for
+/// the caller's observer.
+struct Forward {
+    tx: mpsc::Sender<String>,
+    tag: String,
+}
+
+impl Observer for Forward {
+    fn epoch_end(&mut self, r: &EpochRecord) {
+        let _ = self.tx.send(format!(
+            "[{}] {} epoch {}: train loss {:.4}, test accuracy {:.2}%",
+            self.tag,
+            r.run,
+            r.epoch,
+            r.train_loss,
+            100.0 * r.test_accuracy
+        ));
+    }
+    fn message(&mut self, text: &str) {
+        let _ = self.tx.send(format!("[{}] {text}", self.tag));
+    }
 }
 
 /// How many of the study's teachers a run of `method` reads: none, the first, or all.
