@@ -42,7 +42,7 @@ pub struct PairedGain {
     pub seeds: usize,
     pub mean: f64,
     pub sd: f64,
-    /// `mean / (sd / √n)`; `None` with fewer than 2 seeds or no spread.
+    /// `mean / (sd / √n)`; `None` with fewer than 2 seeds or no spread (sd ≤ 1e-12).
     pub t: Option<f64>,
     pub positive: usize,
     pub negative: usize,
@@ -153,7 +153,9 @@ pub fn paired_gain(xs: &[f64], ys: &[f64]) -> PairedGain {
     let d: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| x - y).collect();
     let (mean, sd) = mean_std(&d);
     let n = d.len();
-    let t = (n > 1 && sd > 0.0).then(|| mean / (sd / (n as f64).sqrt()));
+    // Differences of accuracies that are equal up to rounding (1e-17) have no spread: their
+    // t would be a huge number made of rounding error.
+    let t = (n > 1 && sd > 1e-12).then(|| mean / (sd / (n as f64).sqrt()));
     let positive = d.iter().filter(|&&v| v > 0.0).count();
     let negative = d.iter().filter(|&&v| v < 0.0).count();
     PairedGain {
@@ -536,6 +538,10 @@ mod tests {
         assert!((g.t.unwrap() - 2.0 * 3f64.sqrt()).abs() < 1e-12);
         assert_eq!((g.positive, g.negative), (3, 0));
         assert_eq!(paired_gain(&[1.0], &[0.5]).t, None);
+        // Two seeds 21 points worse each, as the floats of two test accuracies give it.
+        let g = paired_gain(&[0.175, 0.17500000000000002], &[0.385, 0.385]);
+        assert!(g.sd > 0.0 && g.sd < 1e-12, "{}", g.sd);
+        assert_eq!(g.t, None);
     }
 
     fn run(method: Method, seed: u64, acc: f64) -> StudyRun {
