@@ -247,6 +247,13 @@ pub struct RunArgs {
     pub kd: KdOpts,
 }
 
+/// A stage of `distill study` that can run alone.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageArg {
+    /// Train (or load) the teachers, measure their ensemble, write journal/teachers.json.
+    Teachers,
+}
+
 #[derive(Args, Debug, Default)]
 pub struct StudyArgs {
     /// Methods, comma-separated: ce, kd, kd-transfer, kd-ensemble, hint. Default
@@ -259,6 +266,27 @@ pub struct StudyArgs {
     /// The `hint` method's layers, student:teacher (default conv2:conv2).
     #[arg(long, value_name = "S:T")]
     pub hint_layers: Option<String>,
+    /// Run one stage of the study only: `teachers` trains (or loads) the teachers into the
+    /// study directory (--out) and stops. The student runs then go to --shard tasks, and
+    /// --merge writes the report.
+    #[arg(long, value_enum, value_name = "teachers")]
+    pub stage: Option<StageArg>,
+    /// Train only the I-th of N balanced slices of the student runs (I from 1), against the
+    /// teachers the teachers stage left in the study directory (--out); writes no report.
+    /// auto/N: I from the batch system (Slurm's SLURM_ARRAY_TASK_ID less
+    /// SLURM_ARRAY_TASK_MIN, or Kubernetes' JOB_COMPLETION_INDEX); auto: N from
+    /// SLURM_ARRAY_TASK_COUNT too.
+    #[arg(long, value_name = "I/N|auto/N|auto", conflicts_with = "stage")]
+    pub shard: Option<String>,
+    /// Train the student runs on several devices at once, one run per entry at a time
+    /// (comma-separated, as --device takes them; an entry may repeat: gpu:0,gpu:0,cpu). The
+    /// teachers train on the first.
+    #[arg(long, value_name = "LIST")]
+    pub devices: Option<String>,
+    /// Write study.md, study_report.json and the plot of the study in DIR from the runs that
+    /// have finished (in any shard), naming those that have not. Trains nothing.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["stage", "shard", "devices"])]
+    pub merge: Option<PathBuf>,
     /// The run settings every method shares (--seeds: seeds per method, default 3; --out /
     /// --resume: the study directory, resumed when it holds a study.json).
     #[command(flatten)]

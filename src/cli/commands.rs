@@ -18,7 +18,7 @@ use distill::Device;
 
 use super::args::{
     DataOpts, DistillArgs, EvalArgs, HyperOpts, KdOpts, PredictArgs, RunArgs, ScheduleKind,
-    StudyArgs, TrainArgs,
+    StageArg, StudyArgs, TrainArgs,
 };
 use super::progress::{Mode, Progress};
 use super::{default_run_dir, Ctx};
@@ -255,6 +255,24 @@ fn parse_ensemble(s: &str) -> Result<pipeline::Ensemble> {
 // --- study ---------------------------------------------------------------------------------
 
 pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
+    if let Some(dir) = &a.merge {
+        return merge(ctx, dir, &a);
+    }
+    let staged = a.stage.is_some() || a.shard.is_some();
+    if staged && a.run.out.is_none() && a.run.resume.is_none() {
+        bail!("--stage and --shard need the study directory every task shares: give --out DIR");
+    }
+    if staged && a.run.record.is_some() {
+        bail!("--record belongs to a whole study; a staged study's report is written by --merge");
+    }
+    // The batch system's variables are read here, once; the library gets their values.
+    let shard = match &a.shard {
+        Some(spec) => Some(pipeline::Shard::parse(
+            spec,
+            &pipeline::ShardEnv::from_vars(|k| std::env::var(k).ok()),
+        )?),
+        None => None,
+    };
     let dir = match (&a.run.resume, &a.run.out) {
         (Some(r), Some(o)) if r != o => bail!(
             "--resume {} and --out {} name different directories",
@@ -292,15 +310,71 @@ pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
         methods,
         hint,
     };
-    let device = ctx.open_device()?;
+    let devices = match &a.devices {
+        Some(list) => open_devices(ctx, list)?,
+        None => vec![ctx.open_device()?],
+    };
+    let device = devices[0].clone();
     let mut progress = Progress::new(ctx.mode);
+    let names: Vec<String> = devices.iter().map(|d| d.name()).collect();
     progress.line(&format!(
-        "study directory: {} (device {})",
+        "study directory: {} (device{} {})",
         dir.display(),
-        device.name()
+        if names.len() > 1 { "s" } else { "" },
+        names.join(", ")
     ));
+    if a.stage == Some(StageArg::Teachers) {
+        let rec = pipeline::teacher_stage(&cfg, &device, &dir, &mut progress)
+            .map_err(|e| stopped(e, &dir, "the same command continues"))?;
+        progress.finish();
+        if ctx.global.json {
+            return ctx.print_json(&rec);
+        }
+        for t in &rec.teachers {
+            println!(
+                "{:<12} test accuracy {:.2}%  ({}, SHA-256 {})",
+                t.summary.run,
+                100.0 * t.summary.final_accuracy,
+                t.checkpoint.file.display(),
+                &t.checkpoint.sha256[..16]
+            );
+        }
+        if let Some(e) = rec.ensemble_accuracy {
+            println!("{:<12} test accuracy {:.2}%", "ensemble", 100.0 * e);
+        }
+        println!(
+            "next: `distill study --out {} --shard I/N` for I = 1…N (or --shard auto/N in an \
+             array job), then `distill study --merge {}`",
+            dir.display(),
+            dir.display()
+        );
+        return Ok(());
+    }
+    if let Some(shard) = shard {
+        let out = pipeline::run_shard_on(&cfg, &devices, &dir, shard, &mut progress)
+            .map_err(|e| stopped(e, &dir, "the same command continues"))?;
+        progress.finish();
+        if ctx.global.json {
+            return ctx.print_json(&out);
+        }
+        println!(
+            "shard {}: trained {} and found {} finished of its {} runs ({} in the study)",
+            out.shard,
+            out.trained.len(),
+            out.skipped.len(),
+            out.trained.len() + out.skipped.len(),
+            out.planned
+        );
+        for name in &out.trained {
+            println!("  trained  {name}");
+        }
+        for name in &out.skipped {
+            println!("  finished {name}");
+        }
+        return Ok(());
+    }
     let resume = format!("`distill study --resume {}` continues", dir.display());
-    let report = pipeline::study(&cfg, &device, &dir, &mut progress)
+    let report = pipeline::study_on(&cfg, &devices, &dir, &mut progress)
         .map_err(|e| stopped(e, &dir, &resume))?;
     progress.finish();
     if let Some(path) = &a.run.record {
@@ -322,7 +396,72 @@ pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
     if ctx.global.json {
         return ctx.print_json(&report);
     }
+    print_study_table(&report);
+    println!(
+        "report    {}",
+        dir.join(pipeline::study_report::STUDY_MD).display()
+    );
+    Ok(())
+}
+
+/// `--devices gpu:0,gpu:1,cpu`: each entry opened as `--device` opens one (a repeated entry
+/// opens the adapter again, as a device of its own).
+fn open_devices(ctx: &Ctx, list: &str) -> Result<Vec<Device>> {
+    if let Some(d) = &ctx.global.device {
+        ctx.note(&format!("--devices {list} is used, not the device '{d}'"));
+    }
+    let mut out = Vec::new();
+    for spec in list.split(',').map(str::trim) {
+        if spec.is_empty() {
+            bail!("--devices '{list}': an empty entry");
+        }
+        let device = Device::from_spec(spec).with_context(|| format!("--devices: {spec}"))?;
+        if ctx.global.profile {
+            device.set_profiling(true)?;
+        }
+        out.push(device);
+    }
+    Ok(out)
+}
+
+/// `distill study --merge DIR`.
+fn merge(ctx: &Ctx, dir: &Path, a: &StudyArgs) -> Result<()> {
+    if a.run.out.is_some() || a.run.resume.is_some() || a.run.record.is_some() {
+        bail!("--merge DIR names the study itself and writes its report there; drop --out, --resume and --record");
+    }
+    let report = pipeline::merge(dir)?;
+    if ctx.global.json {
+        return ctx.print_json(&report);
+    }
+    print_study_table(&report);
+    if !report.missing.is_empty() {
+        println!(
+            "not finished: {} of {} runs",
+            report.missing.len(),
+            report.missing.len() + report.runs.len()
+        );
+        for m in &report.missing {
+            let shard = m
+                .shard
+                .as_ref()
+                .map_or_else(String::new, |s| format!(" (shard {s})"));
+            println!("  {}{shard}: {}", m.run, m.reason);
+        }
+    }
+    println!(
+        "report    {}",
+        dir.join(pipeline::study_report::STUDY_MD).display()
+    );
+    Ok(())
+}
+
+/// One line per method: accuracy and the paired gain over CE.
+fn print_study_table(report: &pipeline::StudyReport) {
     for m in &report.methods {
+        if m.seeds == 0 {
+            println!("{:<12} no finished run", m.method.name());
+            continue;
+        }
         let gain = m.gain_final.as_ref().map_or(String::new(), |g| {
             format!(
                 "  gain {:+.2} ± {:.2} points (t {}, sign {}/{})",
@@ -342,11 +481,6 @@ pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
             100.0 * m.best_sd
         );
     }
-    println!(
-        "report    {}",
-        dir.join(pipeline::study_report::STUDY_MD).display()
-    );
-    Ok(())
 }
 
 // --- train / distill -----------------------------------------------------------------------

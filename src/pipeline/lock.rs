@@ -24,6 +24,17 @@ impl RunDirLock {
     /// Creates `dir` if needed and locks it, or fails with [`Error::Busy`] naming the process
     /// that holds it.
     pub fn acquire(dir: &Path) -> Result<RunDirLock> {
+        Self::lock(dir, false)
+    }
+
+    /// A shared lock on `dir`: any number of shared holders at once (a study's shards), none
+    /// while another process holds [`RunDirLock::acquire`]'s exclusive one, and the reverse.
+    /// A shared holder leaves the note of who holds the lock as it was.
+    pub fn acquire_shared(dir: &Path) -> Result<RunDirLock> {
+        Self::lock(dir, true)
+    }
+
+    fn lock(dir: &Path, shared: bool) -> Result<RunDirLock> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join(LOCK_FILE);
         // No truncation before the lock is ours: the holder's note must survive a failed try.
@@ -34,7 +45,18 @@ impl RunDirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        match file.try_lock() {
+        let tried = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match tried {
+            Ok(()) if shared => {
+                return Ok(RunDirLock {
+                    file,
+                    dir: dir.to_path_buf(),
+                })
+            }
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
@@ -99,7 +121,19 @@ mod tests {
         drop(first);
         let again = RunDirLock::acquire(&tmp).unwrap();
         assert_eq!(again.dir(), tmp.as_path());
+        assert!(matches!(
+            RunDirLock::acquire_shared(&tmp),
+            Err(Error::Busy(_))
+        ));
         drop(again);
+        // Shared holders live together and keep the exclusive one out until the last goes.
+        let a = RunDirLock::acquire_shared(&tmp).unwrap();
+        let b = RunDirLock::acquire_shared(&tmp).unwrap();
+        assert!(matches!(RunDirLock::acquire(&tmp), Err(Error::Busy(_))));
+        drop(a);
+        assert!(matches!(RunDirLock::acquire(&tmp), Err(Error::Busy(_))));
+        drop(b);
+        drop(RunDirLock::acquire(&tmp).unwrap());
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }

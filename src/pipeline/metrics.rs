@@ -18,7 +18,15 @@ pub struct MetricsLog<'a> {
 impl<'a> MetricsLog<'a> {
     /// Appends to `dir/metrics.jsonl` (created when missing).
     pub fn open(dir: &Path, inner: &'a mut dyn Observer) -> Result<MetricsLog<'a>> {
-        let path = dir.join("metrics.jsonl");
+        Self::open_file(&dir.join("metrics.jsonl"), inner)
+    }
+
+    /// Appends to the file `path` (created, with its folder, when missing).
+    pub fn open_file(path: &Path, inner: &'a mut dyn Observer) -> Result<MetricsLog<'a>> {
+        let path = path.to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

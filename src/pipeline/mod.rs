@@ -12,10 +12,12 @@
 pub mod config;
 pub mod ensemble;
 pub mod floor;
+pub mod journal;
 pub mod lock;
 mod markdown;
 pub mod metrics;
 pub mod report;
+pub mod shard;
 pub mod single;
 pub mod stats;
 pub mod study;
@@ -34,10 +36,13 @@ pub use floor::Floor;
 pub use lock::RunDirLock;
 pub use markdown::summary_lines;
 pub use metrics::MetricsLog;
+pub use shard::{Shard, ShardEnv};
 pub use single::{train_model, ModelJob, ModelOutcome, TeacherSource};
 pub use stats::{mean_std, model_stats, ModelStats};
-pub use study::{study, Method, StudyConfig};
-pub use study_report::StudyReport;
+pub use study::{
+    run_shard, run_shard_on, study, study_on, teacher_stage, Method, ShardOutcome, StudyConfig,
+};
+pub use study_report::{merge, StudyReport};
 pub use summary::{Report, RunSummary};
 pub use transfer::{transfer_epochs, transfer_set, Transfer, TransferSet};
 

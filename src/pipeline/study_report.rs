@@ -2,13 +2,20 @@
 //! and the paired gain over the CE twin of the same seed with a paired t-statistic and an
 //! exact two-sided sign test; written as `study.md`, `study_report.json` and
 //! `study_accuracy.png` (mean test accuracy per epoch with a ± sd band), each atomically.
+//!
+//! The report is built from the study's journal ([`super::journal`]): by the process that ran
+//! the whole study, or by [`merge`] from whatever runs the shards have finished, naming those
+//! that have not.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::study::{Method, StudyConfig};
+use super::journal::{self, TeachersRecord};
+use super::shard::{partition, plan};
+use super::study::{run_settings, Method, StudyConfig, STUDY_CONFIG};
 use super::{mean_std, RunSummary};
 use crate::bench::load::LoadWindow;
 use crate::bench::record::Figure;
@@ -35,7 +42,7 @@ pub struct PairedGain {
     pub seeds: usize,
     pub mean: f64,
     pub sd: f64,
-    /// `mean / (sd / √n)`; `None` with fewer than 2 seeds or no spread.
+    /// `mean / (sd / √n)`; `None` with fewer than 2 seeds or no spread (sd ≤ 1e-12).
     pub t: Option<f64>,
     pub positive: usize,
     pub negative: usize,
@@ -72,6 +79,23 @@ pub struct StudyReport {
     /// machine busy (absent in reports written before it was recorded).
     #[serde(default)]
     pub load: Option<LoadWindow>,
+    /// Whether a merge wrote the report: `total_seconds` is then the training time of every
+    /// epoch of every run (teachers included) summed, not one invocation's wall time.
+    #[serde(default)]
+    pub merged: bool,
+    /// The runs of the study that had not finished when the report was written.
+    #[serde(default)]
+    pub missing: Vec<MissingRun>,
+}
+
+/// A run of the study without a usable journal record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MissingRun {
+    pub run: String,
+    /// `not finished`, or what is wrong with its record or checkpoints.
+    pub reason: String,
+    /// The shard that owns it (`2/3`), when the finished runs name one shard count.
+    pub shard: Option<String>,
 }
 
 impl StudyReport {
@@ -129,7 +153,9 @@ pub fn paired_gain(xs: &[f64], ys: &[f64]) -> PairedGain {
     let d: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| x - y).collect();
     let (mean, sd) = mean_std(&d);
     let n = d.len();
-    let t = (n > 1 && sd > 0.0).then(|| mean / (sd / (n as f64).sqrt()));
+    // Differences of accuracies that are equal up to rounding (1e-17) have no spread: their
+    // t would be a huge number made of rounding error.
+    let t = (n > 1 && sd > 1e-12).then(|| mean / (sd / (n as f64).sqrt()));
     let positive = d.iter().filter(|&&v| v > 0.0).count();
     let negative = d.iter().filter(|&&v| v < 0.0).count();
     PairedGain {
@@ -174,7 +200,18 @@ pub(crate) fn summarise(
             .map(|r| f(&r.summary))
             .collect()
     };
-    let ce_final = of(Method::Ce, |r| r.final_accuracy);
+    // Each run is paired with the CE run of its own seed (a merge may lack some of either).
+    let ce_final: BTreeMap<u64, f64> = runs
+        .iter()
+        .filter(|r| r.method == Method::Ce)
+        .map(|r| (r.seed, r.summary.final_accuracy))
+        .collect();
+    let paired = |m: Method| -> (Vec<f64>, Vec<f64>) {
+        runs.iter()
+            .filter(|r| r.method == m)
+            .filter_map(|r| Some((r.summary.final_accuracy, *ce_final.get(&r.seed)?)))
+            .unzip()
+    };
     let methods = config
         .methods
         .iter()
@@ -189,7 +226,10 @@ pub(crate) fn summarise(
                 final_sd,
                 best_mean,
                 best_sd,
-                gain_final: (m != Method::Ce).then(|| paired_gain(&finals, &ce_final)),
+                gain_final: (m != Method::Ce).then(|| {
+                    let (xs, ys) = paired(m);
+                    paired_gain(&xs, &ys)
+                }),
                 seconds_per_epoch: mean_std(&of(m, |r| r.seconds_per_epoch)).0,
             }
         })
@@ -204,7 +244,112 @@ pub(crate) fn summarise(
         runs,
         total_seconds,
         load: None,
+        merged: false,
+        missing: Vec::new(),
     }
+}
+
+/// The report of the study in `dir` from its journal: the teachers' record, and every run of
+/// the plan that has a record matching its settings and checkpoints; the others are listed
+/// in `missing`. `total_seconds` is left at the summed training time.
+pub fn report_from_journal(
+    cfg: &StudyConfig,
+    teachers: &TeachersRecord,
+    dir: &Path,
+) -> Result<StudyReport> {
+    let plan = plan(cfg, teachers.counts());
+    let mut runs = Vec::new();
+    let mut missing = Vec::new();
+    let mut shard_counts = std::collections::BTreeSet::new();
+    for p in &plan {
+        let why = match journal::read_run(dir, &p.name) {
+            Ok(None) => "not finished".to_string(),
+            Err(e) => e.to_string(),
+            Ok(Some(rec)) if rec.settings != run_settings(cfg, p) => format!(
+                "its record ({}) was written for other settings",
+                journal::record_path(dir, &p.name).display()
+            ),
+            Ok(Some(rec)) => match journal::check_run_files(dir, &rec)? {
+                Some(why) => why,
+                None => {
+                    if let Some((_, n)) = rec.shard.as_deref().and_then(|s| s.split_once('/')) {
+                        shard_counts.insert(n.parse::<usize>().unwrap_or(0));
+                    }
+                    runs.push(StudyRun {
+                        method: p.method,
+                        seed: p.seed,
+                        summary: rec.summary,
+                    });
+                    continue;
+                }
+            },
+        };
+        missing.push(MissingRun {
+            run: p.name.clone(),
+            reason: why,
+            shard: None,
+        });
+    }
+    // Name each missing run's shard when the finished ones agree on the number of shards.
+    let counts: Vec<usize> = shard_counts.into_iter().collect();
+    if let &[n] = counts.as_slice() {
+        if n > 0 {
+            let slices = partition(&plan, n);
+            for m in &mut missing {
+                let at = plan.iter().position(|p| p.name == m.run);
+                m.shard = slices
+                    .iter()
+                    .position(|s| at.is_some_and(|a| s.contains(&a)))
+                    .map(|i| format!("{}/{n}", i + 1));
+            }
+        }
+    }
+    let trained: f64 = teachers
+        .teachers
+        .iter()
+        .map(|t| &t.summary)
+        .chain(runs.iter().map(|r| &r.summary))
+        .flat_map(|s| s.history.iter().map(|h| h.seconds))
+        .sum();
+    let mut report = summarise(
+        cfg,
+        runs,
+        teachers
+            .teachers
+            .iter()
+            .map(|t| t.summary.clone())
+            .collect(),
+        teachers.ensemble_accuracy,
+        (teachers.labelled_images, teachers.transfer_images),
+        trained,
+    );
+    report.missing = missing;
+    Ok(report)
+}
+
+/// Builds `study.md`, `study_report.json` and `study_accuracy.png` of the study in `dir`
+/// from the runs its journal holds (written by any shards, or by one process), naming in them
+/// the runs that have not finished. Trains nothing and takes no lock: every file it reads was
+/// written atomically, and it writes its own files atomically.
+pub fn merge(dir: &Path) -> Result<StudyReport> {
+    let cfg = StudyConfig::load_saved(dir)?.ok_or_else(|| {
+        Error::Resume(format!(
+            "{} holds no study (no {STUDY_CONFIG})",
+            dir.display()
+        ))
+    })?;
+    let teachers = journal::read_teachers(dir)?.ok_or_else(|| {
+        Error::Resume(format!(
+            "nothing to merge in {}: its teachers stage has not finished (no {}/{})",
+            dir.display(),
+            journal::JOURNAL_DIR,
+            journal::TEACHERS_RECORD
+        ))
+    })?;
+    let mut report = report_from_journal(&cfg, &teachers, dir)?;
+    report.merged = true;
+    write_study(&report, dir)?;
+    Ok(report)
 }
 
 /// Writes `study_report.json`, `study.md` and `study_accuracy.png` into `dir`.
@@ -270,10 +415,18 @@ pub fn study_markdown(r: &StudyReport) -> String {
     let w = &mut md;
     let b = &r.config.base;
     let _ = writeln!(w, "# Distillation study\n");
+    let time = if r.merged {
+        format!(
+            "training time of every epoch summed over the runs {:.1} s",
+            r.total_seconds
+        )
+    } else {
+        format!("total wall time {:.1} s", r.total_seconds)
+    };
     let _ = writeln!(
         w,
         "{} seeds ({}…) per method · students `{}` on {} labelled images{} · T = {}, α = {} · \
-         {} student epochs ({} over the transfer set) · total wall time {:.1} s\n",
+         {} student epochs ({} over the transfer set) · {time}\n",
         b.seeds,
         b.student.seed,
         b.student_arch,
@@ -290,7 +443,6 @@ pub fn study_markdown(r: &StudyReport) -> String {
             .iter()
             .find(|x| matches!(x.method, Method::KdTransfer | Method::KdEnsemble))
             .map_or_else(|| "-".into(), |x| x.summary.history.len().to_string()),
-        r.total_seconds
     );
     if let Some(l) = &r.load {
         let _ = writeln!(w, "Machine: {}.\n", l.describe());
@@ -319,6 +471,10 @@ pub fn study_markdown(r: &StudyReport) -> String {
     );
     let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for m in &r.methods {
+        if m.seeds == 0 {
+            let _ = writeln!(w, "| {} | 0 | — | — | — | — | — | — |", m.method.name());
+            continue;
+        }
         let (gain, t, sign) = match &m.gain_final {
             None => ("—".to_string(), "—".to_string(), "—".to_string()),
             Some(g) => (
@@ -342,6 +498,22 @@ pub fn study_markdown(r: &StudyReport) -> String {
         "\nMean ± sample sd over seeds. The gain pairs each seed's run with the CE run of the same \
          seed (same labelled images, initialisation and batch order).\n\n![accuracy]({STUDY_PNG})"
     );
+    if !r.missing.is_empty() {
+        let total = r.missing.len() + r.runs.len();
+        let _ = writeln!(
+            w,
+            "\n## Not finished: {} of {total} runs\n\nThe table holds the finished runs only, and \
+             each gain pairs the seeds that have both runs.\n",
+            r.missing.len()
+        );
+        for m in &r.missing {
+            let shard = m
+                .shard
+                .as_ref()
+                .map_or_else(String::new, |s| format!(" (shard {s})"));
+            let _ = writeln!(w, "- {}{shard}: {}", m.run, m.reason);
+        }
+    }
     md
 }
 
@@ -366,5 +538,53 @@ mod tests {
         assert!((g.t.unwrap() - 2.0 * 3f64.sqrt()).abs() < 1e-12);
         assert_eq!((g.positive, g.negative), (3, 0));
         assert_eq!(paired_gain(&[1.0], &[0.5]).t, None);
+        // Two seeds 21 points worse each, as the floats of two test accuracies give it.
+        let g = paired_gain(&[0.175, 0.17500000000000002], &[0.385, 0.385]);
+        assert!(g.sd > 0.0 && g.sd < 1e-12, "{}", g.sd);
+        assert_eq!(g.t, None);
+    }
+
+    fn run(method: Method, seed: u64, acc: f64) -> StudyRun {
+        StudyRun {
+            method,
+            seed,
+            summary: RunSummary {
+                run: format!("{}-seed{seed}", method.name()),
+                arch: "student".into(),
+                seed,
+                train_images: 10,
+                final_accuracy: acc,
+                best_accuracy: acc,
+                best_epoch: 1,
+                seconds_per_epoch: 1.0,
+                history: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn gains_pair_runs_by_seed_when_some_are_missing() {
+        let cfg = StudyConfig {
+            base: crate::pipeline::RunConfig {
+                seeds: 3,
+                ..Default::default()
+            },
+            methods: vec![Method::Ce, Method::Kd],
+            hint: crate::pipeline::study::default_hint(),
+        };
+        // CE seed 0 is missing and KD seed 2: only seed 1 pairs (0.9 − 0.8).
+        let runs = vec![
+            run(Method::Kd, 0, 0.5),
+            run(Method::Ce, 1, 0.8),
+            run(Method::Kd, 1, 0.9),
+            run(Method::Ce, 2, 0.7),
+        ];
+        let r = summarise(&cfg, runs, Vec::new(), None, (10, 0), 1.0);
+        let kd = &r.methods[1];
+        assert_eq!(kd.seeds, 2);
+        let g = kd.gain_final.as_ref().unwrap();
+        assert_eq!(g.seeds, 1);
+        assert!((g.mean - 0.1).abs() < 1e-12);
+        assert_eq!((g.positive, g.negative), (1, 0));
     }
 }

@@ -3,11 +3,13 @@
 //! predict, the distill subcommand, --json, --config files, clear errors on bad input, and
 //! the reliability guarantees (one writer per run directory, a full disk, Ctrl-C).
 
+mod devices;
 mod distillation;
 mod hint;
 mod options;
 mod reliability;
 mod run;
+mod shards;
 mod study;
 
 use std::path::Path;
