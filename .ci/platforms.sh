@@ -38,9 +38,12 @@ skip_gpu=(--skip backend::gpu::bench_kernels:: --skip backend::gpu::standalone::
 export DISTILL_REQUIRE_GPU=1
 
 start=$SECONDS
-stage_start=$SECONDS
+stage_start=""
+# Prints the time of the stage that ends, then the next stage's name (as .ci/run does).
 stage() {
-    echo "    ($(( SECONDS - stage_start )) s)"
+    if [ -n "$stage_start" ]; then
+        echo "    ($(( SECONDS - stage_start )) s)"
+    fi
     stage_start=$SECONDS
     echo "--- platforms: $1"
 }
