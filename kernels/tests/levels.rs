@@ -86,3 +86,28 @@ fn thin_conv_and_gemv_are_the_avx2_path() {
     };
     assert_eq!(gemv(SimdLevel::Avx512), gemv(SimdLevel::Avx2Fma));
 }
+
+/// The levels this target detects, printed (`--nocapture`) so a CI log says which paths its
+/// tests ran: every test that loops over `simd::available()` runs each of them. On aarch64
+/// (natively or under qemu-user, `.ci/platforms.sh`) NEON must be detected and be the
+/// default, or the GEMM tests would only ever run the scalar microkernel there.
+#[test]
+fn the_levels_this_target_detects() {
+    use distill_kernels::simd;
+    let available = simd::available();
+    eprintln!(
+        "{}: SIMD levels detected: {}; default: {}",
+        std::env::consts::ARCH,
+        available
+            .iter()
+            .map(|l| l.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        simd::default_level()
+    );
+    assert_eq!(available[0], SimdLevel::Scalar);
+    if cfg!(target_arch = "aarch64") {
+        assert_eq!(available, [SimdLevel::Scalar, SimdLevel::Neon]);
+        assert_eq!(simd::default_level(), SimdLevel::Neon);
+    }
+}

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::context::Context;
-use super::table::Module;
+use super::table::{Module, ALL_KERNELS};
 use super::tiles::{Tile, Tiles};
 use crate::Result;
 
@@ -61,39 +61,95 @@ pub struct ShaderCheck {
     pub status: ShaderStatus,
 }
 
-/// Compiles every shipped module on `adapter` (see the module header).
-pub async fn check_shaders(adapter: &wgpu::Adapter) -> Result<Vec<ShaderCheck>> {
-    let extra = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
-    let ctx = Context::open_async(adapter, extra).await?;
+/// One WGSL module as the engine or a kernel study compiles it (see [`shipped_modules`]).
+#[derive(Clone, Debug)]
+pub struct ShippedModule {
+    /// How [`check_shaders`] names it: `matmul.wgsl [tile 64×64 (4×4 per invocation)]`,
+    /// `softmax.wgsl`, `ladder/matmul_09_subgroup.wgsl`.
+    pub name: String,
+    /// The file under `shaders/` it is built from (`matmul.wgsl`,
+    /// `ladder/matmul_09_subgroup.wgsl`); the `shaders/common/` files it uses are appended
+    /// to it in [`ShippedModule::wgsl`].
+    pub file: String,
+    /// The text compiled: the file, then the shared code it uses, the tile's constants above
+    /// the tiled GEMM loop.
+    pub wgsl: String,
+    /// The optional device features the module needs (SUBGROUP, SHADER_F16, …).
+    pub needs: wgpu::Features,
+    /// The GEMM tile it is built with (matmul.wgsl and conv2d.wgsl: one module per
+    /// [`Tile::CANDIDATES`]); `None` for the others.
+    pub tile: Option<Tile>,
+    /// The pipelines the engine creates from it, one per kernel of its table: entry point and
+    /// override constants. Empty for the kernel-study rungs, whose entry points are compiled
+    /// with the constants' defaults.
+    pub pipelines: Vec<(&'static str, &'static [(&'static str, f64)])>,
+}
+
+/// Every WGSL module the project ships, as it is compiled: each production module of the
+/// kernel table (matmul and conv2d once per GEMM tile candidate, whether or not a given
+/// adapter fits it), then every kernel-study rung. The one list [`check_shaders`] and the
+/// translation test (`tests/shader_translation.rs`) both walk.
+pub fn shipped_modules() -> Vec<ShippedModule> {
     let mut out = Vec::new();
     for module in Module::ALL {
+        let file = module.file().0;
+        let pipelines: Vec<_> = ALL_KERNELS
+            .iter()
+            .filter(|k| k.module == module)
+            .map(|k| (k.entry, k.constants))
+            .collect();
         let tiled = matches!(module, Module::Matmul | Module::Conv2d);
         let tiles: Vec<Option<Tile>> = if tiled {
-            Tile::candidates_for(&ctx.limits)
-                .into_iter()
-                .map(Some)
-                .collect()
+            Tile::CANDIDATES.into_iter().map(Some).collect()
         } else {
             vec![None]
         };
         for tile in tiles {
             let t = tile.unwrap_or(Tile::DEFAULT);
-            let source = module.source(Tiles { matmul: t, conv: t });
-            let name = match tile {
-                Some(t) => format!("{} [tile {t}]", module.file().0),
-                None => module.file().0.to_string(),
-            };
-            out.push(compile(&ctx, name, &source).await);
+            out.push(ShippedModule {
+                name: match tile {
+                    Some(t) => format!("{file} [tile {t}]"),
+                    None => file.to_string(),
+                },
+                file: file.to_string(),
+                wgsl: module.source(Tiles { matmul: t, conv: t }),
+                needs: module.needs(),
+                tile,
+                pipelines: pipelines.clone(),
+            });
         }
     }
     for (name, source, needs) in LADDER_WGSL {
-        let module = format!("ladder/{name}.wgsl");
-        let missing = needs - ctx.features;
+        let file = format!("ladder/{name}.wgsl");
+        out.push(ShippedModule {
+            name: file.clone(),
+            file,
+            wgsl: source.to_string(),
+            needs,
+            tile: None,
+            pipelines: Vec::new(),
+        });
+    }
+    out
+}
+
+/// Compiles every shipped module ([`shipped_modules`]) on `adapter` (see the module header).
+/// A tile the adapter's workgroup memory cannot hold is left out, as the engine never builds
+/// it there.
+pub async fn check_shaders(adapter: &wgpu::Adapter) -> Result<Vec<ShaderCheck>> {
+    let extra = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
+    let ctx = Context::open_async(adapter, extra).await?;
+    let mut out = Vec::new();
+    for module in shipped_modules() {
+        if module.tile.is_some_and(|t| !t.fits(&ctx.limits)) {
+            continue;
+        }
+        let missing = module.needs - ctx.features;
         out.push(if missing.is_empty() {
-            compile(&ctx, module, source).await
+            compile(&ctx, module.name, &module.wgsl).await
         } else {
             ShaderCheck {
-                module,
+                module: module.name,
                 status: ShaderStatus::Unsupported(format!("needs {missing:?}")),
             }
         });
@@ -174,6 +230,28 @@ mod tests {
             checks.len(),
             (Module::ALL.len() - 2) + 2 * tiled + LADDER_WGSL.len()
         );
+    }
+
+    #[test]
+    fn shipped_modules_lists_every_tile_and_rung_once() {
+        let modules = shipped_modules();
+        assert_eq!(
+            modules.len(),
+            (Module::ALL.len() - 2) + 2 * Tile::CANDIDATES.len() + LADDER_WGSL.len()
+        );
+        let mut names: Vec<&str> = modules.iter().map(|m| m.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), modules.len(), "duplicate module names");
+        let f16 = modules
+            .iter()
+            .find(|m| m.file == "ladder/matmul_10_f16.wgsl")
+            .unwrap();
+        assert_eq!(f16.needs, wgpu::Features::SHADER_F16);
+        let matmul = modules.iter().find(|m| m.file == "matmul.wgsl").unwrap();
+        assert_eq!(matmul.tile, Some(Tile::DEFAULT));
+        assert_eq!(matmul.pipelines.len(), 4, "one per transpose");
+        assert!(matmul.wgsl.contains("const TM: u32 = 4u;"));
     }
 
     #[test]

@@ -101,6 +101,15 @@ impl Module {
         out
     }
 
+    /// The optional device features its kernels need (the union of their
+    /// [`Kernel::needs`]).
+    pub fn needs(self) -> wgpu::Features {
+        ALL_KERNELS
+            .iter()
+            .filter(|k| k.module == self)
+            .fold(wgpu::Features::empty(), |f, k| f | k.needs)
+    }
+
     /// The text every tile shape of this module is built from (what the autotune cache's
     /// fingerprint covers).
     pub fn tiled_sources() -> [&'static str; 3] {
