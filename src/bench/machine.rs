@@ -110,10 +110,9 @@ pub fn this_machine() -> Machine {
 }
 
 /// A page's machine: what a browser lets it know (its user agent and
-/// `navigator.hardwareConcurrency`); the CPU kernels run on one thread at the SIMD128 level.
+/// `navigator.hardwareConcurrency`); the CPU kernels run on one thread at the SIMD128 level,
+/// and the model, family, flags and caches of the CPU are not the page's to see.
 pub fn browser_machine(user_agent: &str, logical_cpus: usize) -> Machine {
-    let level = simd::level();
-    let c = simd::cache_sizes();
     Machine {
         cpu_model: "unknown (a browser does not say)".into(),
         cpu_family: None,
@@ -121,18 +120,9 @@ pub fn browser_machine(user_agent: &str, logical_cpus: usize) -> Machine {
         cpu_flags: Vec::new(),
         logical_cpus: logical_cpus.max(1),
         threads: 1,
-        simd_level: level.name().into(),
-        simd_levels: simd::available().iter().map(|l| l.name().into()).collect(),
-        caches: Caches {
-            l1d_bytes: c.l1d,
-            l2_bytes: c.l2,
-            l3_bytes: c.l3,
-            source: c.source.into(),
-        },
-        gemm_blocking: distill_kernels::gemm::blocking(level).to_string(),
         os: "web".into(),
-        arch: std::env::consts::ARCH.into(),
         browser: Some(user_agent.into()),
+        ..this_machine()
     }
 }
 
