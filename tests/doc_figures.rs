@@ -1,7 +1,7 @@
 //! The figures the docs quote against their records (docs/results/README.md).
 //!
-//! - Every row of the README's results tables names its record (the last column links it),
-//!   and every number in the row's figure cell is a figure of that record at the precision
+//! - Every row of the results tables (the README's, and docs/performance.md's figures of
+//!   earlier defaults) names its record (the last column links it), and every number in the row's figure cell is a figure of that record at the precision
 //!   written, in the unit written after it; the row's command is the record's, its date is
 //!   the record's, and it says the record's load conditions ("under load", "quiet", "load
 //!   unknown").
@@ -151,11 +151,16 @@ struct Row {
     record: PathBuf,
 }
 
-/// The rows of every table in the README's `## Results` section.
-fn results_rows(readme: &str) -> Result<Vec<Row>, String> {
+/// The results tables: the README's `## Results` section, and the figures measured with
+/// earlier defaults, kept in docs/performance.md (its record links relative to docs/).
+const RESULTS_DOCS: [(&str, &str); 2] = [("README.md", ""), ("docs/performance.md", "docs")];
+
+/// The rows of every table in the `## Results…` section of `readme` (named `label`), with
+/// record links relative to `base`.
+fn results_rows(readme: &str, label: &str, base: &str) -> Result<Vec<Row>, String> {
     let start = readme
         .find("\n## Results")
-        .ok_or("the README has no `## Results` section")?;
+        .ok_or(format!("{label} has no `## Results` section"))?;
     let body = &readme[start + 1..];
     let end = body[3..].find("\n## ").map_or(body.len(), |e| e + 3);
     let first_line = readme[..start + 1].lines().count() + 1;
@@ -168,7 +173,7 @@ fn results_rows(readme: &str) -> Result<Vec<Row>, String> {
         let cells: Vec<&str> = line.trim().trim_matches('|').split(" | ").collect();
         if cells.len() != 5 {
             return Err(format!(
-                "README line {line_no}: {} cells, expected what | figure | machine, date, load | command | record",
+                "{label} line {line_no}: {} cells, expected what | figure | machine, date, load | command | record",
                 cells.len()
             ));
         }
@@ -177,30 +182,30 @@ fn results_rows(readme: &str) -> Result<Vec<Row>, String> {
             .split("](")
             .nth(1)
             .and_then(|p| p.split(')').next())
-            .ok_or_else(|| format!("README line {line_no}: no record link in `{link}`"))?;
+            .ok_or_else(|| format!("{label} line {line_no}: no record link in `{link}`"))?;
         rows.push(Row {
             line: line_no,
             figure: cells[1].to_string(),
             machine: cells[2].to_string(),
             command: cells[3].trim().trim_matches('`').to_string(),
-            record: PathBuf::from(path),
+            record: Path::new(base).join(path),
         });
     }
     if rows.is_empty() {
-        return Err("the README's results section has no table rows".into());
+        return Err(format!("{label}'s results section has no table rows"));
     }
     Ok(rows)
 }
 
-/// Every problem of the README's results tables against their records.
-fn check_readme(readme: &str) -> Vec<String> {
-    let rows = match results_rows(readme) {
+/// Every problem of a document's results tables against their records.
+fn check_results(readme: &str, label: &str, base: &str) -> Vec<String> {
+    let rows = match results_rows(readme, label, base) {
         Ok(r) => r,
         Err(e) => return vec![e],
     };
     let mut problems = Vec::new();
     for row in rows {
-        let at = format!("README line {}", row.line);
+        let at = format!("{label} line {}", row.line);
         let rec = match Record::load(&root().join(&row.record)) {
             Ok(r) => r,
             Err(e) => {
@@ -454,7 +459,10 @@ fn bench_targets() -> Vec<String> {
 
 #[test]
 fn the_readme_results_match_their_records() {
-    let problems = check_readme(&read(&root().join("README.md")));
+    let mut problems = Vec::new();
+    for (doc, base) in RESULTS_DOCS {
+        problems.extend(check_results(&read(&root().join(doc)), doc, base));
+    }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
@@ -512,8 +520,13 @@ fn every_record_is_valid_quoted_and_its_command_still_works() {
 /// the README, a changed quoted figure, and commands that no longer work.
 #[test]
 fn the_checks_catch_drift() {
-    let readme = read(&root().join("README.md"));
-    assert!(check_readme(&readme).is_empty());
+    let docs: Vec<(&str, &str, String)> = RESULTS_DOCS
+        .iter()
+        .map(|&(doc, base)| (doc, base, read(&root().join(doc))))
+        .collect();
+    for (doc, base, text) in &docs {
+        assert!(check_results(text, doc, base).is_empty());
+    }
     for (from, to, want) in [
         (
             "**KD student 92.20 ± 0.17%",
@@ -539,8 +552,11 @@ fn the_checks_catch_drift() {
             "`under load`",
         ),
     ] {
-        assert!(readme.contains(from), "the README no longer has `{from}`");
-        let problems = check_readme(&readme.replacen(from, to, 1));
+        let (doc, base, text) = docs
+            .iter()
+            .find(|(_, _, text)| text.contains(from))
+            .unwrap_or_else(|| panic!("no results table has `{from}` any more"));
+        let problems = check_results(&text.replacen(from, to, 1), doc, base);
         assert!(
             problems.iter().any(|p| p.contains(want)),
             "changing `{from}` to `{to}` went unnoticed: {problems:?}"

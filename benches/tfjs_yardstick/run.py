@@ -9,10 +9,10 @@ never depends on it. Python 3 standard library only.
     python3 benches/tfjs_yardstick/run.py --backends webgpu,wasm --steps webgpu=2,wasm=3
 
 What it does: serves the repository over http.server on 127.0.0.1 (a free port), starts
-chromedriver, and for each backend opens a WebDriver session (W3C protocol, plain HTTP),
+chromedriver, and for each backend starts a fresh browser over WebDriver (W3C protocol, plain HTTP),
 loads benches/tfjs_yardstick/index.html?backend=...&steps=...&models=..., polls the page
 title until it reads "done" or "error" (bounded by --timeout), reads the JSON the page wrote
-into <pre id="result"> and closes the session. WebGPU runs on SwiftShader
+into <pre id="result"> and closes that browser. WebGPU runs on SwiftShader
 (--use-webgpu-adapter=swiftshader), the wasm backend single-threaded.
 
 Prints a table of images/second per backend and model, then one JSON object:
@@ -60,6 +60,8 @@ BACKENDS = ("webgpu", "wasm", "cpu", "distill-webgpu", "distill-cpu")
 DISTILL_PAGE = "web/index.html"
 MODELS = ("teacher", "student")
 POLL_SECONDS = 2.0
+# The W3C WebDriver endpoint that starts a browser; each one is addressed below it.
+NEW_BROWSER = "/session"
 
 
 def chromium_args(user_data_dir):
@@ -167,9 +169,9 @@ def parse_steps(text, backends):
 
 
 def run_backend(driver, chromium, backend, steps, models, port, timeout):
-    """One fresh browser session: load the page, wait for its result, close the session."""
+    """One fresh browser: load the page, wait for its result, close the browser."""
     user_data_dir = tempfile.mkdtemp(prefix="tfjs-yardstick-profile-")
-    session = browser_version = None
+    browser_id = browser_version = None
     started = time.monotonic()
     try:
         caps = {
@@ -179,8 +181,8 @@ def run_backend(driver, chromium, backend, steps, models, port, timeout):
             "goog:chromeOptions": {"binary": chromium, "args": chromium_args(user_data_dir)},
             "goog:loggingPrefs": {"browser": "ALL"},
         }
-        value = driver.call("POST", "/session", {"capabilities": {"alwaysMatch": caps}}, timeout=120)
-        session = value["sessionId"]
+        value = driver.call("POST", NEW_BROWSER, {"capabilities": {"alwaysMatch": caps}}, timeout=120)
+        browser_id = value["sessionId"]
         browser_version = value["capabilities"].get("browserVersion")
         distill = backend.startswith("distill-")
         if distill:
@@ -191,7 +193,7 @@ def run_backend(driver, chromium, backend, steps, models, port, timeout):
             query = urllib.parse.urlencode({"backend": backend, "steps": steps, "models": ",".join(models)})
             url = f"http://127.0.0.1:{port}/{PAGE}?{query}"
         log(f"{backend}: {url}")
-        driver.call("POST", f"/session/{session}/url", {"url": url}, timeout=180)
+        driver.call("POST", f"{NEW_BROWSER}/{browser_id}/url", {"url": url}, timeout=180)
         deadline = started + timeout
         title = last = None
         while True:
@@ -202,12 +204,12 @@ def run_backend(driver, chromium, backend, steps, models, port, timeout):
                 # The page yields between steps, but one step can keep it busy for a while,
                 # so a command may wait on it: give it what is left of the deadline.
                 if distill:
-                    phase = driver.call("POST", f"/session/{session}/execute/sync", {
+                    phase = driver.call("POST", f"{NEW_BROWSER}/{browser_id}/execute/sync", {
                         "script": "return window.distillState ? window.distillState.phase : null",
                         "args": []}, timeout=max(5.0, remaining))
                     title = {"benched": "done", "error": "error"}.get(phase, phase)
                 else:
-                    title = driver.call("GET", f"/session/{session}/title", timeout=max(5.0, remaining))
+                    title = driver.call("GET", f"{NEW_BROWSER}/{browser_id}/title", timeout=max(5.0, remaining))
             except WebDriverError as e:
                 if e.code not in ("timeout", "script timeout", "no answer"):
                     raise
@@ -219,35 +221,35 @@ def run_backend(driver, chromium, backend, steps, models, port, timeout):
                 break
             time.sleep(POLL_SECONDS)
         if distill:
-            result = distill_result(driver, session, title)
+            result = distill_result(driver, browser_id, title)
         else:
-            text = driver.call("POST", f"/session/{session}/execute/sync", {
+            text = driver.call("POST", f"{NEW_BROWSER}/{browser_id}/execute/sync", {
                 "script": "return document.getElementById('result').textContent", "args": []}, timeout=60)
             result = json.loads(text)
         result.setdefault("backend", backend)
         result["browser_version"] = browser_version
         if title == "error":
-            result["console"] = browser_console(driver, session)
+            result["console"] = browser_console(driver, browser_id)
         return result
     except (WebDriverError, TimeoutError, ValueError, KeyError) as e:
         result = {"ok": False, "backend": backend, "error": f"{type(e).__name__}: {e}",
                   "browser_version": browser_version}
-        if session:
-            result["console"] = browser_console(driver, session)
+        if browser_id:
+            result["console"] = browser_console(driver, browser_id)
         return result
     finally:
-        if session:
+        if browser_id:
             try:
-                driver.call("DELETE", f"/session/{session}", timeout=30)
+                driver.call("DELETE", f"{NEW_BROWSER}/{browser_id}", timeout=30)
             except WebDriverError as e:
-                log(f"{backend}: closing the session failed ({e}); chromedriver's exit will end it")
+                log(f"{backend}: closing the browser failed ({e}); chromedriver's exit will end it")
         shutil.rmtree(user_data_dir, ignore_errors=True)
         log(f"{backend}: finished in {time.monotonic() - started:.0f} s")
 
 
-def distill_result(driver, session, title):
+def distill_result(driver, browser_id, title):
     """distill's bench report from its page, as this script's rows."""
-    state = json.loads(driver.call("POST", f"/session/{session}/execute/sync", {
+    state = json.loads(driver.call("POST", f"{NEW_BROWSER}/{browser_id}/execute/sync", {
         "script": "return JSON.stringify(window.distillState)", "args": []}, timeout=60))
     if title == "error":
         return {"ok": False, "error": state.get("error"), "device": state.get("device")}
@@ -262,10 +264,10 @@ def distill_result(driver, session, title):
             "device": state.get("device"), "report": report}
 
 
-def browser_console(driver, session):
+def browser_console(driver, browser_id):
     """The browser's console messages (chromedriver's log extension), best effort."""
     try:
-        entries = driver.call("POST", f"/session/{session}/se/log", {"type": "browser"}, timeout=10)
+        entries = driver.call("POST", f"{NEW_BROWSER}/{browser_id}/se/log", {"type": "browser"}, timeout=10)
         return [f"{e.get('level')}: {e.get('message')}" for e in entries][-30:]
     except WebDriverError as e:
         return [f"(console unavailable: {e})"]

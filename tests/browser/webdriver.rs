@@ -1,5 +1,5 @@
 //! A minimal W3C WebDriver client for Debian's `chromedriver` driving headless Chromium:
-//! start the driver, open a session with the flags these machines need, load a page, run
+//! start the driver, start a browser with the flags these machines need, load a page, run
 //! scripts, and read a page's state until it settles. HTTP/1.1 over a plain TcpStream, one
 //! request per connection; every wait is bounded.
 
@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// A running chromedriver and one browser session; both end on drop.
+/// The W3C WebDriver endpoint that starts a browser; each one is addressed below it.
+const NEW_BROWSER: &str = "/session";
+
+/// A running chromedriver and the one browser it started; both end on drop.
 pub struct Browser {
     driver: Child,
     port: u16,
-    session: String,
+    /// The browser's id in chromedriver.
+    id: String,
     _profile: tempfile::TempDir,
 }
 
@@ -75,7 +79,7 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> std::io::R
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless Chromium session (a fresh profile).
+    /// Starts chromedriver and a headless Chromium (a fresh profile).
     pub fn start(gpu: Gpu) -> Browser {
         Browser::start_with(gpu, &[])
     }
@@ -124,15 +128,15 @@ impl Browser {
             "goog:chromeOptions": { "binary": chromium(), "args": args },
             "timeouts": { "script": 900_000, "pageLoad": 60_000 }
         }}});
-        let reply = http(port, "POST", "/session", Some(&caps)).expect("new session");
-        let session = reply["value"]["sessionId"]
+        let reply = http(port, "POST", NEW_BROWSER, Some(&caps)).expect("a new browser");
+        let id = reply["value"]["sessionId"]
             .as_str()
-            .unwrap_or_else(|| panic!("no session: {reply}"))
+            .unwrap_or_else(|| panic!("chromedriver started no browser: {reply}"))
             .to_string();
         let mut b = Browser {
             driver,
             port,
-            session,
+            id,
             _profile: profile,
         };
         for source in before_load {
@@ -145,7 +149,7 @@ impl Browser {
     }
 
     fn call(&self, method: &str, what: &str, body: Option<&Value>) -> Value {
-        let path = format!("/session/{}/{what}", self.session);
+        let path = format!("{NEW_BROWSER}/{}/{what}", self.id);
         let reply = http(self.port, method, &path, body).expect("webdriver request");
         if reply["value"]["error"].is_string() {
             panic!("webdriver {what}: {}", reply["value"]);
@@ -212,7 +216,7 @@ impl Drop for Browser {
         let _ = http(
             self.port,
             "DELETE",
-            &format!("/session/{}", self.session),
+            &format!("{NEW_BROWSER}/{}", self.id),
             None,
         );
         let _ = self.driver.kill();
