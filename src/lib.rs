@@ -38,7 +38,6 @@ pub mod calendar;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod ladder;
 pub mod model_file;
 pub mod nn;

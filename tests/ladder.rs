@@ -41,8 +41,8 @@ fn assert_correct(
     for c in &report.checks {
         match &c.outcome {
             CheckOutcome::Pass { shapes, .. } => assert!(*shapes >= 4, "{}", c.rung),
-            CheckOutcome::Fail(why) => panic!("{} is wrong: {why}", c.rung),
-            CheckOutcome::Unsupported(why) => assert!(
+            CheckOutcome::Fail { why } => panic!("{} is wrong: {why}", c.rung),
+            CheckOutcome::Unsupported { why } => assert!(
                 allowed_unsupported(&c.rung, why),
                 "{} reported unsupported on a device that supports it: {why}",
                 c.rung

@@ -6,12 +6,14 @@
 // power=..., train=N, test=N (image counts), epochs=E (every model), autorun=1 (open and
 // train at once), shaders=1 (open and compile every shader at once), bench=1 (open and
 // benchmark at once; quick=0 for the longer budget, batches=seed|software to override the
-// batch sizes chosen for the device, groups=train,infer,latency to run only some rows).
+// batch sizes chosen for the device, groups=train,infer,latency to run only some rows),
+// ladder=matmul|conv (open and run that kernel ladder at once; quick=0 for every timing
+// shape, check=1 to check without timing).
 // window.distillState holds what the page shows, for a test driver to read.
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const state = { phase: "loading", device: null, runs: {}, summary: null, shaders: null, bench: null, error: null };
+const state = { phase: "loading", device: null, runs: {}, summary: null, shaders: null, bench: null, ladder: null, error: null };
 window.distillState = state;
 
 function fail(message) {
@@ -80,6 +82,7 @@ async function openDevice() {
   $("device-info").textContent = text;
   $("run").disabled = false;
   $("bench").disabled = false;
+  $("ladder").disabled = false;
   $("shaders").disabled = d.backend !== "webgpu";
   state.phase = "open";
   $("status").textContent = "device open";
@@ -257,7 +260,59 @@ async function benchmark() {
   $("bench").disabled = false;
 }
 
+// A ladder report's checks, then its timings as one row per rung and one column per shape.
+function ladderHtml(report) {
+  let html = "<table><tr><th>rung</th><th>check</th></tr>";
+  for (const c of report.checks) {
+    const text = c.status === "pass"
+      ? `ok on ${c.shapes} shapes (worst error ${(100 * c.worst_error).toFixed(0)}% of its bound)`
+      : (c.status === "fail" ? "WRONG: " : "not supported here: ") + c.why;
+    html += `<tr><td>${c.rung}</td><td class="${c.status === "fail" ? "error" : ""}">${text}</td></tr>`;
+  }
+  html += "</table>";
+  if (report.timings.length === 0) return html;
+  const shapes = [...new Set(report.timings.map((t) => t.shape))];
+  const rungs = [...new Set(report.timings.map((t) => t.rung))];
+  html += "<p>GFLOP/s · × previous rung, same shape, same run:</p><table><tr><th>rung</th>";
+  for (const s of shapes) html += `<th>${s}</th>`;
+  html += "</tr>";
+  for (const r of rungs) {
+    html += `<tr><td>${r}</td>`;
+    for (const s of shapes) {
+      const t = report.timings.find((t) => t.rung === r && t.shape === s);
+      let cell = "";
+      if (t && t.gflops != null) {
+        cell = t.gflops < 1 ? t.gflops.toFixed(3) : t.gflops.toFixed(1);
+        if (t.speedup != null) cell += ` · ×${t.speedup.toFixed(2)}`;
+      } else if (t) cell = t.note || "";
+      html += `<td>${cell}</td>`;
+    }
+    html += "</tr>";
+  }
+  return html + "</table>";
+}
+
+async function runLadder() {
+  $("ladder").disabled = true;
+  const op = params.get("ladder") || $("ladder-op").value;
+  const lines = [];
+  $("ladder-log").textContent = "";
+  try {
+    const json = await wasm.run_ladder(engine, op, params.get("quick") !== "0", params.get("check") === "1",
+      (line) => { lines.push(line); $("ladder-log").textContent = lines.join("\n"); $("status").textContent = "ladder: " + line.trim(); });
+    const out = JSON.parse(json);
+    state.ladder = out.report;
+    $("ladder-report").innerHTML = `<p><b>${op} ladder on ${out.report.device}</b></p>` + ladderHtml(out.report);
+    state.phase = "laddered";
+    $("status").textContent = "ladder done";
+  } catch (e) {
+    fail("Ladder failed: " + (e.message || e));
+  }
+  $("ladder").disabled = false;
+}
+
 $("open").addEventListener("click", openDevice);
+$("ladder").addEventListener("click", runLadder);
 $("bench").addEventListener("click", benchmark);
 $("run").addEventListener("click", runAll);
 $("shaders").addEventListener("click", checkShaders);
@@ -265,10 +320,11 @@ $("shaders").addEventListener("click", checkShaders);
 (async () => {
   $("open").disabled = true;
   if (!(await loadEngine())) return;
-  if (params.get("autorun") === "1" || params.get("shaders") === "1" || params.get("bench") === "1") {
+  if (params.get("autorun") === "1" || params.get("shaders") === "1" || params.get("bench") === "1" || params.has("ladder")) {
     if (!(await openDevice())) return;
     if (params.get("shaders") === "1") await checkShaders();
     if (params.get("bench") === "1") await benchmark();
+    if (params.has("ladder")) await runLadder();
     if (params.get("autorun") === "1") await runAll();
   }
 })();

@@ -5,9 +5,8 @@ use distill_kernels::ladder::{conv_rungs, conv_weight_grad_rungs, ConvFn, Rung};
 use distill_kernels::simd::{self, SimdLevel};
 use distill_kernels::{conv, Conv2dShape};
 
-use super::measure::{seconds, LadderRung, Pass, Rig};
-use super::reference::{conv_forward_f64, conv_weight_grad_f64, Problem, Reference};
-use crate::Result;
+use super::measure::{seconds, LadderRung, Pass, Rig, Step};
+use super::reference::{conv_forward_f64, conv_weight_grad_f64, ConvProblem, Reference};
 
 #[allow(clippy::too_many_arguments)]
 const fn shape(
@@ -55,16 +54,16 @@ pub(crate) const PRESET_SHAPES: [Conv2dShape; 4] = [
     shape(128, 64, 14, 14, 128, (3, 3), (1, 1), (1, 1)),
 ];
 
-pub(crate) fn check_problems() -> Vec<Problem> {
+pub(crate) fn check_problems() -> Vec<ConvProblem> {
     CHECK_SHAPES
         .iter()
         .enumerate()
-        .map(|(i, s)| Problem::conv(*s, 300 + 3 * i as u64))
+        .map(|(i, s)| ConvProblem::new(*s, 300 + 3 * i as u64))
         .collect()
 }
 
 /// The presets' layers (`quick`: the student's two, at batch 32).
-pub(crate) fn time_problems(quick: bool) -> Vec<Problem> {
+pub(crate) fn time_problems(quick: bool) -> Vec<ConvProblem> {
     let shapes: Vec<Conv2dShape> = if quick {
         [PRESET_SHAPES[0], PRESET_SHAPES[2]]
             .map(|s| Conv2dShape { batch: 32, ..s })
@@ -75,17 +74,22 @@ pub(crate) fn time_problems(quick: bool) -> Vec<Problem> {
     shapes
         .into_iter()
         .enumerate()
-        .map(|(i, s)| Problem::conv(s, 400 + 3 * i as u64))
+        .map(|(i, s)| ConvProblem::new(s, 400 + 3 * i as u64))
         .collect()
 }
 
-pub(crate) fn conv_reference(p: &Problem, pass: Pass) -> Reference {
-    let Problem::Conv { shape, x, w, dy } = p else {
-        unreachable!("the conv ladder has conv problems only")
-    };
+pub(crate) fn conv_reference(p: &ConvProblem, pass: Pass) -> Reference {
     match pass {
-        Pass::Forward => conv_forward_f64(shape, x, w),
-        Pass::WeightGrad => conv_weight_grad_f64(shape, x, dy),
+        Pass::Forward => conv_forward_f64(&p.shape, &p.x, &p.w),
+        Pass::WeightGrad => conv_weight_grad_f64(&p.shape, &p.x, &p.dy),
+    }
+}
+
+/// The length of a pass's output: y (forward) or dW (weight gradient).
+fn output_len(p: &ConvProblem, pass: Pass) -> usize {
+    match pass {
+        Pass::Forward => p.shape.output_len(),
+        Pass::WeightGrad => p.shape.weight_len(),
     }
 }
 
@@ -96,19 +100,17 @@ struct CpuConv {
 }
 
 impl CpuConv {
-    /// The rung's operands and output length.
-    fn operands<'p>(&self, p: &'p Problem) -> (&'p Conv2dShape, &'p [f32], &'p [f32], usize) {
-        let Problem::Conv { shape, x, w, dy } = p else {
-            unreachable!("the conv ladder has conv problems only")
+    /// The forward pass reads x and w; the weight gradient x and dy.
+    fn run(&self, p: &ConvProblem, out: &mut [f32]) {
+        let second = match self.pass {
+            Pass::Forward => &p.w,
+            Pass::WeightGrad => &p.dy,
         };
-        match self.pass {
-            Pass::Forward => (shape, x, w, shape.output_len()),
-            Pass::WeightGrad => (shape, x, dy, shape.weight_len()),
-        }
+        (self.rung.run)(&p.shape, &p.x, second, out);
     }
 }
 
-impl LadderRung for CpuConv {
+impl LadderRung<ConvProblem> for CpuConv {
     fn name(&self) -> String {
         self.rung.name.to_string()
     }
@@ -121,23 +123,31 @@ impl LadderRung for CpuConv {
     fn unsupported(&self) -> Option<String> {
         (!self.rung.is_supported()).then(|| format!("this CPU lacks {}", self.rung.needs))
     }
-    fn compute(&mut self, p: &Problem) -> Result<Vec<f32>> {
-        let (s, x, k, len) = self.operands(p);
-        let mut out = vec![f32::NAN; len];
-        (self.rung.run)(s, x, k, &mut out);
-        Ok(out)
+    fn compute<'a>(&'a mut self, p: &'a ConvProblem) -> Step<'a, Vec<f32>> {
+        let mut out = vec![f32::NAN; output_len(p, self.pass)];
+        self.run(p, &mut out);
+        Box::pin(std::future::ready(Ok(out)))
     }
-    fn time(&mut self, p: &Problem, reps: usize) -> Result<f64> {
-        let (s, x, k, len) = self.operands(p);
-        let mut out = vec![0.0; len];
-        Ok(seconds(reps, || (self.rung.run)(s, x, k, &mut out)))
+    fn time<'a>(&'a mut self, p: &'a ConvProblem, reps: usize) -> Step<'a, f64> {
+        let mut out = vec![0.0; output_len(p, self.pass)];
+        let secs = seconds(reps, || self.run(p, &mut out));
+        Box::pin(std::future::ready(Ok(secs)))
     }
 }
 
 /// The production conv at one more SIMD level (checked only).
 struct ProductionAt(SimdLevel, Pass);
 
-impl LadderRung for ProductionAt {
+impl ProductionAt {
+    fn run(&self, p: &ConvProblem, out: &mut [f32]) {
+        match self.1 {
+            Pass::Forward => conv::conv2d_forward_at(self.0, &p.shape, &p.x, &p.w, None, out),
+            Pass::WeightGrad => conv::conv2d_backward_weight_at(self.0, &p.shape, &p.x, &p.dy, out),
+        }
+    }
+}
+
+impl LadderRung<ConvProblem> for ProductionAt {
     fn name(&self) -> String {
         match self.1 {
             Pass::Forward => format!("conv_production@{}", self.0),
@@ -150,31 +160,19 @@ impl LadderRung for ProductionAt {
     fn check_only(&self) -> bool {
         true
     }
-    fn compute(&mut self, p: &Problem) -> Result<Vec<f32>> {
-        let Problem::Conv { shape, x, w, dy } = p else {
-            unreachable!("the conv ladder has conv problems only")
-        };
-        Ok(match self.1 {
-            Pass::Forward => {
-                let mut y = vec![f32::NAN; shape.output_len()];
-                conv::conv2d_forward_at(self.0, shape, x, w, None, &mut y);
-                y
-            }
-            Pass::WeightGrad => {
-                let mut dw = vec![f32::NAN; shape.weight_len()];
-                conv::conv2d_backward_weight_at(self.0, shape, x, dy, &mut dw);
-                dw
-            }
-        })
+    fn compute<'a>(&'a mut self, p: &'a ConvProblem) -> Step<'a, Vec<f32>> {
+        let mut out = vec![f32::NAN; output_len(p, self.1)];
+        self.run(p, &mut out);
+        Box::pin(std::future::ready(Ok(out)))
     }
-    fn time(&mut self, p: &Problem, reps: usize) -> Result<f64> {
-        Ok(seconds(reps, || {
-            let _ = self.compute(p);
-        }))
+    fn time<'a>(&'a mut self, p: &'a ConvProblem, reps: usize) -> Step<'a, f64> {
+        let mut out = vec![0.0; output_len(p, self.1)];
+        let secs = seconds(reps, || self.run(p, &mut out));
+        Box::pin(std::future::ready(Ok(secs)))
     }
 }
 
-pub(crate) fn rig(quick: bool) -> Rig {
+pub(crate) fn rig(quick: bool) -> Rig<ConvProblem> {
     let forward = conv_rungs().into_iter().map(|rung| CpuConv {
         rung,
         pass: Pass::Forward,
@@ -185,19 +183,15 @@ pub(crate) fn rig(quick: bool) -> Rig {
     });
     let at_levels = simd::available().into_iter().flat_map(|l| {
         [
-            Box::new(ProductionAt(l, Pass::Forward)) as Box<dyn LadderRung>,
+            Box::new(ProductionAt(l, Pass::Forward)) as Box<dyn LadderRung<ConvProblem>>,
             Box::new(ProductionAt(l, Pass::WeightGrad)),
         ]
     });
     Rig {
-        device: format!(
-            "CPU ({}, {} threads)",
-            simd::level(),
-            rayon::current_num_threads()
-        ),
+        device: super::cpu_device_label(),
         rungs: forward
             .chain(wgrad)
-            .map(|r| Box::new(r) as Box<dyn LadderRung>)
+            .map(|r| Box::new(r) as Box<dyn LadderRung<ConvProblem>>)
             .chain(at_levels)
             .collect(),
         check_shapes: check_problems(),

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use distill_kernels::Conv2dShape;
 
 use super::conv_cpu::{check_problems, conv_reference, time_problems};
-use super::measure::{LadderRung, Pass, Rig};
-use super::reference::Problem;
+use super::measure::{LadderRung, Pass, Rig, Step};
+use super::reference::ConvProblem;
 use crate::backend::gpu::standalone::Standalone;
 use crate::backend::gpu::GpuBackend;
 use crate::backend::Backend;
 use crate::Result;
+use web_time::Instant;
 
 const DIRECT: (&str, &str) = (
     "conv2d_01_direct",
@@ -95,13 +96,11 @@ struct GpuConv {
 }
 
 impl GpuConv {
-    fn stage(&self, p: &Problem) -> Result<Staged> {
-        let Problem::Conv { shape: s, x, w, dy } = p else {
-            unreachable!("the conv ladder has conv problems only")
-        };
+    async fn stage(&self, p: &ConvProblem) -> Result<Staged> {
+        let ConvProblem { shape: s, x, w, dy } = p;
         let k = s.in_channels * s.kernel_h * s.kernel_w;
         let pix = s.out_h() * s.out_w();
-        let up = |v: &[f32]| self.dev.upload(bytemuck::cast_slice(v));
+        let dev = &self.dev;
         let needs_col = self.kind != Kind::Direct;
         let chunks = if self.kind == Kind::SplitK {
             s.batch.min(MAX_CHUNKS)
@@ -114,20 +113,20 @@ impl GpuConv {
         };
         Ok(Staged {
             s: *s,
-            x: up(x)?,
-            w: up(w)?,
-            dy: up(dy)?,
-            col: self
-                .dev
-                .zeroed(if needs_col { s.batch * k * pix * 4 } else { 4 } as u64)?,
-            out: self.dev.zeroed((out_len * 4) as u64)?,
-            partials: self.dev.zeroed((chunks * s.weight_len() * 4) as u64)?,
+            x: dev.upload(bytemuck::cast_slice(x)).await?,
+            w: dev.upload(bytemuck::cast_slice(w)).await?,
+            dy: dev.upload(bytemuck::cast_slice(dy)).await?,
+            col: dev
+                .zeroed(if needs_col { s.batch * k * pix * 4 } else { 4 } as u64)
+                .await?,
+            out: dev.zeroed((out_len * 4) as u64).await?,
+            partials: dev.zeroed((chunks * s.weight_len() * 4) as u64).await?,
             chunks,
         })
     }
 
     /// Runs one entry point of a rung file.
-    fn pass_of(
+    async fn pass_of(
         &self,
         file: (&str, &str),
         entry: &str,
@@ -138,13 +137,15 @@ impl GpuConv {
         let name = format!("{}:{entry}", file.0);
         let pipe = self
             .dev
-            .pipeline(&name, file.1, entry, wgpu::Features::empty())?;
+            .pipeline(&name, file.1, entry, wgpu::Features::empty())
+            .await?;
         self.dev
             .dispatch(&pipe, bytemuck::cast_slice(params), binds, groups, 1)
+            .await
     }
 
     /// One call of the rung: every pass it is made of.
-    fn call(&self, st: &Staged) -> Result<()> {
+    async fn call(&self, st: &Staged) -> Result<()> {
         let s = &st.s;
         let max = 65535;
         let k = s.in_channels * s.kernel_h * s.kernel_w;
@@ -155,20 +156,26 @@ impl GpuConv {
         if self.kind == Kind::Direct {
             let prm = st.params(1);
             return match self.pass {
-                Pass::Forward => self.pass_of(
-                    DIRECT,
-                    "forward",
-                    &prm,
-                    &[(1, &st.x), (2, &st.w), (5, &st.out)],
-                    flat_groups(s.output_len(), max),
-                ),
-                Pass::WeightGrad => self.pass_of(
-                    DIRECT,
-                    "weight_grad",
-                    &prm,
-                    &[(1, &st.x), (3, &st.dy), (6, &st.out)],
-                    flat_groups(s.weight_len(), max),
-                ),
+                Pass::Forward => {
+                    self.pass_of(
+                        DIRECT,
+                        "forward",
+                        &prm,
+                        &[(1, &st.x), (2, &st.w), (5, &st.out)],
+                        flat_groups(s.output_len(), max),
+                    )
+                    .await
+                }
+                Pass::WeightGrad => {
+                    self.pass_of(
+                        DIRECT,
+                        "weight_grad",
+                        &prm,
+                        &[(1, &st.x), (3, &st.dy), (6, &st.out)],
+                        flat_groups(s.weight_len(), max),
+                    )
+                    .await
+                }
             };
         }
         let prm = st.params(st.chunks);
@@ -179,22 +186,29 @@ impl GpuConv {
             &prm,
             &[(1, &st.x), (4, &st.col)],
             im2col_groups,
-        )?;
+        )
+        .await?;
         match (self.pass, self.kind) {
-            (Pass::Forward, _) => self.pass_of(
-                IM2COL,
-                "forward_gemm",
-                &prm,
-                &[(2, &st.w), (4, &st.col), (5, &st.out)],
-                tiles(s.out_channels, pix, s.batch),
-            ),
-            (Pass::WeightGrad, Kind::Im2colGemm) => self.pass_of(
-                IM2COL,
-                "weight_grad_gemm",
-                &prm,
-                &[(3, &st.dy), (4, &st.col), (6, &st.out)],
-                tiles(s.out_channels, k, 1),
-            ),
+            (Pass::Forward, _) => {
+                self.pass_of(
+                    IM2COL,
+                    "forward_gemm",
+                    &prm,
+                    &[(2, &st.w), (4, &st.col), (5, &st.out)],
+                    tiles(s.out_channels, pix, s.batch),
+                )
+                .await
+            }
+            (Pass::WeightGrad, Kind::Im2colGemm) => {
+                self.pass_of(
+                    IM2COL,
+                    "weight_grad_gemm",
+                    &prm,
+                    &[(3, &st.dy), (4, &st.col), (6, &st.out)],
+                    tiles(s.out_channels, k, 1),
+                )
+                .await
+            }
             (Pass::WeightGrad, _) => {
                 self.pass_of(
                     IM2COL,
@@ -202,7 +216,8 @@ impl GpuConv {
                     &prm,
                     &[(3, &st.dy), (4, &st.col), (6, &st.partials)],
                     tiles(s.out_channels, k, st.chunks),
-                )?;
+                )
+                .await?;
                 self.pass_of(
                     SPLIT_K,
                     "reduce",
@@ -210,12 +225,13 @@ impl GpuConv {
                     &[(4, &st.partials), (6, &st.out)],
                     flat_groups(s.weight_len(), max),
                 )
+                .await
             }
         }
     }
 }
 
-impl LadderRung for GpuConv {
+impl LadderRung<ConvProblem> for GpuConv {
     fn name(&self) -> String {
         let file = match self.kind {
             Kind::Direct => DIRECT.0,
@@ -233,66 +249,64 @@ impl LadderRung for GpuConv {
     fn naive(&self) -> bool {
         self.kind == Kind::Direct
     }
-    fn compute(&mut self, p: &Problem) -> Result<Vec<f32>> {
-        let st = self.stage(p)?;
-        self.call(&st)?;
-        let len = match self.pass {
-            Pass::Forward => st.s.output_len(),
-            Pass::WeightGrad => st.s.weight_len(),
-        };
-        let raw = self.dev.read(&st.out, (len * 4) as u64)?;
-        Ok(bytemuck::cast_slice(&raw).to_vec())
+    fn compute<'a>(&'a mut self, p: &'a ConvProblem) -> Step<'a, Vec<f32>> {
+        Box::pin(async move {
+            let st = self.stage(p).await?;
+            self.call(&st).await?;
+            let len = match self.pass {
+                Pass::Forward => st.s.output_len(),
+                Pass::WeightGrad => st.s.weight_len(),
+            };
+            let raw = self.dev.read(&st.out, (len * 4) as u64).await?;
+            Ok(bytemuck::cast_slice(&raw).to_vec())
+        })
     }
-    fn time(&mut self, p: &Problem, reps: usize) -> Result<f64> {
-        let st = self.stage(p)?;
-        self.call(&st)?; // compiles, and waits for the uploads below
-        self.dev.wait()?;
-        let start = std::time::Instant::now();
-        for _ in 0..reps {
-            self.call(&st)?;
-        }
-        self.dev.wait()?;
-        Ok(start.elapsed().as_secs_f64())
+    fn time<'a>(&'a mut self, p: &'a ConvProblem, reps: usize) -> Step<'a, f64> {
+        Box::pin(async move {
+            let st = self.stage(p).await?;
+            self.call(&st).await?; // compiles, and waits for the uploads below
+            self.dev.finished().await?;
+            let start = Instant::now();
+            for _ in 0..reps {
+                self.call(&st).await?;
+            }
+            self.dev.finished().await?;
+            Ok(start.elapsed().as_secs_f64())
+        })
     }
 }
 
 /// The production conv2d kernels through the engine's GPU backend.
 struct GpuProduction {
     pass: Pass,
-    index: usize,
-    backend: Option<Arc<GpuBackend>>,
+    backend: Arc<GpuBackend>,
 }
 
 impl GpuProduction {
     /// Uploads the operands, runs `reps` calls and returns the output and their seconds.
-    fn run(&mut self, p: &Problem, reps: usize) -> Result<(Vec<f32>, f64)> {
-        let Problem::Conv { shape: s, x, w, dy } = p else {
-            unreachable!("the conv ladder has conv problems only")
-        };
-        if self.backend.is_none() {
-            self.backend = Some(GpuBackend::open_index(self.index)?);
-        }
-        let be = self.backend.clone().expect("opened above");
+    async fn run(&self, p: &ConvProblem, reps: usize) -> Result<(Vec<f32>, f64)> {
+        let ConvProblem { shape: s, x, w, dy } = p;
+        let be = &self.backend;
         let (x, w, dy) = (be.upload_f32(x)?, be.upload_f32(w)?, be.upload_f32(dy)?);
         let out = be.zeros(match self.pass {
             Pass::Forward => s.output_len(),
             Pass::WeightGrad => s.weight_len(),
         })?;
-        be.finish()?;
-        let start = std::time::Instant::now();
+        be.finished().await?;
+        let start = Instant::now();
         for _ in 0..reps {
             match self.pass {
                 Pass::Forward => be.conv2d_forward(s, &x, &w, None, &out)?,
                 Pass::WeightGrad => be.conv2d_backward_weight(s, &x, &dy, &out)?,
             }
         }
-        be.finish()?;
+        be.finished().await?;
         let secs = start.elapsed().as_secs_f64();
-        Ok((be.download_f32(&out)?, secs))
+        Ok((be.read_f32(&out).await?, secs))
     }
 }
 
-impl LadderRung for GpuProduction {
+impl LadderRung<ConvProblem> for GpuProduction {
     fn name(&self) -> String {
         match self.pass {
             Pass::Forward => "conv2d_production".into(),
@@ -302,29 +316,28 @@ impl LadderRung for GpuProduction {
     fn pass(&self) -> Pass {
         self.pass
     }
-    fn compute(&mut self, p: &Problem) -> Result<Vec<f32>> {
-        Ok(self.run(p, 1)?.0)
+    fn compute<'a>(&'a mut self, p: &'a ConvProblem) -> Step<'a, Vec<f32>> {
+        Box::pin(async move { Ok(self.run(p, 1).await?.0) })
     }
-    fn time(&mut self, p: &Problem, reps: usize) -> Result<f64> {
-        Ok(self.run(p, reps)?.1)
+    fn time<'a>(&'a mut self, p: &'a ConvProblem, reps: usize) -> Step<'a, f64> {
+        Box::pin(async move { Ok(self.run(p, reps).await?.1) })
     }
 }
 
-pub(crate) fn rig(index: Option<usize>, quick: bool) -> Result<Rig> {
-    let dev = Arc::new(Standalone::open(index)?);
+/// The ladder on `dev`, its production rungs on `engine` (a backend on the same adapter).
+pub(crate) fn rig(dev: Arc<Standalone>, engine: Arc<GpuBackend>, quick: bool) -> Rig<ConvProblem> {
     let conv = |kind, pass| {
         Box::new(GpuConv {
             kind,
             pass,
             dev: dev.clone(),
-        }) as Box<dyn LadderRung>
+        }) as Box<dyn LadderRung<ConvProblem>>
     };
     let production = |pass| {
         Box::new(GpuProduction {
             pass,
-            index: dev.index(),
-            backend: None,
-        }) as Box<dyn LadderRung>
+            backend: engine.clone(),
+        }) as Box<dyn LadderRung<ConvProblem>>
     };
     let rungs = vec![
         conv(Kind::Direct, Pass::Forward),
@@ -341,14 +354,14 @@ pub(crate) fn rig(index: Option<usize>, quick: bool) -> Result<Rig> {
     } else {
         (time_problems(quick), 30.0)
     };
-    Ok(Rig {
+    Rig {
         device: format!("gpu:{} {}", dev.index(), dev.label()),
         rungs,
         check_shapes: check_problems(),
         time_shapes,
         call_budget_s: budget,
         reference: conv_reference,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -371,16 +384,17 @@ mod tests {
     #[test]
     fn every_rung_times_a_batch_of_calls() {
         crate::ladder::quiet_vulkan_in_tests();
-        let mut s = match rig(None, true) {
+        let (dev, engine) = match crate::ladder::open_gpu(None) {
             Ok(s) => s,
             Err(e) if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
                 panic!("DISTILL_REQUIRE_GPU=1 but no adapter opened: {e}")
             }
             Err(_) => return,
         };
-        let p = Problem::conv(CHECK_SHAPES[2], 9);
+        let mut s = rig(dev, engine, true);
+        let p = ConvProblem::new(CHECK_SHAPES[2], 9);
         for rung in s.rungs.iter_mut() {
-            let secs = rung.time(&p, 3).unwrap();
+            let secs = pollster::block_on(rung.time(&p, 3)).unwrap();
             assert!(secs.is_finite() && secs > 0.0, "{}", rung.name());
         }
     }

@@ -4,9 +4,8 @@
 use distill_kernels::ladder::{gemm_production_at, gemm_rungs, GemmFn, Rung};
 use distill_kernels::simd::{self, SimdLevel};
 
-use super::measure::{seconds, LadderRung, Pass, Rig};
-use super::reference::{matmul_f64, Problem, Reference};
-use crate::Result;
+use super::measure::{seconds, LadderRung, Pass, Rig, Step};
+use super::reference::{matmul_f64, MatmulProblem, Reference};
 
 /// Sizes that are not multiples of any tile (MR 6/14, NR 16/32, blocks 64…), plus the
 /// degenerate 1×1×1; m×k·k×n.
@@ -21,16 +20,16 @@ pub(crate) const PRESET_SHAPES: [(usize, usize, usize); 4] = [
     (128, 6272, 1000), // teacher fc1
 ];
 
-pub(crate) fn check_problems() -> Vec<Problem> {
+pub(crate) fn check_problems() -> Vec<MatmulProblem> {
     CHECK_SHAPES
         .iter()
         .enumerate()
-        .map(|(i, &(m, k, n))| Problem::matmul(m, k, n, 100 + 2 * i as u64))
+        .map(|(i, &(m, k, n))| MatmulProblem::new(m, k, n, 100 + 2 * i as u64))
         .collect()
 }
 
 /// The presets' shapes and squares; `quick`: the presets' two small shapes and squares to 512.
-pub(crate) fn time_problems(quick: bool, squares: &[usize]) -> Vec<Problem> {
+pub(crate) fn time_problems(quick: bool, squares: &[usize]) -> Vec<MatmulProblem> {
     let seeds = if quick {
         &PRESET_SHAPES[..2]
     } else {
@@ -46,15 +45,12 @@ pub(crate) fn time_problems(quick: bool, squares: &[usize]) -> Vec<Problem> {
         .copied()
         .chain(squares.iter().map(|&s| (s, s, s)))
         .enumerate()
-        .map(|(i, (m, k, n))| Problem::matmul(m, k, n, 200 + 2 * i as u64))
+        .map(|(i, (m, k, n))| MatmulProblem::new(m, k, n, 200 + 2 * i as u64))
         .collect()
 }
 
-pub(crate) fn matmul_reference(p: &Problem, _pass: Pass) -> Reference {
-    match p {
-        Problem::Matmul { m, k, n, a, b } => matmul_f64(*m, *k, *n, a, b),
-        Problem::Conv { .. } => unreachable!("the matmul ladder has matmul problems only"),
-    }
+pub(crate) fn matmul_reference(p: &MatmulProblem, _pass: Pass) -> Reference {
+    matmul_f64(p.m, p.k, p.n, &p.a, &p.b)
 }
 
 /// A rung of the kernels crate's registry.
@@ -62,18 +58,23 @@ struct CpuGemm {
     rung: Rung<GemmFn>,
 }
 
+impl CpuGemm {
+    fn product(&self, p: &MatmulProblem, c: &mut [f32]) {
+        (self.rung.run)(p.m, p.k, p.n, &p.a, &p.b, c);
+    }
+}
+
 /// The production GEMM at one more SIMD level (checked only: the registry's top rung is
 /// timed at the default level).
 struct ProductionAt(SimdLevel);
 
-fn operands(p: &Problem) -> (usize, usize, usize, &[f32], &[f32]) {
-    match p {
-        Problem::Matmul { m, k, n, a, b } => (*m, *k, *n, a, b),
-        Problem::Conv { .. } => unreachable!("the matmul ladder has matmul problems only"),
+impl ProductionAt {
+    fn product(&self, p: &MatmulProblem, c: &mut [f32]) {
+        gemm_production_at(self.0, p.m, p.k, p.n, &p.a, &p.b, c);
     }
 }
 
-impl LadderRung for CpuGemm {
+impl LadderRung<MatmulProblem> for CpuGemm {
     fn name(&self) -> String {
         self.rung.name.to_string()
     }
@@ -83,55 +84,47 @@ impl LadderRung for CpuGemm {
     fn unsupported(&self) -> Option<String> {
         (!self.rung.is_supported()).then(|| format!("this CPU lacks {}", self.rung.needs))
     }
-    fn compute(&mut self, p: &Problem) -> Result<Vec<f32>> {
-        let (m, k, n, a, b) = operands(p);
-        let mut c = vec![f32::NAN; m * n];
-        (self.rung.run)(m, k, n, a, b, &mut c);
-        Ok(c)
+    fn compute<'a>(&'a mut self, p: &'a MatmulProblem) -> Step<'a, Vec<f32>> {
+        let mut c = vec![f32::NAN; p.m * p.n];
+        self.product(p, &mut c);
+        Box::pin(std::future::ready(Ok(c)))
     }
-    fn time(&mut self, p: &Problem, reps: usize) -> Result<f64> {
-        let (m, k, n, a, b) = operands(p);
-        let mut c = vec![0.0; m * n];
-        Ok(seconds(reps, || (self.rung.run)(m, k, n, a, b, &mut c)))
+    fn time<'a>(&'a mut self, p: &'a MatmulProblem, reps: usize) -> Step<'a, f64> {
+        let mut c = vec![0.0; p.m * p.n];
+        let secs = seconds(reps, || self.product(p, &mut c));
+        Box::pin(std::future::ready(Ok(secs)))
     }
 }
 
-impl LadderRung for ProductionAt {
+impl LadderRung<MatmulProblem> for ProductionAt {
     fn name(&self) -> String {
         format!("gemm_production@{}", self.0)
     }
     fn check_only(&self) -> bool {
         true
     }
-    fn compute(&mut self, p: &Problem) -> Result<Vec<f32>> {
-        let (m, k, n, a, b) = operands(p);
-        let mut c = vec![f32::NAN; m * n];
-        gemm_production_at(self.0, m, k, n, a, b, &mut c);
-        Ok(c)
+    fn compute<'a>(&'a mut self, p: &'a MatmulProblem) -> Step<'a, Vec<f32>> {
+        let mut c = vec![f32::NAN; p.m * p.n];
+        self.product(p, &mut c);
+        Box::pin(std::future::ready(Ok(c)))
     }
-    fn time(&mut self, p: &Problem, reps: usize) -> Result<f64> {
-        let (m, k, n, a, b) = operands(p);
-        let mut c = vec![0.0; m * n];
-        Ok(seconds(reps, || {
-            gemm_production_at(self.0, m, k, n, a, b, &mut c)
-        }))
+    fn time<'a>(&'a mut self, p: &'a MatmulProblem, reps: usize) -> Step<'a, f64> {
+        let mut c = vec![0.0; p.m * p.n];
+        let secs = seconds(reps, || self.product(p, &mut c));
+        Box::pin(std::future::ready(Ok(secs)))
     }
 }
 
-pub(crate) fn rig(quick: bool) -> Rig {
-    let mut rungs: Vec<Box<dyn LadderRung>> = gemm_rungs()
+pub(crate) fn rig(quick: bool) -> Rig<MatmulProblem> {
+    let mut rungs: Vec<Box<dyn LadderRung<MatmulProblem>>> = gemm_rungs()
         .into_iter()
-        .map(|rung| Box::new(CpuGemm { rung }) as Box<dyn LadderRung>)
+        .map(|rung| Box::new(CpuGemm { rung }) as Box<dyn LadderRung<MatmulProblem>>)
         .collect();
     for level in simd::available() {
         rungs.push(Box::new(ProductionAt(level)));
     }
     Rig {
-        device: format!(
-            "CPU ({}, {} threads)",
-            simd::level(),
-            rayon::current_num_threads()
-        ),
+        device: super::cpu_device_label(),
         rungs,
         check_shapes: check_problems(),
         time_shapes: time_problems(quick, &[256, 512, 1024, 2048, 4096]),

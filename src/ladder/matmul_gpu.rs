@@ -7,12 +7,13 @@
 use std::sync::Arc;
 
 use super::matmul_cpu::{check_problems, matmul_reference, time_problems, PRESET_SHAPES};
-use super::measure::{LadderRung, Rig};
-use super::reference::Problem;
+use super::measure::{LadderRung, Rig, Step};
+use super::reference::MatmulProblem;
 use crate::backend::gpu::standalone::Standalone;
 use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, GemmBias, GemmShape, Trans};
 use crate::Result;
+use web_time::Instant;
 
 /// How a rung reads its operands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,13 +88,6 @@ const RUNGS: [WgslRung; 10] = [
     ),
 ];
 
-fn operands(p: &Problem) -> (usize, usize, usize, &[f32], &[f32]) {
-    match p {
-        Problem::Matmul { m, k, n, a, b } => (*m, *k, *n, a, b),
-        Problem::Conv { .. } => unreachable!("the matmul ladder has matmul problems only"),
-    }
-}
-
 /// `rows×cols` row-major `src` widened to `rows×width` with zeros.
 fn pad_cols(src: &[f32], rows: usize, cols: usize, width: usize) -> Vec<f32> {
     let mut out = vec![0.0; rows * width];
@@ -120,8 +114,9 @@ struct GpuMatmul {
 }
 
 impl GpuMatmul {
-    fn stage(&self, p: &Problem) -> Result<Staged> {
-        let (m, k, n, a, b) = operands(p);
+    async fn stage(&self, p: &MatmulProblem) -> Result<Staged> {
+        let MatmulProblem { m, k, n, a, b } = p;
+        let (m, k, n) = (*m, *k, *n);
         let (kp, np) = match self.def.layout {
             Layout::F32 => (k, n),
             Layout::Vec4 | Layout::Vec4F16 => (k.next_multiple_of(4), n.next_multiple_of(4)),
@@ -143,30 +138,33 @@ impl GpuMatmul {
         };
         let dim = |g: usize| u32::try_from(g).unwrap_or(u32::MAX);
         Ok(Staged {
-            a: self.dev.upload(&bytes(&a))?,
-            b: self.dev.upload(&bytes(&b))?,
-            c: self.dev.zeroed((m * np * 4) as u64)?,
+            a: self.dev.upload(&bytes(&a)).await?,
+            b: self.dev.upload(&bytes(&b)).await?,
+            c: self.dev.zeroed((m * np * 4) as u64).await?,
             params: [m as u32, np as u32, kp as u32, 0],
             groups: (dim(groups.0), dim(groups.1), 1),
             ldc: np,
         })
     }
 
-    fn dispatch(&self, s: &Staged, reps: u32) -> Result<()> {
+    async fn dispatch(&self, s: &Staged, reps: u32) -> Result<()> {
         let pipe = self
             .dev
-            .pipeline(self.def.name, self.def.source, "main", self.def.needs)?;
-        self.dev.dispatch(
-            &pipe,
-            bytemuck::cast_slice(&s.params),
-            &[(1, &s.a), (2, &s.b), (3, &s.c)],
-            s.groups,
-            reps,
-        )
+            .pipeline(self.def.name, self.def.source, "main", self.def.needs)
+            .await?;
+        self.dev
+            .dispatch(
+                &pipe,
+                bytemuck::cast_slice(&s.params),
+                &[(1, &s.a), (2, &s.b), (3, &s.c)],
+                s.groups,
+                reps,
+            )
+            .await
     }
 }
 
-impl LadderRung for GpuMatmul {
+impl LadderRung<MatmulProblem> for GpuMatmul {
     fn name(&self) -> String {
         self.def.name.to_string()
     }
@@ -178,7 +176,10 @@ impl LadderRung for GpuMatmul {
     }
     fn unsupported(&self) -> Option<String> {
         if !self.dev.has(self.def.needs) {
-            return Some(format!("the adapter lacks {:?}", self.def.needs));
+            return Some(format!(
+                "the adapter lacks {}",
+                crate::backend::gpu::context::feature_words(self.def.needs)
+            ));
         }
         let sg = self.dev.subgroup_max_size();
         if self.def.needs.contains(wgpu::Features::SUBGROUP) && sg > 64 {
@@ -188,91 +189,88 @@ impl LadderRung for GpuMatmul {
         }
         None
     }
-    fn compute(&mut self, p: &Problem) -> Result<Vec<f32>> {
-        let (m, _, n, _, _) = operands(p);
-        let s = self.stage(p)?;
-        self.dispatch(&s, 1)?;
-        let raw = self.dev.read(&s.c, (m * s.ldc * 4) as u64)?;
-        let c: &[f32] = bytemuck::cast_slice(&raw);
-        Ok((0..m)
-            .flat_map(|i| c[i * s.ldc..i * s.ldc + n].iter().copied())
-            .collect())
+    fn compute<'a>(&'a mut self, p: &'a MatmulProblem) -> Step<'a, Vec<f32>> {
+        Box::pin(async move {
+            let (m, n) = (p.m, p.n);
+            let s = self.stage(p).await?;
+            self.dispatch(&s, 1).await?;
+            let raw = self.dev.read(&s.c, (m * s.ldc * 4) as u64).await?;
+            let c: &[f32] = bytemuck::cast_slice(&raw);
+            Ok((0..m)
+                .flat_map(|i| c[i * s.ldc..i * s.ldc + n].iter().copied())
+                .collect())
+        })
     }
-    fn time(&mut self, p: &Problem, reps: usize) -> Result<f64> {
-        let s = self.stage(p)?;
-        self.dispatch(&s, 1)?; // compiles, and waits for the uploads below
-        self.dev.wait()?;
-        let start = std::time::Instant::now();
-        self.dispatch(&s, reps as u32)?;
-        self.dev.wait()?;
-        Ok(start.elapsed().as_secs_f64())
+    fn time<'a>(&'a mut self, p: &'a MatmulProblem, reps: usize) -> Step<'a, f64> {
+        Box::pin(async move {
+            let s = self.stage(p).await?;
+            self.dispatch(&s, 1).await?; // compiles, and waits for the uploads below
+            self.dev.finished().await?;
+            let start = Instant::now();
+            self.dispatch(&s, reps as u32).await?;
+            self.dev.finished().await?;
+            Ok(start.elapsed().as_secs_f64())
+        })
     }
 }
 
 /// The production kernel (`shaders/matmul.wgsl`) through the engine's GPU backend.
 struct GpuProduction {
-    index: usize,
-    backend: Option<Arc<GpuBackend>>,
+    backend: Arc<GpuBackend>,
 }
 
 impl GpuProduction {
-    fn backend(&mut self) -> Result<Arc<GpuBackend>> {
-        if self.backend.is_none() {
-            self.backend = Some(GpuBackend::open_index(self.index)?);
-        }
-        Ok(self.backend.clone().expect("opened above"))
-    }
-
     /// Uploads the operands, runs `reps` GEMMs and returns C and the seconds they took.
-    fn run(&mut self, p: &Problem, reps: usize) -> Result<(Vec<f32>, f64)> {
-        let (m, k, n, a, b) = operands(p);
-        let be = self.backend()?;
+    async fn run(&self, p: &MatmulProblem, reps: usize) -> Result<(Vec<f32>, f64)> {
+        let MatmulProblem { m, k, n, a, b } = p;
+        let be = &self.backend;
         let (a, b, c) = (be.upload_f32(a)?, be.upload_f32(b)?, be.zeros(m * n)?);
         let shape = GemmShape {
             ta: Trans::N,
             tb: Trans::N,
-            m,
-            n,
-            k,
+            m: *m,
+            n: *n,
+            k: *k,
         };
-        be.finish()?;
-        let start = std::time::Instant::now();
+        be.finished().await?;
+        let start = Instant::now();
         for _ in 0..reps {
             be.gemm(shape, &a, &b, &c, GemmBias::None, false, false)?;
         }
-        be.finish()?;
+        be.finished().await?;
         let secs = start.elapsed().as_secs_f64();
-        Ok((be.download_f32(&c)?, secs))
+        Ok((be.read_f32(&c).await?, secs))
     }
 }
 
-impl LadderRung for GpuProduction {
+impl LadderRung<MatmulProblem> for GpuProduction {
     fn name(&self) -> String {
         "matmul_production".into()
     }
-    fn compute(&mut self, p: &Problem) -> Result<Vec<f32>> {
-        Ok(self.run(p, 1)?.0)
+    fn compute<'a>(&'a mut self, p: &'a MatmulProblem) -> Step<'a, Vec<f32>> {
+        Box::pin(async move { Ok(self.run(p, 1).await?.0) })
     }
-    fn time(&mut self, p: &Problem, reps: usize) -> Result<f64> {
-        Ok(self.run(p, reps)?.1)
+    fn time<'a>(&'a mut self, p: &'a MatmulProblem, reps: usize) -> Step<'a, f64> {
+        Box::pin(async move { Ok(self.run(p, reps).await?.1) })
     }
 }
 
-pub(crate) fn rig(index: Option<usize>, quick: bool) -> Result<Rig> {
-    let dev = Arc::new(Standalone::open(index)?);
-    let mut rungs: Vec<Box<dyn LadderRung>> = RUNGS
+/// The ladder on `dev`, its top rung on `engine` (a backend on the same adapter).
+pub(crate) fn rig(
+    dev: Arc<Standalone>,
+    engine: Arc<GpuBackend>,
+    quick: bool,
+) -> Rig<MatmulProblem> {
+    let mut rungs: Vec<Box<dyn LadderRung<MatmulProblem>>> = RUNGS
         .iter()
         .map(|&def| {
             Box::new(GpuMatmul {
                 def,
                 dev: dev.clone(),
-            }) as Box<dyn LadderRung>
+            }) as Box<dyn LadderRung<MatmulProblem>>
         })
         .collect();
-    rungs.push(Box::new(GpuProduction {
-        index: dev.index(),
-        backend: None,
-    }));
+    rungs.push(Box::new(GpuProduction { backend: engine }));
     // A software adapter runs these on the CPU through Vulkan emulation: time small shapes.
     let (time_shapes, budget) = if dev.is_software() {
         let mut p = time_problems(true, &[256, 512]);
@@ -282,14 +280,14 @@ pub(crate) fn rig(index: Option<usize>, quick: bool) -> Result<Rig> {
         (time_problems(quick, &[256, 512, 1024, 2048, 4096]), 30.0)
     };
     debug_assert!(PRESET_SHAPES.len() >= 2);
-    Ok(Rig {
+    Rig {
         device: format!("gpu:{} {}", dev.index(), dev.label()),
         rungs,
         check_shapes: check_problems(),
         time_shapes,
         call_budget_s: budget,
         reference: matmul_reference,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -312,16 +310,17 @@ mod tests {
     #[test]
     fn every_rung_times_a_batch_of_calls() {
         crate::ladder::quiet_vulkan_in_tests();
-        let mut s = match rig(None, true) {
+        let (dev, engine) = match crate::ladder::open_gpu(None) {
             Ok(s) => s,
             Err(e) if std::env::var("DISTILL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
                 panic!("DISTILL_REQUIRE_GPU=1 but no adapter opened: {e}")
             }
             Err(_) => return,
         };
-        let p = Problem::matmul(17, 33, 9, 7);
+        let mut s = rig(dev, engine, true);
+        let p = MatmulProblem::new(17, 33, 9, 7);
         for rung in s.rungs.iter_mut().filter(|r| r.unsupported().is_none()) {
-            let secs = rung.time(&p, 3).unwrap();
+            let secs = pollster::block_on(rung.time(&p, 3)).unwrap();
             assert!(secs.is_finite() && secs > 0.0, "{}", rung.name());
         }
     }

@@ -5,12 +5,22 @@
 //! repeated until a target time is reached and the fastest repetition counts. Before a shape
 //! is timed, its time is predicted from the rung's best rate so far; past the budget (2 s for
 //! naive rungs) the shape is skipped and the row says so.
+//!
+//! A rung's `compute` and `time` are futures: a GPU rung in a browser can only learn that its
+//! work is done by yielding to the page. Natively the ladder drives the same futures with
+//! `pollster`, and a CPU rung's future is ready when first polled.
 
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+
+use web_time::Instant;
 
 use super::reference::{Problem, Reference};
 use super::report::{CheckOutcome, CheckRow, TimingRow};
 use crate::Result;
+
+/// What a rung's `compute` or `time` returns: its result, once the device has it.
+pub(crate) type Step<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + 'a>>;
 
 /// What a rung computes from a [`Problem`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,8 +31,8 @@ pub(crate) enum Pass {
     WeightGrad,
 }
 
-/// One rung as the driver sees it.
-pub(crate) trait LadderRung {
+/// One rung as the driver sees it; `P` is its ladder's problem type.
+pub(crate) trait LadderRung<P> {
     fn name(&self) -> String;
     fn pass(&self) -> Pass {
         Pass::Forward
@@ -44,32 +54,35 @@ pub(crate) trait LadderRung {
         false
     }
     /// The rung's output for `p`.
-    fn compute(&mut self, p: &Problem) -> Result<Vec<f32>>;
+    fn compute<'a>(&'a mut self, p: &'a P) -> Step<'a, Vec<f32>>;
     /// Seconds taken by `reps` back-to-back calls (set-up excluded).
-    fn time(&mut self, p: &Problem, reps: usize) -> Result<f64>;
+    fn time<'a>(&'a mut self, p: &'a P, reps: usize) -> Step<'a, f64>;
 }
 
 /// A ladder ready to run: its rungs and the shapes they are checked and timed at.
-pub(crate) struct Rig {
+pub(crate) struct Rig<P> {
     pub device: String,
-    pub rungs: Vec<Box<dyn LadderRung>>,
-    pub check_shapes: Vec<Problem>,
-    pub time_shapes: Vec<Problem>,
+    pub rungs: Vec<Box<dyn LadderRung<P>>>,
+    pub check_shapes: Vec<P>,
+    pub time_shapes: Vec<P>,
     /// Most seconds one call of a non-naive rung may take before a shape is skipped.
     pub call_budget_s: f64,
     /// The f64 reference of one pass of a problem.
-    pub reference: fn(&Problem, Pass) -> Reference,
+    pub reference: fn(&P, Pass) -> Reference,
 }
 
 /// Most seconds one call of a naive rung may take.
 const NAIVE_BUDGET_S: f64 = 2.0;
 
-pub(crate) fn check_all(s: &mut Rig, log: &mut dyn FnMut(&str)) -> Vec<CheckRow> {
+pub(crate) async fn check_all<P: Problem>(
+    s: &mut Rig<P>,
+    log: &mut dyn FnMut(&str),
+) -> Vec<CheckRow> {
     let mut rows = Vec::new();
     for rung in s.rungs.iter_mut() {
         let outcome = match rung.unsupported() {
-            Some(why) => CheckOutcome::Unsupported(why),
-            None => check_rung(rung.as_mut(), &s.check_shapes, s.reference),
+            Some(why) => CheckOutcome::Unsupported { why },
+            None => check_rung(rung.as_mut(), &s.check_shapes, s.reference).await,
         };
         log(&format!("  check {}: {outcome}", rung.name()));
         rows.push(CheckRow {
@@ -80,10 +93,10 @@ pub(crate) fn check_all(s: &mut Rig, log: &mut dyn FnMut(&str)) -> Vec<CheckRow>
     rows
 }
 
-fn check_rung(
-    rung: &mut dyn LadderRung,
-    shapes: &[Problem],
-    reference: fn(&Problem, Pass) -> Reference,
+async fn check_rung<P: Problem>(
+    rung: &mut dyn LadderRung<P>,
+    shapes: &[P],
+    reference: fn(&P, Pass) -> Reference,
 ) -> CheckOutcome {
     let mut worst = 0.0f64;
     for p in shapes {
@@ -92,13 +105,21 @@ fn check_rung(
         } else {
             p.clone()
         };
-        let got = match rung.compute(&p) {
+        let got = match rung.compute(&p).await {
             Ok(v) => v,
-            Err(e) => return CheckOutcome::Fail(format!("{}: {e}", p.label())),
+            Err(e) => {
+                return CheckOutcome::Fail {
+                    why: format!("{}: {e}", p.label()),
+                }
+            }
         };
         match reference(&p, rung.pass()).compare(&got) {
             Ok(w) => worst = worst.max(w),
-            Err(e) => return CheckOutcome::Fail(format!("{}: {e}", p.label())),
+            Err(e) => {
+                return CheckOutcome::Fail {
+                    why: format!("{}: {e}", p.label()),
+                }
+            }
         }
     }
     CheckOutcome::Pass {
@@ -107,14 +128,14 @@ fn check_rung(
     }
 }
 
-pub(crate) fn time_all(
-    s: &mut Rig,
+pub(crate) async fn time_all<P: Problem>(
+    s: &mut Rig<P>,
     checks: &[CheckRow],
     peak_gflops: Option<f64>,
     quick: bool,
     log: &mut dyn FnMut(&str),
 ) -> Vec<TimingRow> {
-    let mut shapes: Vec<&Problem> = s.time_shapes.iter().collect();
+    let mut shapes: Vec<&P> = s.time_shapes.iter().collect();
     shapes.sort_by(|a, b| a.flops().total_cmp(&b.flops()));
     let timed: Vec<usize> = (0..s.rungs.len())
         .filter(|&i| {
@@ -150,7 +171,7 @@ pub(crate) fn time_all(
             cells[t].push(row);
         }
         let active_rungs: Vec<usize> = active.iter().map(|&t| timed[t]).collect();
-        let results = round_robin(&mut s.rungs, &active_rungs, p, quick);
+        let results = round_robin(&mut s.rungs, &active_rungs, p, quick).await;
         for (&t, result) in active.iter().zip(results) {
             let row = cells[t].last_mut().expect("pushed above");
             match result {
@@ -186,10 +207,10 @@ pub(crate) fn time_all(
 /// rung in turn, so a quiet spell on a shared machine benefits every rung alike. The first
 /// round sizes each rung's batch (about 10 ms); calls over a second run in the first round
 /// only. Rounds go on for at least 2 and until the shape's time target is spent.
-fn round_robin(
-    rungs: &mut [Box<dyn LadderRung>],
+async fn round_robin<P: Problem>(
+    rungs: &mut [Box<dyn LadderRung<P>>],
     which: &[usize],
-    p: &Problem,
+    p: &P,
     quick: bool,
 ) -> Vec<Result<f64>> {
     let target = if quick { 0.2 } else { 2.0 };
@@ -202,7 +223,7 @@ fn round_robin(
             if failed[a].is_some() || (round > 0 && best[a] > 1.0) {
                 continue;
             }
-            match rungs[ri].time(p, reps[a]) {
+            match rungs[ri].time(p, reps[a]).await {
                 Ok(t) => {
                     let per_call = (t / reps[a] as f64).max(1e-9);
                     best[a] = best[a].min(per_call);
@@ -254,6 +275,8 @@ pub(crate) fn seconds(reps: usize, mut f: impl FnMut()) -> f64 {
 mod tests {
     use super::*;
     use crate::ladder::matmul_cpu::{check_problems, matmul_reference};
+    use crate::ladder::reference::MatmulProblem;
+    use pollster::block_on;
 
     /// A correct GEMM, or one that drops the last depth (a classic tile-edge bug).
     struct Toy {
@@ -261,14 +284,9 @@ mod tests {
         drop_last_depth: bool,
     }
 
-    impl LadderRung for Toy {
-        fn name(&self) -> String {
-            self.name.into()
-        }
-        fn compute(&mut self, p: &Problem) -> Result<Vec<f32>> {
-            let Problem::Matmul { m, k, n, a, b } = p else {
-                unreachable!()
-            };
+    impl Toy {
+        fn product(&self, p: &MatmulProblem) -> Vec<f32> {
+            let MatmulProblem { m, k, n, a, b } = p;
             let depth = if self.drop_last_depth { k - 1 } else { *k };
             let mut c = vec![0.0; m * n];
             for i in 0..*m {
@@ -276,21 +294,35 @@ mod tests {
                     c[i * n + j] = (0..depth).map(|q| a[i * k + q] * b[q * n + j]).sum();
                 }
             }
-            Ok(c)
-        }
-        fn time(&mut self, p: &Problem, reps: usize) -> Result<f64> {
-            Ok(seconds(reps, || {
-                self.compute(p).unwrap();
-            }))
+            c
         }
     }
 
-    fn rig(rungs: Vec<Box<dyn LadderRung>>) -> Rig {
+    impl LadderRung<MatmulProblem> for Toy {
+        fn name(&self) -> String {
+            self.name.into()
+        }
+        fn compute<'a>(&'a mut self, p: &'a MatmulProblem) -> Step<'a, Vec<f32>> {
+            Box::pin(async move { Ok(self.product(p)) })
+        }
+        fn time<'a>(&'a mut self, p: &'a MatmulProblem, reps: usize) -> Step<'a, f64> {
+            Box::pin(async move {
+                Ok(seconds(reps, || {
+                    self.product(p);
+                }))
+            })
+        }
+    }
+
+    fn rig(rungs: Vec<Box<dyn LadderRung<MatmulProblem>>>) -> Rig<MatmulProblem> {
         Rig {
             device: "toy".into(),
             rungs,
             check_shapes: check_problems(),
-            time_shapes: vec![Problem::matmul(8, 8, 8, 1), Problem::matmul(16, 16, 16, 3)],
+            time_shapes: vec![
+                MatmulProblem::new(8, 8, 8, 1),
+                MatmulProblem::new(16, 16, 16, 3),
+            ],
             call_budget_s: 10.0,
             reference: matmul_reference,
         }
@@ -312,16 +344,16 @@ mod tests {
                 drop_last_depth: false,
             }),
         ]);
-        let checks = check_all(&mut s, &mut |_| {});
+        let checks = block_on(check_all(&mut s, &mut |_| {}));
         assert!(matches!(
             checks[0].outcome,
             CheckOutcome::Pass { shapes: 4, .. }
         ));
-        let CheckOutcome::Fail(why) = &checks[1].outcome else {
+        let CheckOutcome::Fail { why } = &checks[1].outcome else {
             panic!("the bad rung passed: {:?}", checks[1]);
         };
         assert!(why.starts_with("1×1·1×1"), "{why}");
-        let rows = time_all(&mut s, &checks, Some(1.0), true, &mut |_| {});
+        let rows = block_on(time_all(&mut s, &checks, Some(1.0), true, &mut |_| {}));
         assert!(rows.iter().all(|r| r.rung != "bad"));
         assert_eq!(rows.len(), 4);
         for r in &rows {
@@ -343,8 +375,8 @@ mod tests {
             drop_last_depth: false,
         })]);
         s.call_budget_s = 1e-12;
-        let checks = check_all(&mut s, &mut |_| {});
-        let rows = time_all(&mut s, &checks, None, true, &mut |_| {});
+        let checks = block_on(check_all(&mut s, &mut |_| {}));
+        let rows = block_on(time_all(&mut s, &checks, None, true, &mut |_| {}));
         // The cheapest shape is always timed (nothing to predict from); the next is skipped.
         assert!(rows[0].gflops.is_some());
         assert!(rows[1].gflops.is_none());

@@ -21,12 +21,19 @@ mod measure;
 mod reference;
 mod report;
 
+use std::sync::Arc;
+
+use crate::backend::gpu::standalone::Standalone;
+use crate::backend::gpu::GpuBackend;
 use crate::{Error, Result};
+use measure::Rig;
+use reference::Problem;
 
 pub use report::{CheckOutcome, CheckRow, LadderReport, TimingRow};
 
 /// Which ladder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LadderOp {
     Matmul,
     Conv,
@@ -85,9 +92,55 @@ impl Default for LadderOptions {
     }
 }
 
+/// A GPU opened for the ladder: a device for the rung shaders (with the study features the
+/// adapter offers) and an engine backend on the same adapter for the production rungs.
+pub struct LadderGpu {
+    dev: Arc<Standalone>,
+    engine: Arc<GpuBackend>,
+}
+
+impl LadderGpu {
+    /// Adapter `index` as `distill devices` numbers them, or the best one.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(index: Option<usize>) -> Result<LadderGpu> {
+        let dev = Arc::new(Standalone::open(index)?);
+        let engine = GpuBackend::open_index(dev.index())?;
+        Ok(LadderGpu { dev, engine })
+    }
+
+    /// Two adapters of the same GPU (a browser's adapter makes only one device): `study`
+    /// for the rung shaders, `engine` for the production rungs, which open with the default
+    /// tiles. `index` names the GPU in the report.
+    pub async fn open_async(
+        study: wgpu::Adapter,
+        engine: wgpu::Adapter,
+        index: usize,
+    ) -> Result<LadderGpu> {
+        let dev = Arc::new(Standalone::open_async(study, index).await?);
+        let engine =
+            GpuBackend::open_async(engine, &crate::backend::gpu::TilePolicy::Defaults).await?;
+        Ok(LadderGpu { dev, engine })
+    }
+}
+
 /// Checks every rung of the ladder `opts` names on odd shapes, then (unless `check_only`)
 /// times the rungs that passed. `log` receives a line per step as it happens.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run(opts: &LadderOptions, log: &mut dyn FnMut(&str)) -> Result<LadderReport> {
+    let gpu = match opts.target {
+        LadderTarget::Gpu(index) => Some(LadderGpu::open(index)?),
+        LadderTarget::Cpu => None,
+    };
+    pollster::block_on(run_async(opts, gpu, log))
+}
+
+/// [`run`] as a future, on `gpu` when `opts.target` is a GPU: the page's way (a browser
+/// learns that GPU work is done only by yielding), which native code drives with `pollster`.
+pub async fn run_async(
+    opts: &LadderOptions,
+    gpu: Option<LadderGpu>,
+    log: &mut dyn FnMut(&str),
+) -> Result<LadderReport> {
     if let Some(p) = opts.peak_gflops {
         if !(p.is_finite() && p > 0.0) {
             return Err(Error::InvalidArgument(format!(
@@ -95,23 +148,44 @@ pub fn run(opts: &LadderOptions, log: &mut dyn FnMut(&str)) -> Result<LadderRepo
             )));
         }
     }
-    let mut rig = match (opts.op, opts.target) {
-        (LadderOp::Matmul, LadderTarget::Cpu) => matmul_cpu::rig(opts.quick),
-        (LadderOp::Matmul, LadderTarget::Gpu(i)) => matmul_gpu::rig(i, opts.quick)?,
-        (LadderOp::Conv, LadderTarget::Cpu) => conv_cpu::rig(opts.quick),
-        (LadderOp::Conv, LadderTarget::Gpu(i)) => conv_gpu::rig(i, opts.quick)?,
+    let gpu = match (opts.target, gpu) {
+        (LadderTarget::Cpu, _) => None,
+        (LadderTarget::Gpu(_), Some(g)) => Some(g),
+        (LadderTarget::Gpu(_), None) => {
+            return Err(Error::InvalidArgument(
+                "ladder: a GPU ladder needs an opened GPU (LadderGpu)".into(),
+            ))
+        }
     };
+    match (opts.op, gpu) {
+        (LadderOp::Matmul, None) => drive(opts, matmul_cpu::rig(opts.quick), log).await,
+        (LadderOp::Conv, None) => drive(opts, conv_cpu::rig(opts.quick), log).await,
+        (LadderOp::Matmul, Some(g)) => {
+            drive(opts, matmul_gpu::rig(g.dev, g.engine, opts.quick), log).await
+        }
+        (LadderOp::Conv, Some(g)) => {
+            drive(opts, conv_gpu::rig(g.dev, g.engine, opts.quick), log).await
+        }
+    }
+}
+
+/// Checks, then times, the rungs of one rig.
+async fn drive<P: Problem>(
+    opts: &LadderOptions,
+    mut rig: Rig<P>,
+    log: &mut dyn FnMut(&str),
+) -> Result<LadderReport> {
     log(&format!(
         "{} ladder on {}: checking {} rungs",
         opts.op.name(),
         rig.device,
         rig.rungs.len()
     ));
-    let checks = measure::check_all(&mut rig, log);
+    let checks = measure::check_all(&mut rig, log).await;
     let timings = if opts.check_only {
         Vec::new()
     } else {
-        measure::time_all(&mut rig, &checks, opts.peak_gflops, opts.quick, log)
+        measure::time_all(&mut rig, &checks, opts.peak_gflops, opts.quick, log).await
     };
     Ok(LadderReport {
         op: opts.op,
@@ -120,6 +194,23 @@ pub fn run(opts: &LadderOptions, log: &mut dyn FnMut(&str)) -> Result<LadderRepo
         checks,
         timings,
     })
+}
+
+/// How the CPU ladders name their device: the SIMD level and the threads the rungs may use.
+fn cpu_device_label() -> String {
+    let threads = rayon::current_num_threads();
+    let plural = if threads == 1 { "" } else { "s" };
+    format!(
+        "CPU ({}, {threads} thread{plural})",
+        distill_kernels::simd::level()
+    )
+}
+
+/// [`LadderGpu::open`]'s parts, for the rung modules' tests.
+#[cfg(test)]
+pub(crate) fn open_gpu(index: Option<usize>) -> Result<(Arc<Standalone>, Arc<GpuBackend>)> {
+    let g = LadderGpu::open(index)?;
+    Ok((g.dev, g.engine))
 }
 
 /// Unit tests that open a GPU adapter call this first. Mesa's Vulkan drivers print "error:

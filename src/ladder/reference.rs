@@ -3,25 +3,36 @@
 use distill_kernels::rng::Rng;
 use distill_kernels::Conv2dShape;
 
-/// One problem a rung solves.
+/// What every ladder's problems have in common: a label, a cost and an f16-rounded copy.
+/// Each ladder has its own problem type ([`MatmulProblem`], [`ConvProblem`]), so a rung can
+/// only ever be handed a problem of its own ladder.
+pub(crate) trait Problem: Clone {
+    /// How the problem is named in the report.
+    fn label(&self) -> String;
+    /// Floating-point operations of one call (2 per multiply-add).
+    fn flops(&self) -> f64;
+    /// The same problem with every operand rounded to f16 (for rungs that store f16).
+    fn rounded_to_f16(&self) -> Self;
+}
+
+/// `C[m×n] = A[m×k]·B[k×n]`, row-major.
 #[derive(Clone, Debug)]
-pub(crate) enum Problem {
-    /// `C[m×n] = A[m×k]·B[k×n]`, row-major.
-    Matmul {
-        m: usize,
-        k: usize,
-        n: usize,
-        a: Vec<f32>,
-        b: Vec<f32>,
-    },
-    /// A conv2d pass over input `x` and weights `w` (NCHW, `[out, in, kh, kw]`). `dy` is the
-    /// output gradient, used by the weight-gradient rungs.
-    Conv {
-        shape: Conv2dShape,
-        x: Vec<f32>,
-        w: Vec<f32>,
-        dy: Vec<f32>,
-    },
+pub(crate) struct MatmulProblem {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+/// A conv2d pass over input `x` and weights `w` (NCHW, `[out, in, kh, kw]`). `dy` is the
+/// output gradient, used by the weight-gradient rungs.
+#[derive(Clone, Debug)]
+pub(crate) struct ConvProblem {
+    pub shape: Conv2dShape,
+    pub x: Vec<f32>,
+    pub w: Vec<f32>,
+    pub dy: Vec<f32>,
 }
 
 /// Uniform values in [-1, 1) from a seed.
@@ -30,9 +41,13 @@ pub(crate) fn random(len: usize, seed: u64) -> Vec<f32> {
     (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
 }
 
-impl Problem {
-    pub fn matmul(m: usize, k: usize, n: usize, seed: u64) -> Problem {
-        Problem::Matmul {
+fn rounded_to_f16(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+}
+
+impl MatmulProblem {
+    pub fn new(m: usize, k: usize, n: usize, seed: u64) -> MatmulProblem {
+        MatmulProblem {
             m,
             k,
             n,
@@ -40,62 +55,63 @@ impl Problem {
             b: random(k * n, seed + 1),
         }
     }
+}
 
-    pub fn conv(shape: Conv2dShape, seed: u64) -> Problem {
-        Problem::Conv {
+impl Problem for MatmulProblem {
+    /// `m×k·k×n`.
+    fn label(&self) -> String {
+        let MatmulProblem { m, k, n, .. } = self;
+        format!("{m}×{k}·{k}×{n}")
+    }
+    fn flops(&self) -> f64 {
+        2.0 * (self.m as f64) * (self.k as f64) * (self.n as f64)
+    }
+    fn rounded_to_f16(&self) -> MatmulProblem {
+        MatmulProblem {
+            a: rounded_to_f16(&self.a),
+            b: rounded_to_f16(&self.b),
+            ..*self
+        }
+    }
+}
+
+impl ConvProblem {
+    pub fn new(shape: Conv2dShape, seed: u64) -> ConvProblem {
+        ConvProblem {
             shape,
             x: random(shape.input_len(), seed),
             w: random(shape.weight_len(), seed + 1),
             dy: random(shape.output_len(), seed + 2),
         }
     }
+}
 
-    /// `m×k·k×n` or the conv's geometry.
-    pub fn label(&self) -> String {
-        match self {
-            Problem::Matmul { m, k, n, .. } => format!("{m}×{k}·{k}×{n}"),
-            Problem::Conv { shape: s, .. } => format!(
-                "{}×{}×{}×{} → {}, {}×{} s{} p{}",
-                s.batch,
-                s.in_channels,
-                s.in_h,
-                s.in_w,
-                s.out_channels,
-                s.kernel_h,
-                s.kernel_w,
-                s.stride_h,
-                s.pad_h
-            ),
-        }
+impl Problem for ConvProblem {
+    /// The conv's geometry.
+    fn label(&self) -> String {
+        let s = &self.shape;
+        format!(
+            "{}×{}×{}×{} → {}, {}×{} s{} p{}",
+            s.batch,
+            s.in_channels,
+            s.in_h,
+            s.in_w,
+            s.out_channels,
+            s.kernel_h,
+            s.kernel_w,
+            s.stride_h,
+            s.pad_h
+        )
     }
-
-    /// Floating-point operations of one call (2 per multiply-add).
-    pub fn flops(&self) -> f64 {
-        match self {
-            Problem::Matmul { m, k, n, .. } => 2.0 * (*m as f64) * (*k as f64) * (*n as f64),
-            Problem::Conv { shape, .. } => shape.flops(),
-        }
+    fn flops(&self) -> f64 {
+        self.shape.flops()
     }
-
-    /// The same problem with every operand rounded to f16 (for rungs that store f16).
-    pub fn rounded_to_f16(&self) -> Problem {
-        let r = |v: &[f32]| -> Vec<f32> {
-            v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
-        };
-        match self {
-            Problem::Matmul { m, k, n, a, b } => Problem::Matmul {
-                m: *m,
-                k: *k,
-                n: *n,
-                a: r(a),
-                b: r(b),
-            },
-            Problem::Conv { shape, x, w, dy } => Problem::Conv {
-                shape: *shape,
-                x: r(x),
-                w: r(w),
-                dy: r(dy),
-            },
+    fn rounded_to_f16(&self) -> ConvProblem {
+        ConvProblem {
+            shape: self.shape,
+            x: rounded_to_f16(&self.x),
+            w: rounded_to_f16(&self.w),
+            dy: rounded_to_f16(&self.dy),
         }
     }
 }

@@ -2,18 +2,21 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 use super::LadderOp;
 
 /// The result of checking one rung.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum CheckOutcome {
     /// Within the error bound on every check shape; `worst_error` is the largest error as a
     /// fraction of its bound (≤ 1).
     Pass { shapes: usize, worst_error: f64 },
     /// Wrong on some shape (or failed to run): the shape and what went wrong. Not timed.
-    Fail(String),
+    Fail { why: String },
     /// Cannot run here (a CPU or adapter feature it needs); not a failure.
-    Unsupported(String),
+    Unsupported { why: String },
 }
 
 impl fmt::Display for CheckOutcome {
@@ -27,20 +30,22 @@ impl fmt::Display for CheckOutcome {
                 "ok on {shapes} shapes (worst error {:.0}% of its bound)",
                 worst_error * 100.0
             ),
-            CheckOutcome::Fail(why) => write!(f, "WRONG: {why}"),
-            CheckOutcome::Unsupported(why) => write!(f, "not supported here: {why}"),
+            CheckOutcome::Fail { why } => write!(f, "WRONG: {why}"),
+            CheckOutcome::Unsupported { why } => write!(f, "not supported here: {why}"),
         }
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CheckRow {
     pub rung: String,
+    /// As JSON, the outcome's fields sit beside `rung`: `{rung, status, …}`.
+    #[serde(flatten)]
     pub outcome: CheckOutcome,
 }
 
 /// One rung timed at one shape.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TimingRow {
     pub rung: String,
     pub shape: String,
@@ -75,8 +80,8 @@ impl TimingRow {
     }
 }
 
-/// Everything [`run`](super::run) found.
-#[derive(Clone, Debug)]
+/// Everything [`run_async`](super::run_async) found.
+#[derive(Clone, Debug, Serialize)]
 pub struct LadderReport {
     pub op: LadderOp,
     /// The device the rungs ran on.
@@ -93,7 +98,7 @@ impl LadderReport {
     pub fn failures(&self) -> Vec<&CheckRow> {
         self.checks
             .iter()
-            .filter(|c| matches!(c.outcome, CheckOutcome::Fail(_)))
+            .filter(|c| matches!(c.outcome, CheckOutcome::Fail { .. }))
             .collect()
     }
 
@@ -176,7 +181,9 @@ mod tests {
                 },
                 CheckRow {
                     rung: "b".into(),
-                    outcome: CheckOutcome::Fail("1×1·1×1: output 0".into()),
+                    outcome: CheckOutcome::Fail {
+                        why: "1×1·1×1: output 0".into(),
+                    },
                 },
             ],
             timings: vec![

@@ -7,11 +7,13 @@
 //! - [`train`]: train a model from labels or distil it from a teacher, with progress;
 //!   its metrics and its checkpoint as the safetensors file the native build writes;
 //! - [`shaders`]: every shipped WGSL module through the browser's compiler;
-//! - [`bench`]: `distill bench`'s training rows on the page's device, as its JSON report.
+//! - [`bench`]: `distill bench`'s training rows on the page's device, as its JSON report;
+//! - [`ladder`]: the kernel-study ladder, checked then timed on the page's device.
 
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod ladder;
 pub mod shaders;
 pub mod train;
 

@@ -329,3 +329,81 @@ fn the_pages_bench_report_validates_and_compares_with_a_native_report() {
     assert!(line.ratio(1).unwrap() > 0.0);
     assert!(cmp.markdown().contains("teacher train b128"));
 }
+
+/// The kernel-study ladders in the page, on WebGPU: every rung is checked against the f64
+/// reference, then the ones that passed are timed; a rung whose feature SwiftShader lacks is
+/// named unsupported, with the feature, never dropped.
+#[test]
+fn the_pages_ladders_check_then_time_every_rung_on_webgpu() {
+    let Some(base) = page() else { return };
+    for (op, prefix, production) in [
+        ("matmul", "matmul_", vec!["matmul_production"]),
+        (
+            "conv",
+            "conv2d_",
+            vec!["conv2d_production", "conv2d_production (dW)"],
+        ),
+    ] {
+        let browser = Browser::start(Gpu::SwiftShader);
+        browser.open(&format!("{base}/web/index.html?device=webgpu&ladder={op}"));
+        let state = browser.wait_for_state(&["laddered"], Duration::from_secs(900));
+        assert_eq!(state["phase"], "laddered", "page state: {state}");
+        let report = &state["ladder"];
+        eprintln!("{op} ladder in the page: {report}");
+        let checks = report["checks"].as_array().unwrap();
+        // Every rung file of shaders/ladder/ (the conv files hold a forward and a weight-
+        // gradient rung, but the split-K file only the latter), then the production kernel.
+        let files: Vec<String> = std::fs::read_dir(root().join("shaders/ladder"))
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .replace(".wgsl", "")
+            })
+            .filter(|name| name.starts_with(prefix))
+            .collect();
+        for f in &files {
+            assert!(
+                checks
+                    .iter()
+                    .any(|c| c["rung"].as_str().unwrap().starts_with(f.as_str())),
+                "{f} is missing from {checks:?}"
+            );
+        }
+        for p in &production {
+            assert!(checks.iter().any(|c| c["rung"] == *p), "{p}: {checks:?}");
+        }
+        let adapter = &state["device"]["adapter"];
+        for c in checks {
+            let rung = c["rung"].as_str().unwrap();
+            let lacks = (rung.contains("subgroup") && adapter["subgroup"] == false)
+                || (rung.contains("f16") && adapter["shader_f16"] == false);
+            match c["status"].as_str().unwrap() {
+                "pass" => assert!(!lacks, "{rung} passed without its feature"),
+                "unsupported" => {
+                    assert!(lacks, "{rung} unsupported: {c}");
+                    assert!(c["why"].as_str().unwrap().contains("lacks"), "{c}");
+                }
+                _ => panic!("{rung} is wrong in the browser: {c}"),
+            }
+        }
+        // Each rung that passed has timing rows; its first (cheapest) shape has a rate, and
+        // every later row has one or says why not.
+        let timings = report["timings"].as_array().unwrap();
+        for c in checks.iter().filter(|c| c["status"] == "pass") {
+            let rows: Vec<&Value> = timings.iter().filter(|t| t["rung"] == c["rung"]).collect();
+            assert!(!rows.is_empty(), "{} was not timed", c["rung"]);
+            assert!(
+                rows[0]["gflops"].as_f64().is_some_and(|g| g > 0.0),
+                "{rows:?}"
+            );
+            for t in rows {
+                assert!(
+                    t["gflops"].as_f64().is_some() || t["note"].is_string(),
+                    "{t}"
+                );
+            }
+        }
+    }
+}

@@ -272,12 +272,6 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    /// [`Context::open_async`] waited for on this thread.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn open_with(adapter: &wgpu::Adapter, extra: wgpu::Features) -> Result<Context> {
-        pollster::block_on(Self::open_async(adapter, extra))
-    }
-
     /// Opens `adapter` with the optional features we use and `extra` features too, where the
     /// adapter has them (the ladder's subgroup and f16 rungs).
     pub async fn open_async(adapter: &wgpu::Adapter, extra: wgpu::Features) -> Result<Context> {
@@ -362,6 +356,26 @@ pub(crate) fn scoped<T>(
         let _ = (device, filter);
         (f(), None)
     }
+}
+
+/// Optional device features in the words WebGPU uses for them (`subgroups, shader-f16`).
+pub(crate) fn feature_words(features: wgpu::Features) -> String {
+    let named = [
+        (wgpu::Features::SUBGROUP, "subgroups"),
+        (wgpu::Features::SHADER_F16, "shader-f16"),
+        (wgpu::Features::SHADER_F64, "shader-f64"),
+        (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
+    ];
+    let mut words: Vec<String> = named
+        .iter()
+        .filter(|(f, _)| features.contains(*f))
+        .map(|(_, w)| w.to_string())
+        .collect();
+    let rest = named.iter().fold(features, |left, (f, _)| left - *f);
+    if !rest.is_empty() {
+        words.push(format!("{rest:?}"));
+    }
+    words.join(", ")
 }
 
 /// A wgpu error as ours, naming the device.

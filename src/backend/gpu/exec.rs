@@ -323,10 +323,10 @@ impl Exec {
         }
         if !self.supports(kernel) {
             return Err(Error::Device(format!(
-                "{}: {} needs device features {:?} this device lacks",
+                "{}: {} needs device features this device lacks: {}",
                 self.ctx.label,
                 kernel.name,
-                kernel.needs - self.ctx.features
+                super::context::feature_words(kernel.needs - self.ctx.features)
             )));
         }
         let full_profile = st.profiler.as_ref().is_some_and(Profiler::is_full);
@@ -388,6 +388,13 @@ impl Exec {
                     self.ctx.label
                 ))
             })?;
+        self.ctx.check()
+    }
+
+    /// Resolves when all submitted work has finished (natively a device poll; in a browser
+    /// the queue's promise).
+    pub async fn finished(&self) -> Result<()> {
+        super::readback::work_done(&self.ctx.device, &self.ctx.queue, &self.ctx.label).await?;
         self.ctx.check()
     }
 

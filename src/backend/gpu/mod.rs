@@ -31,7 +31,6 @@ mod pool;
 mod profiler;
 mod readback;
 pub mod shader_check;
-#[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod standalone;
 mod table;
 pub mod tiles;

@@ -10,32 +10,54 @@ use std::task::{Context as TaskContext, Poll, Waker};
 
 use crate::{Error, Result};
 
-/// What the map callback leaves for the future: its outcome, and whom to wake.
-#[derive(Default)]
-struct Slot {
-    outcome: Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+/// What a wgpu callback leaves for the future awaiting it: its outcome, and whom to wake.
+struct Slot<T> {
+    outcome: Option<T>,
     waker: Option<Waker>,
 }
 
-/// Resolves when the map callback of one `map_async` has run.
-struct Mapped {
-    slot: Arc<Mutex<Slot>>,
+/// Resolves when a wgpu callback (a buffer mapping, the queue's work done) has run.
+struct Called<T> {
+    slot: Arc<Mutex<Slot<T>>>,
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     device: wgpu::Device,
 }
 
-impl Future for Mapped {
-    type Output = std::result::Result<(), String>;
+impl<T: Send + 'static> Called<T> {
+    /// The future, and the function the callback calls with its outcome.
+    fn new(device: &wgpu::Device) -> (Called<T>, impl FnOnce(T) + Send + 'static) {
+        let slot = Arc::new(Mutex::new(Slot {
+            outcome: None,
+            waker: None,
+        }));
+        let s = slot.clone();
+        let complete = move |outcome: T| {
+            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+            s.outcome = Some(outcome);
+            if let Some(w) = s.waker.take() {
+                w.wake();
+            }
+        };
+        let called = Called {
+            slot,
+            device: device.clone(),
+        };
+        (called, complete)
+    }
+}
+
+impl<T> Future for Called<T> {
+    type Output = std::result::Result<T, String>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let take = |slot: &Mutex<Slot>| {
+        let take = |slot: &Mutex<Slot<T>>| {
             slot.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .outcome
                 .take()
         };
         if let Some(r) = take(&self.slot) {
-            return Poll::Ready(r.map_err(|e| e.to_string()));
+            return Poll::Ready(Ok(r));
         }
         self.slot.lock().unwrap_or_else(|e| e.into_inner()).waker = Some(cx.waker().clone());
         // Natively nothing else would ever run the callback: wait on the device here.
@@ -44,14 +66,25 @@ impl Future for Mapped {
             if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
                 return Poll::Ready(Err(format!("waiting for the GPU failed: {e}")));
             }
-            return Poll::Ready(match take(&self.slot) {
-                Some(r) => r.map_err(|e| e.to_string()),
-                None => Err("the GPU did not finish a read-back".into()),
-            });
+            return Poll::Ready(take(&self.slot).ok_or_else(|| "the GPU did not call back".into()));
         }
         #[allow(unreachable_code)]
         Poll::Pending
     }
+}
+
+/// Resolves when everything submitted to `queue` so far has finished on the device (what a
+/// timing waits for: natively a device poll, in a browser the queue's promise).
+pub(crate) async fn work_done(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    label: &str,
+) -> Result<()> {
+    let (called, complete) = Called::<()>::new(device);
+    queue.on_submitted_work_done(move || complete(()));
+    called
+        .await
+        .map_err(|e| Error::Device(format!("{label}: {e}")))
 }
 
 /// Maps the first `bytes` of a MAP_READ buffer whose copy has been submitted.
@@ -70,22 +103,12 @@ impl<'a> MapRead<'a> {
         if self.bytes == 0 {
             return Ok(Vec::new());
         }
-        let slot = Arc::new(Mutex::new(Slot::default()));
-        let s = slot.clone();
+        let (mapped, complete) = Called::new(device);
         self.buf
-            .map_async(wgpu::MapMode::Read, 0..self.bytes, move |r| {
-                let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-                s.outcome = Some(r);
-                if let Some(w) = s.waker.take() {
-                    w.wake();
-                }
-            });
-        let mapped = Mapped {
-            slot,
-            device: device.clone(),
-        };
+            .map_async(wgpu::MapMode::Read, 0..self.bytes, complete);
         mapped
             .await
+            .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(|e| Error::Device(format!("{label}: reading a buffer back failed: {e}")))?;
         let data = {
             let view = self.buf.get_mapped_range(0..self.bytes).map_err(|e| {

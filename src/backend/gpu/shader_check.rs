@@ -150,7 +150,10 @@ pub async fn check_shaders(adapter: &wgpu::Adapter) -> Result<Vec<ShaderCheck>> 
         } else {
             ShaderCheck {
                 module: module.name,
-                status: ShaderStatus::Unsupported(format!("needs {missing:?}")),
+                status: ShaderStatus::Unsupported(format!(
+                    "needs {}",
+                    super::context::feature_words(missing)
+                )),
             }
         });
     }

@@ -10,13 +10,16 @@
 //! bindings once, in WGSL. Compile failures, missing features and exceeded limits become
 //! [`Error::Device`] / [`Error::OutOfMemory`] naming the module and the adapter.
 //!
+//! Whatever waits on the device is a future (error scopes, completion, read-backs), so the
+//! same code runs in a browser; native callers drive it with `pollster`.
+//!
 //! [`Exec::new`]: super::exec::Exec
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::context::{self, convert, Context};
-use super::readback::MapRead;
+use super::readback::{work_done, MapRead};
 use super::GpuBackend;
 use crate::{Error, Result};
 
@@ -34,6 +37,7 @@ pub(crate) struct Standalone {
 }
 
 /// The adapter `open_best` would pick (discrete, integrated, other, software; first on ties).
+#[cfg(not(target_arch = "wasm32"))]
 fn best_index(list: &[wgpu::Adapter]) -> Option<usize> {
     let rank = |t: wgpu::DeviceType| match t {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -46,6 +50,7 @@ fn best_index(list: &[wgpu::Adapter]) -> Option<usize> {
 
 impl Standalone {
     /// Opens adapter `index` (as `distill devices` numbers them), or the best one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(index: Option<usize>) -> Result<Standalone> {
         let list = context::adapters();
         let index = match index {
@@ -59,8 +64,14 @@ impl Standalone {
                 .unwrap_or_else(|| Error::Device(format!("no GPU adapter gpu:{index}"))));
         }
         let adapter = list.into_iter().nth(index).expect("checked above");
+        pollster::block_on(Standalone::open_async(adapter, index))
+    }
+
+    /// Opens a device on `adapter`, numbered `index` in reports, with the study features it
+    /// offers added to what the engine requests.
+    pub async fn open_async(adapter: wgpu::Adapter, index: usize) -> Result<Standalone> {
         let software = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
-        let ctx = open_context(&adapter)?;
+        let ctx = Context::open_async(&adapter, STUDY_FEATURES).await?;
         Ok(Standalone {
             ctx,
             index,
@@ -92,22 +103,21 @@ impl Standalone {
 
     /// The pipeline of `entry` in the WGSL `source`, compiled on first use and cached by
     /// `name`. `needs` are the optional features the module uses.
-    pub fn pipeline(
+    pub async fn pipeline(
         &self,
         name: &str,
         source: &str,
         entry: &str,
         needs: wgpu::Features,
     ) -> Result<wgpu::ComputePipeline> {
-        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(name) {
-            return Ok(p.clone());
+        if let Some(p) = self.cached(name) {
+            return Ok(p);
         }
         if !self.has(needs) {
             return Err(Error::Device(format!(
-                "{}: {name} needs device features {:?} this adapter lacks",
+                "{}: {name} needs device features this adapter lacks: {}",
                 self.ctx.label,
-                needs - self.ctx.features
+                context::feature_words(needs - self.ctx.features)
             )));
         }
         let device = &self.ctx.device;
@@ -124,19 +134,27 @@ impl Standalone {
             compilation_options: wgpu::PipelineCompilationOptions::default(),
             cache: None,
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope.pop().await {
             return Err(Error::Device(format!(
                 "{}: {name} failed to compile: {e}",
                 self.ctx.label
             )));
         }
-        cache.insert(name.to_string(), pipe.clone());
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), pipe.clone());
         Ok(pipe)
     }
 
+    fn cached(&self, name: &str) -> Option<wgpu::ComputePipeline> {
+        let cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(name).cloned()
+    }
+
     /// A storage buffer holding `bytes` (padded to 4 bytes; at least 4).
-    pub fn upload(&self, bytes: &[u8]) -> Result<wgpu::Buffer> {
-        let buf = self.zeroed(bytes.len() as u64)?;
+    pub async fn upload(&self, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        let buf = self.zeroed(bytes.len() as u64).await?;
         let mut padded = bytes.to_vec();
         padded.resize(padded.len().div_ceil(4).max(1) * 4, 0);
         self.ctx.queue.write_buffer(&buf, 0, &padded);
@@ -144,7 +162,7 @@ impl Standalone {
     }
 
     /// A zero-filled storage buffer of `bytes` (rounded up to 4; at least 4).
-    pub fn zeroed(&self, bytes: u64) -> Result<wgpu::Buffer> {
+    pub async fn zeroed(&self, bytes: u64) -> Result<wgpu::Buffer> {
         let size = bytes.div_ceil(4).max(1) * 4;
         let max = self
             .ctx
@@ -167,7 +185,7 @@ impl Standalone {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope.pop().await {
             return Err(convert(&self.ctx.label, e));
         }
         Ok(buf)
@@ -175,8 +193,8 @@ impl Standalone {
 
     /// Submits `reps` dispatches of `pipe` over `groups` workgroups, with `params` as the
     /// uniform at binding 0 and each `(binding, buffer)` of `buffers` (the bindings the entry
-    /// point uses) (does not wait; see [`Self::wait`]).
-    pub fn dispatch(
+    /// point uses) (does not wait for the work; see [`Self::finished`]).
+    pub async fn dispatch(
         &self,
         pipe: &wgpu::ComputePipeline,
         params: &[u8],
@@ -230,23 +248,20 @@ impl Standalone {
             }
         }
         self.ctx.queue.submit(Some(enc.finish()));
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope.pop().await {
             return Err(convert(&self.ctx.label, e));
         }
         self.ctx.check()
     }
 
-    /// Waits for everything submitted.
-    pub fn wait(&self) -> Result<()> {
-        self.ctx
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("{}: waiting failed: {e}", self.ctx.label)))?;
+    /// Resolves when everything submitted so far has finished.
+    pub async fn finished(&self) -> Result<()> {
+        work_done(&self.ctx.device, &self.ctx.queue, &self.ctx.label).await?;
         self.ctx.check()
     }
 
     /// The first `bytes` of `src`, after everything submitted so far.
-    pub fn read(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    pub async fn read(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let size = bytes.div_ceil(4).max(1) * 4;
         let device = &self.ctx.device;
         let rb = device.create_buffer(&wgpu::BufferDescriptor {
@@ -258,31 +273,35 @@ impl Standalone {
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
         enc.copy_buffer_to_buffer(src, 0, &rb, 0, size);
         self.ctx.queue.submit(Some(enc.finish()));
-        let data = pollster::block_on(MapRead::new(&rb, size).wait(device, &self.ctx.label))?;
+        let data = MapRead::new(&rb, size)
+            .wait(device, &self.ctx.label)
+            .await?;
         self.ctx.check()?;
         Ok(data[..bytes as usize].to_vec())
     }
 }
 
-/// [`Context::open`] with the study features added to what the engine requests.
-fn open_context(adapter: &wgpu::Adapter) -> Result<Context> {
-    Context::open_with(adapter, STUDY_FEATURES)
-}
-
 impl GpuBackend {
     /// Submits the pending work and waits for it (for timing engine kernels from outside).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn finish(&self) -> Result<()> {
+        pollster::block_on(self.finished())
+    }
+
+    /// Submits the pending work; resolves when it has finished.
+    pub(crate) async fn finished(&self) -> Result<()> {
         {
             let mut st = self.exec.lock();
             self.exec.submit(&mut st)?;
         }
-        self.exec.wait()
+        self.exec.finished().await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pollster::block_on;
 
     fn open_or_skip() -> Option<Standalone> {
         match Standalone::open(None) {
@@ -308,20 +327,20 @@ mod tests {
     fn a_module_compiles_on_first_use_and_runs() {
         let Some(dev) = open_or_skip() else { return };
         let x: Vec<f32> = (0..100).map(|i| i as f32).collect();
-        let xb = dev.upload(bytemuck::cast_slice(&x)).unwrap();
-        let yb = dev.zeroed(400).unwrap();
-        let pipe = dev
-            .pipeline("double", DOUBLE, "main", wgpu::Features::empty())
-            .unwrap();
-        dev.dispatch(
+        let xb = block_on(dev.upload(bytemuck::cast_slice(&x))).unwrap();
+        let yb = block_on(dev.zeroed(400)).unwrap();
+        let pipe =
+            block_on(dev.pipeline("double", DOUBLE, "main", wgpu::Features::empty())).unwrap();
+        block_on(dev.dispatch(
             &pipe,
             bytemuck::cast_slice(&[100u32, 0, 0, 0]),
             &[(1, &xb), (2, &yb)],
             (2, 1, 1),
             3,
-        )
+        ))
         .unwrap();
-        let y = dev.read(&yb, 400).unwrap();
+        block_on(dev.finished()).unwrap();
+        let y = block_on(dev.read(&yb, 400)).unwrap();
         let y: &[f32] = bytemuck::cast_slice(&y);
         assert!(y.iter().zip(&x).all(|(y, x)| *y == 2.0 * x));
     }
@@ -330,30 +349,24 @@ mod tests {
     fn compile_errors_missing_features_and_limits_are_errors() {
         let Some(dev) = open_or_skip() else { return };
         let bad = DOUBLE.replace("2.0 * x[g.x]", "2.0 * undefined_thing");
-        let e = dev
-            .pipeline("bad", &bad, "main", wgpu::Features::empty())
-            .unwrap_err();
+        let e = block_on(dev.pipeline("bad", &bad, "main", wgpu::Features::empty())).unwrap_err();
         assert!(
             matches!(&e, Error::Device(m) if m.contains("bad failed to compile")),
             "{e}"
         );
-        let e = dev
-            .pipeline("f64", DOUBLE, "main", wgpu::Features::SHADER_F64)
-            .err();
+        let e = block_on(dev.pipeline("f64", DOUBLE, "main", wgpu::Features::SHADER_F64)).err();
         if !dev.has(wgpu::Features::SHADER_F64) {
             assert!(
                 matches!(&e, Some(Error::Device(m)) if m.contains("lacks")),
                 "{e:?}"
             );
         }
-        let e = dev.zeroed(u64::MAX / 2).unwrap_err();
+        let e = block_on(dev.zeroed(u64::MAX / 2)).unwrap_err();
         assert!(matches!(&e, Error::Device(m) if m.contains("over the adapter's limit")));
-        let pipe = dev
-            .pipeline("double", DOUBLE, "main", wgpu::Features::empty())
-            .unwrap();
-        let b = dev.zeroed(4).unwrap();
-        let e = dev
-            .dispatch(&pipe, &[0; 16], &[(1, &b), (2, &b)], (u32::MAX, 1, 1), 1)
+        let pipe =
+            block_on(dev.pipeline("double", DOUBLE, "main", wgpu::Features::empty())).unwrap();
+        let b = block_on(dev.zeroed(4)).unwrap();
+        let e = block_on(dev.dispatch(&pipe, &[0; 16], &[(1, &b), (2, &b)], (u32::MAX, 1, 1), 1))
             .unwrap_err();
         assert!(
             matches!(&e, Error::Device(m) if m.contains("workgroups")),
