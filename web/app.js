@@ -7,6 +7,7 @@
 // train at once), shaders=1 (open and compile every shader at once), bench=1 (open and
 // benchmark at once; quick=0 for the longer budget, batches=seed|software to override the
 // batch sizes chosen for the device, groups=train,infer,latency to run only some rows),
+// tiles=TMxTN (the WebGPU GEMM tile per invocation, e.g. 2x2; default 4x4),
 // ladder=matmul|conv (open and run that kernel ladder at once; quick=0 for every timing
 // shape, check=1 to check without timing).
 // window.distillState holds what the page shows, for a test driver to read.
@@ -62,7 +63,7 @@ async function openDevice() {
   const power = params.get("power") || $("power").value;
   $("status").textContent = "opening " + choice + " …";
   try {
-    engine = await wasm.open_engine(choice, power);
+    engine = await wasm.open_engine(choice, power, params.get("tiles") || "");
   } catch (e) {
     fail("Could not open the device: " + (e.message || e));
     return false;
@@ -79,6 +80,7 @@ async function openDevice() {
       `${a.max_compute_invocations_per_workgroup} invocations\n`;
     text += `features: shader-f16 ${a.shader_f16 ? "yes" : "no"}, subgroups ${a.subgroup ? "yes" : "no"}, timestamp queries ${a.timestamp_query ? "yes" : "no"}`;
   }
+  if (d.tiles) text += `\nGEMM tiles: ${d.tiles}`;
   $("device-info").textContent = text;
   $("run").disabled = false;
   $("bench").disabled = false;

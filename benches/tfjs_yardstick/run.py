@@ -168,7 +168,7 @@ def parse_steps(text, backends):
     return steps
 
 
-def run_backend(driver, chromium, backend, steps, models, port, timeout):
+def run_backend(driver, chromium, backend, steps, models, port, timeout, distill_tiles=""):
     """One fresh browser: load the page, wait for its result, close the browser."""
     user_data_dir = tempfile.mkdtemp(prefix="tfjs-yardstick-profile-")
     browser_id = browser_version = None
@@ -187,7 +187,8 @@ def run_backend(driver, chromium, backend, steps, models, port, timeout):
         distill = backend.startswith("distill-")
         if distill:
             query = urllib.parse.urlencode({"device": backend.split("-", 1)[1], "bench": 1,
-                                            "batches": "seed", "groups": "train", "quick": 1})
+                                            "batches": "seed", "groups": "train", "quick": 1,
+                                            "tiles": distill_tiles})
             url = f"http://127.0.0.1:{port}/{DISTILL_PAGE}?{query}"
         else:
             query = urllib.parse.urlencode({"backend": backend, "steps": steps, "models": ",".join(models)})
@@ -327,6 +328,9 @@ def main():
     parser.add_argument("--models", default="teacher,student", help="comma list of teacher, student")
     parser.add_argument("--timeout", type=float, default=1800,
                         help="seconds allowed per backend (browser start to result)")
+    parser.add_argument("--distill-tiles", default="", metavar="TMxTN",
+                        help="the GEMM tile distill's page builds its WebGPU kernels with "
+                             "(e.g. 2x2; default: the page's default)")
     parser.add_argument("--json", metavar="OUT", help="also write the JSON result to OUT")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
@@ -378,7 +382,8 @@ def main():
         driver = WebDriver(f"http://127.0.0.1:{driver_port}")
         driver.wait_ready(30)
         for backend in backends:
-            run = run_backend(driver, args.chromium, backend, steps[backend], models, port, args.timeout)
+            run = run_backend(driver, args.chromium, backend, steps[backend], models, port,
+                              args.timeout, args.distill_tiles)
             out["runs"].append(run)
             if run.get("ok"):
                 for row in run["rows"]:

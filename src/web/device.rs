@@ -9,7 +9,9 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use super::js_error;
-use crate::backend::gpu::{request_browser_adapter, AdapterReport, GpuBackend, TilePolicy};
+use crate::backend::gpu::{
+    request_browser_adapter, AdapterReport, GpuBackend, Tile, TilePolicy, Tiles,
+};
 use crate::Device;
 
 /// An open device and what the page shows of it.
@@ -34,6 +36,8 @@ struct EngineInfo<'a> {
     adapter: Option<AdapterJson>,
     /// The CPU kernels' SIMD level.
     cpu_simd: &'static str,
+    /// The GEMM tiles the WebGPU kernels were built with (`null` on the CPU).
+    tiles: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -90,8 +94,11 @@ impl Engine {
 
 /// Opens a device. `choice`: `webgpu` (fail if there is none), `cpu`, or `auto` (a hardware
 /// WebGPU adapter, else the CPU). `power`: `high-performance`, `low-power` or `default`.
+/// `tiles`: the GEMM tile per invocation of matmul and conv (`4x4`, `2x2`, …; see
+/// `backend/gpu/tiles.rs`), or empty for the default.
 #[wasm_bindgen]
-pub async fn open_engine(choice: String, power: String) -> Result<Engine, JsError> {
+pub async fn open_engine(choice: String, power: String, tiles: String) -> Result<Engine, JsError> {
+    let policy = tile_policy(&tiles)?;
     let power = match power.as_str() {
         "high-performance" => wgpu::PowerPreference::HighPerformance,
         "low-power" => wgpu::PowerPreference::LowPower,
@@ -108,7 +115,14 @@ pub async fn open_engine(choice: String, power: String) -> Result<Engine, JsErro
         "cpu" => Ok(cpu_engine("the CPU was asked for".into())),
         "webgpu" => match request_browser_adapter(power).await {
             Some((adapter, report)) => {
-                gpu_engine(adapter, report, power, "WebGPU was asked for".into()).await
+                gpu_engine(
+                    adapter,
+                    report,
+                    power,
+                    &policy,
+                    "WebGPU was asked for".into(),
+                )
+                .await
             }
             None => Err(JsError::new(no_webgpu)),
         },
@@ -120,7 +134,8 @@ pub async fn open_engine(choice: String, power: String) -> Result<Engine, JsErro
                 report.name
             ))),
             Some((adapter, report)) => {
-                gpu_engine(adapter, report, power, "a hardware WebGPU adapter".into()).await
+                let why = "a hardware WebGPU adapter".into();
+                gpu_engine(adapter, report, power, &policy, why).await
             }
         },
         other => Err(JsError::new(&format!(
@@ -129,13 +144,39 @@ pub async fn open_engine(choice: String, power: String) -> Result<Engine, JsErro
     }
 }
 
+/// `4x4` (TM×TN outputs per invocation, both kernels) as a fixed policy; empty: defaults.
+fn tile_policy(text: &str) -> Result<TilePolicy, JsError> {
+    let text = text.trim();
+    if text.is_empty() || text == "default" {
+        return Ok(TilePolicy::Defaults);
+    }
+    let tile = Tile::CANDIDATES
+        .into_iter()
+        .find(|t| format!("{}x{}", t.tm, t.tn) == text)
+        .ok_or_else(|| {
+            let names: Vec<String> = Tile::CANDIDATES
+                .iter()
+                .map(|t| format!("{}x{}", t.tm, t.tn))
+                .collect();
+            JsError::new(&format!(
+                "unknown tile '{text}': expected one of {}",
+                names.join(", ")
+            ))
+        })?;
+    Ok(TilePolicy::Fixed(Tiles {
+        matmul: tile,
+        conv: tile,
+    }))
+}
+
 async fn gpu_engine(
     adapter: wgpu::Adapter,
     report: AdapterReport,
     power: wgpu::PowerPreference,
+    policy: &TilePolicy,
     why: String,
 ) -> Result<Engine, JsError> {
-    let backend: Arc<GpuBackend> = GpuBackend::open_async(adapter, &TilePolicy::Defaults)
+    let backend: Arc<GpuBackend> = GpuBackend::open_async(adapter, policy)
         .await
         .map_err(js_error)?;
     let device = backend.device();
@@ -145,6 +186,7 @@ async fn gpu_engine(
         why,
         adapter: Some(AdapterJson::from(&report)),
         cpu_simd: distill_kernels::simd::level().name(),
+        tiles: Some(backend.tiles().tiles.to_string()),
     };
     Ok(Engine {
         device: AssertUnwindSafe(device),
@@ -161,6 +203,7 @@ fn cpu_engine(why: String) -> Engine {
         why,
         adapter: None,
         cpu_simd: distill_kernels::simd::level().name(),
+        tiles: None,
     };
     Engine {
         device: AssertUnwindSafe(device),
