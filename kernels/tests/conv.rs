@@ -125,14 +125,24 @@ fn thin_kernels_are_selected_by_shape_and_level() {
     assert!(thin.iter().any(|s| k(s) > THIN_MAX_K));
     for s in &thin {
         assert!(!uses_thin_kernels(simd::SimdLevel::Scalar, s));
-        // The AVX2 kernels serve the AVX-512 level too, where the CPU runs it.
-        for level in [simd::SimdLevel::Avx2Fma, simd::SimdLevel::Avx512] {
+        assert!(!uses_thin_kernels(simd::SimdLevel::Simd128, s));
+        // AVX2+FMA and AVX-512 on x86-64, NEON on aarch64, where the CPU runs them.
+        for level in [
+            simd::SimdLevel::Avx2Fma,
+            simd::SimdLevel::Avx512,
+            simd::SimdLevel::Neon,
+        ] {
             assert_eq!(
                 uses_thin_kernels(level, s),
                 level.is_supported() && k(s) <= THIN_MAX_K,
                 "{level:?} {s:?}"
             );
         }
+    }
+    if cfg!(target_arch = "aarch64") {
+        assert!(thin
+            .iter()
+            .any(|s| uses_thin_kernels(simd::SimdLevel::Neon, s)));
     }
 }
 
@@ -409,7 +419,8 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 /// Same input, same bits, whatever the number of threads (both parallel strategies: images
-/// in parallel with partial weight gradients, and images in sequence with parallel GEMMs).
+/// in parallel with partial weight gradients, and images in sequence with parallel GEMMs),
+/// at every SIMD level.
 #[test]
 fn results_do_not_depend_on_thread_count() {
     let cases = [
@@ -425,30 +436,32 @@ fn results_do_not_depend_on_thread_count() {
     ];
     for (t, s) in cases.iter().enumerate() {
         let d = data(s, 600 + t as u64);
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut y = vec![0.0; s.output_len()];
-                conv2d_forward(s, &d.x, &d.w, Some(&d.b), &mut y);
-                let mut dx = vec![0.0; s.input_len()];
-                conv2d_backward_input(s, &d.w, &d.dy, &mut dx);
-                let mut dw = vec![0.0; s.weight_len()];
-                conv2d_backward_weight(s, &d.x, &d.dy, &mut dw);
-                let mut db = vec![0.0; s.out_channels];
-                conv2d_backward_bias(s, &d.dy, &mut db);
-                [bits(&y), bits(&dx), bits(&dw), bits(&db)]
-            })
-        };
-        let one = run(1);
-        for threads in [2, 3, 5] {
-            assert_eq!(
-                one,
-                run(threads),
-                "{threads} threads differ from 1 for {s:?}"
-            );
+        for level in simd::available() {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let mut y = vec![0.0; s.output_len()];
+                    conv2d_forward_at(level, s, &d.x, &d.w, Some(&d.b), &mut y);
+                    let mut dx = vec![0.0; s.input_len()];
+                    conv2d_backward_input_at(level, s, &d.w, &d.dy, &mut dx);
+                    let mut dw = vec![0.0; s.weight_len()];
+                    conv2d_backward_weight_at(level, s, &d.x, &d.dy, &mut dw);
+                    let mut db = vec![0.0; s.out_channels];
+                    conv2d_backward_bias(s, &d.dy, &mut db);
+                    [bits(&y), bits(&dx), bits(&dw), bits(&db)]
+                })
+            };
+            let one = run(1);
+            for threads in [2, 3, 5] {
+                assert_eq!(
+                    one,
+                    run(threads),
+                    "[{level}] {threads} threads differ from 1 for {s:?}"
+                );
+            }
         }
     }
 }
