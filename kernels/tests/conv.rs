@@ -175,25 +175,32 @@ fn thin_reductions_match_reference_on_every_simd_level() {
 
 /// The streaming-store forward (outputs ≥ 8 MB) on a batch large enough to take it, with an
 /// output slice that starts off a 16-byte boundary in one call (plain stores) and on one in
-/// the other: both match the reference on a sample of images.
+/// the other, at every level: both match the reference on a sample of images.
 #[test]
 fn thin_forward_with_large_output_matches_reference() {
     let s = shape(43, 1, (28, 28), 64, (3, 3), (1, 1), (1, 1));
     assert!(s.output_len() * 4 >= 8 << 20);
     let d = data(&s, 900);
     let one = shape(1, 1, (28, 28), 64, (3, 3), (1, 1), (1, 1));
-    for offset in [0, 1] {
-        let mut buf = vec![f32::NAN; s.output_len() + offset];
-        conv2d_forward(&s, &d.x, &d.w, Some(&d.b), &mut buf[offset..]);
-        let y = &buf[offset..];
-        for n in [0, 21, 42] {
+    let want: Vec<_> = [0, 21, 42]
+        .into_iter()
+        .map(|n| {
             let xn = &d.x[n * one.input_len()..(n + 1) * one.input_len()];
-            let want = ref_forward(&one, xn, &d.w, Some(&d.b));
-            want.check(
-                &y[n * one.output_len()..(n + 1) * one.output_len()],
-                "thin forward (large)",
-                &one,
-            );
+            (n, ref_forward(&one, xn, &d.w, Some(&d.b)))
+        })
+        .collect();
+    for level in simd::available() {
+        for offset in [0, 1] {
+            let mut buf = vec![f32::NAN; s.output_len() + offset];
+            conv2d_forward_at(level, &s, &d.x, &d.w, Some(&d.b), &mut buf[offset..]);
+            let y = &buf[offset..];
+            for (n, want) in &want {
+                want.check(
+                    &y[n * one.output_len()..(n + 1) * one.output_len()],
+                    &format!("thin forward (large) [{level}]"),
+                    &one,
+                );
+            }
         }
     }
 }

@@ -53,6 +53,19 @@ impl Lanes for Avx512 {
     unsafe fn prefetch(p: *const f32) {
         _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
     }
+    /// Four 128-bit streaming stores: they need 16-byte alignment only, which large
+    /// allocations have (a 512-bit one needs 64).
+    #[inline(always)]
+    unsafe fn store_stream(p: *mut f32, v: Self) {
+        _mm_stream_ps(p, _mm512_castps512_ps128(v.0));
+        _mm_stream_ps(p.add(4), _mm512_extractf32x4_ps::<1>(v.0));
+        _mm_stream_ps(p.add(8), _mm512_extractf32x4_ps::<2>(v.0));
+        _mm_stream_ps(p.add(12), _mm512_extractf32x4_ps::<3>(v.0));
+    }
+    #[inline(always)]
+    unsafe fn stream_fence() {
+        _mm_sfence()
+    }
 }
 
 super::thin_kernels_for!(Avx512, "avx512f");

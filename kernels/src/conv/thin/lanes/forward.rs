@@ -3,7 +3,10 @@
 //! Per output channel its K weights and bias are broadcast into registers, then
 //! [`FWD_VECTORS`] independent FMA chains run over the K taps of the column matrix (in L1),
 //! one vector of pixels each; then single vectors; then the ragged end as one partial vector.
-//! Per element: K fused multiply-adds from the bias, taps in order.
+//! Per element: K fused multiply-adds from the bias, taps in order. The kernel is bound by
+//! writing y: outputs from [`STREAM_MIN_BYTES`] on are written with streaming stores, and
+//! each plane first touches the output's pages [`PAGE_AHEAD`] floats on, so their page walks
+//! start before the stores reach them (the AVX2 forward's reasons, `../forward.rs`).
 
 use rayon::prelude::*;
 
@@ -11,8 +14,17 @@ use super::{by_k_for, ColLayout, Kernels, Lanes, FWD_VECTORS};
 use crate::conv::thin::prefetch_next_input;
 use crate::conv::{with_scratch, Geo};
 
-/// `y[co×P] = bias + w[co×K]·col` for one image (tap `k`'s row of `col` at `offs[k]`).
+/// Outputs from this size on are written with streaming stores.
+const STREAM_MIN_BYTES: usize = 8 << 20;
+
+/// How far ahead of the plane being written the forward touches the output's pages (2 pages
+/// of 4 KB, in floats).
+const PAGE_AHEAD: usize = 2048;
+
+/// `y[co×P] = bias + w[co×K]·col` for one image (tap `k`'s row of `col` at `offs[k]`);
+/// `nt`: write whole vectors with streaming stores where a plane is 16-byte aligned.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn fwd_image<V: Lanes, const K: usize>(
     col: &[f32],
     offs: &[usize],
@@ -21,6 +33,7 @@ pub(super) unsafe fn fwd_image<V: Lanes, const K: usize>(
     bias: Option<&[f32]>,
     y: &mut [f32],
     co: usize,
+    nt: bool,
 ) {
     debug_assert!(offs.len() >= K && w.len() >= co * K && y.len() >= co * p);
     debug_assert!(offs[..K].iter().all(|&o| o + p <= col.len()));
@@ -35,6 +48,19 @@ pub(super) unsafe fn fwd_image<V: Lanes, const K: usize>(
         }
         let b = V::splat(bias.map_or(0.0, |b| b[c]));
         let yp = y.as_mut_ptr().add(c * p);
+        // The pages PAGE_AHEAD on (past the end of y for the last planes: a prefetch never
+        // faults, and the pointer is never dereferenced).
+        for page in (0..p).step_by(1024) {
+            V::prefetch(yp.wrapping_add(PAGE_AHEAD + page));
+        }
+        let stream = nt && (yp as usize).is_multiple_of(16);
+        let store = |dst: *mut f32, v: V| {
+            if stream {
+                V::store_stream(dst, v)
+            } else {
+                V::store(dst, v)
+            }
+        };
         let mut o = 0;
         while o + FWD_VECTORS * n <= p {
             let mut a = [b; FWD_VECTORS];
@@ -45,7 +71,7 @@ pub(super) unsafe fn fwd_image<V: Lanes, const K: usize>(
                 }
             }
             for (u, acc) in a.iter().enumerate() {
-                V::store(yp.add(o + u * n), *acc);
+                store(yp.add(o + u * n), *acc);
             }
             o += FWD_VECTORS * n;
         }
@@ -54,7 +80,7 @@ pub(super) unsafe fn fwd_image<V: Lanes, const K: usize>(
             for k in 0..K {
                 a = V::mul_add(wk[k], V::load(cp.add(off[k] + o)), a);
             }
-            V::store(yp.add(o), a);
+            store(yp.add(o), a);
             o += n;
         }
         if o < p {
@@ -77,6 +103,7 @@ pub(in crate::conv) fn forward<V: Kernels>(
 ) {
     let (k, p) = (g.k(), g.p());
     let lay = ColLayout::new(g);
+    let nt = y.len() * 4 >= STREAM_MIN_BYTES;
     y.par_chunks_mut(g.out_image())
         .zip(x.par_chunks(g.in_image()))
         .enumerate()
@@ -86,7 +113,12 @@ pub(in crate::conv) fn forward<V: Kernels>(
                 lay.unfold(g, xn, col);
                 // SAFETY: the caller checked the level; every row of col holds p floats at
                 // its offset, w holds co·K and yn co·P.
-                unsafe { by_k_for!(k, V, fwd_image(col, &lay.offs, p, w, bias, yn, g.co)) }
-            })
+                unsafe { by_k_for!(k, V, fwd_image(col, &lay.offs, p, w, bias, yn, g.co, nt)) }
+            });
+            if nt {
+                // SAFETY: the caller checked the level. Orders this thread's streaming
+                // stores before whatever it does next (the join that hands y back).
+                unsafe { V::stream_fence() };
+            }
         });
 }

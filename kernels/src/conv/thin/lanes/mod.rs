@@ -8,7 +8,8 @@
 //! ([`ColLayout`]):
 //!
 //! - forward (`forward.rs`): per output channel the K weights and the bias sit in registers
-//!   and `col` is streamed [`FWD_VECTORS`] vectors at a time;
+//!   and `col` is streamed [`FWD_VECTORS`] vectors at a time; large outputs are written with
+//!   streaming stores where the level has them (AVX-512), as on AVX2;
 //! - weight grad (`weight_grad.rs`): output channels in pairs, all K taps of a pair at once
 //!   (2·K ≤ 24 accumulators: both levels have 32 vector registers), one `col` load per tap
 //!   shared by the pair; lanes, then chunks, summed in a fixed order;
@@ -24,8 +25,8 @@
 //! # What bounds it
 //!
 //! Memory, as for the AVX2 kernels (`../mod.rs`): 2·K flops per element of y or dY moved.
-//! These kernels prefetch dY as the AVX2 ones do but write y with plain stores (no streaming
-//! stores, no page-walk prefetch).
+//! These kernels prefetch dY, the next image's input and the output's pages ahead of the
+//! stores as the AVX2 ones do.
 
 mod forward;
 mod input_grad;
@@ -74,6 +75,11 @@ pub(super) trait Lanes: Copy {
     unsafe fn add(a: Self, b: Self) -> Self;
     /// A hint to bring the line at `p` into L1 (any address: it never faults).
     unsafe fn prefetch(p: *const f32);
+    /// Stores `v` at `p` (16-byte aligned) bypassing the caches where the level can (no
+    /// read-for-ownership of the line); [`Lanes::stream_fence`] orders these stores before
+    /// any later access.
+    unsafe fn store_stream(p: *mut f32, v: Self);
+    unsafe fn stream_fence();
 }
 
 /// The per-image kernels of a level, each a `#[target_feature]` function wrapping the generic
@@ -89,6 +95,7 @@ pub(super) trait Kernels: Lanes {
         bias: Option<&[f32]>,
         y: &mut [f32],
         co: usize,
+        nt: bool,
     );
     /// `acc[co×K×N] += dY·colᵀ`, lane-wise.
     unsafe fn wgrad_image<const K: usize>(
@@ -127,8 +134,9 @@ macro_rules! thin_kernels_for {
             bias: Option<&[f32]>,
             y: &mut [f32],
             co: usize,
+            nt: bool,
         ) {
-            super::forward::fwd_image::<$v, K>(col, offs, p, w, bias, y, co)
+            super::forward::fwd_image::<$v, K>(col, offs, p, w, bias, y, co, nt)
         }
 
         #[target_feature(enable = $feature)]
@@ -170,8 +178,9 @@ macro_rules! thin_kernels_for {
                 bias: Option<&[f32]>,
                 y: &mut [f32],
                 co: usize,
+                nt: bool,
             ) {
-                fwd_image_tf::<K>(col, offs, p, w, bias, y, co)
+                fwd_image_tf::<K>(col, offs, p, w, bias, y, co, nt)
             }
             unsafe fn wgrad_image<const K: usize>(
                 col: &[f32],

@@ -53,6 +53,14 @@ impl Lanes for Neon {
     unsafe fn prefetch(p: *const f32) {
         crate::conv::thin::prefetch(p)
     }
+    /// A plain store: Rust's NEON intrinsics have no non-temporal store (`stnp` would need
+    /// inline assembly), and ARM cores detect streaming writes themselves.
+    #[inline(always)]
+    unsafe fn store_stream(p: *mut f32, v: Self) {
+        vst1q_f32(p, v.0)
+    }
+    #[inline(always)]
+    unsafe fn stream_fence() {}
 }
 
 super::thin_kernels_for!(Neon, "neon");
