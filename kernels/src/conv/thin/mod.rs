@@ -21,8 +21,8 @@
 //!   the output channels in order (in passes of at most 32 channels), then `dcol` is folded
 //!   into dx in a fixed order (stride 1: 8 pixels of a row at a time, the taps summed in
 //!   registers; a stride-1 "same" convolution: whole shifted rows over zero margins, no
-//!   masks). The input grad needs no unfold of x.
-//!   (The `lanes/` kernels fold other strides with the scalar `col2im_channel`.)
+//!   masks; the `lanes/` kernels fold other strides with the scalar `col2im_channel`).
+//!   The input grad needs no unfold of x.
 //!
 //! Images run in parallel, one per task; every element sees the same operations whatever
 //! the thread count.
@@ -33,9 +33,8 @@
 //! load (both backward kernels): 4.5 flop/byte. At batch 128, y and dY are 128·64·784·4 B =
 //! 25.7 MB each for the teacher (12.8 MB for the student): under the 32 MB L3, but not next
 //! to everything else a training step touches, so they stream from and to DRAM, and the
-//! memory floor lies above the flop floor in all three kernels. Hence:
-//!
-//! On the AVX2 path:
+//! memory floor lies above the flop floor in all three kernels. Hence, at every level (NEON
+//! has no streaming store: its forward writes y with plain stores):
 //!
 //! - the forward writes y with streaming stores (outputs ≥ 8 MB), which skips the
 //!   read-for-ownership, and starts the page walks of its output two pages ahead of its
