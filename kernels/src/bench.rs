@@ -9,9 +9,10 @@
 //! - [`fma_chain`]: `acc = acc·x + y` on independent register chains for `iters` steps, no
 //!   memory traffic: bound by FP32 throughput only. Enough chains to cover FMA latency ×
 //!   pipes (4 cycles × 2 on current x86 cores): 12 ymm chains at AVX2+FMA, 12 zmm chains at
-//!   AVX-512 (inline assembly keeps them in fixed registers), and at the scalar level the
-//!   portable loop the scalar kernels are (32 chains of `mul` + `add`, which the compiler
-//!   vectorises to the baseline target's vectors, SSE2 on x86-64, without fusing).
+//!   AVX-512 (inline assembly keeps them in fixed registers), 16 q-register chains at NEON
+//!   (ARM cores have up to four 128-bit FMA pipes), and at the scalar level the portable
+//!   loop the scalar kernels are (32 chains of `mul` + `add`, which the compiler vectorises
+//!   to the baseline target's vectors, SSE2 on x86-64, without fusing).
 //! - [`copy`]: `dst = src`, one contiguous chunk per rayon thread, as the kernels split their
 //!   work; bound by DRAM bandwidth when the buffers are far larger than the last-level cache.
 
@@ -23,6 +24,8 @@ use crate::SimdLevel;
 
 /// Register chains of the AVX2 and AVX-512 loops.
 pub const SIMD_CHAINS: usize = 12;
+/// Register chains of the NEON loop (4 cycles × up to 4 pipes; 32 q registers).
+pub const NEON_CHAINS: usize = 16;
 /// Accumulators of the portable (scalar-level) loop.
 pub const PORTABLE_CHAINS: usize = 32;
 
@@ -45,6 +48,12 @@ pub fn fma_chain(level: SimdLevel, iters: u64) -> Option<f64> {
             // SAFETY: AVX-512F is supported (checked above).
             unsafe { fma_chain_avx512(black_box(iters.max(1))) };
             Some(steps * (SIMD_CHAINS * 16 * 2) as f64)
+        }
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => {
+            // SAFETY: NEON is supported (checked above).
+            black_box(unsafe { fma_chain_neon(black_box(iters.max(1))) });
+            Some(steps * (NEON_CHAINS * 4 * 2) as f64)
         }
         _ => {
             black_box(fma_chain_portable(black_box(iters.max(1))));
@@ -88,6 +97,28 @@ unsafe fn fma_chain_avx2(iters: u64) -> f32 {
     let mut out = [0.0f32; 8];
     _mm256_storeu_ps(out.as_mut_ptr(), s);
     out.iter().sum()
+}
+
+/// [`NEON_CHAINS`] chains of `fmla` on q registers (4 lanes): current ARM cores have two to
+/// four 128-bit FMA pipes of 4 cycles' latency, which 16 independent chains keep busy.
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn fma_chain_neon(iters: u64) -> f32 {
+    use std::arch::aarch64::*;
+    let x = vdupq_n_f32(black_box(0.999_9));
+    let y = vdupq_n_f32(black_box(1.0e-6));
+    let mut acc = [vdupq_n_f32(black_box(1.0)); NEON_CHAINS];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            // v·x + y, fused.
+            *v = vfmaq_f32(y, *v, x);
+        }
+    }
+    let mut s = vdupq_n_f32(0.0);
+    for v in acc {
+        s = vaddq_f32(s, v);
+    }
+    vaddvq_f32(s)
 }
 
 /// # Safety
@@ -151,6 +182,9 @@ mod tests {
         }
         if SimdLevel::Avx512.is_supported() {
             assert_eq!(per_step(SimdLevel::Avx512), 384.0);
+        }
+        if SimdLevel::Neon.is_supported() {
+            assert_eq!(per_step(SimdLevel::Neon), 128.0);
         }
     }
 

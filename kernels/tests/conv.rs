@@ -125,14 +125,24 @@ fn thin_kernels_are_selected_by_shape_and_level() {
     assert!(thin.iter().any(|s| k(s) > THIN_MAX_K));
     for s in &thin {
         assert!(!uses_thin_kernels(simd::SimdLevel::Scalar, s));
-        // The AVX2 kernels serve the AVX-512 level too, where the CPU runs it.
-        for level in [simd::SimdLevel::Avx2Fma, simd::SimdLevel::Avx512] {
+        assert!(!uses_thin_kernels(simd::SimdLevel::Simd128, s));
+        // AVX2+FMA and AVX-512 on x86-64, NEON on aarch64, where the CPU runs them.
+        for level in [
+            simd::SimdLevel::Avx2Fma,
+            simd::SimdLevel::Avx512,
+            simd::SimdLevel::Neon,
+        ] {
             assert_eq!(
                 uses_thin_kernels(level, s),
                 level.is_supported() && k(s) <= THIN_MAX_K,
                 "{level:?} {s:?}"
             );
         }
+    }
+    if cfg!(target_arch = "aarch64") {
+        assert!(thin
+            .iter()
+            .any(|s| uses_thin_kernels(simd::SimdLevel::Neon, s)));
     }
 }
 
@@ -165,25 +175,32 @@ fn thin_reductions_match_reference_on_every_simd_level() {
 
 /// The streaming-store forward (outputs ≥ 8 MB) on a batch large enough to take it, with an
 /// output slice that starts off a 16-byte boundary in one call (plain stores) and on one in
-/// the other: both match the reference on a sample of images.
+/// the other, at every level: both match the reference on a sample of images.
 #[test]
 fn thin_forward_with_large_output_matches_reference() {
     let s = shape(43, 1, (28, 28), 64, (3, 3), (1, 1), (1, 1));
     assert!(s.output_len() * 4 >= 8 << 20);
     let d = data(&s, 900);
     let one = shape(1, 1, (28, 28), 64, (3, 3), (1, 1), (1, 1));
-    for offset in [0, 1] {
-        let mut buf = vec![f32::NAN; s.output_len() + offset];
-        conv2d_forward(&s, &d.x, &d.w, Some(&d.b), &mut buf[offset..]);
-        let y = &buf[offset..];
-        for n in [0, 21, 42] {
+    let want: Vec<_> = [0, 21, 42]
+        .into_iter()
+        .map(|n| {
             let xn = &d.x[n * one.input_len()..(n + 1) * one.input_len()];
-            let want = ref_forward(&one, xn, &d.w, Some(&d.b));
-            want.check(
-                &y[n * one.output_len()..(n + 1) * one.output_len()],
-                "thin forward (large)",
-                &one,
-            );
+            (n, ref_forward(&one, xn, &d.w, Some(&d.b)))
+        })
+        .collect();
+    for level in simd::available() {
+        for offset in [0, 1] {
+            let mut buf = vec![f32::NAN; s.output_len() + offset];
+            conv2d_forward_at(level, &s, &d.x, &d.w, Some(&d.b), &mut buf[offset..]);
+            let y = &buf[offset..];
+            for (n, want) in &want {
+                want.check(
+                    &y[n * one.output_len()..(n + 1) * one.output_len()],
+                    &format!("thin forward (large) [{level}]"),
+                    &one,
+                );
+            }
         }
     }
 }
@@ -409,7 +426,8 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 /// Same input, same bits, whatever the number of threads (both parallel strategies: images
-/// in parallel with partial weight gradients, and images in sequence with parallel GEMMs).
+/// in parallel with partial weight gradients, and images in sequence with parallel GEMMs),
+/// at every SIMD level.
 #[test]
 fn results_do_not_depend_on_thread_count() {
     let cases = [
@@ -425,30 +443,32 @@ fn results_do_not_depend_on_thread_count() {
     ];
     for (t, s) in cases.iter().enumerate() {
         let d = data(s, 600 + t as u64);
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut y = vec![0.0; s.output_len()];
-                conv2d_forward(s, &d.x, &d.w, Some(&d.b), &mut y);
-                let mut dx = vec![0.0; s.input_len()];
-                conv2d_backward_input(s, &d.w, &d.dy, &mut dx);
-                let mut dw = vec![0.0; s.weight_len()];
-                conv2d_backward_weight(s, &d.x, &d.dy, &mut dw);
-                let mut db = vec![0.0; s.out_channels];
-                conv2d_backward_bias(s, &d.dy, &mut db);
-                [bits(&y), bits(&dx), bits(&dw), bits(&db)]
-            })
-        };
-        let one = run(1);
-        for threads in [2, 3, 5] {
-            assert_eq!(
-                one,
-                run(threads),
-                "{threads} threads differ from 1 for {s:?}"
-            );
+        for level in simd::available() {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let mut y = vec![0.0; s.output_len()];
+                    conv2d_forward_at(level, s, &d.x, &d.w, Some(&d.b), &mut y);
+                    let mut dx = vec![0.0; s.input_len()];
+                    conv2d_backward_input_at(level, s, &d.w, &d.dy, &mut dx);
+                    let mut dw = vec![0.0; s.weight_len()];
+                    conv2d_backward_weight_at(level, s, &d.x, &d.dy, &mut dw);
+                    let mut db = vec![0.0; s.out_channels];
+                    conv2d_backward_bias(s, &d.dy, &mut db);
+                    [bits(&y), bits(&dx), bits(&dw), bits(&db)]
+                })
+            };
+            let one = run(1);
+            for threads in [2, 3, 5] {
+                assert_eq!(
+                    one,
+                    run(threads),
+                    "[{level}] {threads} threads differ from 1 for {s:?}"
+                );
+            }
         }
     }
 }

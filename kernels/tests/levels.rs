@@ -1,7 +1,11 @@
 //! Kernels without an AVX-512 path run their AVX2 path at the AVX-512 level: their results
-//! there are bitwise those of the AVX2+FMA level (checked where the CPU runs AVX-512).
+//! there are bitwise those of the AVX2+FMA level (checked where the CPU runs AVX-512). Kernels
+//! with their own AVX-512 and NEON paths are checked here against f64 references at those
+//! levels (and at every other level the CPU runs).
 
-use distill_kernels::conv::{conv2d_forward_at, uses_thin_kernels};
+use distill_kernels::conv::{
+    conv2d_backward_input_at, conv2d_backward_weight_at, conv2d_forward_at, uses_thin_kernels,
+};
 use distill_kernels::gemm::gemm_at;
 use distill_kernels::simd::SimdLevel;
 use distill_kernels::softmax::{log_softmax_at, softmax_at};
@@ -37,18 +41,32 @@ fn softmax_is_the_avx2_path() {
     }
 }
 
+/// `Σ terms` in f64 and `Σ |terms|` (the error scale of an f32 sum of them).
+fn sum_and_scale(terms: impl Iterator<Item = f64>) -> (f64, f64) {
+    terms.fold((0.0, 0.0), |(s, m), t| (s + t, m + t.abs()))
+}
+
+fn assert_close(got: f32, (want, scale): (f64, f64), what: &str) {
+    let tol = 1e-5 * scale + 1e-6;
+    assert!(
+        (got as f64 - want).abs() <= tol,
+        "{what}: got {got}, want {want} (tol {tol})"
+    );
+}
+
+/// The thin conv kernels at each level with a path of its own (AVX2+FMA and AVX-512 on
+/// x86-64, NEON on aarch64), against direct f64 sums, on a shape whose pixel count (143) is
+/// no multiple of 4, 8 or 16 and with an odd channel count: forward, input and weight
+/// gradients.
 #[test]
-fn thin_conv_and_gemv_are_the_avx2_path() {
-    if !both_levels() {
-        return;
-    }
+fn thin_conv_matches_reference_at_each_level() {
     let mut rng = Rng::new(2);
     let s = Conv2dShape {
         batch: 2,
         in_channels: 1,
         in_h: 13,
         in_w: 11,
-        out_channels: 8,
+        out_channels: 7,
         kernel_h: 3,
         kernel_w: 3,
         stride_h: 1,
@@ -56,35 +74,115 @@ fn thin_conv_and_gemv_are_the_avx2_path() {
         pad_h: 1,
         pad_w: 1,
     };
-    assert!(uses_thin_kernels(SimdLevel::Avx512, &s));
-    let (x, w, b) = (
+    let (x, w, b, dy) = (
         rng.vec(s.input_len(), 1.0),
         rng.vec(s.weight_len(), 1.0),
-        rng.vec(8, 1.0),
+        rng.vec(s.out_channels, 1.0),
+        rng.vec(s.output_len(), 1.0),
     );
-    let conv = |level| {
-        let mut y = vec![0.0; s.output_len()];
+    let (h, wd, co) = (s.in_h as isize, s.in_w as isize, s.out_channels);
+    let plane = s.in_h * s.in_w;
+    // Input pixel of tap (i, j) at output (oy, ox), if inside (same padding, stride 1).
+    let tap = |oy: usize, ox: usize, i: usize, j: usize| {
+        let (iy, ix) = (oy as isize + i as isize - 1, ox as isize + j as isize - 1);
+        (iy >= 0 && ix >= 0 && iy < h && ix < wd).then(|| iy as usize * s.in_w + ix as usize)
+    };
+    let taps = |oy, ox| (0..9).filter_map(move |t| tap(oy, ox, t / 3, t % 3).map(|q| (t, q)));
+    for level in distill_kernels::simd::available() {
+        if !uses_thin_kernels(level, &s) {
+            continue;
+        }
+        let name = level.name();
+        let mut y = vec![f32::NAN; s.output_len()];
         conv2d_forward_at(level, &s, &x, &w, Some(&b), &mut y);
-        y
-    };
-    assert_eq!(conv(SimdLevel::Avx512), conv(SimdLevel::Avx2Fma));
+        let mut dx = vec![f32::NAN; s.input_len()];
+        conv2d_backward_input_at(level, &s, &w, &dy, &mut dx);
+        let mut dw = vec![f32::NAN; s.weight_len()];
+        conv2d_backward_weight_at(level, &s, &x, &dy, &mut dw);
+        for n in 0..s.batch {
+            for c in 0..co {
+                for oy in 0..s.in_h {
+                    for ox in 0..s.in_w {
+                        let at = (n * co + c) * plane + oy * s.in_w + ox;
+                        let terms = taps(oy, ox)
+                            .map(|(t, q)| w[c * 9 + t] as f64 * x[n * plane + q] as f64);
+                        let (v, m) = sum_and_scale(terms);
+                        let bias = b[c] as f64;
+                        assert_close(
+                            y[at],
+                            (v + bias, m + bias.abs()),
+                            &format!("{name} y[{at}]"),
+                        );
+                    }
+                }
+            }
+        }
+        for n in 0..s.batch {
+            for q in 0..plane {
+                // dx[q] = Σ over outputs whose tap lands on q.
+                let (iy, ix) = (q / s.in_w, q % s.in_w);
+                let terms = (0..co).flat_map(|c| {
+                    (0..9).filter_map(move |t| {
+                        let (oy, ox) = (
+                            iy as isize + 1 - (t / 3) as isize,
+                            ix as isize + 1 - (t % 3) as isize,
+                        );
+                        (oy >= 0 && ox >= 0 && oy < h && ox < wd)
+                            .then(|| (c, t, oy as usize * s.in_w + ox as usize))
+                    })
+                });
+                let terms = terms
+                    .map(|(c, t, o)| w[c * 9 + t] as f64 * dy[(n * co + c) * plane + o] as f64);
+                assert_close(
+                    dx[n * plane + q],
+                    sum_and_scale(terms),
+                    &format!("{name} dx[{n}, {q}]"),
+                );
+            }
+        }
+        for c in 0..co {
+            for t in 0..9 {
+                let terms = (0..s.batch).flat_map(|n| {
+                    (0..plane).filter_map(move |o| {
+                        tap(o / s.in_w, o % s.in_w, t / 3, t % 3).map(|q| (n, o, q))
+                    })
+                });
+                let terms = terms
+                    .map(|(n, o, q)| x[n * plane + q] as f64 * dy[(n * co + c) * plane + o] as f64);
+                assert_close(
+                    dw[c * 9 + t],
+                    sum_and_scale(terms),
+                    &format!("{name} dw[{c}, {t}]"),
+                );
+            }
+        }
+    }
+}
 
-    // One row against a transposed B: the dot-product path, which has no AVX-512 code.
-    let (n, k) = (300, 257);
-    let (a, bt) = (rng.vec(k, 1.0), rng.vec(n * k, 1.0));
-    let gemv = |level| {
-        let mut c = vec![0.0; n];
-        let shape = GemmShape {
-            ta: Trans::N,
-            tb: Trans::T,
-            m: 1,
-            n,
-            k,
-        };
-        gemm_at(level, shape, &a, &bt, &mut c, Epilogue::default());
-        c
-    };
-    assert_eq!(gemv(SimdLevel::Avx512), gemv(SimdLevel::Avx2Fma));
+/// One row against a transposed B (the dot-product path, with a path per level) at every
+/// level the CPU runs, against f64 dot products: lengths with ragged ends for 4, 16 and 64
+/// lanes, and shorter than one vector.
+#[test]
+fn gemv_matches_reference_at_each_level() {
+    let mut rng = Rng::new(3);
+    for (n, k) in [(300, 257), (5, 3), (7, 79)] {
+        let (a, bt) = (rng.vec(k, 1.0), rng.vec(n * k, 1.0));
+        for level in distill_kernels::simd::available() {
+            let mut c = vec![f32::NAN; n];
+            let shape = GemmShape {
+                ta: Trans::N,
+                tb: Trans::T,
+                m: 1,
+                n,
+                k,
+            };
+            gemm_at(level, shape, &a, &bt, &mut c, Epilogue::default());
+            for (j, &got) in c.iter().enumerate() {
+                let terms = (0..k).map(|p| a[p] as f64 * bt[j * k + p] as f64);
+                assert_close(got, sum_and_scale(terms), &format!("{level} k={k} c[{j}]"));
+            }
+        }
+    }
 }
 
 /// The levels this target detects, printed (`--nocapture`) so a CI log says which paths its

@@ -1,8 +1,10 @@
 //! max_pool2d against a naive reference: overlapping windows, ties, NaN/−∞, rectangular
 //! windows and strides, and the backward routing (including gradient summed on overlaps).
+//! Every forward runs at every SIMD level the CPU has (the 2×2/stride-2 window has a path per
+//! level), and all levels must give the same bits.
 
-use distill_kernels::pool::{max_pool2d_backward, max_pool2d_forward};
-use distill_kernels::Pool2dShape;
+use distill_kernels::pool::{max_pool2d_backward, max_pool2d_forward, max_pool2d_forward_at};
+use distill_kernels::{simd, Pool2dShape};
 
 mod common;
 use common::{Rng, TestRng};
@@ -42,6 +44,10 @@ fn shapes() -> Vec<Pool2dShape> {
         shape(2, 2, (1, 1), (1, 1), (1, 1)),
         shape(4, 3, (9, 8), (1, 1), (2, 3)),
         shape(64, 5, (14, 14), (2, 2), (2, 2)),
+        // 2×2/2 rows of 35 and 1 outputs: two full AVX-512 vectors and a ragged end of 3
+        // (eight NEON vectors and 3), and a row shorter than every vector.
+        shape(3, 2, (6, 71), (2, 2), (2, 2)),
+        shape(2, 3, (3, 2), (2, 2), (2, 2)),
     ]
 }
 
@@ -73,10 +79,27 @@ fn reference_forward(s: &Pool2dShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
     (y, a)
 }
 
+/// The forward at every SIMD level this CPU runs, checked to agree bit for bit (and with the
+/// default entry point); returns the scalar level's result.
 fn run_forward(s: &Pool2dShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
-    let mut y = vec![f32::NAN; s.output_len()];
-    let mut a = vec![u32::MAX; s.output_len()];
-    max_pool2d_forward(s, x, &mut y, &mut a);
+    let run = |level: Option<simd::SimdLevel>| {
+        let mut y = vec![f32::NAN; s.output_len()];
+        let mut a = vec![u32::MAX; s.output_len()];
+        match level {
+            Some(level) => max_pool2d_forward_at(level, s, x, &mut y, &mut a),
+            None => max_pool2d_forward(s, x, &mut y, &mut a),
+        }
+        (y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), y, a)
+    };
+    let (scalar_bits, y, a) = run(Some(simd::SimdLevel::Scalar));
+    for level in simd::available().into_iter().map(Some).chain([None]) {
+        let (bits, _, args) = run(level);
+        assert_eq!(args, a, "argmax at {level:?} differs from scalar for {s:?}");
+        assert_eq!(
+            bits, scalar_bits,
+            "y at {level:?} differs from scalar for {s:?}"
+        );
+    }
     (y, a)
 }
 

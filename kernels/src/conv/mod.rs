@@ -8,8 +8,8 @@
 //!   is unfolded into a column matrix `col[K×P]` (`K = in·kh·kw`, `P = out_h·out_w`) and the
 //!   convolution becomes one GEMM with the weights read as `W[co×K]`. Compute bound for the
 //!   wide layers (conv2: K = 288–576), where its speed is the GEMM's.
-//! - **Thin direct kernels** (`thin/`), for `K ≤` [`THIN_MAX_K`] on AVX2+FMA (conv1: one input
-//!   channel, K = 9): direct loops over a per-image unfold kept in L1, with no GEMM. A 6×16
+//! - **Thin direct kernels** (`thin/`), for `K ≤` [`THIN_MAX_K`] at the AVX2+FMA, AVX-512 and
+//!   NEON levels (conv1: one input channel, K = 9): direct loops over a per-image unfold kept in L1, with no GEMM. A 6×16
 //!   GEMM tile would run part-empty at K = 9 and pack and re-read C for 9 flops per element;
 //!   these kernels are bound by streaming y or dY through memory instead.
 //!
@@ -25,7 +25,7 @@
 //! allocate nothing.
 
 mod im2col_gemm;
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 mod thin;
 mod unfold;
@@ -42,18 +42,21 @@ use crate::Conv2dShape;
 /// [`conv2d_backward_weight`]). Depends on nothing but this constant and the batch size.
 pub const MAX_PARTIALS: usize = 16;
 
-/// Largest reduction length `K = in·kh·kw` served by the direct thin-K kernels (the AVX2
-/// path, also taken at the AVX-512 level; other levels, and larger K, take im2col + GEMM).
+/// Largest reduction length `K = in·kh·kw` served by the direct thin-K kernels (at the
+/// AVX2+FMA, AVX-512 and NEON levels; the scalar and SIMD128 levels, and larger K, take
+/// im2col + GEMM).
 pub const THIN_MAX_K: usize = 12;
 
 /// Whether `level` runs the direct thin-K kernels for this shape (the choice depends on the
 /// shape and the SIMD level only, never on the thread count).
 pub fn uses_thin_kernels(level: SimdLevel, s: &Conv2dShape) -> bool {
     let k = s.in_channels * s.kernel_h * s.kernel_w;
-    cfg!(target_arch = "x86_64")
-        && level.at_least_avx2()
-        && level.is_supported()
-        && (1..=THIN_MAX_K).contains(&k)
+    let has_path = match level {
+        SimdLevel::Avx2Fma | SimdLevel::Avx512 => cfg!(target_arch = "x86_64"),
+        SimdLevel::Neon => cfg!(target_arch = "aarch64"),
+        SimdLevel::Scalar | SimdLevel::Simd128 => false,
+    };
+    has_path && level.is_supported() && (1..=THIN_MAX_K).contains(&k)
 }
 
 thread_local! {
@@ -197,9 +200,9 @@ pub fn conv2d_forward_at(
     let bias = bias.map(|b| &b[..g.co]);
     let x = &x[..s.input_len()];
     let y = &mut y[..s.output_len()];
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if uses_thin_kernels(level, s) {
-        thin::forward(&g, x, w, bias, y);
+        thin::forward(level, &g, x, w, bias, y);
         return;
     }
     im2col_gemm::forward(level, &g, x, w, bias, y);
@@ -234,9 +237,9 @@ pub fn conv2d_backward_input_at(
     let w = &w[..g.co * g.k()];
     let dy = &dy[..s.output_len()];
     let dx = &mut dx[..s.input_len()];
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if uses_thin_kernels(level, s) {
-        thin::backward_input(&g, w, dy, dx);
+        thin::backward_input(level, &g, w, dy, dx);
         return;
     }
     im2col_gemm::backward_input(level, &g, w, dy, dx);
@@ -271,9 +274,9 @@ pub fn conv2d_backward_weight_at(
     let dw = &mut dw[..g.co * g.k()];
     let (x, dy) = (&x[..s.input_len()], &dy[..s.output_len()]);
     let parts = BatchChunks::new(s.batch);
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if uses_thin_kernels(level, s) {
-        thin::backward_weight(&g, x, dy, dw, parts);
+        thin::backward_weight(level, &g, x, dy, dw, parts);
         return;
     }
     im2col_gemm::backward_weight(level, &g, x, dy, dw, parts);

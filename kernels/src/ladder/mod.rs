@@ -287,4 +287,87 @@ mod tests {
             }
         }
     }
+
+    /// Every conv rung, forward and weight gradient, against f64 sums on odd shapes: a
+    /// one-channel 3×3 "same" layer (the thin kernels at the process level, e.g. AVX-512
+    /// under `DISTILL_CPU=avx512`), a strided wide one (im2col + GEMM), batch 1 and 3.
+    #[test]
+    fn every_conv_rung_matches_f64_on_odd_shapes() {
+        let mut rng = Rng::new(16);
+        let shapes = [
+            Conv2dShape::same_3x3(3, 1, 7, 13),
+            Conv2dShape {
+                batch: 1,
+                in_channels: 5,
+                in_h: 9,
+                in_w: 11,
+                out_channels: 6,
+                kernel_h: 3,
+                kernel_w: 2,
+                stride_h: 2,
+                stride_w: 1,
+                pad_h: 1,
+                pad_w: 0,
+            },
+        ];
+        for s in shapes {
+            let mut draw =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect() };
+            let (x, w, dy) = (
+                draw(s.input_len()),
+                draw(s.weight_len()),
+                draw(s.output_len()),
+            );
+            let (oh, ow) = (s.out_h(), s.out_w());
+            let (mut y_ref, mut dw_ref) =
+                (vec![0.0f64; s.output_len()], vec![0.0f64; s.weight_len()]);
+            for n in 0..s.batch {
+                for co in 0..s.out_channels {
+                    for (oy, ox) in (0..oh).flat_map(|oy| (0..ow).map(move |ox| (oy, ox))) {
+                        let yi = ((n * s.out_channels + co) * oh + oy) * ow + ox;
+                        for ci in 0..s.in_channels {
+                            for (i, j) in
+                                (0..s.kernel_h).flat_map(|i| (0..s.kernel_w).map(move |j| (i, j)))
+                            {
+                                let iy = (oy * s.stride_h + i) as isize - s.pad_h as isize;
+                                let ix = (ox * s.stride_w + j) as isize - s.pad_w as isize;
+                                if iy < 0
+                                    || ix < 0
+                                    || iy >= s.in_h as isize
+                                    || ix >= s.in_w as isize
+                                {
+                                    continue;
+                                }
+                                let xi = ((n * s.in_channels + ci) * s.in_h + iy as usize) * s.in_w
+                                    + ix as usize;
+                                let wi =
+                                    ((co * s.in_channels + ci) * s.kernel_h + i) * s.kernel_w + j;
+                                y_ref[yi] += w[wi] as f64 * x[xi] as f64;
+                                dw_ref[wi] += x[xi] as f64 * dy[yi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+            // Terms per output element: K in the forward, batch·P in the weight gradient.
+            let k = (s.in_channels * s.kernel_h * s.kernel_w) as f64;
+            let bp = (s.batch * oh * ow) as f64;
+            for (rungs, input, want, tol) in [
+                (conv_rungs(), &w, &y_ref, 1e-5 * k),
+                (conv_weight_grad_rungs(), &dy, &dw_ref, 1e-5 * bp),
+            ] {
+                for rung in rungs.iter().filter(|r| r.is_supported()) {
+                    let mut out = vec![f32::NAN; want.len()];
+                    (rung.run)(&s, &x, input, &mut out);
+                    for (i, (&g, &r)) in out.iter().zip(want.iter()).enumerate() {
+                        assert!(
+                            (g as f64 - r).abs() <= tol,
+                            "{} {s:?} [{i}]: {g} vs {r}",
+                            rung.name
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::row_stride;
+use super::{row_stride, FlatFold};
 use crate::conv::unfold::col2im_channel;
 use crate::conv::{with_scratch, Geo, THIN_MAX_K};
 use crate::simd::mask;
@@ -209,47 +209,7 @@ unsafe fn fold_stride1(g: &Geo, dcol: &[f32], ps: usize, dx: &mut [f32]) {
     }
 }
 
-/// The fold of a stride-1 "same" convolution (`oh = h`, `ow = w`), on `dcol` rows kept
-/// with zero margins: `dx[q] = Σ_(i,j) dcol_ij[q + (ph−i)·ow + (pw−j)]` over flattened pixels
-/// `q`, each tap a fixed shift, 8 pixels per plain load. Reads that leave the output's
-/// rows land in the zeroed margins (above and below), and reads that wrap into a
-/// neighbouring row (left and right edges) land on columns that no input pixel uses
-/// (`clear_unused` zeroes them), so there are no masks and no bounds.
-struct FlatFold {
-    /// Floats before each row's data (≥ ph·ow + pw, a multiple of 8).
-    front: usize,
-    /// Row stride: front + P + back margin (≥ ph·ow + pw + 8).
-    rs: usize,
-}
-
 impl FlatFold {
-    fn new(g: &Geo) -> FlatFold {
-        let reach = g.ph * g.ow + g.pw;
-        let front = row_stride(reach);
-        FlatFold {
-            front,
-            rs: row_stride(front + g.p() + reach + 8),
-        }
-    }
-
-    /// Zeroes the margins of one channel's `kh·kw` rows and, per tap column `j`, the
-    /// output columns it never reads from (`ox < pw − j` or `ox ≥ w + pw − j`).
-    fn clear_unused(&self, g: &Geo, rows: &mut [f32]) {
-        let p = g.p();
-        for (t, row) in rows.chunks_exact_mut(self.rs).enumerate() {
-            row[..self.front].fill(0.0);
-            row[self.front + p..].fill(0.0);
-            let j = t % g.kw;
-            let lo = g.pw.saturating_sub(j);
-            let hi = (g.w + g.pw).saturating_sub(j).min(g.ow);
-            let data = &mut row[self.front..self.front + p];
-            for r in data.chunks_exact_mut(g.ow) {
-                r[..lo].fill(0.0);
-                r[hi..].fill(0.0);
-            }
-        }
-    }
-
     /// `dx[P] = Σ_taps shifted rows`, taps in (i, j) order.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fold(&self, g: &Geo, rows: &[f32], dx: &mut [f32]) {

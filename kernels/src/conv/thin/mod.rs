@@ -1,5 +1,9 @@
-//! Direct AVX2+FMA kernels for a thin reduction (`K = in·kh·kw ≤` [`THIN_MAX_K`]; conv1 of
-//! the teacher and the student has K = 9), any kernel size, stride and padding.
+//! Direct kernels for a thin reduction (`K = in·kh·kw ≤` [`THIN_MAX_K`]; conv1 of the teacher
+//! and the student has K = 9), any kernel size, stride and padding, at three SIMD levels:
+//! AVX2+FMA (`forward.rs`, `input_grad.rs`, `weight_grad.rs`: the algorithm below), and
+//! AVX-512 and NEON (`lanes/`: the same algorithm written once over a vector type, with the
+//! register tiles their 32 vector registers allow). [`forward`], [`backward_input`] and
+//! [`backward_weight`] pick the path by level.
 //!
 //! # Algorithm
 //!
@@ -17,7 +21,8 @@
 //!   the output channels in order (in passes of at most 32 channels), then `dcol` is folded
 //!   into dx in a fixed order (stride 1: 8 pixels of a row at a time, the taps summed in
 //!   registers; a stride-1 "same" convolution: whole shifted rows over zero margins, no
-//!   masks). The input grad needs no unfold of x.
+//!   masks; the `lanes/` kernels fold other strides with the scalar `col2im_channel`).
+//!   The input grad needs no unfold of x.
 //!
 //! Images run in parallel, one per task; every element sees the same operations whatever
 //! the thread count.
@@ -28,7 +33,8 @@
 //! load (both backward kernels): 4.5 flop/byte. At batch 128, y and dY are 128·64·784·4 B =
 //! 25.7 MB each for the teacher (12.8 MB for the student): under the 32 MB L3, but not next
 //! to everything else a training step touches, so they stream from and to DRAM, and the
-//! memory floor lies above the flop floor in all three kernels. Hence:
+//! memory floor lies above the flop floor in all three kernels. Hence, at every level (NEON
+//! has no streaming store: its forward writes y with plain stores):
 //!
 //! - the forward writes y with streaming stores (outputs ≥ 8 MB), which skips the
 //!   read-for-ownership, and starts the page walks of its output two pages ahead of its
@@ -39,12 +45,12 @@
 //!   streams than the hardware prefetchers follow;
 //! - each image task prefetches the next image's input ([`prefetch_next_input`]).
 
-use std::arch::x86_64::*;
-
 use super::unfold::{copy_runs, im2col_channel, with_padded_plane, PADDED_MAX};
-use super::{Geo, THIN_MAX_K};
+use super::{BatchChunks, Geo, THIN_MAX_K};
+use crate::simd::SimdLevel;
 
 /// Instantiates `$f::<K>` for the run-time K (1 ..= [`THIN_MAX_K`]), so the tap loops unroll.
+#[cfg(target_arch = "x86_64")]
 macro_rules! by_k {
     ($k:expr, $f:ident($($arg:expr),*)) => {
         match $k {
@@ -65,13 +71,66 @@ macro_rules! by_k {
     };
 }
 
+#[cfg(target_arch = "x86_64")]
 mod forward;
+#[cfg(target_arch = "x86_64")]
 mod input_grad;
+mod lanes;
+#[cfg(target_arch = "x86_64")]
 mod weight_grad;
 
-pub(super) use forward::forward;
-pub(super) use input_grad::backward_input;
-pub(super) use weight_grad::backward_weight;
+/// The thin forward at `level` (the caller has checked [`super::uses_thin_kernels`]).
+pub(super) fn forward(
+    level: SimdLevel,
+    g: &Geo,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2Fma => forward::forward(g, x, w, bias, y),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => lanes::forward::<lanes::Avx512>(g, x, w, bias, y),
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => lanes::forward::<lanes::Neon>(g, x, w, bias, y),
+        _ => unreachable!("thin conv kernels: no {} path on this target", level.name()),
+    }
+}
+
+/// The thin input gradient at `level` (the caller has checked [`super::uses_thin_kernels`]).
+pub(super) fn backward_input(level: SimdLevel, g: &Geo, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2Fma => input_grad::backward_input(g, w, dy, dx),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => lanes::backward_input::<lanes::Avx512>(g, w, dy, dx),
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => lanes::backward_input::<lanes::Neon>(g, w, dy, dx),
+        _ => unreachable!("thin conv kernels: no {} path on this target", level.name()),
+    }
+}
+
+/// The thin weight gradient at `level` (the caller has checked [`super::uses_thin_kernels`]).
+pub(super) fn backward_weight(
+    level: SimdLevel,
+    g: &Geo,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    parts: BatchChunks,
+) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2Fma => weight_grad::backward_weight(g, x, dy, dw, parts),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => lanes::backward_weight::<lanes::Avx512>(g, x, dy, dw, parts),
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => lanes::backward_weight::<lanes::Neon>(g, x, dy, dw, parts),
+        _ => unreachable!("thin conv kernels: no {} path on this target", level.name()),
+    }
+}
 
 /// Row stride of the padded column matrix.
 fn row_stride(p: usize) -> usize {
@@ -166,8 +225,76 @@ fn prefetch_next_input(g: &Geo, x: &[f32], n: usize) {
     let next = (n + 1) * g.in_image();
     if let Some(xn) = x.get(next..next + g.in_image()) {
         for line in xn.iter().step_by(16) {
-            // SAFETY: prefetching is a hint; the address is inside x.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>((line as *const f32).cast()) };
+            prefetch(line);
+        }
+    }
+}
+
+/// A hint to bring the cache line at `p` into L1 (`prefetcht0` / `prfm pldl1keep`); it
+/// never faults, whatever the address.
+#[inline(always)]
+pub(super) fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint; SSE is part of x86-64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: a prefetch reads nothing architecturally and never faults.
+    unsafe {
+        std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags))
+    };
+}
+
+/// The fold of a stride-1 "same" convolution (`oh = h`, `ow = w`), on `dcol` rows kept
+/// with zero margins: `dx[q] = Σ_(i,j) dcol_ij[q + (ph−i)·ow + (pw−j)]` over flattened pixels
+/// `q`, each tap a fixed shift, a vector of pixels per plain load. Reads that leave the output's
+/// rows land in the zeroed margins (above and below), and reads that wrap into a
+/// neighbouring row (left and right edges) land on columns that no input pixel uses
+/// (`clear_unused` zeroes them), so there are no masks and no bounds.
+struct FlatFold {
+    /// Floats before each row's data (≥ ph·ow + pw, a multiple of 8).
+    front: usize,
+    /// Row stride: front + P + back margin (≥ ph·ow + pw + 8).
+    rs: usize,
+}
+
+impl FlatFold {
+    /// Where tap `(i, j)`'s shifted row starts (`t = i·kw + j`, in one channel's rows):
+    /// `t·rs + front + (ph − i)·ow + (pw − j)`, never negative since `front ≥ ph·ow + pw`.
+    fn tap_starts(&self, g: &Geo) -> [usize; THIN_MAX_K] {
+        let mut start = [0usize; THIN_MAX_K];
+        for (t, s) in start.iter_mut().enumerate().take(g.kh * g.kw) {
+            let (i, j) = (t / g.kw, t % g.kw);
+            *s = t * self.rs + self.front + (g.ph * g.ow + g.pw) - (i * g.ow + j);
+        }
+        start
+    }
+
+    fn new(g: &Geo) -> FlatFold {
+        let reach = g.ph * g.ow + g.pw;
+        let front = row_stride(reach);
+        FlatFold {
+            front,
+            rs: row_stride(front + g.p() + reach + 8),
+        }
+    }
+
+    /// Zeroes the margins of one channel's `kh·kw` rows and, per tap column `j`, the
+    /// output columns it never reads from (`ox < pw − j` or `ox ≥ w + pw − j`).
+    fn clear_unused(&self, g: &Geo, rows: &mut [f32]) {
+        let p = g.p();
+        for (t, row) in rows.chunks_exact_mut(self.rs).enumerate() {
+            row[..self.front].fill(0.0);
+            row[self.front + p..].fill(0.0);
+            let j = t % g.kw;
+            let lo = g.pw.saturating_sub(j);
+            let hi = (g.w + g.pw).saturating_sub(j).min(g.ow);
+            let data = &mut row[self.front..self.front + p];
+            for r in data.chunks_exact_mut(g.ow) {
+                r[..lo].fill(0.0);
+                r[hi..].fill(0.0);
+            }
         }
     }
 }

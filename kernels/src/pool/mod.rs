@@ -12,10 +12,12 @@
 //! and a window of all −∞ reports its first element.
 //!
 //! The presets' 2×2/stride-2 window has its own path: compares become selects (which
-//! element wins is data-dependent, so branches mispredict), and on AVX2 eight outputs at a
-//! time — even and odd input columns de-interleaved, then four compare-and-blend steps
-//! carrying value and index; the ragged end of a row (the presets' rows are 14 and 7
-//! outputs wide) is one masked vector. Measured on teacher pool1 (batch 128): 10.1 ms
+//! element wins is data-dependent, so branches mispredict), and per SIMD level a vector of
+//! outputs at a time — even and odd input columns de-interleaved, then four compare-and-blend
+//! steps carrying value and index: eight outputs on AVX2 (`avx2.rs`), sixteen on AVX-512
+//! (`avx512.rs`), four on NEON (`neon.rs`). The ragged end of a row (the presets' rows are 14
+//! and 7 outputs wide) is one masked vector on AVX2 and AVX-512, the scalar loop on NEON.
+//! AVX2, measured on teacher pool1 (batch 128): 10.1 ms
 //! branchy; 4.6 ms with AVX2 and a scalar ragged end; 1.0 ms (38 GB/s, memory speed) with the
 //! masked end. Teacher pool2 (7 outputs a row): 5.2 ms → 1.4 ms.
 //!
@@ -33,8 +35,16 @@
 //! 12.8 MB of dy + arg-max. So the loops are kept simple and the parallelism coarse (planes
 //! are grouped so a task moves at least ~64 KB).
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
 use rayon::prelude::*;
 
+use crate::simd::{self, SimdLevel};
 use crate::Pool2dShape;
 
 /// Planes per rayon task: enough that a task touches at least `TARGET` input floats.
@@ -46,6 +56,18 @@ fn planes_per_task(plane_len: usize) -> usize {
 /// `y` = max over each window; `argmax` = index of the winner inside its input plane
 /// (`ih·in_w + iw`), first maximum on ties.
 pub fn max_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
+    max_pool2d_forward_at(simd::level(), s, x, y, argmax)
+}
+
+/// [`max_pool2d_forward`] with its 2×2/stride-2 path on an explicit SIMD level (every level
+/// gives the same results: the compares are exact).
+pub fn max_pool2d_forward_at(
+    level: SimdLevel,
+    s: &Pool2dShape,
+    x: &[f32],
+    y: &mut [f32],
+    argmax: &mut [u32],
+) {
     let (ih, iw) = (s.in_h, s.in_w);
     let (oh, ow) = (s.out_h(), s.out_w());
     let (kh, kw, sh, sw) = (s.kernel_h, s.kernel_w, s.stride_h, s.stride_w);
@@ -74,7 +96,7 @@ pub fn max_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mu
                 .zip(xs.chunks_exact(in_plane))
             {
                 if (kh, kw, sh, sw) == (2, 2, 2, 2) {
-                    pool_2x2(xp, iw, oh, ow, yp, ap);
+                    pool_2x2(level, xp, iw, oh, ow, yp, ap);
                     continue;
                 }
                 for r in 0..oh {
@@ -103,26 +125,59 @@ pub fn max_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mu
         });
 }
 
-/// The common 2×2, stride-2 window of one plane, written without bounds checks or branches in
-/// the inner loop so it runs at memory speed (same results as the general loop: row-major
-/// scan, first maximum on ties, NaN wins).
-fn pool_2x2(xp: &[f32], iw: usize, oh: usize, ow: usize, yp: &mut [f32], ap: &mut [u32]) {
+/// The common 2×2, stride-2 window of one plane, on the SIMD path of `level` (same results as
+/// the general loop: row-major scan, first maximum on ties, NaN wins). A level without a path
+/// of its own, or one the CPU cannot run, takes the scalar loop.
+fn pool_2x2(
+    level: SimdLevel,
+    xp: &[f32],
+    iw: usize,
+    oh: usize,
+    ow: usize,
+    yp: &mut [f32],
+    ap: &mut [u32],
+) {
+    assert!(
+        oh == 0 || ((2 * oh - 1) * iw + 2 * ow <= xp.len() && oh * ow <= yp.len().min(ap.len())),
+        "pool_2x2: plane too short"
+    );
+    if !level.is_supported() {
+        return pool_2x2_rows(xp, iw, 0..oh, 0, ow, yp, ap);
+    }
+    match level {
+        // SAFETY (each arm): the CPU runs the level (checked above); the plane holds the
+        // 2·oh rows of iw ≥ 2·ow floats read, y and argmax oh·ow (asserted above).
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2Fma => unsafe { avx2::pool_2x2_avx2(xp, iw, oh, ow, yp, ap) },
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::pool_2x2_avx512(xp, iw, oh, ow, yp, ap) },
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => unsafe { neon::pool_2x2_neon(xp, iw, oh, ow, yp, ap) },
+        _ => pool_2x2_rows(xp, iw, 0..oh, 0, ow, yp, ap),
+    }
+}
+
+/// The scalar 2×2/stride-2 loop over output rows `rows`, columns `c0..ow` of each (the
+/// reference for the SIMD paths, and their ragged ends where they have no masks).
+fn pool_2x2_rows(
+    xp: &[f32],
+    iw: usize,
+    rows: std::ops::Range<usize>,
+    c0: usize,
+    ow: usize,
+    yp: &mut [f32],
+    ap: &mut [u32],
+) {
     #[inline(always)]
     fn pick(best: f32, at: u32, v: f32, i: u32) -> (f32, u32) {
         let take = v > best || v.is_nan();
         (if take { v } else { best }, if take { i } else { at })
     }
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::level().at_least_avx2() {
-        // SAFETY: the process level is AVX2+FMA or AVX-512 only when the CPU has AVX2.
-        unsafe { pool_2x2_avx2(xp, iw, oh, ow, yp, ap) };
-        return;
-    }
-    for r in 0..oh {
-        let top = &xp[2 * r * iw..2 * r * iw + 2 * ow];
-        let bottom = &xp[(2 * r + 1) * iw..(2 * r + 1) * iw + 2 * ow];
-        let yrow = &mut yp[r * ow..(r + 1) * ow];
-        let arow = &mut ap[r * ow..(r + 1) * ow];
+    for r in rows {
+        let top = &xp[2 * r * iw + 2 * c0..2 * r * iw + 2 * ow];
+        let bottom = &xp[(2 * r + 1) * iw + 2 * c0..(2 * r + 1) * iw + 2 * ow];
+        let yrow = &mut yp[r * ow + c0..(r + 1) * ow];
+        let arow = &mut ap[r * ow + c0..(r + 1) * ow];
         let t0 = (2 * r * iw) as u32;
         let b0 = t0 + iw as u32;
         for (c, (((t, b), yv), av)) in top
@@ -132,100 +187,13 @@ fn pool_2x2(xp: &[f32], iw: usize, oh: usize, ow: usize, yp: &mut [f32], ap: &mu
             .zip(arow.iter_mut())
             .enumerate()
         {
-            let c2 = 2 * c as u32;
+            let c2 = 2 * (c0 + c) as u32;
             let (best, at) = pick(f32::NEG_INFINITY, t0 + c2, t[0], t0 + c2);
             let (best, at) = pick(best, at, t[1], t0 + c2 + 1);
             let (best, at) = pick(best, at, b[0], b0 + c2);
             let (best, at) = pick(best, at, b[1], b0 + c2 + 1);
             *yv = best;
             *av = at;
-        }
-    }
-}
-
-/// [`pool_2x2`] eight outputs at a time: de-interleave the even and odd columns of the two
-/// input rows, then four compare-and-blend steps carry the maximum and its index.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn pool_2x2_avx2(
-    xp: &[f32],
-    iw: usize,
-    oh: usize,
-    ow: usize,
-    yp: &mut [f32],
-    ap: &mut [u32],
-) {
-    use std::arch::x86_64::*;
-    let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-    // The ragged end of a row (ow = 7 or 14 in the presets) is a masked vector, not a
-    // scalar loop (which cost more than the full vectors put together).
-    use crate::simd::mask::first;
-    let one = _mm256_set1_epi32(1);
-    for r in 0..oh {
-        let (t0, b0) = (2 * r * iw, (2 * r + 1) * iw);
-        assert!(b0 + 2 * ow <= xp.len() && (r + 1) * ow <= yp.len() && (r + 1) * ow <= ap.len());
-        let mut c = 0;
-        while c < ow {
-            // Outputs c..c+n of this row read inputs 2c..2c+2n of the two rows.
-            let n = (ow - c).min(8);
-            let (mask_lo, mask_hi) = (first(2 * n), first((2 * n).saturating_sub(8)));
-            let load_pairs = |at: usize| {
-                let p = xp.as_ptr().add(at);
-                let (lo, hi) = if n == 8 {
-                    (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
-                } else {
-                    // Masked-off lanes read nothing (no fault past the plane) and load 0.
-                    (
-                        _mm256_maskload_ps(p, mask_lo),
-                        _mm256_maskload_ps(p.add(8), mask_hi),
-                    )
-                };
-                // shuffle_ps works within 128-bit halves; the permute restores column order.
-                let even = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(
-                    _mm256_castps_pd(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi)),
-                ));
-                let odd = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(
-                    _mm256_castps_pd(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi)),
-                ));
-                (even, odd)
-            };
-            let (te, to) = load_pairs(t0 + 2 * c);
-            let (be, bo) = load_pairs(b0 + 2 * c);
-            let base_t = _mm256_add_epi32(_mm256_set1_epi32((t0 + 2 * c) as i32), lanes);
-            let base_b = _mm256_add_epi32(_mm256_set1_epi32((b0 + 2 * c) as i32), lanes);
-            let mut best = _mm256_set1_ps(f32::NEG_INFINITY);
-            let mut at = base_t;
-            for (v, idx) in [
-                (te, base_t),
-                (to, _mm256_add_epi32(base_t, one)),
-                (be, base_b),
-                (bo, _mm256_add_epi32(base_b, one)),
-            ] {
-                // take = v > best || v is NaN, exactly the scalar rule.
-                let take = _mm256_or_ps(
-                    _mm256_cmp_ps::<_CMP_GT_OQ>(v, best),
-                    _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
-                );
-                best = _mm256_blendv_ps(best, v, take);
-                at = _mm256_castps_si256(_mm256_blendv_ps(
-                    _mm256_castsi256_ps(at),
-                    _mm256_castsi256_ps(idx),
-                    take,
-                ));
-            }
-            let (yo, ao) = (
-                yp.as_mut_ptr().add(r * ow + c),
-                ap.as_mut_ptr().add(r * ow + c),
-            );
-            if n == 8 {
-                _mm256_storeu_ps(yo, best);
-                _mm256_storeu_si256(ao as *mut __m256i, at);
-            } else {
-                let out = first(n);
-                _mm256_maskstore_ps(yo, out, best);
-                _mm256_maskstore_epi32(ao as *mut i32, out, at);
-            }
-            c += n;
         }
     }
 }
