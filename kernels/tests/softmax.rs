@@ -211,9 +211,15 @@ fn backward_passes_match_formula_and_finite_differences() {
             let mut ly = vec![0.0; n];
             sm::softmax(rows, cols, &x, t, &mut y);
             sm::log_softmax(rows, cols, &x, t, &mut ly);
-            let mut dx = vec![f32::NAN; n];
-            sm::softmax_backward(rows, cols, &y, &dy, t, &mut dx);
-            // The log-softmax backward on every SIMD level (AVX2 rows from 8 columns).
+            // Both backward passes on every SIMD level (vector rows from one vector on).
+            let dxs: Vec<(&str, Vec<f32>)> = simd::available()
+                .into_iter()
+                .map(|level| {
+                    let mut dx = vec![f32::NAN; n];
+                    sm::softmax_backward_at(level, rows, cols, &y, &dy, t, &mut dx);
+                    (level.name(), dx)
+                })
+                .collect();
             let ldxs: Vec<(&str, Vec<f32>)> = simd::available()
                 .into_iter()
                 .map(|level| {
@@ -235,7 +241,10 @@ fn backward_passes_match_formula_and_finite_differences() {
                 }
             }
             let what = format!("{rows}x{cols} T={t}");
-            assert_close(&dx, &want, 1e-4, 1e-6, &format!("softmax_backward {what}"));
+            for (name, dx) in &dxs {
+                let what = format!("softmax_backward {what} [{name}]");
+                assert_close(dx, &want, 1e-4, 1e-6, &what);
+            }
             for (name, ldx) in &ldxs {
                 assert_close(
                     ldx,
@@ -259,7 +268,9 @@ fn backward_passes_match_formula_and_finite_differences() {
                         })
                         .sum()
                 });
-                assert_close(&dx, &fd, 1e-4, 1e-5, &format!("softmax fd {what}"));
+                for (name, dx) in &dxs {
+                    assert_close(dx, &fd, 1e-4, 1e-5, &format!("softmax fd {what} [{name}]"));
+                }
                 let fd = finite_diff(&xd, |x| {
                     (0..rows)
                         .map(|r| {
@@ -518,7 +529,7 @@ fn extreme_logits_at_every_level() {
     }
 }
 
-/// The forward maps and the log-softmax backward give the same bits on 1, 2 and 3 threads, at
+/// The forward maps and both backward passes give the same bits on 1, 2 and 3 threads, at
 /// every SIMD level.
 #[test]
 fn maps_are_bit_identical_across_thread_counts_at_every_level() {
@@ -529,11 +540,13 @@ fn maps_are_bit_identical_across_thread_counts_at_every_level() {
         let dy = rng.vec(n, 1.0);
         for level in simd::available() {
             let run = || {
-                let (mut y, mut ly, mut dx) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+                let (mut y, mut ly) = (vec![0.0; n], vec![0.0; n]);
+                let (mut dx, mut ldx) = (vec![0.0; n], vec![0.0; n]);
                 sm::softmax_at(level, rows, cols, &x, 2.0, &mut y);
                 sm::log_softmax_at(level, rows, cols, &x, 2.0, &mut ly);
-                sm::log_softmax_backward_at(level, rows, cols, &ly, &dy, 2.0, &mut dx);
-                [y, ly, dx].map(|v| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                sm::softmax_backward_at(level, rows, cols, &y, &dy, 2.0, &mut dx);
+                sm::log_softmax_backward_at(level, rows, cols, &ly, &dy, 2.0, &mut ldx);
+                [y, ly, dx, ldx].map(|v| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
             };
             let one = pool(1).install(run);
             assert!(

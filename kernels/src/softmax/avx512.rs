@@ -180,6 +180,35 @@ pub(super) unsafe fn log_softmax_backward_row(y: &[f32], dy: &[f32], inv_t: f32,
     }
 }
 
+/// One row of the softmax backward, `dx = y·(dy − Σ y·dy)·inv_t`, `y.len() ≥ 16`: the
+/// products `y·dy` are exact in f64, so the FMAs into two 8-lane f64 accumulators (element
+/// `i` into lane `i mod 16`) round only their adds; then one f32 pass in the scalar row's
+/// order of operations.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn softmax_backward_row(y: &[f32], dy: &[f32], inv_t: f32, dx: &mut [f32]) {
+    debug_assert!(y.len() >= 16 && dy.len() == y.len() && dx.len() == y.len());
+    let n = y.len();
+    let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+    for i in (0..n).step_by(16) {
+        let k = first(n - i);
+        let vy = _mm512_maskz_loadu_ps(k, y.as_ptr().add(i));
+        let vd = _mm512_maskz_loadu_ps(k, dy.as_ptr().add(i));
+        let half = |v: __m512| _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        let (y_lo, d_lo) = (_mm512_castps512_ps256(vy), _mm512_castps512_ps256(vd));
+        lo = _mm512_fmadd_pd(_mm512_cvtps_pd(y_lo), _mm512_cvtps_pd(d_lo), lo);
+        hi = _mm512_fmadd_pd(_mm512_cvtps_pd(half(vy)), _mm512_cvtps_pd(half(vd)), hi);
+    }
+    let dot = LaneSum(lo, hi).total() as f32;
+    let (dot, tv) = (_mm512_set1_ps(dot), _mm512_set1_ps(inv_t));
+    for i in (0..n).step_by(16) {
+        let k = first(n - i);
+        let vy = _mm512_maskz_loadu_ps(k, y.as_ptr().add(i));
+        let vd = _mm512_maskz_loadu_ps(k, dy.as_ptr().add(i));
+        let v = _mm512_mul_ps(_mm512_mul_ps(vy, _mm512_sub_ps(vd, dot)), tv);
+        _mm512_mask_storeu_ps(dx.as_mut_ptr().add(i), k, v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::arch::x86_64::*;

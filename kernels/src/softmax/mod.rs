@@ -9,7 +9,8 @@
 //! rows of one vector or more, a vector `exp` (within one f32 epsilon, the same bits at every
 //! width) and one f64 partial sum per lane: 16 lanes on AVX-512 (`avx512.rs`, masked ragged
 //! ends), 8 on AVX2 (`avx2.rs`), 4 on NEON (`neon.rs`), the last two with scalar ragged ends.
-//! The log-softmax backward's `exp(y)` takes the same vector `exp` there. The losses
+//! The log-softmax backward's `exp(y)` takes the same vector `exp` there; the softmax
+//! backward has AVX-512 and NEON rows (its `Σ y·dy` in the same f64 lanes). The losses
 //! (`losses.rs`) do their row arithmetic in f64 (rows are short: one per class) and round the
 //! gradient to f32 once.
 //!
@@ -281,6 +282,20 @@ pub fn softmax_backward(
     temperature: f32,
     dx: &mut [f32],
 ) {
+    softmax_backward_at(simd::level(), rows, cols, y, dy, temperature, dx)
+}
+
+/// [`softmax_backward`] on a given SIMD level (rows of one vector or more take its vector
+/// path: 16 on AVX-512, 4 on NEON; AVX2 has none and runs the scalar row).
+pub fn softmax_backward_at(
+    level: SimdLevel,
+    rows: usize,
+    cols: usize,
+    y: &[f32],
+    dy: &[f32],
+    temperature: f32,
+    dx: &mut [f32],
+) {
     assert_eq!(
         y.len(),
         rows * cols,
@@ -298,16 +313,34 @@ pub fn softmax_backward(
     );
     check_temperature(temperature, "softmax_backward");
     let inv_t = 1.0 / temperature;
-    map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
-        let mut dot = 0.0f64;
-        for (&y, &dy) in y.iter().zip(dy) {
-            dot += y as f64 * dy as f64;
-        }
-        let dot = dot as f32;
-        for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
-            *dx = y * (dy - dot) * inv_t;
-        }
-    });
+    // SAFETY (each vector path): as in `softmax_at`.
+    match row_path(level, cols) {
+        #[cfg(target_arch = "x86_64")]
+        RowPath::Avx512 => map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
+            avx512::softmax_backward_row(y, dy, inv_t, dx)
+        }),
+        #[cfg(target_arch = "aarch64")]
+        RowPath::Neon => map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
+            neon::softmax_backward_row(y, dy, inv_t, dx)
+        }),
+        // No AVX2 row: the scalar one.
+        _ => map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
+            softmax_backward_row(y, dy, inv_t, dx)
+        }),
+    }
+}
+
+/// The scalar row of [`softmax_backward_at`]: `Σ y·dy` in f64 (each product exact), then
+/// `y·(dy − dot)·inv_t` in f32.
+fn softmax_backward_row(y: &[f32], dy: &[f32], inv_t: f32, dx: &mut [f32]) {
+    let mut dot = 0.0f64;
+    for (&y, &dy) in y.iter().zip(dy) {
+        dot += y as f64 * dy as f64;
+    }
+    let dot = dot as f32;
+    for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+        *dx = y * (dy - dot) * inv_t;
+    }
 }
 
 /// `y = log_softmax(x / T)` per row.

@@ -172,6 +172,39 @@ pub(super) unsafe fn log_softmax_backward_row(y: &[f32], dy: &[f32], inv_t: f32,
     }
 }
 
+/// One row of the softmax backward, `dx = y·(dy − Σ y·dy)·inv_t`, `y.len() ≥ 4`: the
+/// products `y·dy` are exact in f64, so the FMLAs into four f64 lanes round only their adds;
+/// then one f32 pass in the scalar row's order of operations.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn softmax_backward_row(y: &[f32], dy: &[f32], inv_t: f32, dx: &mut [f32]) {
+    debug_assert!(y.len() >= 4 && dy.len() == y.len() && dx.len() == y.len());
+    let n = y.len() / 4 * 4;
+    let (mut lo, mut hi) = (vdupq_n_f64(0.0), vdupq_n_f64(0.0));
+    for i in (0..n).step_by(4) {
+        let (vy, vd) = (vld1q_f32(y.as_ptr().add(i)), vld1q_f32(dy.as_ptr().add(i)));
+        lo = vfmaq_f64(
+            lo,
+            vcvt_f64_f32(vget_low_f32(vy)),
+            vcvt_f64_f32(vget_low_f32(vd)),
+        );
+        hi = vfmaq_f64(hi, vcvt_high_f64_f32(vy), vcvt_high_f64_f32(vd));
+    }
+    let mut dot = LaneSum(lo, hi).total();
+    for (&y, &dy) in y[n..].iter().zip(&dy[n..]) {
+        dot += y as f64 * dy as f64;
+    }
+    let dot = dot as f32;
+    let dv = vdupq_n_f32(dot);
+    for i in (0..n).step_by(4) {
+        let (vy, vd) = (vld1q_f32(y.as_ptr().add(i)), vld1q_f32(dy.as_ptr().add(i)));
+        let v = vmulq_n_f32(vmulq_f32(vy, vsubq_f32(vd, dv)), inv_t);
+        vst1q_f32(dx.as_mut_ptr().add(i), v);
+    }
+    for ((dx, &y), &dy) in dx[n..].iter_mut().zip(&y[n..]).zip(&dy[n..]) {
+        *dx = y * (dy - dot) * inv_t;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::arch::aarch64::*;
