@@ -2,6 +2,7 @@
 //! thread-pool sizes.
 
 use distill_kernels::elementwise as ew;
+use distill_kernels::simd::{self, SimdLevel};
 
 mod common;
 use common::{Rng, TestRng};
@@ -181,6 +182,64 @@ fn reductions_are_bit_identical_across_thread_counts() {
     assert_eq!(one, two);
     assert_eq!(one, four);
     assert_eq!(one, default);
+}
+
+/// Every level's maps give the scalar level's bits, on lengths around each vector width (4,
+/// 8, 16), past a chunk, and with special values (NaN, ±0, ±∞, subnormals) among the inputs.
+#[test]
+fn maps_at_every_level_are_the_scalar_maps_bitwise() {
+    let mut rng = Rng::new(7);
+    let special = [
+        f32::NAN,
+        -0.0,
+        0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -1e-40,
+        1e-40,
+    ];
+    for n in [1usize, 3, 4, 5, 15, 16, 17, 33, 16_385, 40_001] {
+        let mut x = rng.vec(n, 3.0);
+        for (i, &v) in special.iter().enumerate() {
+            if 3 * i < n {
+                x[3 * i] = v;
+            }
+        }
+        let b = rng.vec(n, 2.0);
+        let run = |level: SimdLevel| {
+            let mut out = vec![vec![f32::NAN; n]; 5];
+            ew::relu_at(level, &x, &mut out[0]);
+            ew::relu_backward_at(level, &x, &b, &mut out[1]);
+            ew::add_at(level, &x, &b, &mut out[2]);
+            ew::scale_at(level, &x, -0.37, &mut out[3]);
+            out[4].copy_from_slice(&b);
+            ew::axpy_at(level, 1.7, &x, &mut out[4]);
+            bits(&out)
+        };
+        let want = run(SimdLevel::Scalar);
+        for level in simd::available() {
+            let got = run(level);
+            for (k, name) in ["relu", "relu_backward", "add", "scale", "axpy"]
+                .iter()
+                .enumerate()
+            {
+                if let Some(i) = (0..n).find(|&i| got[k][i] != want[k][i]) {
+                    panic!(
+                        "{name} n={n} [{level}] at {i}: {} against {}",
+                        f32::from_bits(got[k][i]),
+                        f32::from_bits(want[k][i])
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The bits of each vector.
+fn bits(vs: &[Vec<f32>]) -> Vec<Vec<u32>> {
+    vs.iter()
+        .map(|v| v.iter().map(|v| v.to_bits()).collect())
+        .collect()
 }
 
 #[test]

@@ -9,15 +9,22 @@ use distill_kernels::simd;
 mod common;
 use common::{Rng, TestRng};
 
-/// Lengths below, at and past one AVX2 vector, around the chunk boundary, and long.
+/// Lengths below, at and past one vector (4 on NEON, 8 on AVX2, 16 on AVX-512), around the
+/// chunk boundary, and long.
 const SIZES: &[usize] = &[
     1,
     2,
+    3,
+    4,
+    5,
     7,
     8,
     9,
     15,
+    16,
     17,
+    31,
+    33,
     100,
     1023,
     CHUNK - 1,

@@ -1,7 +1,10 @@
 //! SGD / Adam / AdamW against a straightforward f64 re-implementation of PyTorch's update
 //! rules, over several steps; plus hand-checked special cases.
 
-use distill_kernels::optim::{adam_step, sgd_step, AdamConfig, SgdConfig};
+use distill_kernels::optim::{
+    adam_step, adam_step_at, sgd_step, sgd_step_at, AdamConfig, SgdConfig,
+};
+use distill_kernels::simd::{self, SimdLevel};
 
 mod common;
 use common::{Rng, TestRng};
@@ -240,4 +243,84 @@ fn adam_step_zero_panics() {
         decoupled_weight_decay: false,
     };
     adam_step(&c, 0, &mut [0.0], &[0.0], &mut [0.0], &mut [0.0]);
+}
+
+/// Lengths around each vector width (4, 8, 16) and past one chunk.
+const LEVEL_SIZES: &[usize] = &[1, 3, 4, 5, 15, 16, 17, 33, 16_391];
+
+/// The bits of a slice.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Every level's SGD (each mode: plain, momentum, dampening, Nesterov, with and without
+/// weight decay, first and later steps) gives the scalar level's bits.
+#[test]
+fn sgd_at_every_level_is_the_scalar_step_bitwise() {
+    let sgd = |momentum, dampening, weight_decay, nesterov| SgdConfig {
+        lr: 0.05,
+        momentum,
+        dampening,
+        weight_decay,
+        nesterov,
+    };
+    let configs = [
+        sgd(0.0, 0.0, 0.0, false),
+        sgd(0.0, 0.0, 1e-3, false),
+        sgd(0.9, 0.0, 0.0, false),
+        sgd(0.9, 0.1, 5e-4, false),
+        sgd(0.9, 0.0, 5e-4, true),
+        sgd(0.5, 0.0, 0.0, true),
+    ];
+    let mut rng = Rng::new(31);
+    for c in &configs {
+        for &n in LEVEL_SIZES {
+            let p0 = rng.vec(n, 1.0);
+            let grads: Vec<Vec<f32>> = (0..3).map(|_| rng.vec(n, 1.0)).collect();
+            let run = |level: SimdLevel| {
+                let (mut p, mut buf) = (p0.clone(), vec![0.0f32; n]);
+                for (k, g) in grads.iter().enumerate() {
+                    sgd_step_at(level, c, k == 0, &mut p, g, &mut buf);
+                }
+                (bits(&p), bits(&buf))
+            };
+            let want = run(SimdLevel::Scalar);
+            for level in simd::available() {
+                assert!(run(level) == want, "sgd {c:?} n={n} [{level}]");
+            }
+        }
+    }
+}
+
+/// Every level's Adam and AdamW (with and without each weight decay) gives the scalar
+/// level's bits over a few steps.
+#[test]
+fn adam_at_every_level_is_the_scalar_step_bitwise() {
+    let adam = |weight_decay, decoupled_weight_decay| AdamConfig {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay,
+        decoupled_weight_decay,
+    };
+    let configs = [adam(0.0, false), adam(1e-2, false), adam(1e-2, true)];
+    let mut rng = Rng::new(32);
+    for c in &configs {
+        for &n in LEVEL_SIZES {
+            let p0 = rng.vec(n, 1.0);
+            let grads: Vec<Vec<f32>> = (0..3).map(|_| rng.vec(n, 1.0)).collect();
+            let run = |level: SimdLevel| {
+                let (mut p, mut m, mut v) = (p0.clone(), vec![0.0f32; n], vec![0.0f32; n]);
+                for (k, g) in grads.iter().enumerate() {
+                    adam_step_at(level, c, k as u32 + 1, &mut p, g, &mut m, &mut v);
+                }
+                (bits(&p), bits(&m), bits(&v))
+            };
+            let want = run(SimdLevel::Scalar);
+            for level in simd::available() {
+                assert!(run(level) == want, "adam {c:?} n={n} [{level}]");
+            }
+        }
+    }
 }

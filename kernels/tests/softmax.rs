@@ -18,9 +18,14 @@ const SHAPES: &[(usize, usize)] = &[
     (7, 1000),
     (150, 1000),
     (12_001, 10),
-    // Rows of exactly one AVX2 vector, one vector and a ragged end, many and a ragged end.
+    // Rows of exactly one vector, one vector and a ragged end, many and a ragged end: for
+    // NEON (4 lanes), AVX2 (8) and AVX-512 (16).
+    (1, 4),
+    (6, 5),
     (5, 8),
+    (3, 16),
     (4, 17),
+    (2, 31),
     (2, 1001),
 ];
 
@@ -100,7 +105,8 @@ fn assert_close(got: &[f32], want: &[f64], rel: f64, abs: f64, what: &str) {
 
 // ---------------------------------------------------------------- softmax / log-softmax
 
-/// Every SIMD level against the f64 reference (the AVX2 rows take rows of 8 or more).
+/// Every SIMD level against the f64 reference (the vector rows take rows of one vector or
+/// more: 4 on NEON, 8 on AVX2, 16 on AVX-512).
 #[test]
 fn softmax_and_log_softmax_match_reference() {
     let mut rng = Rng::new(10);
@@ -135,9 +141,15 @@ fn softmax_and_log_softmax_match_reference() {
 /// answer (exact 0 and 1 where they are exact, NaN for the whole NaN row, other rows intact).
 #[test]
 fn softmax_levels_agree_on_special_rows() {
-    let cols = 11;
+    // 11 columns: AVX2 and NEON rows with a ragged end; 37: AVX-512 rows with one.
+    for cols in [11, 37] {
+        special_rows(cols);
+    }
+}
+
+fn special_rows(cols: usize) {
     let mut x = vec![0.0f32; 4 * cols];
-    x[..cols].copy_from_slice(&[
+    x[..11].copy_from_slice(&[
         f32::NEG_INFINITY,
         1.0,
         1.0,
@@ -173,7 +185,7 @@ fn softmax_levels_agree_on_special_rows() {
         for &v in &y[3 * cols..] {
             assert!(
                 (v - 1.0 / cols as f32).abs() < 1e-7,
-                "[{name}] uniform row {v}"
+                "[{name}] uniform row {v} ({cols} columns)"
             );
         }
         let mut ly = vec![0.0f32; 4 * cols];
@@ -199,9 +211,15 @@ fn backward_passes_match_formula_and_finite_differences() {
             let mut ly = vec![0.0; n];
             sm::softmax(rows, cols, &x, t, &mut y);
             sm::log_softmax(rows, cols, &x, t, &mut ly);
-            let mut dx = vec![f32::NAN; n];
-            sm::softmax_backward(rows, cols, &y, &dy, t, &mut dx);
-            // The log-softmax backward on every SIMD level (AVX2 rows from 8 columns).
+            // Both backward passes on every SIMD level (vector rows from one vector on).
+            let dxs: Vec<(&str, Vec<f32>)> = simd::available()
+                .into_iter()
+                .map(|level| {
+                    let mut dx = vec![f32::NAN; n];
+                    sm::softmax_backward_at(level, rows, cols, &y, &dy, t, &mut dx);
+                    (level.name(), dx)
+                })
+                .collect();
             let ldxs: Vec<(&str, Vec<f32>)> = simd::available()
                 .into_iter()
                 .map(|level| {
@@ -223,7 +241,10 @@ fn backward_passes_match_formula_and_finite_differences() {
                 }
             }
             let what = format!("{rows}x{cols} T={t}");
-            assert_close(&dx, &want, 1e-4, 1e-6, &format!("softmax_backward {what}"));
+            for (name, dx) in &dxs {
+                let what = format!("softmax_backward {what} [{name}]");
+                assert_close(dx, &want, 1e-4, 1e-6, &what);
+            }
             for (name, ldx) in &ldxs {
                 assert_close(
                     ldx,
@@ -247,7 +268,9 @@ fn backward_passes_match_formula_and_finite_differences() {
                         })
                         .sum()
                 });
-                assert_close(&dx, &fd, 1e-4, 1e-5, &format!("softmax fd {what}"));
+                for (name, dx) in &dxs {
+                    assert_close(dx, &fd, 1e-4, 1e-5, &format!("softmax fd {what} [{name}]"));
+                }
                 let fd = finite_diff(&xd, |x| {
                     (0..rows)
                         .map(|r| {
@@ -463,6 +486,81 @@ fn extreme_logits_stay_finite() {
         l.is_finite() && g.iter().all(|v| v.is_finite()),
         "{l} {g:?}"
     );
+}
+
+/// Logits far apart (±1e4, −∞, a spread of 1e3) at low and high temperature, on rows that
+/// take each vector path with a ragged end: finite where the reference is, and close to it.
+#[test]
+fn extreme_logits_at_every_level() {
+    let mut rng = Rng::new(16);
+    for cols in [5, 13, 37] {
+        let rows = 4;
+        let mut x = rng.vec(rows * cols, 1e3);
+        x[0] = 1e4;
+        x[cols - 1] = -1e4;
+        x[cols] = f32::NEG_INFINITY;
+        x[2 * cols + cols / 2] = -1e4;
+        x[3 * cols..].fill(-3e4);
+        x[4 * cols - 2] = 3e4;
+        for t in [0.25f32, 1.0, 8.0] {
+            let xd = to_f64(&x);
+            let (mut want, mut want_log) = (Vec::new(), Vec::new());
+            for r in 0..rows {
+                want.extend(ref_softmax(&xd[r * cols..(r + 1) * cols], t as f64));
+                want_log.extend(ref_log_softmax(&xd[r * cols..(r + 1) * cols], t as f64));
+            }
+            for level in simd::available() {
+                let what = format!("{rows}x{cols} T={t} [{}]", level.name());
+                let mut y = vec![f32::NAN; rows * cols];
+                sm::softmax_at(level, rows, cols, &x, t, &mut y);
+                assert_close(&y, &want, 1e-5, 1e-9, &format!("softmax {what}"));
+                let mut ly = vec![f32::NAN; rows * cols];
+                sm::log_softmax_at(level, rows, cols, &x, t, &mut ly);
+                for (i, (&g, &w)) in ly.iter().zip(&want_log).enumerate() {
+                    let ok = if w.is_finite() {
+                        (g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0)
+                    } else {
+                        g == f32::NEG_INFINITY
+                    };
+                    assert!(ok, "log_softmax {what}[{i}]: got {g}, want {w}");
+                }
+            }
+        }
+    }
+}
+
+/// The forward maps and both backward passes give the same bits on 1, 2 and 3 threads, at
+/// every SIMD level.
+#[test]
+fn maps_are_bit_identical_across_thread_counts_at_every_level() {
+    let mut rng = Rng::new(17);
+    for (rows, cols) in [(3000, 37), (40, 1001)] {
+        let n = rows * cols;
+        let x = rng.vec(n, 5.0);
+        let dy = rng.vec(n, 1.0);
+        for level in simd::available() {
+            let run = || {
+                let (mut y, mut ly) = (vec![0.0; n], vec![0.0; n]);
+                let (mut dx, mut ldx) = (vec![0.0; n], vec![0.0; n]);
+                sm::softmax_at(level, rows, cols, &x, 2.0, &mut y);
+                sm::log_softmax_at(level, rows, cols, &x, 2.0, &mut ly);
+                sm::softmax_backward_at(level, rows, cols, &y, &dy, 2.0, &mut dx);
+                sm::log_softmax_backward_at(level, rows, cols, &ly, &dy, 2.0, &mut ldx);
+                [y, ly, dx, ldx].map(|v| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            };
+            let one = pool(1).install(run);
+            assert!(
+                one == pool(2).install(run),
+                "{rows}x{cols} [{}]",
+                level.name()
+            );
+            assert!(
+                one == pool(3).install(run),
+                "{rows}x{cols} [{}]",
+                level.name()
+            );
+        }
+    }
 }
 
 #[test]

@@ -5,13 +5,16 @@
 //! Numerics: every row subtracts its maximum before `exp`; logarithms come from log-sum-exp
 //! (`log p_j = (x_j − max)/T − ln Σ exp((x_k − max)/T)`), and the KL divergence is computed
 //! from log-probabilities so that teacher probabilities of 0 contribute exactly 0. The forward
-//! maps (`softmax`, `log_softmax`) use f32 `exp` with f64 row sums — on AVX2, for rows of 8 or
-//! more, an 8-lane `exp` (within one f32 epsilon) and 8 f64 partial sums per row (`avx2.rs`;
-//! the log-softmax backward's `exp(y)` takes the same vector `exp` there); the losses
+//! maps (`softmax`, `log_softmax`) use f32 `exp` with f64 row sums — on the vector paths, for
+//! rows of one vector or more, a vector `exp` (within one f32 epsilon, the same bits at every
+//! width) and one f64 partial sum per lane: 16 lanes on AVX-512 (`avx512.rs`, masked ragged
+//! ends), 8 on AVX2 (`avx2.rs`), 4 on NEON (`neon.rs`), the last two with scalar ragged ends.
+//! The log-softmax backward's `exp(y)` takes the same vector `exp` there; the softmax
+//! backward has AVX-512 and NEON rows (its `Σ y·dy` in the same f64 lanes). The losses
 //! (`losses.rs`) do their row arithmetic in f64 (rows are short: one per class) and round the
 //! gradient to f32 once.
 //!
-//! Bound: memory for the AVX2 forward maps on long rows (read x, write y, then read and write
+//! Bound: memory for the vector forward maps on long rows (read x, write y, then read and write
 //! y again for the scaling pass: 16 bytes per element, the second pass from L1/L2); the
 //! scalar rows and the f64 losses are bound by their serial `exp` and add chains.
 //!
@@ -29,7 +32,11 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod losses;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 use crate::elementwise::CHUNK;
 use crate::simd::{self, SimdLevel};
@@ -174,10 +181,31 @@ fn row_max(x: &[f32]) -> f32 {
     x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
-/// Whether rows of `cols` take the AVX2 path (module `avx2`) on `level` (AVX2+FMA or
-/// AVX-512): from one full vector on; shorter rows stay scalar.
-fn avx2_rows(level: SimdLevel, cols: usize) -> bool {
-    level.at_least_avx2() && cols >= 8
+/// The row kernels of one SIMD path.
+#[derive(Clone, Copy)]
+enum RowPath {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+}
+
+/// The path rows of `cols` take on `level`: from one full vector on (16 lanes on AVX-512,
+/// 8 on AVX2, 4 on NEON); shorter rows, and levels without row kernels, stay scalar. At the
+/// AVX-512 level rows of 8 to 15 take the AVX2 path.
+fn row_path(level: SimdLevel, cols: usize) -> RowPath {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 if cols >= 16 => RowPath::Avx512,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 | SimdLevel::Avx2Fma if cols >= 8 => RowPath::Avx2,
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon if cols >= 4 => RowPath::Neon,
+        _ => RowPath::Scalar,
+    }
 }
 
 /// `(max, ln Σ_j exp((x_j − max) · inv_t))` of one row, in f64.
@@ -196,7 +224,8 @@ pub fn softmax(rows: usize, cols: usize, x: &[f32], temperature: f32, y: &mut [f
     softmax_at(simd::level(), rows, cols, x, temperature, y)
 }
 
-/// [`softmax`] on a given SIMD level (rows of at least 8 take the AVX2 path there).
+/// [`softmax`] on a given SIMD level (rows of one vector or more take its vector path: 16 on
+/// AVX-512, 8 on AVX2, 4 on NEON).
 pub fn softmax_at(
     level: SimdLevel,
     rows: usize,
@@ -209,33 +238,57 @@ pub fn softmax_at(
     assert_eq!(y.len(), rows * cols, "softmax: y is not rows × cols");
     check_temperature(temperature, "softmax");
     let inv_t = 1.0 / temperature;
-    if avx2_rows(level, cols) {
+    // SAFETY (each vector path): the level's promise that the CPU has its instructions;
+    // `row_path` gives it only rows of at least one vector.
+    match row_path(level, cols) {
         #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: AVX2+FMA is the level's promise.
-            map_rows(rows, cols, x, y, |x, y| unsafe {
-                avx2::softmax_row(x, inv_t, y)
-            });
-            return;
-        }
+        RowPath::Avx512 => map_rows(rows, cols, x, y, |x, y| unsafe {
+            avx512::softmax_row(x, inv_t, y)
+        }),
+        #[cfg(target_arch = "x86_64")]
+        RowPath::Avx2 => map_rows(rows, cols, x, y, |x, y| unsafe {
+            avx2::softmax_row(x, inv_t, y)
+        }),
+        #[cfg(target_arch = "aarch64")]
+        RowPath::Neon => map_rows(rows, cols, x, y, |x, y| unsafe {
+            neon::softmax_row(x, inv_t, y)
+        }),
+        RowPath::Scalar => map_rows(rows, cols, x, y, |x, y| softmax_row(x, inv_t, y)),
     }
-    map_rows(rows, cols, x, y, |x, y| {
-        let m = row_max(x);
-        let mut z = 0.0f64;
-        for (y, &x) in y.iter_mut().zip(x) {
-            let e = ((x - m) * inv_t).exp();
-            *y = e;
-            z += e as f64;
-        }
-        let inv_z = (1.0 / z) as f32;
-        for y in y.iter_mut() {
-            *y *= inv_z;
-        }
-    });
+}
+
+/// The scalar row of [`softmax_at`]: f32 `exp`, f64 sum; the reference the vector rows
+/// follow.
+fn softmax_row(x: &[f32], inv_t: f32, y: &mut [f32]) {
+    let m = row_max(x);
+    let mut z = 0.0f64;
+    for (y, &x) in y.iter_mut().zip(x) {
+        let e = ((x - m) * inv_t).exp();
+        *y = e;
+        z += e as f64;
+    }
+    let inv_z = (1.0 / z) as f32;
+    for y in y.iter_mut() {
+        *y *= inv_z;
+    }
 }
 
 /// Given `y = softmax(x/T)` and `dy`, `dx = y ⊙ (dy − Σ dy⊙y) / T`.
 pub fn softmax_backward(
+    rows: usize,
+    cols: usize,
+    y: &[f32],
+    dy: &[f32],
+    temperature: f32,
+    dx: &mut [f32],
+) {
+    softmax_backward_at(simd::level(), rows, cols, y, dy, temperature, dx)
+}
+
+/// [`softmax_backward`] on a given SIMD level (rows of one vector or more take its vector
+/// path: 16 on AVX-512, 4 on NEON; AVX2 has none and runs the scalar row).
+pub fn softmax_backward_at(
+    level: SimdLevel,
     rows: usize,
     cols: usize,
     y: &[f32],
@@ -260,16 +313,34 @@ pub fn softmax_backward(
     );
     check_temperature(temperature, "softmax_backward");
     let inv_t = 1.0 / temperature;
-    map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
-        let mut dot = 0.0f64;
-        for (&y, &dy) in y.iter().zip(dy) {
-            dot += y as f64 * dy as f64;
-        }
-        let dot = dot as f32;
-        for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
-            *dx = y * (dy - dot) * inv_t;
-        }
-    });
+    // SAFETY (each vector path): as in `softmax_at`.
+    match row_path(level, cols) {
+        #[cfg(target_arch = "x86_64")]
+        RowPath::Avx512 => map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
+            avx512::softmax_backward_row(y, dy, inv_t, dx)
+        }),
+        #[cfg(target_arch = "aarch64")]
+        RowPath::Neon => map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
+            neon::softmax_backward_row(y, dy, inv_t, dx)
+        }),
+        // No AVX2 row: the scalar one.
+        _ => map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
+            softmax_backward_row(y, dy, inv_t, dx)
+        }),
+    }
+}
+
+/// The scalar row of [`softmax_backward_at`]: `Σ y·dy` in f64 (each product exact), then
+/// `y·(dy − dot)·inv_t` in f32.
+fn softmax_backward_row(y: &[f32], dy: &[f32], inv_t: f32, dx: &mut [f32]) {
+    let mut dot = 0.0f64;
+    for (&y, &dy) in y.iter().zip(dy) {
+        dot += y as f64 * dy as f64;
+    }
+    let dot = dot as f32;
+    for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+        *dx = y * (dy - dot) * inv_t;
+    }
 }
 
 /// `y = log_softmax(x / T)` per row.
@@ -277,7 +348,8 @@ pub fn log_softmax(rows: usize, cols: usize, x: &[f32], temperature: f32, y: &mu
     log_softmax_at(simd::level(), rows, cols, x, temperature, y)
 }
 
-/// [`log_softmax`] on a given SIMD level (rows of at least 8 take the AVX2 path there).
+/// [`log_softmax`] on a given SIMD level (rows of one vector or more take its vector path: 16 on
+/// AVX-512, 8 on AVX2, 4 on NEON).
 pub fn log_softmax_at(
     level: SimdLevel,
     rows: usize,
@@ -290,29 +362,37 @@ pub fn log_softmax_at(
     assert_eq!(y.len(), rows * cols, "log_softmax: y is not rows × cols");
     check_temperature(temperature, "log_softmax");
     let inv_t = 1.0 / temperature;
-    if avx2_rows(level, cols) {
+    // SAFETY (each vector path): as in `softmax_at`.
+    match row_path(level, cols) {
         #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: AVX2+FMA is the level's promise.
-            map_rows(rows, cols, x, y, |x, y| unsafe {
-                avx2::log_softmax_row(x, inv_t, y)
-            });
-            return;
-        }
+        RowPath::Avx512 => map_rows(rows, cols, x, y, |x, y| unsafe {
+            avx512::log_softmax_row(x, inv_t, y)
+        }),
+        #[cfg(target_arch = "x86_64")]
+        RowPath::Avx2 => map_rows(rows, cols, x, y, |x, y| unsafe {
+            avx2::log_softmax_row(x, inv_t, y)
+        }),
+        #[cfg(target_arch = "aarch64")]
+        RowPath::Neon => map_rows(rows, cols, x, y, |x, y| unsafe {
+            neon::log_softmax_row(x, inv_t, y)
+        }),
+        RowPath::Scalar => map_rows(rows, cols, x, y, |x, y| log_softmax_row(x, inv_t, y)),
     }
-    map_rows(rows, cols, x, y, |x, y| {
-        let m = row_max(x);
-        let mut z = 0.0f64;
-        for (y, &x) in y.iter_mut().zip(x) {
-            let s = (x - m) * inv_t;
-            *y = s;
-            z += s.exp() as f64;
-        }
-        let log_z = z.ln() as f32;
-        for y in y.iter_mut() {
-            *y -= log_z;
-        }
-    });
+}
+
+/// The scalar row of [`log_softmax_at`]: `s − ln Σ e^s` with `s = (x − max)·inv_t`.
+fn log_softmax_row(x: &[f32], inv_t: f32, y: &mut [f32]) {
+    let m = row_max(x);
+    let mut z = 0.0f64;
+    for (y, &x) in y.iter_mut().zip(x) {
+        let s = (x - m) * inv_t;
+        *y = s;
+        z += s.exp() as f64;
+    }
+    let log_z = z.ln() as f32;
+    for y in y.iter_mut() {
+        *y -= log_z;
+    }
 }
 
 /// Given `y = log_softmax(x/T)` and `dy`, `dx = (dy − exp(y) Σ dy) / T`.
@@ -327,8 +407,8 @@ pub fn log_softmax_backward(
     log_softmax_backward_at(simd::level(), rows, cols, y, dy, temperature, dx)
 }
 
-/// [`log_softmax_backward`] on a given SIMD level (rows of at least 8 take the AVX2 path
-/// there, which expects `y` to be log-probabilities, `≤ 0`, as the forward writes them).
+/// [`log_softmax_backward`] on a given SIMD level (rows of one vector or more take its vector
+/// path, which expects `y` to be log-probabilities, `≤ 0`, as the forward writes them).
 pub fn log_softmax_backward_at(
     level: SimdLevel,
     rows: usize,
@@ -355,24 +435,34 @@ pub fn log_softmax_backward_at(
     );
     check_temperature(temperature, "log_softmax_backward");
     let inv_t = 1.0 / temperature;
-    if avx2_rows(level, cols) {
+    // SAFETY (each vector path): as in `softmax_at`.
+    match row_path(level, cols) {
         #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: AVX2+FMA is the level's promise.
-            map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
-                avx2::log_softmax_backward_row(y, dy, inv_t, dx)
-            });
-            return;
-        }
+        RowPath::Avx512 => map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
+            avx512::log_softmax_backward_row(y, dy, inv_t, dx)
+        }),
+        #[cfg(target_arch = "x86_64")]
+        RowPath::Avx2 => map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
+            avx2::log_softmax_backward_row(y, dy, inv_t, dx)
+        }),
+        #[cfg(target_arch = "aarch64")]
+        RowPath::Neon => map_rows2(rows, cols, y, dy, dx, |y, dy, dx| unsafe {
+            neon::log_softmax_backward_row(y, dy, inv_t, dx)
+        }),
+        RowPath::Scalar => map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
+            log_softmax_backward_row(y, dy, inv_t, dx)
+        }),
     }
-    map_rows2(rows, cols, y, dy, dx, |y, dy, dx| {
-        let mut s = 0.0f64;
-        for &d in dy {
-            s += d as f64;
-        }
-        let s = s as f32;
-        for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
-            *dx = (dy - y.exp() * s) * inv_t;
-        }
-    });
+}
+
+/// The scalar row of [`log_softmax_backward_at`].
+fn log_softmax_backward_row(y: &[f32], dy: &[f32], inv_t: f32, dx: &mut [f32]) {
+    let mut s = 0.0f64;
+    for &d in dy {
+        s += d as f64;
+    }
+    let s = s as f32;
+    for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+        *dx = (dy - y.exp() * s) * inv_t;
+    }
 }

@@ -5,13 +5,24 @@
 //! Threads: parameters, gradients and state are cut into the same fixed chunks of `CHUNK`
 //! (16K) elements and updated by rayon tasks; one chunk or less runs on the calling thread.
 //! Each element's update is independent, so results never depend on the thread count. The
-//! per-element branches (weight decay, momentum mode) are hoisted out of the loops, which are
-//! plain zips that LLVM vectorises (Adam's `sqrt` and division included).
+//! per-element branches (weight decay, momentum mode) are hoisted out of the loops.
+//!
+//! Paths: AVX-512 (`avx512.rs`, 16 lanes, masked ends) and NEON (`neon.rs`, 4 lanes) have
+//! their own loops, chosen by the `*_at(level, …)` entry points; the other levels run the
+//! portable loops below, plain zips that LLVM vectorises for the build's baseline (Adam's
+//! `sqrt` and division included). Every path does the same f32 operations in the same order
+//! (no FMA), so every level gives the same bits. Bound: memory (12 to 28 bytes per element).
 //!
 //! Memory: nothing is allocated; the state (momentum buffer, Adam's `m` and `v`) is the
 //! caller's.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
 use crate::elementwise::CHUNK;
+use crate::simd::{self, SimdLevel};
 use rayon::prelude::*;
 
 /// `torch.optim.SGD` hyper-parameters.
@@ -34,7 +45,8 @@ fn decayed<const WD: bool>(g: f32, p: f32, wd: f32) -> f32 {
     }
 }
 
-/// SGD without momentum on one chunk: `p −= lr·(grad + wd·p)`.
+/// SGD without momentum on one chunk: `p −= lr·(grad + wd·p)`; the reference of the vector
+/// paths.
 fn sgd_plain<const WD: bool>(c: &SgdConfig, p: &mut [f32], g: &[f32]) {
     for (p, &g) in p.iter_mut().zip(g) {
         let g = decayed::<WD>(g, *p, c.weight_decay);
@@ -42,7 +54,7 @@ fn sgd_plain<const WD: bool>(c: &SgdConfig, p: &mut [f32], g: &[f32]) {
     }
 }
 
-/// SGD with momentum on one chunk.
+/// SGD with momentum on one chunk; the reference of the vector paths.
 fn sgd_momentum<const WD: bool, const FIRST: bool, const NESTEROV: bool>(
     c: &SgdConfig,
     p: &mut [f32],
@@ -64,23 +76,62 @@ fn sgd_momentum<const WD: bool, const FIRST: bool, const NESTEROV: bool>(
     }
 }
 
-fn sgd_chunk(c: &SgdConfig, first: bool, p: &mut [f32], g: &[f32], buf: &mut [f32]) {
+/// [`sgd_plain`] on the path `level` has (the portable loop where it has none).
+fn sgd_plain_at<const WD: bool>(level: SimdLevel, c: &SgdConfig, p: &mut [f32], g: &[f32]) {
+    // SAFETY (each vector path): the level's promise that the CPU has its instructions; the
+    // lengths are checked by `sgd_step_at`.
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::sgd_plain::<WD>(c, p, g) },
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => unsafe { neon::sgd_plain::<WD>(c, p, g) },
+        _ => sgd_plain::<WD>(c, p, g),
+    }
+}
+
+/// [`sgd_momentum`] on the path `level` has (the portable loop where it has none).
+fn sgd_momentum_at<const WD: bool, const FIRST: bool, const NESTEROV: bool>(
+    level: SimdLevel,
+    c: &SgdConfig,
+    p: &mut [f32],
+    g: &[f32],
+    buf: &mut [f32],
+) {
+    // SAFETY (each vector path): as in `sgd_plain_at`.
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::sgd_momentum::<WD, FIRST, NESTEROV>(c, p, g, buf) },
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => unsafe { neon::sgd_momentum::<WD, FIRST, NESTEROV>(c, p, g, buf) },
+        _ => sgd_momentum::<WD, FIRST, NESTEROV>(c, p, g, buf),
+    }
+}
+
+fn sgd_chunk(
+    level: SimdLevel,
+    c: &SgdConfig,
+    first: bool,
+    p: &mut [f32],
+    g: &[f32],
+    buf: &mut [f32],
+) {
     let wd = c.weight_decay != 0.0;
     if c.momentum == 0.0 {
         return match wd {
-            true => sgd_plain::<true>(c, p, g),
-            false => sgd_plain::<false>(c, p, g),
+            true => sgd_plain_at::<true>(level, c, p, g),
+            false => sgd_plain_at::<false>(level, c, p, g),
         };
     }
+    let l = level;
     match (wd, first, c.nesterov) {
-        (true, true, true) => sgd_momentum::<true, true, true>(c, p, g, buf),
-        (true, true, false) => sgd_momentum::<true, true, false>(c, p, g, buf),
-        (true, false, true) => sgd_momentum::<true, false, true>(c, p, g, buf),
-        (true, false, false) => sgd_momentum::<true, false, false>(c, p, g, buf),
-        (false, true, true) => sgd_momentum::<false, true, true>(c, p, g, buf),
-        (false, true, false) => sgd_momentum::<false, true, false>(c, p, g, buf),
-        (false, false, true) => sgd_momentum::<false, false, true>(c, p, g, buf),
-        (false, false, false) => sgd_momentum::<false, false, false>(c, p, g, buf),
+        (true, true, true) => sgd_momentum_at::<true, true, true>(l, c, p, g, buf),
+        (true, true, false) => sgd_momentum_at::<true, true, false>(l, c, p, g, buf),
+        (true, false, true) => sgd_momentum_at::<true, false, true>(l, c, p, g, buf),
+        (true, false, false) => sgd_momentum_at::<true, false, false>(l, c, p, g, buf),
+        (false, true, true) => sgd_momentum_at::<false, true, true>(l, c, p, g, buf),
+        (false, true, false) => sgd_momentum_at::<false, true, false>(l, c, p, g, buf),
+        (false, false, true) => sgd_momentum_at::<false, false, true>(l, c, p, g, buf),
+        (false, false, false) => sgd_momentum_at::<false, false, false>(l, c, p, g, buf),
     }
 }
 
@@ -96,6 +147,18 @@ pub fn sgd_step(
     grad: &[f32],
     momentum_buf: &mut [f32],
 ) {
+    sgd_step_at(simd::level(), cfg, first_step, param, grad, momentum_buf)
+}
+
+/// [`sgd_step`] on a given SIMD level.
+pub fn sgd_step_at(
+    level: SimdLevel,
+    cfg: &SgdConfig,
+    first_step: bool,
+    param: &mut [f32],
+    grad: &[f32],
+    momentum_buf: &mut [f32],
+) {
     assert_eq!(
         grad.len(),
         param.len(),
@@ -104,12 +167,12 @@ pub fn sgd_step(
     let c = *cfg;
     if c.momentum == 0.0 {
         if param.len() <= CHUNK {
-            sgd_chunk(&c, first_step, param, grad, &mut []);
+            sgd_chunk(level, &c, first_step, param, grad, &mut []);
         } else {
             param
                 .par_chunks_mut(CHUNK)
                 .zip(grad.par_chunks(CHUNK))
-                .for_each(|(p, g)| sgd_chunk(&c, first_step, p, g, &mut []));
+                .for_each(|(p, g)| sgd_chunk(level, &c, first_step, p, g, &mut []));
         }
         return;
     }
@@ -119,13 +182,13 @@ pub fn sgd_step(
         "sgd_step: momentum buffer and param lengths differ"
     );
     if param.len() <= CHUNK {
-        sgd_chunk(&c, first_step, param, grad, momentum_buf);
+        sgd_chunk(level, &c, first_step, param, grad, momentum_buf);
     } else {
         param
             .par_chunks_mut(CHUNK)
             .zip(grad.par_chunks(CHUNK))
             .zip(momentum_buf.par_chunks_mut(CHUNK))
-            .for_each(|((p, g), b)| sgd_chunk(&c, first_step, p, g, b));
+            .for_each(|((p, g), b)| sgd_chunk(level, &c, first_step, p, g, b));
     }
 }
 
@@ -158,7 +221,8 @@ struct AdamScalars {
     bc2_sqrt: f32,
 }
 
-/// `DECAY`: AdamW's parameter decay; `L2`: Adam's gradient weight decay.
+/// `DECAY`: AdamW's parameter decay; `L2`: Adam's gradient weight decay. The reference of the
+/// vector paths.
 fn adam_chunk<const DECAY: bool, const L2: bool>(
     s: &AdamScalars,
     p: &mut [f32],
@@ -181,12 +245,39 @@ fn adam_chunk<const DECAY: bool, const L2: bool>(
     }
 }
 
-fn adam_dispatch(s: &AdamScalars, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+/// [`adam_chunk`] on the path `level` has (the portable loop where it has none).
+fn adam_chunk_at<const DECAY: bool, const L2: bool>(
+    level: SimdLevel,
+    s: &AdamScalars,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    // SAFETY (each vector path): the level's promise that the CPU has its instructions; the
+    // lengths are checked by `adam_step_at`.
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::adam::<DECAY, L2>(s, p, g, m, v) },
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => unsafe { neon::adam::<DECAY, L2>(s, p, g, m, v) },
+        _ => adam_chunk::<DECAY, L2>(s, p, g, m, v),
+    }
+}
+
+fn adam_dispatch(
+    level: SimdLevel,
+    s: &AdamScalars,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
     match (s.decay != 1.0, s.wd != 0.0) {
-        (true, true) => adam_chunk::<true, true>(s, p, g, m, v),
-        (true, false) => adam_chunk::<true, false>(s, p, g, m, v),
-        (false, true) => adam_chunk::<false, true>(s, p, g, m, v),
-        (false, false) => adam_chunk::<false, false>(s, p, g, m, v),
+        (true, true) => adam_chunk_at::<true, true>(level, s, p, g, m, v),
+        (true, false) => adam_chunk_at::<true, false>(level, s, p, g, m, v),
+        (false, true) => adam_chunk_at::<false, true>(level, s, p, g, m, v),
+        (false, false) => adam_chunk_at::<false, false>(level, s, p, g, m, v),
     }
 }
 
@@ -195,6 +286,19 @@ fn adam_dispatch(s: &AdamScalars, p: &mut [f32], g: &[f32], m: &mut [f32], v: &m
 /// Adam: `g = grad + wd·p`; AdamW: `p *= 1 − lr·wd` first. Then `m = β1·m + (1−β1)·g`,
 /// `v = β2·v + (1−β2)·g²`, `p −= (lr / (1−β1^t)) · m / (sqrt(v)/sqrt(1−β2^t) + eps)`.
 pub fn adam_step(
+    cfg: &AdamConfig,
+    step: u32,
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    adam_step_at(simd::level(), cfg, step, param, grad, m, v)
+}
+
+/// [`adam_step`] on a given SIMD level.
+pub fn adam_step_at(
+    level: SimdLevel,
     cfg: &AdamConfig,
     step: u32,
     param: &mut [f32],
@@ -243,13 +347,13 @@ pub fn adam_step(
         bc2_sqrt: bc2.sqrt() as f32,
     };
     if param.len() <= CHUNK {
-        adam_dispatch(&s, param, grad, m, v);
+        adam_dispatch(level, &s, param, grad, m, v);
     } else {
         param
             .par_chunks_mut(CHUNK)
             .zip(grad.par_chunks(CHUNK))
             .zip(m.par_chunks_mut(CHUNK))
             .zip(v.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), m), v)| adam_dispatch(&s, p, g, m, v));
+            .for_each(|(((p, g), m), v)| adam_dispatch(level, &s, p, g, m, v));
     }
 }

@@ -3,8 +3,14 @@
 //!
 //! Threads: every kernel splits its slices into fixed chunks of [`CHUNK`] elements and hands
 //! them to rayon; an input of one chunk or less runs on the calling thread (a rayon fork
-//! costs more than touching 16K floats). The loops are plain zips so LLVM vectorises them;
-//! they are memory-bound, so explicit `std::arch` code would not buy anything here.
+//! costs more than touching 16K floats).
+//!
+//! Paths: the maps have explicit AVX-512 (`avx512.rs`, 16 lanes, masked ends) and NEON
+//! (`neon.rs`, 4 lanes) paths, chosen per call by the `*_at(level, …)` entry points; the
+//! other levels run the portable loops below (plain zips that LLVM vectorises for the
+//! build's baseline: SSE2 on x86-64). Every path does the same f32 operations in the same
+//! order, so all levels give the same bits. Bound: memory (8 to 12 bytes per element
+//! against one or two arithmetic operations); the reductions stay portable.
 //!
 //! Determinism: reductions sum each fixed chunk into an f64 partial (eight f64 lanes, combined
 //! in a fixed tree), then add the partials in chunk order on the calling thread. The chunk
@@ -15,6 +21,12 @@
 //! `column_sums` allocates one f64 row of partials per block of rows, at most
 //! `8·cols·(rows/64 + 1)` bytes (≤ 1/32 of the input plus one row).
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+use crate::simd::{self, SimdLevel};
 use rayon::prelude::*;
 
 /// Elements per task for maps and reductions. Fixed: reductions depend on it for determinism.
@@ -60,58 +72,134 @@ where
 ///
 /// NaN inputs propagate (`y = NaN`), so a diverging run stays visible.
 pub fn relu(x: &[f32], y: &mut [f32]) {
+    relu_at(simd::level(), x, y)
+}
+
+/// [`relu`] on a given SIMD level.
+pub fn relu_at(level: SimdLevel, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "relu: x and y lengths differ");
-    zip2(y, x, |y, x| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = if x < 0.0 { 0.0 } else { x };
-        }
+    // SAFETY (each vector path): the level's promise that the CPU has its instructions.
+    zip2(y, x, |y, x| match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::relu(x, y) },
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => unsafe { neon::relu(x, y) },
+        // No path of its own: the portable loop.
+        _ => relu_scalar(x, y),
     });
+}
+
+/// The portable [`relu`] of one chunk, the reference of the vector paths.
+fn relu_scalar(x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = if x < 0.0 { 0.0 } else { x };
+    }
 }
 
 /// `dx = dy` where `x > 0`, else 0.
 pub fn relu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    relu_backward_at(simd::level(), x, dy, dx)
+}
+
+/// [`relu_backward`] on a given SIMD level.
+pub fn relu_backward_at(level: SimdLevel, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     assert_eq!(x.len(), dx.len(), "relu_backward: x and dx lengths differ");
     assert_eq!(
         dy.len(),
         dx.len(),
         "relu_backward: dy and dx lengths differ"
     );
-    zip3(dx, x, dy, |dx, x, dy| {
-        for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-            *dx = if x > 0.0 { dy } else { 0.0 };
-        }
+    // SAFETY (each vector path): as in `relu_at`.
+    zip3(dx, x, dy, |dx, x, dy| match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::relu_backward(x, dy, dx) },
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => unsafe { neon::relu_backward(x, dy, dx) },
+        _ => relu_backward_scalar(x, dy, dx),
     });
+}
+
+/// The portable [`relu_backward`] of one chunk.
+fn relu_backward_scalar(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+        *dx = if x > 0.0 { dy } else { 0.0 };
+    }
 }
 
 /// `y = a + b`.
 pub fn add(a: &[f32], b: &[f32], y: &mut [f32]) {
+    add_at(simd::level(), a, b, y)
+}
+
+/// [`add`] on a given SIMD level.
+pub fn add_at(level: SimdLevel, a: &[f32], b: &[f32], y: &mut [f32]) {
     assert_eq!(a.len(), y.len(), "add: a and y lengths differ");
     assert_eq!(b.len(), y.len(), "add: b and y lengths differ");
-    zip3(y, a, b, |y, a, b| {
-        for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-            *y = a + b;
-        }
+    // SAFETY (each vector path): as in `relu_at`.
+    zip3(y, a, b, |y, a, b| match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::add(a, b, y) },
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => unsafe { neon::add(a, b, y) },
+        _ => add_scalar(a, b, y),
     });
+}
+
+/// The portable [`add`] of one chunk.
+fn add_scalar(a: &[f32], b: &[f32], y: &mut [f32]) {
+    for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+        *y = a + b;
+    }
 }
 
 /// `y = s · x`.
 pub fn scale(x: &[f32], s: f32, y: &mut [f32]) {
+    scale_at(simd::level(), x, s, y)
+}
+
+/// [`scale`] on a given SIMD level.
+pub fn scale_at(level: SimdLevel, x: &[f32], s: f32, y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "scale: x and y lengths differ");
-    zip2(y, x, |y, x| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = s * x;
-        }
+    // SAFETY (each vector path): as in `relu_at`.
+    zip2(y, x, |y, x| match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::scale(x, s, y) },
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => unsafe { neon::scale(x, s, y) },
+        _ => scale_scalar(x, s, y),
     });
+}
+
+/// The portable [`scale`] of one chunk.
+fn scale_scalar(x: &[f32], s: f32, y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = s * x;
+    }
 }
 
 /// `y += alpha · x`.
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    axpy_at(simd::level(), alpha, x, y)
+}
+
+/// [`axpy`] on a given SIMD level.
+pub fn axpy_at(level: SimdLevel, alpha: f32, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "axpy: x and y lengths differ");
-    zip2(y, x, |y, x| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y += alpha * x;
-        }
+    // SAFETY (each vector path): as in `relu_at`.
+    zip2(y, x, |y, x| match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::axpy(alpha, x, y) },
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => unsafe { neon::axpy(alpha, x, y) },
+        _ => axpy_scalar(alpha, x, y),
     });
+}
+
+/// The portable [`axpy`] of one chunk: the product rounded, then the add (no FMA).
+fn axpy_scalar(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += alpha * x;
+    }
 }
 
 /// `y = v` everywhere.

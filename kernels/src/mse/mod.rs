@@ -10,15 +10,23 @@
 //! chunk, element `i` goes to lane `i mod 8` of eight f64 accumulators, which a fixed tree
 //! combines; the chunk partials are added in chunk order on the calling thread. All of it
 //! depends only on the length, so the loss is bit-identical for every thread count, and for
-//! both paths: the AVX2+FMA path keeps the same eight lanes in two `__m256d` registers and
-//! reads a chunk's ragged end with masked loads (masked lanes read `0 − 0`, adding nothing);
-//! its FMA of an exact `d²` rounds exactly as the scalar path's multiply-then-add.
+//! every path: each keeps the same eight lanes and adds each lane's elements in index order
+//! (`avx2.rs`: two `__m256d`; `avx512.rs`: one `__m512d` taking two vectors' halves in turn;
+//! `neon.rs`: four `float64x2_t`); an FMA of an exact `d²` rounds exactly as the scalar path's
+//! multiply-then-add.
 //!
 //! Bound: memory. 8 bytes read per element, 4 more written with the gradient; the f64
-//! accumulation (two 4-lane FMAs per 8 elements) is far below what the loads take.
+//! accumulation (one f64 FMA per 4, 8 or 2 elements) is far below what the loads take.
 //!
 //! Threads: rayon over the chunks; an input of one chunk or less runs on the calling thread.
 //! Memory: one f64 per chunk.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 use rayon::prelude::*;
 
@@ -26,7 +34,7 @@ use crate::elementwise::CHUNK;
 use crate::simd::{self, SimdLevel};
 
 /// Accumulator lanes of a chunk sum (one AVX2 register of f32 differences).
-const LANES: usize = 8;
+pub(super) const LANES: usize = 8;
 
 /// `Σ (a − b)² / n` over equal-length slices; `grad`, when given, gets `2(a − b)/n`.
 /// 0 for empty slices.
@@ -34,8 +42,8 @@ pub fn mse_loss(a: &[f32], b: &[f32], grad: Option<&mut [f32]>) -> f32 {
     mse_loss_at(simd::level(), a, b, grad)
 }
 
-/// [`mse_loss`] on a given SIMD level (AVX2+FMA and AVX-512 take the AVX2 path; NEON and
-/// scalar the portable one, which LLVM vectorises). Every level gives the same bits.
+/// [`mse_loss`] on a given SIMD level (AVX-512, AVX2+FMA and NEON have their own paths; the
+/// others take the portable one, which LLVM vectorises). Every level gives the same bits.
 pub fn mse_loss_at(level: SimdLevel, a: &[f32], b: &[f32], grad: Option<&mut [f32]>) -> f32 {
     assert_eq!(a.len(), b.len(), "mse_loss: a and b lengths differ");
     if let Some(g) = &grad {
@@ -78,32 +86,40 @@ fn in_order(partials: Vec<f64>) -> f64 {
     total
 }
 
-/// Σ (a − b)² of one chunk in f64 (and its gradient), on the path `level` allows.
+/// Σ (a − b)² of one chunk in f64 (and its gradient), on the path `level` has; levels
+/// without one (scalar, WebAssembly) take the portable chunk, which LLVM vectorises.
 fn chunk_sum(level: SimdLevel, a: &[f32], b: &[f32], grad: Option<&mut [f32]>, scale: f32) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if level.at_least_avx2() {
-        // SAFETY: AVX2+FMA is the level's promise; the lengths are checked by the caller.
-        return unsafe {
-            match grad {
-                Some(g) => avx2::chunk::<true>(a, b, g, scale),
-                None => avx2::chunk::<false>(a, b, &mut [], scale),
-            }
-        };
-    }
-    let _ = level;
-    match grad {
-        Some(g) => chunk_scalar::<true>(a, b, g, scale),
-        None => chunk_scalar::<false>(a, b, &mut [], scale),
+    let (g, with_grad) = match grad {
+        Some(g) => (g, true),
+        None => (&mut [][..], false),
+    };
+    // SAFETY (each vector path): the level's promise that the CPU has its instructions; the
+    // lengths are checked by the caller.
+    match (level, with_grad) {
+        #[cfg(target_arch = "x86_64")]
+        (SimdLevel::Avx512, true) => unsafe { avx512::chunk::<true>(a, b, g, scale) },
+        #[cfg(target_arch = "x86_64")]
+        (SimdLevel::Avx512, false) => unsafe { avx512::chunk::<false>(a, b, g, scale) },
+        #[cfg(target_arch = "x86_64")]
+        (SimdLevel::Avx2Fma, true) => unsafe { avx2::chunk::<true>(a, b, g, scale) },
+        #[cfg(target_arch = "x86_64")]
+        (SimdLevel::Avx2Fma, false) => unsafe { avx2::chunk::<false>(a, b, g, scale) },
+        #[cfg(target_arch = "aarch64")]
+        (SimdLevel::Neon, true) => unsafe { neon::chunk::<true>(a, b, g, scale) },
+        #[cfg(target_arch = "aarch64")]
+        (SimdLevel::Neon, false) => unsafe { neon::chunk::<false>(a, b, g, scale) },
+        (_, true) => chunk_scalar::<true>(a, b, g, scale),
+        (_, false) => chunk_scalar::<false>(a, b, g, scale),
     }
 }
 
 /// The eight lanes added in a fixed tree.
 #[inline(always)]
-fn lane_tree(l: [f64; LANES]) -> f64 {
+pub(super) fn lane_tree(l: [f64; LANES]) -> f64 {
     ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
 }
 
-/// The portable chunk: element `i` into lane `i mod 8`.
+/// The portable chunk, the reference of the vector ones: element `i` into lane `i mod 8`.
 fn chunk_scalar<const GRAD: bool>(a: &[f32], b: &[f32], g: &mut [f32], scale: f32) -> f64 {
     let mut acc = [0.0f64; LANES];
     for (i, (&a, &b)) in a.iter().zip(b).enumerate() {
@@ -115,60 +131,4 @@ fn chunk_scalar<const GRAD: bool>(a: &[f32], b: &[f32], g: &mut [f32], scale: f3
         acc[i % LANES] += d * d;
     }
     lane_tree(acc)
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{lane_tree, LANES};
-    use crate::simd::mask;
-    use std::arch::x86_64::*;
-
-    /// Eight differences `d = a − b` at a time; lanes 0–3 of `d²` go to `lo`, 4–7 to `hi`.
-    /// The ragged end (fewer than 8 left) is read and written with a lane mask.
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA; `b.len() == a.len()`, and `g.len() == a.len()` when `GRAD`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn chunk<const GRAD: bool>(
-        a: &[f32],
-        b: &[f32],
-        g: &mut [f32],
-        scale: f32,
-    ) -> f64 {
-        let n = a.len();
-        let (pa, pb, pg) = (a.as_ptr(), b.as_ptr(), g.as_mut_ptr());
-        let s = _mm256_set1_ps(scale);
-        let mut lo = _mm256_setzero_pd();
-        let mut hi = _mm256_setzero_pd();
-        let mut i = 0;
-        while i < n {
-            let left = n - i;
-            let d = if left >= LANES {
-                let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
-                if GRAD {
-                    _mm256_storeu_ps(pg.add(i), _mm256_mul_ps(d, s));
-                }
-                d
-            } else {
-                let m = mask::first(left);
-                let d = _mm256_sub_ps(
-                    _mm256_maskload_ps(pa.add(i), m),
-                    _mm256_maskload_ps(pb.add(i), m),
-                );
-                if GRAD {
-                    _mm256_maskstore_ps(pg.add(i), m, _mm256_mul_ps(d, s));
-                }
-                d
-            };
-            let d_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
-            let d_hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(d));
-            lo = _mm256_fmadd_pd(d_lo, d_lo, lo);
-            hi = _mm256_fmadd_pd(d_hi, d_hi, hi);
-            i += LANES;
-        }
-        let mut lanes = [0.0f64; LANES];
-        _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
-        _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
-        lane_tree(lanes)
-    }
 }
