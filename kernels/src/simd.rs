@@ -1,11 +1,12 @@
 //! Run-time choice of the SIMD path: AVX-512F, else AVX2+FMA on x86-64, NEON on aarch64,
 //! scalar otherwise; and the cache sizes the GEMM derives its blocking from.
 //!
-//! Detected once per process; AVX-512 is used only when asked for ([`default_level`]).
+//! Detected once per process: the widest level the CPU runs ([`default_level`]).
 //! `DISTILL_CPU=avx512|avx2|scalar` (or `neon`, `auto`) asks for a level: [`requested_level`] says whether the CPU can run it, for callers to check at
 //! start-up; [`level`] is what kernels use and never fails. Kernels also have `*_at(level, …)`
-//! entry points so tests can run every path in one process. A kernel without an AVX-512 path
-//! runs its AVX2 path at [`SimdLevel::Avx512`] ([`SimdLevel::at_least_avx2`]).
+//! entry points so tests can run every path in one process, and a device can carry its own
+//! level. A kernel without an AVX-512 path of its own (the losses, rows shorter than 16) runs
+//! its AVX2 or portable path at [`SimdLevel::Avx512`] ([`SimdLevel::at_least_avx2`]).
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -92,15 +93,11 @@ pub fn detect() -> SimdLevel {
     .unwrap_or(SimdLevel::Scalar)
 }
 
-/// The level used when none is asked for: [`detect`], except that AVX-512 is taken only when
-/// asked for (`DISTILL_CPU=avx512`). Its GEMM is tested against a portable model of the same
-/// arithmetic, but has not yet been run and measured on an AVX-512 CPU; until it has, the
-/// default stays on the AVX2 path, which every AVX-512 CPU also runs.
+/// The level used when none is asked for: the widest the CPU runs ([`detect`]). Every kernel
+/// with an AVX2 path has an AVX-512 one, tested at that level on AVX-512 hardware;
+/// `DISTILL_CPU=avx2` still asks for the narrower path.
 pub fn default_level() -> SimdLevel {
-    match detect() {
-        SimdLevel::Avx512 => SimdLevel::Avx2Fma,
-        best => best,
-    }
+    detect()
 }
 
 /// Resolves a `DISTILL_CPU` value: `auto` or empty is [`default_level`]; a known level the CPU can
@@ -352,10 +349,9 @@ mod tests {
     #[test]
     fn requests_resolve_or_explain() {
         assert_eq!(parse_request("scalar"), Ok(SimdLevel::Scalar));
-        // Unset or `auto` is the default level (AVX2 on an AVX-512 CPU, until that level is
-        // the default), not the widest the CPU has.
-        assert_eq!(parse_request(""), Ok(default_level()));
-        assert_eq!(parse_request("auto"), Ok(default_level()));
+        // Unset or `auto` is the widest level the CPU has.
+        assert_eq!(parse_request(""), Ok(detect()));
+        assert_eq!(parse_request("auto"), Ok(detect()));
         let err = parse_request("avx1024").unwrap_err();
         assert!(err.contains("unknown SIMD level"), "{err}");
         for l in [SimdLevel::Avx2Fma, SimdLevel::Avx512, SimdLevel::Neon] {

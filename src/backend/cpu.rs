@@ -113,17 +113,43 @@ impl CpuStorage {
     }
 }
 
+/// The CPU backend: every kernel runs at this device's SIMD level, so two CPU devices in one
+/// process can run different levels (a benchmark's A/B, a test of every path).
 pub struct CpuBackend {
     level: k::SimdLevel,
     pool: Arc<CpuPool>,
 }
 
 impl CpuBackend {
+    /// At the process's level ([`k::simd::level`]: the best the CPU runs, or `DISTILL_CPU`).
     pub fn new() -> Self {
+        CpuBackend::at(k::simd::level())
+    }
+
+    /// At `level`, which the caller has checked the CPU runs ([`k::SimdLevel::is_supported`]).
+    fn at(level: k::SimdLevel) -> Self {
         CpuBackend {
-            level: k::simd::level(),
+            level,
             pool: Arc::default(),
         }
+    }
+
+    /// A backend at `level`, or why this CPU cannot run it.
+    pub fn with_level(level: k::SimdLevel) -> Result<Self> {
+        if !level.is_supported() {
+            let runs: Vec<&str> = k::simd::available().iter().map(|l| l.name()).collect();
+            return Err(Error::InvalidArgument(format!(
+                "this CPU cannot run the {} SIMD level (it runs: {})",
+                level.name(),
+                runs.join(", ")
+            )));
+        }
+        Ok(CpuBackend::at(level))
+    }
+
+    /// The SIMD level its kernels run at.
+    pub fn level(&self) -> k::SimdLevel {
+        self.level
     }
 
     pub fn pool(&self) -> &CpuPool {
@@ -290,7 +316,8 @@ impl Backend for CpuBackend {
         y: &Storage,
     ) -> Result<()> {
         let bias = bias.map(r).transpose()?;
-        k::conv::conv2d_forward(
+        k::conv::conv2d_forward_at(
+            self.level,
             s,
             &r(x)?,
             &r(wt)?,
@@ -306,7 +333,7 @@ impl Backend for CpuBackend {
         dy: &Storage,
         dx: &Storage,
     ) -> Result<()> {
-        k::conv::conv2d_backward_input(s, &r(wt)?, &r(dy)?, &mut w(dx)?);
+        k::conv::conv2d_backward_input_at(self.level, s, &r(wt)?, &r(dy)?, &mut w(dx)?);
         Ok(())
     }
     fn conv2d_backward_weight(
@@ -316,7 +343,7 @@ impl Backend for CpuBackend {
         dy: &Storage,
         dw: &Storage,
     ) -> Result<()> {
-        k::conv::conv2d_backward_weight(s, &r(x)?, &r(dy)?, &mut w(dw)?);
+        k::conv::conv2d_backward_weight_at(self.level, s, &r(x)?, &r(dy)?, &mut w(dw)?);
         Ok(())
     }
     fn conv2d_backward_bias(&self, s: &Conv2dShape, dy: &Storage, db: &Storage) -> Result<()> {
@@ -331,7 +358,13 @@ impl Backend for CpuBackend {
         y: &Storage,
         argmax: &Storage,
     ) -> Result<()> {
-        k::pool::max_pool2d_forward(s, &r(x)?, &mut w(y)?, as_u32_mut(&mut w(argmax)?));
+        k::pool::max_pool2d_forward_at(
+            self.level,
+            s,
+            &r(x)?,
+            &mut w(y)?,
+            as_u32_mut(&mut w(argmax)?),
+        );
         Ok(())
     }
     fn max_pool2d_backward(
@@ -346,28 +379,28 @@ impl Backend for CpuBackend {
     }
 
     fn relu(&self, x: &Storage, y: &Storage) -> Result<()> {
-        k::elementwise::relu(&r(x)?, &mut w(y)?);
+        k::elementwise::relu_at(self.level, &r(x)?, &mut w(y)?);
         Ok(())
     }
     fn relu_backward(&self, x: &Storage, dy: &Storage, dx: &Storage) -> Result<()> {
-        k::elementwise::relu_backward(&r(x)?, &r(dy)?, &mut w(dx)?);
+        k::elementwise::relu_backward_at(self.level, &r(x)?, &r(dy)?, &mut w(dx)?);
         Ok(())
     }
     fn add(&self, a: &Storage, b: &Storage, y: &Storage) -> Result<()> {
-        k::elementwise::add(&r(a)?, &r(b)?, &mut w(y)?);
+        k::elementwise::add_at(self.level, &r(a)?, &r(b)?, &mut w(y)?);
         Ok(())
     }
     fn scale(&self, x: &Storage, s: f32, y: &Storage) -> Result<()> {
-        k::elementwise::scale(&r(x)?, s, &mut w(y)?);
+        k::elementwise::scale_at(self.level, &r(x)?, s, &mut w(y)?);
         Ok(())
     }
     fn scale_by(&self, x: &Storage, s: &Storage, y: &Storage) -> Result<()> {
         let s = r(s)?[0];
-        k::elementwise::scale(&r(x)?, s, &mut w(y)?);
+        k::elementwise::scale_at(self.level, &r(x)?, s, &mut w(y)?);
         Ok(())
     }
     fn axpy(&self, alpha: f32, x: &Storage, y: &Storage) -> Result<()> {
-        k::elementwise::axpy(alpha, &r(x)?, &mut w(y)?);
+        k::elementwise::axpy_at(self.level, alpha, &r(x)?, &mut w(y)?);
         Ok(())
     }
     fn fill(&self, y: &Storage, value: f32) -> Result<()> {
@@ -385,7 +418,7 @@ impl Backend for CpuBackend {
     }
 
     fn softmax(&self, rows: usize, cols: usize, x: &Storage, t: f32, y: &Storage) -> Result<()> {
-        k::softmax::softmax(rows, cols, &r(x)?, t, &mut w(y)?);
+        k::softmax::softmax_at(self.level, rows, cols, &r(x)?, t, &mut w(y)?);
         Ok(())
     }
     fn softmax_backward(
@@ -397,7 +430,7 @@ impl Backend for CpuBackend {
         t: f32,
         dx: &Storage,
     ) -> Result<()> {
-        k::softmax::softmax_backward(rows, cols, &r(y)?, &r(dy)?, t, &mut w(dx)?);
+        k::softmax::softmax_backward_at(self.level, rows, cols, &r(y)?, &r(dy)?, t, &mut w(dx)?);
         Ok(())
     }
     fn log_softmax(
@@ -408,7 +441,7 @@ impl Backend for CpuBackend {
         t: f32,
         y: &Storage,
     ) -> Result<()> {
-        k::softmax::log_softmax(rows, cols, &r(x)?, t, &mut w(y)?);
+        k::softmax::log_softmax_at(self.level, rows, cols, &r(x)?, t, &mut w(y)?);
         Ok(())
     }
     fn log_softmax_backward(
@@ -420,7 +453,15 @@ impl Backend for CpuBackend {
         t: f32,
         dx: &Storage,
     ) -> Result<()> {
-        k::softmax::log_softmax_backward(rows, cols, &r(y)?, &r(dy)?, t, &mut w(dx)?);
+        k::softmax::log_softmax_backward_at(
+            self.level,
+            rows,
+            cols,
+            &r(y)?,
+            &r(dy)?,
+            t,
+            &mut w(dx)?,
+        );
         Ok(())
     }
     fn cross_entropy(
@@ -513,7 +554,8 @@ impl Backend for CpuBackend {
         grad: &Storage,
         momentum: &Storage,
     ) -> Result<()> {
-        k::optim::sgd_step(
+        k::optim::sgd_step_at(
+            self.level,
             cfg,
             first_step,
             &mut w(param)?,
@@ -531,7 +573,61 @@ impl Backend for CpuBackend {
         m: &Storage,
         v: &Storage,
     ) -> Result<()> {
-        k::optim::adam_step(cfg, step, &mut w(param)?, &r(grad)?, &mut w(m)?, &mut w(v)?);
+        k::optim::adam_step_at(
+            self.level,
+            cfg,
+            step,
+            &mut w(param)?,
+            &r(grad)?,
+            &mut w(m)?,
+            &mut w(v)?,
+        );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Device;
+
+    /// Two CPU devices at different levels in one process: each names its level, each runs
+    /// its own kernels, and they agree (softmax rows long enough for every vector width).
+    #[test]
+    fn devices_at_two_levels_side_by_side() {
+        let best = k::simd::detect();
+        let (scalar, wide) = (
+            Device::cpu_at(k::SimdLevel::Scalar).unwrap(),
+            Device::cpu_at(best).unwrap(),
+        );
+        assert!(scalar.name().contains("scalar"), "{}", scalar.name());
+        assert!(wide.name().contains(best.name()), "{}", wide.name());
+        let (rows, cols) = (3, 37);
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| (i as f32 * 0.37).sin() * 4.0)
+            .collect();
+        let run = |d: &Device| {
+            let be = d.backend();
+            let (xs, ys) = (be.upload_f32(&x).unwrap(), be.zeros(rows * cols).unwrap());
+            be.softmax(rows, cols, &xs, 2.0, &ys).unwrap();
+            be.download_f32(&ys).unwrap()
+        };
+        for (a, b) in run(&scalar).iter().zip(run(&wide)) {
+            assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn a_level_the_cpu_lacks_is_an_error_naming_what_it_runs() {
+        let missing = [k::SimdLevel::Neon, k::SimdLevel::Avx2Fma]
+            .into_iter()
+            .find(|l| !l.is_supported())
+            .expect("no CPU runs both NEON and AVX2");
+        let e = Device::cpu_at(missing).err().expect("refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cannot run") && msg.contains("scalar"),
+            "{msg}"
+        );
     }
 }

@@ -348,11 +348,19 @@ pub trait Backend: Send + Sync {
 pub struct Device(pub Arc<dyn Backend>);
 
 impl Device {
-    /// The CPU backend (rayon + SIMD).
+    /// The CPU backend (rayon + SIMD) at the best SIMD level the CPU runs (`DISTILL_CPU`
+    /// overrides it); one per process.
     pub fn cpu() -> Device {
         static CPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
         CPU.get_or_init(|| Device(Arc::new(cpu::CpuBackend::new())))
             .clone()
+    }
+
+    /// A CPU backend whose kernels run at `level` (an error names the levels this CPU runs
+    /// instead). Each call opens a device of its own, so devices at two levels can run side by
+    /// side in one process.
+    pub fn cpu_at(level: distill_kernels::SimdLevel) -> Result<Device> {
+        Ok(Device(Arc::new(cpu::CpuBackend::with_level(level)?)))
     }
     pub fn backend(&self) -> &dyn Backend {
         &*self.0
