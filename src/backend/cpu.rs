@@ -623,7 +623,9 @@ mod tests {
             .into_iter()
             .find(|l| !l.is_supported())
             .expect("no CPU runs both NEON and AVX2");
-        let e = Device::cpu_at(missing).err().expect("refused");
+        let Err(e) = Device::cpu_at(missing) else {
+            panic!("{} was not refused", missing.name())
+        };
         let msg = e.to_string();
         assert!(
             msg.contains("cannot run") && msg.contains("scalar"),
