@@ -4,8 +4,8 @@
 # 1. every shipped WGSL module translated by naga to SPIR-V (checked by spirv-val), MSL, HLSL
 #    and GLSL: how the Metal and DX12 paths are checked on a Linux machine;
 # 2. aarch64 Linux: the kernels crate's tests and the engine's CPU tests, cross-built on this
-#    x86-64 machine and run under qemu-user, where the NEON level is detected and its GEMM
-#    microkernel runs.
+#    x86-64 machine and run under qemu-user, where the NEON level is detected and every
+#    kernel's NEON path runs.
 #
 # Called from .ci/run; runs on its own too (as root on Debian/Ubuntu: it installs what it
 # needs with apt-get and rustup). Prints each stage's time.
