@@ -15,7 +15,7 @@ use clap::Parser;
 use distill::backend::gpu;
 use distill::{Device, Error};
 
-use args::{Cli, Command, FileConfig, Global};
+use args::{Cli, Command, FileConfig, FromFile, Global};
 
 /// Exit code of a run whose loss became NaN or infinite.
 const EXIT_DIVERGED: u8 = 3;
@@ -96,34 +96,34 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    global.fill(&file);
+    global.fill(&file)?;
     if global.no_autotune {
         gpu::set_tile_policy(gpu::TilePolicy::Defaults);
     }
     let ctx = Ctx::new(global);
     match cli.command {
         Command::Run(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::run(&ctx, a)
         }
         Command::Train(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::train(&ctx, a)
         }
         Command::Distill(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::distill(&ctx, a)
         }
         Command::Eval(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::eval(&ctx, a)
         }
         Command::Predict(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::predict(&ctx, a)
         }
         Command::Study(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::study(&ctx, a)
         }
         Command::Devices => devices(&ctx),
