@@ -56,6 +56,9 @@ pub mod train;
 pub mod web;
 
 pub use autograd::no_grad;
-pub use backend::Device;
+pub use backend::gpu::TilePolicy;
+#[cfg(not(target_arch = "wasm32"))]
+pub use backend::inventory::{check_simd_request, devices, CpuReport, Inventory};
+pub use backend::{Device, DeviceOptions, DeviceSpec};
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor};

@@ -54,6 +54,7 @@ fn measured_peak(target: LadderTarget, quick: bool, obs: &mut dyn Observer) -> R
             kernels: false,
             train: false,
         },
+        tiles: Default::default(),
     };
     let report = run(&cfg, obs)?;
     // For the best adapter, a hardware one's peak before a software one's (as the ladder picks).

@@ -241,6 +241,24 @@ impl Record {
         }
     }
 
+    /// A record of `figures` that this command (`distill run`, `distill study`) measured on
+    /// `device`, with the load window the job kept (else one from now).
+    pub fn measured_on(
+        what: &str,
+        figures: Vec<Figure>,
+        device: &crate::Device,
+        load: Option<LoadWindow>,
+    ) -> Record {
+        let adapter = device.backend().as_gpu().map(machine::adapter_details);
+        Record::measured(
+            what,
+            figures,
+            MachineRecord::this_machine(&device.name(), adapter.as_ref()),
+            command_line(),
+            load.unwrap_or_else(LoadWindow::start_here),
+        )
+    }
+
     /// The figure named `name`.
     pub fn figure(&self, name: &str) -> Option<&Figure> {
         self.figures.iter().find(|f| f.name == name)

@@ -57,6 +57,7 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> Result<()> {
             kernels: true,
             train: true,
         },
+        tiles: ctx.device_options().tiles,
     };
     let mut progress = BenchProgress::new(ctx.mode);
     let report = distill::bench::run(&cfg, &mut progress)?;

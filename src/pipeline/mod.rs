@@ -12,6 +12,7 @@
 pub mod config;
 pub mod ensemble;
 pub mod floor;
+pub mod inference;
 pub mod journal;
 pub mod lock;
 mod markdown;
@@ -33,11 +34,12 @@ use std::time::Instant;
 pub use config::{DataSource, RunConfig};
 pub use ensemble::Ensemble;
 pub use floor::Floor;
+pub use inference::{evaluate_checkpoint, predict, CheckpointEvaluation, EvalJob, Prediction};
 pub use lock::RunDirLock;
 pub use markdown::summary_lines;
 pub use metrics::MetricsLog;
 pub use shard::{Shard, ShardEnv};
-pub use single::{train_model, ModelJob, ModelOutcome, TeacherSource};
+pub use single::{check_arch, train_model, ModelJob, ModelOutcome, TeacherSource};
 pub use stats::{mean_std, model_stats, ModelStats};
 pub use study::{
     run_shard, run_shard_on, study, study_on, teacher_stage, Method, ShardOutcome, StudyConfig,

@@ -63,6 +63,12 @@ pub struct ModelOutcome {
     pub wrote_half: bool,
 }
 
+/// Checks an architecture name (`teacher`, `student` or a spec such as `c16-c32-f128`)
+/// before any data is read.
+pub fn check_arch(name: &str) -> Result<()> {
+    ArchSpec::check_name(name)
+}
+
 /// Trains `job` on `ds` into `job.out`, reporting progress to `obs`.
 pub fn train_model(
     job: &ModelJob,
