@@ -62,17 +62,15 @@ fn apply_hyper(mut cfg: TrainConfig, h: &HyperOpts, epochs: Option<usize>) -> Re
     {
         bail!("--step-size and --gamma belong to --schedule step");
     }
-    cfg.validate()?;
     Ok(cfg)
 }
 
-fn apply_kd(kd: KdConfig, o: &KdOpts) -> Result<KdConfig> {
-    let kd = KdConfig {
+/// The library checks the settings where they enter it: the flags are only applied here.
+fn apply_kd(kd: KdConfig, o: &KdOpts) -> KdConfig {
+    KdConfig {
         temperature: o.temperature.unwrap_or(kd.temperature),
         alpha: o.alpha.unwrap_or(kd.alpha),
-    };
-    kd.validate()?;
-    Ok(kd)
+    }
 }
 
 fn data_source(d: &DataOpts) -> DataSource {
@@ -143,7 +141,7 @@ fn run_config(ctx: &Ctx, a: &RunArgs, saved: Option<RunConfig>) -> Result<RunCon
     cfg.max_test = a.data.max_test.or(cfg.max_test);
     cfg.teacher = apply_hyper(cfg.teacher, &a.hyper, a.teacher_epochs)?;
     cfg.student = apply_hyper(cfg.student, &a.hyper, a.hyper.epochs)?;
-    cfg.kd = apply_kd(cfg.kd, &a.kd)?;
+    cfg.kd = apply_kd(cfg.kd, &a.kd);
     cfg.label_fraction = a.label_fraction.unwrap_or(cfg.label_fraction);
     cfg.seeds = a.seeds.unwrap_or(cfg.seeds);
     if let Some(t) = &a.transfer {
@@ -161,7 +159,6 @@ fn run_config(ctx: &Ctx, a: &RunArgs, saved: Option<RunConfig>) -> Result<RunCon
         cfg.teacher_checkpoint = a.teacher.clone();
     }
     cfg.half |= a.half;
-    cfg.validate()?;
     if !cfg.data.exists() {
         bail!(
             "the dataset folder {} does not exist (see --data)",
@@ -513,7 +510,7 @@ pub fn distill(ctx: &Ctx, a: DistillArgs) -> Result<()> {
                 .map(parse_ensemble)
                 .transpose()?
                 .unwrap_or_default(),
-            kd: apply_kd(KdConfig::default(), &a.kd)?,
+            kd: apply_kd(KdConfig::default(), &a.kd),
             label_fraction: a.label_fraction.unwrap_or(1.0),
             hint: hint_config(&a)?,
             transfer: a

@@ -342,7 +342,7 @@ fn obtain_teacher(
         ..cfg.teacher.clone()
     };
     let job = ctx.job(&name, &spec, config, full_train.clone());
-    let t = train::train(job, log)?;
+    let t = train::train_validated(job, log)?;
     let summary = RunSummary::of(&name, "teacher", seed, full_train.len(), &t);
     Ok(TeacherRun {
         model: t.model,
@@ -413,7 +413,7 @@ fn train_students(
         };
         let name = format!("baseline{suffix}");
         let job = ctx.job(&name, &spec, config.clone(), student_train.clone());
-        let t = train::train(job, log)?;
+        let t = train::train_validated(job, log)?;
         baseline.push(RunSummary::of(
             &name,
             &spec.arch,
@@ -426,7 +426,7 @@ fn train_students(
         let config = with_epochs(config, kd_epochs);
         let mut job = ctx.job(&name, &spec, config, transfer.split.clone());
         job.kd = Some((cfg.kd, logits.clone()));
-        let t = train::train(job, log)?;
+        let t = train::train_validated(job, log)?;
         kd.push(RunSummary::of(
             &name,
             &spec.arch,

@@ -930,7 +930,7 @@ impl<'a, 't> Runner<'a, 't> {
                 .ok_or_else(|| Error::Other("the teachers were not loaded".into()))?;
             job.hint = Some((self.cfg.hint.clone(), first));
         }
-        let t = train::train(job, log)?;
+        let t = train::train_validated(job, log)?;
         let summary = RunSummary::of(&p.name, &self.spec.arch, p.seed, split.len(), &t);
         let record = RunRecord {
             version: journal::VERSION,

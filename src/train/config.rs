@@ -136,6 +136,13 @@ impl Default for KdConfig {
 }
 
 impl KdConfig {
+    /// A KD setting, checked: the temperature finite and > 0, alpha in [0, 1].
+    pub fn new(temperature: f32, alpha: f32) -> Result<KdConfig> {
+        let kd = KdConfig { temperature, alpha };
+        kd.validate()?;
+        Ok(kd)
+    }
+
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(Error::setting(

@@ -17,6 +17,8 @@ pub use eval::{evaluate, predict_logits, top_k};
 pub use hint::{HintConfig, HintTerm};
 #[cfg(not(target_arch = "wasm32"))]
 pub use trainer::train;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use trainer::train_validated;
 pub use trainer::{
     train_async, EpochRecord, Observer, Silent, TeacherLogits, TrainJob, Trained, READ_EVERY,
 };

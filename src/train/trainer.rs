@@ -103,12 +103,27 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
     pollster::block_on(train_async(job, obs))
 }
 
+/// [`train`] for a caller that has validated the job's settings where they entered the
+/// library (the pipeline's jobs), so they are not checked twice.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn train_validated(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
+    pollster::block_on(train_job(job, obs))
+}
+
 /// [`train`] as a future: the one training loop, natively and in a browser. It awaits the
 /// device only where it reads metrics back (every [`READ_EVERY`] batches and at the end of an
 /// epoch), and there gives the host a turn ([`crate::runtime::yield_now`]), so a page stays
 /// responsive even on the CPU backend.
 pub async fn train_async(job: TrainJob<'_>, obs: &mut dyn Observer) -> Result<Trained> {
     job.config.validate()?;
+    if let Some((kd, _)) = &job.kd {
+        kd.validate()?;
+    }
+    train_job(job, obs).await
+}
+
+/// The loop itself, on settings already validated.
+async fn train_job(job: TrainJob<'_>, obs: &mut dyn Observer) -> Result<Trained> {
     check_cached_logits(&job)?;
     let cfg = &job.config;
     let model = job.spec.build(&job.device, cfg.seed)?;
