@@ -38,6 +38,7 @@ pub mod calendar;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod fs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod ladder;
 pub mod model_file;

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::load::LoadWindow;
 use super::machine::{self, AdapterDetails, Caches, Machine};
-use crate::checkpoint::write_atomic;
+use crate::fs::write_atomic;
 use crate::{Error, Result};
 
 /// The version of the record format this build writes and reads.

@@ -126,7 +126,7 @@ pub fn run(
     if let Some(saved) = RunConfig::load_saved(run_dir)? {
         cfg.check_resume(&saved, run_dir)?;
     }
-    crate::checkpoint::write_atomic(
+    crate::fs::write_atomic(
         &run_dir.join("config.json"),
         serde_json::to_string_pretty(cfg)
             .unwrap_or_default()

@@ -32,8 +32,8 @@ use super::teacher::{ensemble_accuracy, load_teacher, teacher_logits};
 use super::transfer::{transfer_set, Transfer, TransferSet};
 use super::{obtain_teacher, with_epochs, Ctx, MetricsLog, RunConfig, RunDirLock, RunSummary};
 use crate::bench::load::LoadWindow;
-use crate::checkpoint::write_atomic;
 use crate::data::{Dataset, Split};
+use crate::fs::write_atomic;
 use crate::nn::{ArchSpec, Sequential};
 use crate::train::{
     self, EpochRecord, HintConfig, InputSpec, Observer, TeacherLogits, TrainConfig,

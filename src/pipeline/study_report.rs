@@ -19,7 +19,7 @@ use super::study::{run_settings, Method, StudyConfig, STUDY_CONFIG};
 use super::{mean_std, RunSummary};
 use crate::bench::load::LoadWindow;
 use crate::bench::record::Figure;
-use crate::checkpoint::write_atomic;
+use crate::fs::write_atomic;
 use crate::plot::{self, Series};
 use crate::{Error, Result};
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::table::Module;
 use super::tiles::{Tile, Tiles};
-use crate::checkpoint::write_atomic;
+use crate::fs::write_atomic;
 use crate::Result;
 
 /// How a GPU device gets its tile shapes.
