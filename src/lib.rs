@@ -37,6 +37,7 @@ pub mod bench;
 pub mod calendar;
 pub mod checkpoint;
 pub mod data;
+pub mod epoch;
 pub mod error;
 pub mod fs;
 #[cfg(not(target_arch = "wasm32"))]

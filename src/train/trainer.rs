@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use web_time::Instant;
 
-use serde::{Deserialize, Serialize};
-
-use super::config::{InputSpec, KdConfig, TrainConfig};
+use super::config::{KdConfig, TrainConfig};
 use super::eval::evaluate_async;
 use super::hint::{HintConfig, HintTerm};
 use super::interrupt;
+use crate::data::InputSpec;
 use crate::data::{self, Batch, BatchConfig, Split};
+use crate::epoch::EpochRecord;
 use crate::nn::{ArchSpec, Sequential};
 use crate::ops;
 use crate::optim::Optimizer;
@@ -35,21 +35,6 @@ pub enum TeacherLogits<'a> {
     Cached(Arc<Vec<f32>>),
     /// Online KD: the teacher runs forward (no tape) on every augmented batch.
     Online(&'a Sequential),
-}
-
-/// One line of `metrics.jsonl`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    pub run: String,
-    /// 1-based.
-    pub epoch: usize,
-    pub lr: f32,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub test_loss: f64,
-    pub test_accuracy: f64,
-    pub seconds: f64,
-    pub images_per_second: f64,
 }
 
 /// Progress callbacks; the CLI draws bars, tests stay silent.
