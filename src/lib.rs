@@ -30,6 +30,9 @@
 //!
 //! `examples/distill_a_student.rs` trains a teacher and distils a student from code;
 //! [`train::train`] is the loop, [`train::TrainJob`] its settings.
+//! `examples/distill_from_pytorch.rs` distils from a teacher saved by PyTorch
+//! ([`pipeline::train_model`]); `examples/run_the_bench.rs` measures the machine
+//! ([`bench::run`]).
 
 pub mod autograd;
 pub mod backend;
