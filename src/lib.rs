@@ -45,6 +45,7 @@ pub mod error;
 pub mod fs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod ladder;
+pub mod measure;
 pub mod model_file;
 pub mod nn;
 pub mod ops;

@@ -27,15 +27,7 @@ pub mod compare;
 pub mod kernels;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod ladder;
-pub mod load;
-pub mod machine;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod peak;
-pub mod record;
-pub mod reference;
-pub mod report;
 pub mod table;
-pub mod timing;
 pub mod train;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod yardstick;
@@ -45,6 +37,10 @@ use std::sync::Arc;
 #[cfg(not(target_arch = "wasm32"))]
 use web_time::Instant;
 
+// What bench measures with lives below it, shared with the pipeline (`crate::measure`).
+#[cfg(not(target_arch = "wasm32"))]
+pub use crate::measure::peak;
+pub use crate::measure::{load, machine, record, reference, report, timing};
 #[cfg(not(target_arch = "wasm32"))]
 pub use compare::{compare_files, Comparison};
 #[cfg(not(target_arch = "wasm32"))]

@@ -48,8 +48,8 @@ pub use study_report::{merge, StudyReport};
 pub use summary::{Report, RunSummary};
 pub use transfer::{transfer_epochs, transfer_set, Transfer, TransferSet};
 
-use crate::bench::load::LoadWindow;
 use crate::data::{self, Dataset, Split};
+use crate::measure::load::LoadWindow;
 use crate::model_file::save_half_copy;
 use crate::nn::{ArchSpec, Sequential};
 use crate::optim::LrSchedule;
@@ -252,15 +252,15 @@ fn floor_peak(
     device: &Device,
     load: &LoadWindow,
     obs: &mut dyn Observer,
-) -> Option<(crate::bench::Peak, String)> {
-    let kept = crate::bench::reference::default_dir()
-        .and_then(|dir| crate::bench::reference::reference_peak(&dir, device));
+) -> Option<(crate::measure::Peak, String)> {
+    let kept = crate::measure::reference::default_dir()
+        .and_then(|dir| crate::measure::reference::reference_peak(&dir, device));
     if let Some(r) = kept {
         let source = r.describe();
         return Some((r.peak, source));
     }
     obs.message("measuring the device's peak for the floor (no quiet `distill bench` of it kept)");
-    let peak = crate::bench::peak::device_peak(device)?;
+    let peak = crate::measure::peak::device_peak(device)?;
     let source = format!(
         "measured at the end of this run ({}); `distill bench` on a quiet machine keeps a \
          steadier one",
@@ -275,7 +275,7 @@ fn run_floor(
     teacher_flops: &[crate::nn::Flops],
     student_flops: crate::nn::Flops,
     cache: Option<(usize, f64, f64)>,
-    peak: &crate::bench::Peak,
+    peak: &crate::measure::Peak,
     peak_source: &str,
 ) -> Option<Floor> {
     let teachers = report.teachers.iter().zip(teacher_flops);

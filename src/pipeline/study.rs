@@ -31,9 +31,9 @@ use super::study_report::{report_from_journal, write_study, StudyReport, StudyRu
 use super::teacher::{ensemble_accuracy, load_teacher, teacher_logits};
 use super::transfer::{transfer_set, Transfer, TransferSet};
 use super::{obtain_teacher, with_epochs, Ctx, MetricsLog, RunConfig, RunDirLock, RunSummary};
-use crate::bench::load::LoadWindow;
 use crate::data::{Dataset, Split};
 use crate::fs::write_atomic;
+use crate::measure::load::LoadWindow;
 use crate::nn::{ArchSpec, Sequential};
 use crate::train::{
     self, EpochRecord, HintConfig, InputSpec, Observer, TeacherLogits, TrainConfig,

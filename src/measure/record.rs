@@ -369,7 +369,7 @@ fn shell_quote(s: &str) -> String {
 
 /// The bench report's figures: each device's peaks, then every row with a value (and its %
 /// of peak where it has one), named `<device> <kernel> <shape>`.
-pub fn bench_figures(r: &super::Report) -> Vec<Figure> {
+pub fn bench_figures(r: &super::report::Report) -> Vec<Figure> {
     let mut out = Vec::new();
     for d in &r.devices {
         if let Some(p) = &d.peak_flops {
@@ -405,7 +405,7 @@ pub fn bench_figures(r: &super::Report) -> Vec<Figure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::load::LoadAverage;
+    use crate::measure::load::LoadAverage;
 
     fn window(before: f64, after: f64) -> LoadWindow {
         let avg = |one| LoadAverage {
