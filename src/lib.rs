@@ -30,6 +30,9 @@
 //!
 //! `examples/distill_a_student.rs` trains a teacher and distils a student from code;
 //! [`train::train`] is the loop, [`train::TrainJob`] its settings.
+//! `examples/distill_from_pytorch.rs` distils from a teacher saved by PyTorch
+//! ([`pipeline::train_model`]); `examples/run_the_bench.rs` measures the machine
+//! ([`bench::run`]).
 
 pub mod autograd;
 pub mod backend;
@@ -37,8 +40,11 @@ pub mod bench;
 pub mod calendar;
 pub mod checkpoint;
 pub mod data;
+pub mod epoch;
 pub mod error;
+pub mod fs;
 pub mod ladder;
+pub mod measure;
 pub mod model_file;
 pub mod nn;
 pub mod ops;
@@ -55,6 +61,9 @@ pub mod train;
 pub mod web;
 
 pub use autograd::no_grad;
-pub use backend::Device;
+pub use backend::gpu::TilePolicy;
+#[cfg(not(target_arch = "wasm32"))]
+pub use backend::inventory::{check_simd_request, devices, CpuReport, Inventory};
+pub use backend::{Device, DeviceOptions, DeviceSpec};
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor};

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::checkpoint::{self, Checkpoint, NamedTensor, StoreDtype};
-use crate::data::Dataset;
+use crate::data::{Dataset, InputSpec};
+use crate::epoch::EpochRecord;
 use crate::nn::{ArchSpec, Sequential};
-use crate::train::{EpochRecord, InputSpec};
 use crate::{Device, Error, Result};
 
 /// Metadata every model checkpoint carries (all values are strings, as safetensors wants).

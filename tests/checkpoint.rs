@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use distill::checkpoint::{
-    check_matches, load, save, write_atomic, Checkpoint, NamedTensor, StoreDtype,
-};
+use distill::checkpoint::{check_matches, load, save, Checkpoint, NamedTensor, StoreDtype};
+use distill::fs::write_atomic;
 use distill::Error;
 
 fn tensor(name: &str, shape: &[usize], seed: u32) -> NamedTensor {

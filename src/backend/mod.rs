@@ -17,6 +17,8 @@
 
 pub mod cpu;
 pub mod gpu;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod inventory;
 
 use std::fmt;
 use std::sync::Arc;
@@ -419,21 +421,53 @@ impl DeviceSpec {
         }
     }
 
-    /// Opens the device. An adapter that cannot be opened is an error naming the spec, except
-    /// under `auto`, which then falls back to the CPU backend. (A page opens its device with
-    /// `web::device::open_engine`, which waits for the browser.)
+    /// Opens the device with the default options. An adapter that cannot be opened is an
+    /// error naming the spec, except under `auto`, which then falls back to the CPU backend.
+    /// (A page opens its device with `web::device::open_engine`, which waits for the
+    /// browser.)
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(self) -> Result<Device> {
+        self.open_with(&DeviceOptions::default())
+    }
+
+    /// [`DeviceSpec::open`] with `options`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open_with(self, options: &DeviceOptions) -> Result<Device> {
+        let tiles = &options.tiles;
         match self {
-            DeviceSpec::Cpu => Ok(Device::cpu()),
-            DeviceSpec::Auto => Ok(match gpu::open_best_hardware() {
-                Ok(Some(d)) => d,
-                Ok(None) | Err(_) => Device::cpu(),
-            }),
-            DeviceSpec::Gpu => gpu::open_best().map_err(|e| opening("a GPU (device `gpu`)", e)),
-            DeviceSpec::GpuIndex(i) => {
-                gpu::open_index(i).map_err(|e| opening(&format!("device `gpu:{i}`"), e))
+            DeviceSpec::Cpu => options.cpu(),
+            DeviceSpec::Auto => match gpu::open_best_hardware(tiles) {
+                Ok(Some(d)) => Ok(d),
+                Ok(None) | Err(_) => options.cpu(),
+            },
+            DeviceSpec::Gpu => {
+                gpu::open_best_with(tiles).map_err(|e| opening("a GPU (device `gpu`)", e))
             }
+            DeviceSpec::GpuIndex(i) => {
+                gpu::open_index_with(i, tiles).map_err(|e| opening(&format!("device `gpu:{i}`"), e))
+            }
+        }
+    }
+}
+
+/// How a device is built as it opens. Each device keeps its own: two devices of one process
+/// may differ.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceOptions {
+    /// A GPU device's GEMM tile shapes: autotuned and cached (the default), the defaults, or
+    /// fixed ones. The CPU backend ignores it.
+    pub tiles: gpu::TilePolicy,
+    /// The CPU backend's SIMD level; `None`: the process's ([`distill_kernels::simd::level`],
+    /// the widest the CPU runs unless `DISTILL_CPU` says otherwise). GPU devices ignore it.
+    pub simd: Option<distill_kernels::SimdLevel>,
+}
+
+impl DeviceOptions {
+    /// The CPU backend these options ask for.
+    pub fn cpu(&self) -> Result<Device> {
+        match self.simd {
+            Some(level) => Device::cpu_at(level),
+            None => Ok(Device::cpu()),
         }
     }
 }
@@ -472,6 +506,12 @@ impl Device {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_spec(spec: &str) -> Result<Device> {
         DeviceSpec::parse(spec)?.open()
+    }
+
+    /// [`Device::from_spec`] with `options` (for a GPU: how its GEMM tiles are chosen).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(spec: &str, options: &DeviceOptions) -> Result<Device> {
+        DeviceSpec::parse(spec)?.open_with(options)
     }
 
     /// [`Backend::set_profiling`]: returns whether this device now times its kernels.

@@ -4,16 +4,19 @@
 //! this device can do.
 
 use super::{run, BenchConfig, DeviceChoice, Observer, Sections};
+use crate::backend::DeviceOptions;
 use crate::ladder::{self, LadderOp, LadderOptions, LadderReport, LadderTarget};
 use crate::Result;
 
 /// Checks and times the ladder `op` on `device` (`all`/`cpu`: the CPU rungs; `gpu`: the
 /// best adapter; `gpu:N`), with the device's measured peak. `quick`: fewer, smaller shapes.
+/// `options`: how a GPU's engine backend is built (its tiles).
 pub fn run_ladder(
     op: LadderOp,
     device: DeviceChoice,
     quick: bool,
     check_only: bool,
+    options: &DeviceOptions,
     obs: &mut dyn Observer,
 ) -> Result<LadderReport> {
     let target = match device {
@@ -32,6 +35,7 @@ pub fn run_ladder(
         quick,
         check_only,
         peak_gflops,
+        tiles: options.tiles.clone(),
     };
     ladder::run(&opts, &mut |line| obs.message(line))
 }
@@ -54,6 +58,7 @@ fn measured_peak(target: LadderTarget, quick: bool, obs: &mut dyn Observer) -> R
             kernels: false,
             train: false,
         },
+        tiles: Default::default(),
     };
     let report = run(&cfg, obs)?;
     // For the best adapter, a hardware one's peak before a software one's (as the ladder picks).

@@ -27,15 +27,7 @@ pub mod compare;
 pub mod kernels;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod ladder;
-pub mod load;
-pub mod machine;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod peak;
-pub mod record;
-pub mod reference;
-pub mod report;
 pub mod table;
-pub mod timing;
 pub mod train;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod yardstick;
@@ -45,6 +37,10 @@ use std::sync::Arc;
 #[cfg(not(target_arch = "wasm32"))]
 use web_time::Instant;
 
+// What bench measures with lives below it, shared with the pipeline (`crate::measure`).
+#[cfg(not(target_arch = "wasm32"))]
+pub use crate::measure::peak;
+pub use crate::measure::{load, machine, record, reference, report, timing};
 #[cfg(not(target_arch = "wasm32"))]
 pub use compare::{compare_files, Comparison};
 #[cfg(not(target_arch = "wasm32"))]
@@ -112,7 +108,7 @@ pub struct Sections {
 
 #[cfg(not(target_arch = "wasm32"))]
 /// The settings of one bench run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BenchConfig {
     /// Smaller shapes and budgets: under a minute on 2 CPU cores.
     pub quick: bool,
@@ -120,6 +116,8 @@ pub struct BenchConfig {
     /// Measure software adapters (lavapipe) too.
     pub software: bool,
     pub sections: Sections,
+    /// How each GPU device gets its GEMM tiles as it opens.
+    pub tiles: gpu::TilePolicy,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -134,6 +132,7 @@ impl Default for BenchConfig {
                 kernels: true,
                 train: true,
             },
+            tiles: gpu::TilePolicy::default(),
         }
     }
 }
@@ -183,7 +182,7 @@ impl Observer for Lines {
 impl BenchConfig {
     /// The settings of the `cargo bench` targets, which take no flags: `sections`, and
     /// `DISTILL_BENCH_QUICK=1`, `DISTILL_BENCH_DEVICE` (all, cpu, gpu, gpu:N; default all),
-    /// `DISTILL_BENCH_SOFTWARE=1`.
+    /// `DISTILL_BENCH_SOFTWARE=1`, and `DISTILL_AUTOTUNE=0` as the CLI reads it.
     pub fn from_env(sections: Sections) -> Result<BenchConfig> {
         let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
         let devices = match std::env::var("DISTILL_BENCH_DEVICE") {
@@ -195,6 +194,7 @@ impl BenchConfig {
             devices,
             software: flag("DISTILL_BENCH_SOFTWARE"),
             sections,
+            tiles: gpu::TilePolicy::unless_off(std::env::var("DISTILL_AUTOTUNE").ok().as_deref()),
         })
     }
 }
@@ -401,10 +401,10 @@ fn bench_gpus(cfg: &BenchConfig, report: &mut Report, obs: &mut dyn Observer) ->
     if let DeviceChoice::Gpu(n) = cfg.devices {
         if n >= adapters.len() {
             // The engine's own message: how many adapters there are, or how to get one.
-            return gpu::open_index(n).map(|_| ());
+            return gpu::open_index_with(n, &cfg.tiles).map(|_| ());
         }
     } else if adapters.is_empty() && cfg.devices == DeviceChoice::Gpus {
-        return gpu::open_best().map(|_| ());
+        return gpu::open_best_with(&cfg.tiles).map(|_| ());
     }
     for a in adapters {
         if let DeviceChoice::Gpu(n) = cfg.devices {
@@ -438,7 +438,7 @@ fn bench_gpus(cfg: &BenchConfig, report: &mut Report, obs: &mut dyn Observer) ->
             report.devices.push(d);
             continue;
         }
-        match GpuBackend::open_index(a.index) {
+        match GpuBackend::open_index_with(a.index, &cfg.tiles) {
             Ok(g) => bench_gpu(cfg, &id, software, g, d, report, obs),
             Err(e) => {
                 d.status = Status::Failed;

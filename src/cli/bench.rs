@@ -35,7 +35,8 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         let op = LadderOp::parse(op)?;
         let devices = DeviceChoice::parse(ctx.global.device.as_deref().unwrap_or("cpu"))?;
         let mut progress = BenchProgress::new(ctx.mode);
-        let report = run_ladder(op, devices, a.quick, a.check_only, &mut progress)?;
+        let options = ctx.device_options();
+        let report = run_ladder(op, devices, a.quick, a.check_only, &options, &mut progress)?;
         progress.finish();
         println!("{}", report.to_markdown());
         let failures = report.failures();
@@ -57,6 +58,7 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> Result<()> {
             kernels: true,
             train: true,
         },
+        tiles: ctx.device_options().tiles,
     };
     let mut progress = BenchProgress::new(ctx.mode);
     let report = distill::bench::run(&cfg, &mut progress)?;

@@ -2,18 +2,17 @@
 //! library's settings, calls one library function and prints what came back.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use distill::data::{read_image_planar, Augment, Split};
-use distill::model_file::{load_model, LoadedModel};
+use distill::data::Augment;
 use distill::optim::LrSchedule;
 use distill::pipeline::{
-    self, DataSource, Method, ModelJob, ModelOutcome, RunConfig, StudyConfig, TeacherSource,
+    self, DataSource, EvalJob, Method, ModelJob, ModelOutcome, RunConfig, StudyConfig,
+    TeacherSource,
 };
-use distill::train::{self, EpochRecord, HintConfig, InputSpec, KdConfig, TrainConfig};
+use distill::train::{EpochRecord, HintConfig, KdConfig, TrainConfig};
 use distill::Device;
 
 use super::args::{
@@ -63,17 +62,15 @@ fn apply_hyper(mut cfg: TrainConfig, h: &HyperOpts, epochs: Option<usize>) -> Re
     {
         bail!("--step-size and --gamma belong to --schedule step");
     }
-    cfg.validate()?;
     Ok(cfg)
 }
 
-fn apply_kd(kd: KdConfig, o: &KdOpts) -> Result<KdConfig> {
-    let kd = KdConfig {
+/// The library checks the settings where they enter it: the flags are only applied here.
+fn apply_kd(kd: KdConfig, o: &KdOpts) -> KdConfig {
+    KdConfig {
         temperature: o.temperature.unwrap_or(kd.temperature),
         alpha: o.alpha.unwrap_or(kd.alpha),
-    };
-    kd.validate()?;
-    Ok(kd)
+    }
 }
 
 fn data_source(d: &DataOpts) -> DataSource {
@@ -144,7 +141,7 @@ fn run_config(ctx: &Ctx, a: &RunArgs, saved: Option<RunConfig>) -> Result<RunCon
     cfg.max_test = a.data.max_test.or(cfg.max_test);
     cfg.teacher = apply_hyper(cfg.teacher, &a.hyper, a.teacher_epochs)?;
     cfg.student = apply_hyper(cfg.student, &a.hyper, a.hyper.epochs)?;
-    cfg.kd = apply_kd(cfg.kd, &a.kd)?;
+    cfg.kd = apply_kd(cfg.kd, &a.kd);
     cfg.label_fraction = a.label_fraction.unwrap_or(cfg.label_fraction);
     cfg.seeds = a.seeds.unwrap_or(cfg.seeds);
     if let Some(t) = &a.transfer {
@@ -162,7 +159,6 @@ fn run_config(ctx: &Ctx, a: &RunArgs, saved: Option<RunConfig>) -> Result<RunCon
         cfg.teacher_checkpoint = a.teacher.clone();
     }
     cfg.half |= a.half;
-    cfg.validate()?;
     if !cfg.data.exists() {
         bail!(
             "the dataset folder {} does not exist (see --data)",
@@ -225,15 +221,7 @@ fn write_record(
     device: &Device,
     load: Option<distill::bench::load::LoadWindow>,
 ) -> Result<()> {
-    use distill::bench::{load::LoadWindow, machine, record};
-    let adapter = device.backend().as_gpu().map(machine::adapter_details);
-    let rec = record::Record::measured(
-        what,
-        figures,
-        record::MachineRecord::this_machine(&device.name(), adapter.as_ref()),
-        record::command_line(),
-        load.unwrap_or_else(LoadWindow::start_here),
-    );
+    let rec = distill::bench::record::Record::measured_on(what, figures, device, load);
     rec.save(path)
         .with_context(|| format!("cannot write the record {}", path.display()))?;
     ctx.note(&format!("wrote {}", path.display()));
@@ -415,7 +403,8 @@ fn open_devices(ctx: &Ctx, list: &str) -> Result<Vec<Device>> {
         if spec.is_empty() {
             bail!("--devices '{list}': an empty entry");
         }
-        let device = Device::from_spec(spec).with_context(|| format!("--devices: {spec}"))?;
+        let device = Device::open(spec, &ctx.device_options())
+            .with_context(|| format!("--devices: {spec}"))?;
         if ctx.global.profile {
             device.set_profiling(true)?;
         }
@@ -485,15 +474,11 @@ fn print_study_table(report: &pipeline::StudyReport) {
 
 // --- train / distill -----------------------------------------------------------------------
 
-fn check_arch(arch: &str) -> Result<()> {
-    Ok(distill::nn::ArchSpec::check_name(arch)?)
-}
-
 pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
     let arch = a.arch.clone().context(
         "`distill train` needs --arch: teacher, student, or a compact spec such as c16-c32-f128",
     )?;
-    check_arch(&arch)?;
+    pipeline::check_arch(&arch)?;
     let job = ModelJob {
         config: apply_hyper(TrainConfig::default(), &a.hyper, a.hyper.epochs)?,
         out: a
@@ -512,7 +497,7 @@ pub fn distill(ctx: &Ctx, a: DistillArgs) -> Result<()> {
         bail!("`distill distill` needs --teacher CKPT (a checkpoint from `distill train --arch teacher` or `distill run`; repeat it for an ensemble)");
     }
     let arch = a.arch.clone().unwrap_or_else(|| "student".into());
-    check_arch(&arch)?;
+    pipeline::check_arch(&arch)?;
     let job = ModelJob {
         arch,
         config: apply_hyper(TrainConfig::default(), &a.hyper, a.hyper.epochs)?,
@@ -525,7 +510,7 @@ pub fn distill(ctx: &Ctx, a: DistillArgs) -> Result<()> {
                 .map(parse_ensemble)
                 .transpose()?
                 .unwrap_or_default(),
-            kd: apply_kd(KdConfig::default(), &a.kd)?,
+            kd: apply_kd(KdConfig::default(), &a.kd),
             label_fraction: a.label_fraction.unwrap_or(1.0),
             hint: hint_config(&a)?,
             transfer: a
@@ -630,92 +615,43 @@ fn train_and_print(ctx: &Ctx, job: &ModelJob, source: &DataSource) -> Result<()>
 
 // --- eval / predict ------------------------------------------------------------------------
 
-fn load_checkpoint(
-    path: &std::path::Path,
-    device: &Device,
-    data: &dyn Fn() -> distill::Result<InputSpec>,
-) -> Result<LoadedModel> {
-    load_model(path, device, data)
-        .with_context(|| format!("cannot load the checkpoint {}", path.display()))
-}
-
-#[derive(Serialize)]
-struct EvalOutput<'a> {
-    checkpoint: &'a std::path::Path,
-    arch: &'a str,
-    dataset: &'a str,
-    device: String,
-    test_images: usize,
-    accuracy: f64,
-    loss: f64,
-    class_names: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    per_class_accuracy: Option<Vec<f64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    confusion: Option<&'a Vec<Vec<u64>>>,
-}
-
 pub fn eval(ctx: &Ctx, a: EvalArgs) -> Result<()> {
-    if a.batch_size == Some(0) {
-        bail!("--batch-size must be at least 1");
-    }
     let device = ctx.open_device()?;
-    let ds = load_data(&DataSource {
-        max_train: Some(1),
-        max_test: a.max_test,
-        ..data_source(&DataOpts {
+    let job = EvalJob {
+        checkpoint: a.checkpoint.clone(),
+        data: data_source(&DataOpts {
             data: a.data.clone(),
+            max_test: a.max_test,
             ..DataOpts::default()
-        })
-    })?;
-    let m = load_checkpoint(&a.checkpoint, &device, &|| Ok(InputSpec::of(&ds)))?;
-    m.check_fits(&a.checkpoint, &ds)?;
-    let want_confusion = a.confusion || a.confusion_png.is_some();
+        }),
+        batch_size: a.batch_size.unwrap_or(EvalJob::DEFAULT_BATCH_SIZE),
+        confusion: a.confusion || a.confusion_png.is_some(),
+    };
     let progress = Progress::new(ctx.mode);
-    let spinner = progress.spinner(&format!("evaluating on {} test images", ds.test.len()));
-    let test = Arc::new(ds.test.clone());
-    let batch_size = a.batch_size.unwrap_or(256);
-    let ev = train::evaluate(
-        &m.model,
-        &device,
-        &test,
-        &m.input,
-        batch_size,
-        want_confusion,
-    )?;
+    let spinner = progress.spinner("evaluating on the test images");
+    let ev = pipeline::evaluate_checkpoint(&job, &device)?;
     drop(spinner);
     drop(progress);
-    let names = &m.input.class_names;
+    let names = &ev.class_names;
     if let (Some(path), Some(c)) = (&a.confusion_png, &ev.confusion) {
-        let title = format!("{}: confusion matrix (test)", m.spec.arch);
+        let title = format!("{}: confusion matrix (test)", ev.arch);
         distill::plot::confusion_matrix(path, &title, c, names)?;
     }
     if ctx.global.json {
-        ctx.print_json(&EvalOutput {
-            checkpoint: &a.checkpoint,
-            arch: &m.spec.arch,
-            dataset: &ds.name,
-            device: device.name(),
-            test_images: ds.test.len(),
-            accuracy: ev.accuracy,
-            loss: ev.loss,
-            class_names: names,
-            per_class_accuracy: ev.per_class_accuracy(),
-            confusion: ev.confusion.as_ref(),
-        })?;
+        ctx.print_json(&ev)?;
         return ctx.print_profile(&device);
     }
     println!(
         "{} ({}): test accuracy {:.2}%  loss {:.4}  on {} test images of {} ({})",
         a.checkpoint.display(),
-        m.spec.arch,
+        ev.arch,
         100.0 * ev.accuracy,
         ev.loss,
-        ds.test.len(),
-        ds.name,
-        device.name()
+        ev.test_images,
+        ev.dataset,
+        ev.device
     );
-    if let (Some(c), Some(pc)) = (&ev.confusion, &ev.per_class_accuracy()) {
+    if let (Some(c), Some(pc)) = (&ev.confusion, &ev.per_class_accuracy) {
         print_confusion(c, pc, names);
         if let Some(p) = &a.confusion_png {
             println!("\nconfusion matrix drawn in {}", p.display());
@@ -747,48 +683,14 @@ fn print_confusion(c: &[Vec<u64>], per_class: &[f64], names: &[String]) {
     }
 }
 
-#[derive(Serialize)]
-struct Prediction {
-    image: PathBuf,
-    top: Vec<train::ClassProbability>,
-}
-
 pub fn predict(ctx: &Ctx, a: PredictArgs) -> Result<()> {
     let k = a.top_k.unwrap_or(3);
-    if k == 0 {
-        bail!("--top-k must be at least 1");
-    }
     let device = ctx.open_device()?;
-    // The dataset is read only for a checkpoint without distill metadata.
     let source = data_source(&DataOpts {
         data: a.data.clone(),
         ..DataOpts::default()
     });
-    let m = load_checkpoint(&a.checkpoint, &device, &|| {
-        Ok(InputSpec::of(&source.load()?))
-    })?;
-    let input = &m.input;
-    let mut bytes = Vec::new();
-    for path in &a.images {
-        bytes.extend(read_image_planar(
-            path,
-            input.channels,
-            input.height,
-            input.width,
-        )?);
-    }
-    // The same batching as training and evaluation, so normalisation is identical.
-    let split = Arc::new(Split::new(bytes, vec![0; a.images.len()])?);
-    let tops = train::top_k(&m.model, &device, &split, input, k)?;
-    let out: Vec<Prediction> = a
-        .images
-        .iter()
-        .zip(tops)
-        .map(|(image, top)| Prediction {
-            image: image.clone(),
-            top,
-        })
-        .collect();
+    let out = pipeline::predict(&a.checkpoint, &a.images, k, &source, &device)?;
     if ctx.global.json {
         ctx.print_json(&out)?;
     } else {
@@ -800,7 +702,7 @@ pub fn predict(ctx: &Ctx, a: PredictArgs) -> Result<()> {
             }
         }
     }
-    let classes = m.spec.num_classes;
+    let classes = out.first().map_or(0, |p| p.top.len());
     if k > classes && ctx.mode != Mode::Quiet {
         eprintln!("note: --top-k {k} is more than the {classes} classes; printed all of them");
     }

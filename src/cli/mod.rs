@@ -12,10 +12,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use distill::backend::gpu;
-use distill::{Device, Error};
+use distill::{Device, DeviceOptions, Error, TilePolicy};
 
-use args::{Cli, Command, FileConfig, Global};
+use args::{Cli, Command, FileConfig, FromFile, Global};
 
 /// Exit code of a run whose loss became NaN or infinite.
 const EXIT_DIVERGED: u8 = 3;
@@ -90,40 +89,37 @@ fn in_flags(cause: &(dyn std::error::Error + 'static)) -> String {
 
 fn dispatch(cli: Cli) -> Result<()> {
     // A SIMD level the CPU cannot run is refused here, before any kernel falls back silently.
-    distill_kernels::simd::requested_level().map_err(anyhow::Error::msg)?;
+    distill::check_simd_request()?;
     let mut global = cli.global;
     let file = match &global.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    global.fill(&file);
-    if global.no_autotune {
-        gpu::set_tile_policy(gpu::TilePolicy::Defaults);
-    }
+    global.fill(&file)?;
     let ctx = Ctx::new(global);
     match cli.command {
         Command::Run(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::run(&ctx, a)
         }
         Command::Train(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::train(&ctx, a)
         }
         Command::Distill(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::distill(&ctx, a)
         }
         Command::Eval(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::eval(&ctx, a)
         }
         Command::Predict(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::predict(&ctx, a)
         }
         Command::Study(mut a) => {
-            a.fill(&file);
+            a.fill_from("", &file)?;
             commands::study(&ctx, a)
         }
         Command::Devices => devices(&ctx),
@@ -147,11 +143,28 @@ impl Ctx {
         self.global.device.clone().unwrap_or_else(|| "auto".into())
     }
 
-    /// Opens the device (`--device`, `$DISTILL_DEVICE`, the config file, else `auto`) and, with
-    /// `--profile`, turns on kernel timing where the device has it.
+    /// How devices open: `--no-autotune` (or `DISTILL_AUTOTUNE=0`) builds a GPU with the
+    /// default tiles.
+    pub fn device_options(&self) -> DeviceOptions {
+        let tiles = if self.global.no_autotune {
+            TilePolicy::Defaults
+        } else {
+            TilePolicy::unless_off(std::env::var("DISTILL_AUTOTUNE").ok().as_deref())
+        };
+        // The CPU's SIMD level: DISTILL_CPU, checked at start-up, is the process's level.
+        DeviceOptions { tiles, simd: None }
+    }
+
+    /// Opens the device (`--device`, `$DISTILL_DEVICE`, the config file, else `auto`) with
+    /// [`Ctx::device_options`] and, with `--profile`, turns on kernel timing where the device
+    /// has it.
     pub fn open_device(&self) -> Result<Device> {
-        let spec = self.device_spec();
-        let device = Device::from_spec(&spec)?;
+        self.open_spec(&self.device_spec())
+    }
+
+    /// Opens the device `spec` as [`Ctx::open_device`] does.
+    pub fn open_spec(&self, spec: &str) -> Result<Device> {
+        let device = Device::open(spec, &self.device_options())?;
         if self.global.profile && !device.set_profiling(true)? {
             self.note(&format!(
                 "--profile: {} cannot time its kernels (no timestamp queries); ignored",
@@ -211,15 +224,10 @@ impl Ctx {
 
 /// `distill devices`.
 fn devices(ctx: &Ctx) -> Result<()> {
-    // `auto` first: opening a hardware GPU may autotune it, and the list then shows the result.
-    let auto = Device::from_spec("auto").map(|d| d.name());
-    let adapters = gpu::list_adapters();
-    let cpu = Device::cpu();
-    let threads = rayon::current_num_threads();
-    let simd = distill_kernels::simd::level().name();
-    let blocking = distill_kernels::gemm::blocking(distill_kernels::simd::level());
+    let found = distill::devices(&ctx.device_options());
     if ctx.global.json {
-        let list: Vec<serde_json::Value> = adapters
+        let list: Vec<serde_json::Value> = found
+            .adapters
             .iter()
             .map(|a| {
                 serde_json::json!({
@@ -244,25 +252,23 @@ fn devices(ctx: &Ctx) -> Result<()> {
             .collect();
         return ctx.print_json(&serde_json::json!({
             "adapters": list,
-            "cpu": {
-                "spec": "cpu", "name": cpu.name(), "simd": simd, "threads": threads,
-                "gemm_blocking": blocking.to_string(),
-            },
-            "auto": auto.as_ref().ok(),
+            "cpu": found.cpu,
+            "auto": found.auto.as_ref().ok(),
         }));
     }
-    if adapters.is_empty() {
+    if found.adapters.is_empty() {
         println!("no GPU adapters (Vulkan, Metal, DX12) found");
     }
-    for a in &adapters {
+    for a in &found.adapters {
         println!("{a}");
     }
+    let cpu = &found.cpu;
     println!(
-        "cpu  {} (rayon, SIMD {simd}, {threads} threads)",
-        cpu.name()
+        "cpu  {} (rayon, SIMD {}, {} threads)",
+        cpu.name, cpu.simd, cpu.threads
     );
-    println!("     GEMM blocking: {blocking}");
-    match auto {
+    println!("     GEMM blocking: {}", cpu.gemm_blocking);
+    match found.auto {
         Ok(name) => println!(
             "--device auto picks: {name}  (a hardware GPU when there is one, else the CPU backend; \
              software ones only with --device gpu or gpu:N)"
@@ -274,7 +280,7 @@ fn devices(ctx: &Ctx) -> Result<()> {
 
 /// `runs/<YYYYmmdd-HHMMSS><suffix>` (UTC), made unique with `-2`, `-3`, … when taken.
 pub fn default_run_dir(suffix: &str) -> PathBuf {
-    let (_, time) = distill::bench::machine::utc_now(); // YYYY-MM-DDTHH:MM:SSZ
+    let (_, time) = distill::calendar::utc_now(); // YYYY-MM-DDTHH:MM:SSZ
     let stamp: String = time
         .chars()
         .filter(|c| c.is_ascii_digit() || *c == 'T')

@@ -11,6 +11,7 @@ pub mod cifar;
 mod convert;
 mod folder;
 pub mod idx;
+mod input;
 mod split;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub use batch::{
 };
 pub use convert::{convert_split, decode_image, decode_limit, read_image_planar, save_png};
 pub use folder::load_unlabelled;
+pub use input::InputSpec;
 pub use split::Split;
 
 use crate::{Error, Result};

@@ -24,7 +24,7 @@ mod report;
 use std::sync::Arc;
 
 use crate::backend::gpu::standalone::Standalone;
-use crate::backend::gpu::GpuBackend;
+use crate::backend::gpu::{GpuBackend, TilePolicy};
 use crate::{Error, Result};
 use measure::Rig;
 use reference::Problem;
@@ -78,6 +78,8 @@ pub struct LadderOptions {
     pub check_only: bool,
     /// The device's peak GFLOP/s, measured by the caller; rows then show the % of it.
     pub peak_gflops: Option<f64>,
+    /// The GEMM tiles of the engine backend behind a GPU ladder's production rungs.
+    pub tiles: TilePolicy,
 }
 
 impl Default for LadderOptions {
@@ -88,6 +90,7 @@ impl Default for LadderOptions {
             quick: false,
             check_only: false,
             peak_gflops: None,
+            tiles: TilePolicy::default(),
         }
     }
 }
@@ -100,25 +103,26 @@ pub struct LadderGpu {
 }
 
 impl LadderGpu {
-    /// Adapter `index` as `distill devices` numbers them, or the best one.
+    /// Adapter `index` as `distill devices` numbers them, or the best one; the production
+    /// rungs' backend built with the tiles `tiles` chooses.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn open(index: Option<usize>) -> Result<LadderGpu> {
+    pub fn open(index: Option<usize>, tiles: &TilePolicy) -> Result<LadderGpu> {
         let dev = Arc::new(Standalone::open(index)?);
-        let engine = GpuBackend::open_index(dev.index())?;
+        let engine = GpuBackend::open_index_with(dev.index(), tiles)?;
         Ok(LadderGpu { dev, engine })
     }
 
     /// Two adapters of the same GPU (a browser's adapter makes only one device): `study`
-    /// for the rung shaders, `engine` for the production rungs, which open with the default
-    /// tiles. `index` names the GPU in the report.
+    /// for the rung shaders, `engine` for the production rungs, built with `tiles`. `index`
+    /// names the GPU in the report.
     pub async fn open_async(
         study: wgpu::Adapter,
         engine: wgpu::Adapter,
         index: usize,
+        tiles: &TilePolicy,
     ) -> Result<LadderGpu> {
         let dev = Arc::new(Standalone::open_async(study, index).await?);
-        let engine =
-            GpuBackend::open_async(engine, &crate::backend::gpu::TilePolicy::Defaults).await?;
+        let engine = GpuBackend::open_async(engine, tiles).await?;
         Ok(LadderGpu { dev, engine })
     }
 }
@@ -128,7 +132,7 @@ impl LadderGpu {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn run(opts: &LadderOptions, log: &mut dyn FnMut(&str)) -> Result<LadderReport> {
     let gpu = match opts.target {
-        LadderTarget::Gpu(index) => Some(LadderGpu::open(index)?),
+        LadderTarget::Gpu(index) => Some(LadderGpu::open(index, &opts.tiles)?),
         LadderTarget::Cpu => None,
     };
     pollster::block_on(run_async(opts, gpu, log))
@@ -209,7 +213,7 @@ fn cpu_device_label() -> String {
 /// [`LadderGpu::open`]'s parts, for the rung modules' tests.
 #[cfg(test)]
 pub(crate) fn open_gpu(index: Option<usize>) -> Result<(Arc<Standalone>, Arc<GpuBackend>)> {
-    let g = LadderGpu::open(index)?;
+    let g = LadderGpu::open(index, &TilePolicy::default())?;
     Ok((g.dev, g.engine))
 }
 

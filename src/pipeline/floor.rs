@@ -3,7 +3,7 @@
 //! time of its epochs beside it.
 //!
 //! The peak is the device's quiet one where this machine has it: the last `distill bench`
-//! that measured the device while the machine was quiet ([`crate::bench::reference`]). Only
+//! that measured the device while the machine was quiet ([`crate::measure::reference`]). Only
 //! without one is the peak measured at the end of the run, under whatever load the run had;
 //! the report says which it used (`peak_source`).
 //!
@@ -53,7 +53,7 @@ pub(crate) fn floor(
     runs: &[Trained],
     cache: Option<(usize, f64, f64)>,
     test_images: usize,
-    peak: &crate::bench::Peak,
+    peak: &crate::measure::Peak,
     peak_source: &str,
 ) -> Option<Floor> {
     let peak_gflops = peak.value;
@@ -130,7 +130,7 @@ mod tests {
             },
             summary: &s,
         }];
-        let peak = crate::bench::Peak::new("p", 1e-9);
+        let peak = crate::measure::Peak::new("p", 1e-9);
         let f = floor(&runs, Some((50, 2.0, 0.5)), 10, &peak, "given").unwrap();
         assert_eq!(
             (f.peak_label.as_str(), f.peak_source.as_str()),
@@ -149,7 +149,7 @@ mod tests {
             flops: Flops::default(),
             summary: &s,
         }];
-        let p = |v| crate::bench::Peak::new("p", v);
+        let p = |v| crate::measure::Peak::new("p", v);
         assert!(floor(&runs, None, 10, &p(100.0), "").is_none());
         let runs = [Trained {
             flops: Flops {

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::study::Method;
 use super::RunSummary;
-use crate::checkpoint::write_atomic;
+use crate::fs::write_atomic;
 use crate::train::{HintConfig, KdConfig, TrainConfig};
 use crate::{Error, Result};
 

@@ -12,6 +12,7 @@
 pub mod config;
 pub mod ensemble;
 pub mod floor;
+pub mod inference;
 pub mod journal;
 pub mod lock;
 mod markdown;
@@ -33,11 +34,12 @@ use std::time::Instant;
 pub use config::{DataSource, RunConfig};
 pub use ensemble::Ensemble;
 pub use floor::Floor;
+pub use inference::{evaluate_checkpoint, predict, CheckpointEvaluation, EvalJob, Prediction};
 pub use lock::RunDirLock;
 pub use markdown::summary_lines;
 pub use metrics::MetricsLog;
 pub use shard::{Shard, ShardEnv};
-pub use single::{train_model, ModelJob, ModelOutcome, TeacherSource};
+pub use single::{check_arch, train_model, ModelJob, ModelOutcome, TeacherSource};
 pub use stats::{mean_std, model_stats, ModelStats};
 pub use study::{
     run_shard, run_shard_on, study, study_on, teacher_stage, Method, ShardOutcome, StudyConfig,
@@ -46,8 +48,8 @@ pub use study_report::{merge, StudyReport};
 pub use summary::{Report, RunSummary};
 pub use transfer::{transfer_epochs, transfer_set, Transfer, TransferSet};
 
-use crate::bench::load::LoadWindow;
 use crate::data::{self, Dataset, Split};
+use crate::measure::load::LoadWindow;
 use crate::model_file::save_half_copy;
 use crate::nn::{ArchSpec, Sequential};
 use crate::optim::LrSchedule;
@@ -124,7 +126,7 @@ pub fn run(
     if let Some(saved) = RunConfig::load_saved(run_dir)? {
         cfg.check_resume(&saved, run_dir)?;
     }
-    crate::checkpoint::write_atomic(
+    crate::fs::write_atomic(
         &run_dir.join("config.json"),
         serde_json::to_string_pretty(cfg)
             .unwrap_or_default()
@@ -250,15 +252,15 @@ fn floor_peak(
     device: &Device,
     load: &LoadWindow,
     obs: &mut dyn Observer,
-) -> Option<(crate::bench::Peak, String)> {
-    let kept = crate::bench::reference::default_dir()
-        .and_then(|dir| crate::bench::reference::reference_peak(&dir, device));
+) -> Option<(crate::measure::Peak, String)> {
+    let kept = crate::measure::reference::default_dir()
+        .and_then(|dir| crate::measure::reference::reference_peak(&dir, device));
     if let Some(r) = kept {
         let source = r.describe();
         return Some((r.peak, source));
     }
     obs.message("measuring the device's peak for the floor (no quiet `distill bench` of it kept)");
-    let peak = crate::bench::peak::device_peak(device)?;
+    let peak = crate::measure::peak::device_peak(device)?;
     let source = format!(
         "measured at the end of this run ({}); `distill bench` on a quiet machine keeps a \
          steadier one",
@@ -273,7 +275,7 @@ fn run_floor(
     teacher_flops: &[crate::nn::Flops],
     student_flops: crate::nn::Flops,
     cache: Option<(usize, f64, f64)>,
-    peak: &crate::bench::Peak,
+    peak: &crate::measure::Peak,
     peak_source: &str,
 ) -> Option<Floor> {
     let teachers = report.teachers.iter().zip(teacher_flops);
@@ -340,7 +342,7 @@ fn obtain_teacher(
         ..cfg.teacher.clone()
     };
     let job = ctx.job(&name, &spec, config, full_train.clone());
-    let t = train::train(job, log)?;
+    let t = train::train_validated(job, log)?;
     let summary = RunSummary::of(&name, "teacher", seed, full_train.len(), &t);
     Ok(TeacherRun {
         model: t.model,
@@ -411,7 +413,7 @@ fn train_students(
         };
         let name = format!("baseline{suffix}");
         let job = ctx.job(&name, &spec, config.clone(), student_train.clone());
-        let t = train::train(job, log)?;
+        let t = train::train_validated(job, log)?;
         baseline.push(RunSummary::of(
             &name,
             &spec.arch,
@@ -424,7 +426,7 @@ fn train_students(
         let config = with_epochs(config, kd_epochs);
         let mut job = ctx.job(&name, &spec, config, transfer.split.clone());
         job.kd = Some((cfg.kd, logits.clone()));
-        let t = train::train(job, log)?;
+        let t = train::train_validated(job, log)?;
         kd.push(RunSummary::of(
             &name,
             &spec.arch,

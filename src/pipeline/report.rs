@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::markdown::markdown;
 use super::{mean_std, Report, RunSummary};
-use crate::checkpoint::write_atomic;
+use crate::fs::write_atomic;
 use crate::plot::{self, Series};
 use crate::{Error, Result};
 

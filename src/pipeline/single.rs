@@ -51,6 +51,19 @@ pub struct ModelJob {
     pub half: bool,
 }
 
+impl ModelJob {
+    /// Checks every setting of the job: the one check between the caller and the kernels.
+    pub fn validate(&self) -> Result<()> {
+        self.config.validate()?;
+        if let Some(t) = &self.teacher {
+            t.kd.validate()?;
+            validate_label_fraction(t.label_fraction)?;
+            t.transfer.validate()?;
+        }
+        Ok(())
+    }
+}
+
 /// What [`train_model`] produced.
 pub struct ModelOutcome {
     /// `kd` for a KD student, else the architecture.
@@ -63,6 +76,12 @@ pub struct ModelOutcome {
     pub wrote_half: bool,
 }
 
+/// Checks an architecture name (`teacher`, `student` or a spec such as `c16-c32-f128`)
+/// before any data is read.
+pub fn check_arch(name: &str) -> Result<()> {
+    ArchSpec::check_name(name)
+}
+
 /// Trains `job` on `ds` into `job.out`, reporting progress to `obs`.
 pub fn train_model(
     job: &ModelJob,
@@ -70,7 +89,7 @@ pub fn train_model(
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<ModelOutcome> {
-    job.config.validate()?;
+    job.validate()?;
     let spec = ArchSpec::named(
         &job.arch,
         ds.channels,
@@ -92,7 +111,7 @@ pub fn train_model(
                 device.name(),
                 job.out.display()
             ));
-            let trained = train::train(
+            let trained = train::train_validated(
                 job_of(
                     job,
                     &job.arch,
@@ -164,9 +183,6 @@ fn distill_into(
     test: Arc<Split>,
     log: &mut MetricsLog,
 ) -> Result<ModelOutcome> {
-    teacher.kd.validate()?;
-    validate_label_fraction(teacher.label_fraction)?;
-    teacher.transfer.validate()?;
     let teachers = load_teachers(teacher, device, ds, &test, log)?;
     let loaded = &teachers[0];
     let labelled = if teacher.label_fraction < 1.0 {
@@ -218,7 +234,7 @@ fn distill_into(
     );
     train_job.kd = Some((teacher.kd, logits));
     train_job.hint = teacher.hint.clone().map(|h| (h, &loaded.model));
-    let trained = train::train(train_job, log)?;
+    let trained = train::train_validated(train_job, log)?;
     Ok(ModelOutcome {
         run: "kd".into(),
         trained,

@@ -31,9 +31,9 @@ use super::study_report::{report_from_journal, write_study, StudyReport, StudyRu
 use super::teacher::{ensemble_accuracy, load_teacher, teacher_logits};
 use super::transfer::{transfer_set, Transfer, TransferSet};
 use super::{obtain_teacher, with_epochs, Ctx, MetricsLog, RunConfig, RunDirLock, RunSummary};
-use crate::bench::load::LoadWindow;
-use crate::checkpoint::write_atomic;
 use crate::data::{Dataset, Split};
+use crate::fs::write_atomic;
+use crate::measure::load::LoadWindow;
 use crate::nn::{ArchSpec, Sequential};
 use crate::train::{
     self, EpochRecord, HintConfig, InputSpec, Observer, TeacherLogits, TrainConfig,
@@ -930,7 +930,7 @@ impl<'a, 't> Runner<'a, 't> {
                 .ok_or_else(|| Error::Other("the teachers were not loaded".into()))?;
             job.hint = Some((self.cfg.hint.clone(), first));
         }
-        let t = train::train(job, log)?;
+        let t = train::train_validated(job, log)?;
         let summary = RunSummary::of(&p.name, &self.spec.arch, p.seed, split.len(), &t);
         let record = RunRecord {
             version: journal::VERSION,

@@ -17,9 +17,9 @@ use super::journal::{self, TeachersRecord};
 use super::shard::{partition, plan};
 use super::study::{run_settings, Method, StudyConfig, STUDY_CONFIG};
 use super::{mean_std, RunSummary};
-use crate::bench::load::LoadWindow;
-use crate::bench::record::Figure;
-use crate::checkpoint::write_atomic;
+use crate::fs::write_atomic;
+use crate::measure::load::LoadWindow;
+use crate::measure::record::Figure;
 use crate::plot::{self, Series};
 use crate::{Error, Result};
 

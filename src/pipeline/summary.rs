@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
 use super::stats::{mean_std, ModelStats};
-use crate::bench::load::LoadWindow;
-use crate::bench::record::Figure;
+use crate::measure::load::LoadWindow;
+use crate::measure::record::Figure;
 use crate::train::{EpochRecord, Trained};
 
 /// One training run's outcome, as the report shows it.

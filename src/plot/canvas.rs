@@ -7,8 +7,8 @@ use std::path::Path;
 use image::{ImageFormat, Rgb, RgbImage};
 
 use super::font::glyph;
-use crate::checkpoint::write_atomic;
 use crate::error::{Error, Result};
+use crate::fs::write_atomic;
 
 pub(super) const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
 pub(super) const BLACK: Rgb<u8> = Rgb([0, 0, 0]);

@@ -1,10 +1,9 @@
-//! What defines a training run: the optimiser and its schedule ([`TrainConfig`]), Hinton KD's
-//! temperature and weight ([`KdConfig`]), and what the model sees ([`InputSpec`]). Each
-//! validates itself; an out-of-range value is an [`Error::InvalidSetting`] naming its key.
+//! What defines a training run: the optimiser and its schedule ([`TrainConfig`]) and Hinton
+//! KD's temperature and weight ([`KdConfig`]). Each validates itself; an out-of-range value is an [`Error::InvalidSetting`] naming its key.
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, Augment, BatchConfig};
+use crate::data::Augment;
 use crate::optim::{LrSchedule, OptimConfig};
 use crate::{Error, Result};
 
@@ -136,6 +135,13 @@ impl Default for KdConfig {
 }
 
 impl KdConfig {
+    /// A KD setting, checked: the temperature finite and > 0, alpha in [0, 1].
+    pub fn new(temperature: f32, alpha: f32) -> Result<KdConfig> {
+        let kd = KdConfig { temperature, alpha };
+        kd.validate()?;
+        Ok(kd)
+    }
+
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(Error::setting(
@@ -162,34 +168,4 @@ pub fn validate_label_fraction(f: f64) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// What the model sees: shape, normalisation and class names (stored in checkpoints so
-/// inference normalises exactly as training did).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InputSpec {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
-    pub class_names: Vec<String>,
-}
-
-impl InputSpec {
-    pub fn of(ds: &data::Dataset) -> InputSpec {
-        InputSpec {
-            channels: ds.channels,
-            height: ds.height,
-            width: ds.width,
-            mean: ds.mean.clone(),
-            std: ds.std.clone(),
-            class_names: ds.class_names.clone(),
-        }
-    }
-
-    /// Batches in order, normalised, without augmentation (evaluation, inference).
-    pub(crate) fn batch_config(&self, batch_size: usize) -> BatchConfig {
-        BatchConfig::eval(batch_size, self.mean.clone(), self.std.clone())
-    }
 }

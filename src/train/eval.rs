@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::config::InputSpec;
 use super::trainer::batches_of;
+use crate::data::InputSpec;
 use crate::data::Split;
 use crate::nn::Sequential;
 use crate::{no_grad, ops, Device, Error, Result, Tensor};

@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(not(target_arch = "wasm32"))]
 use crate::checkpoint::NamedTensor;
+use crate::data::InputSpec;
 use crate::nn::{Layer, Sequential};
 use crate::ops::{self, Conv2dParams};
 use crate::rng::Rng;
-use crate::train::config::InputSpec;
 use crate::{no_grad, Device, Error, Result, Tensor};
 
 /// The hint term's settings.

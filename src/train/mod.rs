@@ -10,13 +10,15 @@ pub mod interrupt;
 pub mod resume;
 pub mod trainer;
 
-pub use config::{validate_label_fraction, InputSpec, KdConfig, OptimizerKind, TrainConfig};
+pub use crate::data::InputSpec;
+pub use crate::epoch::EpochRecord;
+pub use config::{validate_label_fraction, KdConfig, OptimizerKind, TrainConfig};
 pub use eval::{argmax, evaluate_async, predict_logits_async, ClassProbability, Evaluation};
 #[cfg(not(target_arch = "wasm32"))]
 pub use eval::{evaluate, predict_logits, top_k};
 pub use hint::{HintConfig, HintTerm};
 #[cfg(not(target_arch = "wasm32"))]
 pub use trainer::train;
-pub use trainer::{
-    train_async, EpochRecord, Observer, Silent, TeacherLogits, TrainJob, Trained, READ_EVERY,
-};
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use trainer::train_validated;
+pub use trainer::{train_async, Observer, Silent, TeacherLogits, TrainJob, Trained, READ_EVERY};

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use super::config::TrainConfig;
 use super::hint::{HintConfig, HintTerm};
-use super::trainer::{EpochRecord, TrainJob};
+use super::trainer::TrainJob;
 use crate::checkpoint::{self, StoreDtype};
+use crate::epoch::EpochRecord;
 use crate::model_file::json;
 use crate::nn::Sequential;
 use crate::optim::Optimizer;

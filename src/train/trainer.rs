@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use web_time::Instant;
 
-use serde::{Deserialize, Serialize};
-
-use super::config::{InputSpec, KdConfig, TrainConfig};
+use super::config::{KdConfig, TrainConfig};
 use super::eval::evaluate_async;
 use super::hint::{HintConfig, HintTerm};
 use super::interrupt;
+use crate::data::InputSpec;
 use crate::data::{self, Batch, BatchConfig, Split};
+use crate::epoch::EpochRecord;
 use crate::nn::{ArchSpec, Sequential};
 use crate::ops;
 use crate::optim::Optimizer;
@@ -35,21 +35,6 @@ pub enum TeacherLogits<'a> {
     Cached(Arc<Vec<f32>>),
     /// Online KD: the teacher runs forward (no tape) on every augmented batch.
     Online(&'a Sequential),
-}
-
-/// One line of `metrics.jsonl`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    pub run: String,
-    /// 1-based.
-    pub epoch: usize,
-    pub lr: f32,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub test_loss: f64,
-    pub test_accuracy: f64,
-    pub seconds: f64,
-    pub images_per_second: f64,
 }
 
 /// Progress callbacks; the CLI draws bars, tests stay silent.
@@ -103,12 +88,27 @@ pub fn train(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
     pollster::block_on(train_async(job, obs))
 }
 
+/// [`train`] for a caller that has validated the job's settings where they entered the
+/// library (the pipeline's jobs), so they are not checked twice.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn train_validated(job: TrainJob, obs: &mut dyn Observer) -> Result<Trained> {
+    pollster::block_on(train_job(job, obs))
+}
+
 /// [`train`] as a future: the one training loop, natively and in a browser. It awaits the
 /// device only where it reads metrics back (every [`READ_EVERY`] batches and at the end of an
 /// epoch), and there gives the host a turn ([`crate::runtime::yield_now`]), so a page stays
 /// responsive even on the CPU backend.
 pub async fn train_async(job: TrainJob<'_>, obs: &mut dyn Observer) -> Result<Trained> {
     job.config.validate()?;
+    if let Some((kd, _)) = &job.kd {
+        kd.validate()?;
+    }
+    train_job(job, obs).await
+}
+
+/// The loop itself, on settings already validated.
+async fn train_job(job: TrainJob<'_>, obs: &mut dyn Observer) -> Result<Trained> {
     check_cached_logits(&job)?;
     let cfg = &job.config;
     let model = job.spec.build(&job.device, cfg.seed)?;

@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 
 use super::device::Engine;
 use super::js_error;
-use crate::backend::gpu::request_browser_adapter;
+use crate::backend::gpu::{request_browser_adapter, TilePolicy};
 use crate::ladder::{run_async, LadderGpu, LadderOp, LadderOptions, LadderReport, LadderTarget};
 
 #[derive(Serialize)]
@@ -43,9 +43,14 @@ pub async fn run_ladder(
             }
             let (engine_adapter, study) = (fresh.pop(), fresh.pop());
             Some(
-                LadderGpu::open_async(study.expect("two"), engine_adapter.expect("two"), 0)
-                    .await
-                    .map_err(js_error)?,
+                LadderGpu::open_async(
+                    study.expect("two"),
+                    engine_adapter.expect("two"),
+                    0,
+                    &TilePolicy::Defaults,
+                )
+                .await
+                .map_err(js_error)?,
             )
         }
     };
@@ -59,6 +64,7 @@ pub async fn run_ladder(
         quick,
         check_only,
         peak_gflops: None,
+        tiles: TilePolicy::Defaults,
     };
     let mut log = |line: &str| {
         let _ = on_line.call1(&JsValue::NULL, &JsValue::from_str(line));

@@ -2,7 +2,7 @@
 //! the GEMM and conv2d cases of gemm.rs and conv_pool.rs once per candidate.
 
 use distill::backend::gpu::{GpuBackend, Tile, TilePolicy, TileSource, Tiles};
-use distill::backend::Device;
+use distill::backend::{Device, DeviceOptions};
 
 use crate::conv_pool::conv2d_cases;
 use crate::gemm::gemm_cases;
@@ -33,4 +33,41 @@ fn every_autotune_candidate_matches_the_cpu() {
         gemm_cases(&d);
         conv2d_cases(&d);
     }
+}
+
+#[test]
+fn two_devices_of_one_process_keep_their_own_tile_policy() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let open = |tiles| {
+        Device::open(
+            "gpu",
+            &DeviceOptions {
+                tiles,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let tiles_of = |d: &Device| d.backend().as_gpu().unwrap().tiles().clone();
+    let defaults = open(TilePolicy::Defaults);
+    let small = Tile::CANDIDATES
+        .into_iter()
+        .find(|&t| t != Tile::DEFAULT && GpuBackend::open_best_with(&fixed(t)).is_ok());
+    let Some(small) = small else {
+        return; // the device holds no shape but the default
+    };
+    let fixed_device = open(fixed(small));
+    assert_eq!(tiles_of(&defaults).source, TileSource::Defaults);
+    assert_eq!(tiles_of(&fixed_device).tiles.matmul, small);
+    // Opening the second changed nothing of the first.
+    assert_eq!(tiles_of(&defaults).tiles, Tiles::default());
+}
+
+fn fixed(tile: Tile) -> TilePolicy {
+    TilePolicy::Fixed(Tiles {
+        matmul: tile,
+        conv: tile,
+    })
 }

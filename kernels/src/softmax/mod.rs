@@ -196,6 +196,10 @@ enum RowPath {
 /// The path rows of `cols` take on `level`: from one full vector on (16 lanes on AVX-512,
 /// 8 on AVX2, 4 on NEON); shorter rows, and levels without row kernels, stay scalar. At the
 /// AVX-512 level rows of 8 to 15 take the AVX2 path.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_variables)
+)]
 fn row_path(level: SimdLevel, cols: usize) -> RowPath {
     match level {
         #[cfg(target_arch = "x86_64")]

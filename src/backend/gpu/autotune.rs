@@ -7,8 +7,10 @@
 //! - Where: `autotune/<adapter>.json` under the cache directory ([`cache_dir`]). One file per
 //!   adapter (name, backend, vendor and device ids); it records the driver and a fingerprint
 //!   of the shaders and candidates, and the adapter is timed again when either has changed.
-//! - When not: [`TilePolicy::Defaults`] (`--no-autotune`, or `DISTILL_AUTOTUNE=0`) builds
-//!   every device with [`Tile::DEFAULT`] and neither reads nor writes the cache.
+//! - When not: [`TilePolicy::Defaults`] (the CLI's `--no-autotune`, or `DISTILL_AUTOTUNE=0`)
+//!   builds the device with [`Tile::DEFAULT`] and neither reads nor writes the cache. The
+//!   policy is an option of each device as it opens ([`crate::backend::DeviceOptions`]), so
+//!   two devices of one process may differ.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::table::Module;
 use super::tiles::{Tile, Tiles};
-use crate::checkpoint::write_atomic;
+use crate::fs::write_atomic;
 use crate::Result;
 
 /// How a GPU device gets its tile shapes.
@@ -35,23 +37,21 @@ pub enum TilePolicy {
     Fixed(Tiles),
 }
 
-static POLICY: Mutex<Option<TilePolicy>> = Mutex::new(None);
-
-/// The policy of devices opened from now on in this process (the CLI's `--no-autotune` sets
-/// [`TilePolicy::Defaults`]).
-pub fn set_tile_policy(policy: TilePolicy) {
-    *POLICY.lock().unwrap_or_else(|e| e.into_inner()) = Some(policy);
+impl TilePolicy {
+    /// `Defaults` when `switch` (the value of an autotune switch such as the CLI's
+    /// `DISTILL_AUTOTUNE`) is `0`, `off` or `false`, else `Autotune`.
+    pub fn unless_off(switch: Option<&str>) -> TilePolicy {
+        match switch {
+            Some("0") | Some("off") | Some("false") => TilePolicy::Defaults,
+            _ => TilePolicy::Autotune,
+        }
+    }
 }
 
-/// The policy set by [`set_tile_policy`], else `Defaults` when `DISTILL_AUTOTUNE` is `0` or
-/// `off`, else `Autotune`.
-pub fn tile_policy() -> TilePolicy {
-    if let Some(p) = POLICY.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-        return p;
-    }
-    match std::env::var("DISTILL_AUTOTUNE").as_deref() {
-        Ok("0") | Ok("off") | Ok("false") => TilePolicy::Defaults,
-        _ => TilePolicy::Autotune,
+impl Default for TilePolicy {
+    /// Autotune, with the cache in [`cache_dir`].
+    fn default() -> TilePolicy {
+        TilePolicy::Autotune
     }
 }
 
@@ -268,8 +268,8 @@ pub fn read_cached(
 
 /// What `distill devices` says of an adapter's tiles: the cached choice, or what will happen
 /// when it is first used (without timing anything).
-pub fn describe(adapter: &wgpu::Adapter) -> String {
-    let dir = match tile_policy() {
+pub fn describe(adapter: &wgpu::Adapter, policy: &TilePolicy) -> String {
+    let dir = match policy.clone() {
         TilePolicy::Defaults => return format!("{} (autotune off)", Tiles::default()),
         TilePolicy::Fixed(t) => return format!("{t} (fixed)"),
         TilePolicy::Autotune => cache_dir(),

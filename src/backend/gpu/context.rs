@@ -9,6 +9,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use super::autotune::TilePolicy;
 use super::table::OPTIONAL_FEATURES;
 use crate::backend::DeviceKind;
 use crate::{Error, Result};
@@ -60,7 +61,8 @@ pub struct AdapterReport {
 }
 
 impl AdapterReport {
-    pub(crate) fn new(index: usize, adapter: &wgpu::Adapter) -> Self {
+    /// What `adapter` is, and what `policy` would give it as GEMM tiles.
+    pub(crate) fn new(index: usize, adapter: &wgpu::Adapter, policy: &TilePolicy) -> Self {
         let info = adapter.get_info();
         let l = adapter.limits();
         let f = adapter.features();
@@ -79,19 +81,19 @@ impl AdapterReport {
             shader_f16: f.contains(wgpu::Features::SHADER_F16),
             subgroup: f.contains(wgpu::Features::SUBGROUP),
             timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
-            tiles: describe_tiles(adapter),
+            tiles: describe_tiles(adapter, policy),
         }
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn describe_tiles(adapter: &wgpu::Adapter) -> String {
-    super::autotune::describe(adapter)
+fn describe_tiles(adapter: &wgpu::Adapter, policy: &TilePolicy) -> String {
+    super::autotune::describe(adapter, policy)
 }
 
 /// A page has no cache directory and cannot block to time candidates: the default tiles.
 #[cfg(target_arch = "wasm32")]
-fn describe_tiles(_: &wgpu::Adapter) -> String {
+fn describe_tiles(_: &wgpu::Adapter, _: &TilePolicy) -> String {
     "the defaults (no autotune in a browser)".into()
 }
 
@@ -187,11 +189,11 @@ pub(crate) fn adapters() -> Vec<wgpu::Adapter> {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn reports() -> Vec<AdapterReport> {
+pub(crate) fn reports(policy: &TilePolicy) -> Vec<AdapterReport> {
     adapters()
         .iter()
         .enumerate()
-        .map(|(i, a)| AdapterReport::new(i, a))
+        .map(|(i, a)| AdapterReport::new(i, a, policy))
         .collect()
 }
 

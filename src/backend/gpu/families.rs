@@ -50,6 +50,24 @@ impl<'a> RowsCall<'a> {
     }
 }
 
+/// An element-wise kernel's second operand.
+#[derive(Clone, Copy)]
+pub(crate) enum Second<'a> {
+    /// One value per element, as the output.
+    Each(&'a Storage),
+    /// One device scalar for every element (`scale_by`).
+    Scalar(&'a Storage),
+}
+
+/// How a conv2d.wgsl launch spreads over workgroups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConvGrid {
+    /// One workgroup per output tile of the implicit GEMM (the device's conv tile).
+    Tiles,
+    /// One workgroup per output channel (the bias gradient's sums).
+    PerOutputChannel,
+}
+
 /// One conv2d.wgsl launch: the implicit GEMM `out[m×n] = a·b` over the convolution `shape`
 /// (conv2d.wgsl says which operand is which in each MODE).
 pub(crate) struct ConvCall<'a> {
@@ -61,6 +79,7 @@ pub(crate) struct ConvCall<'a> {
     pub bias: Option<&'a GpuStorage>,
     /// GEMM size (m, n, k).
     pub mnk: (usize, usize, usize),
+    pub grid: ConvGrid,
 }
 
 impl GpuBackend {
@@ -68,7 +87,7 @@ impl GpuBackend {
         &self,
         kernel: &'static Kernel,
         x: Option<&Storage>,
-        z: Option<&Storage>,
+        z: Option<Second>,
         y: &Storage,
         s: f32,
     ) -> Result<()> {
@@ -76,9 +95,8 @@ impl GpuBackend {
         let n = y.len;
         let x = x.map(|x| self.g(x, n, kernel.name)).transpose()?;
         let z = match z {
-            // scale_by reads a single device scalar.
-            Some(z) if kernel.name == "scale_by" => Some(self.g(z, 1, kernel.name)?),
-            Some(z) => Some(self.g(z, n, kernel.name)?),
+            Some(Second::Each(z)) => Some(self.g(z, n, kernel.name)?),
+            Some(Second::Scalar(z)) => Some(self.g(z, 1, kernel.name)?),
             None => None,
         };
         let binds = [self.bind_or_dummy(x, 1), self.bind_or_dummy(z, 2), bind(y)];
@@ -186,10 +204,9 @@ impl GpuBackend {
             bind(c.out),
             self.bind_or_dummy(c.bias, 4),
         ];
-        let groups = if c.kernel.name == k::CONV_BGRAD.name {
-            grid(s.out_channels)
-        } else {
-            tile_grid(m, n, self.exec.tiles.conv)
+        let groups = match c.grid {
+            ConvGrid::PerOutputChannel => grid(s.out_channels),
+            ConvGrid::Tiles => tile_grid(m, n, self.exec.tiles.conv),
         };
         self.run(c.kernel, &params, &binds, groups)
     }

@@ -3,7 +3,7 @@
 //! does). The plumbing they share is in launch.rs, the launchers of multi-kernel families in
 //! families.rs.
 
-use super::families::{ConvCall, RowsCall};
+use super::families::{ConvCall, ConvGrid, RowsCall, Second};
 use super::launch::{bind, grid, tile_grid, u};
 use super::params::{MatmulParams, MseParams, OptimParams, ReduceParams};
 use super::table::k;
@@ -198,6 +198,7 @@ impl Backend for GpuBackend {
         );
         self.conv(ConvCall {
             kernel: &k::CONV_FWD,
+            grid: ConvGrid::Tiles,
             shape: s,
             a: w,
             b: x,
@@ -223,6 +224,7 @@ impl Backend for GpuBackend {
         );
         self.conv(ConvCall {
             kernel: &k::CONV_DGRAD,
+            grid: ConvGrid::Tiles,
             shape: s,
             a: w,
             b: dy,
@@ -248,6 +250,7 @@ impl Backend for GpuBackend {
         );
         self.conv(ConvCall {
             kernel: &k::CONV_WGRAD,
+            grid: ConvGrid::Tiles,
             shape: s,
             a: dy,
             b: x,
@@ -262,6 +265,7 @@ impl Backend for GpuBackend {
         // src1 is unused by bias_grad: bind dy twice (both read-only).
         self.conv(ConvCall {
             kernel: &k::CONV_BGRAD,
+            grid: ConvGrid::PerOutputChannel,
             shape: s,
             a: dy,
             b: dy,
@@ -310,16 +314,16 @@ impl Backend for GpuBackend {
         self.elementwise(&k::RELU, Some(x), None, y, 0.0)
     }
     fn relu_backward(&self, x: &Storage, dy: &Storage, dx: &Storage) -> Result<()> {
-        self.elementwise(&k::RELU_BWD, Some(x), Some(dy), dx, 0.0)
+        self.elementwise(&k::RELU_BWD, Some(x), Some(Second::Each(dy)), dx, 0.0)
     }
     fn add(&self, a: &Storage, b: &Storage, y: &Storage) -> Result<()> {
-        self.elementwise(&k::ADD, Some(a), Some(b), y, 0.0)
+        self.elementwise(&k::ADD, Some(a), Some(Second::Each(b)), y, 0.0)
     }
     fn scale(&self, x: &Storage, s: f32, y: &Storage) -> Result<()> {
         self.elementwise(&k::SCALE, Some(x), None, y, s)
     }
     fn scale_by(&self, x: &Storage, s: &Storage, y: &Storage) -> Result<()> {
-        self.elementwise(&k::SCALE_BY, Some(x), Some(s), y, 0.0)
+        self.elementwise(&k::SCALE_BY, Some(x), Some(Second::Scalar(s)), y, 0.0)
     }
     fn axpy(&self, alpha: f32, x: &Storage, y: &Storage) -> Result<()> {
         self.elementwise(&k::AXPY, Some(x), None, y, alpha)

@@ -41,7 +41,7 @@ mod tune_workload;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use autotune::{set_tile_policy, tile_policy, TileChoice, TilePolicy, TileSource};
+pub use autotune::{TileChoice, TilePolicy, TileSource};
 pub use context::AdapterReport;
 pub use pool::PoolStats;
 pub use tiles::{Tile, Tiles};
@@ -215,14 +215,14 @@ impl GpuBackend {
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    /// The best adapter (discrete, integrated, other, software) as a concrete backend.
+    /// The best adapter (discrete, integrated, other, software) as a concrete backend, its
+    /// tiles autotuned.
     pub fn open_best() -> Result<Arc<GpuBackend>> {
-        GpuBackend::open_best_with(&tile_policy())
+        GpuBackend::open_best_with(&TilePolicy::default())
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    /// [`GpuBackend::open_best`] with the tile shapes chosen by `policy` rather than the
-    /// process's [`tile_policy`].
+    /// [`GpuBackend::open_best`] with the tile shapes chosen by `policy`.
     pub fn open_best_with(policy: &TilePolicy) -> Result<Arc<GpuBackend>> {
         match context::best_adapter(true) {
             Some(a) => GpuBackend::open(a, policy),
@@ -232,22 +232,22 @@ impl GpuBackend {
 
     #[cfg(not(target_arch = "wasm32"))]
     /// The best hardware adapter (discrete, integrated, other; never a software one such as
-    /// lavapipe), or `None` when there is none.
-    pub fn open_best_hardware() -> Result<Option<Arc<GpuBackend>>> {
+    /// lavapipe), its tiles chosen by `policy`, or `None` when there is none.
+    pub fn open_best_hardware(policy: &TilePolicy) -> Result<Option<Arc<GpuBackend>>> {
         context::best_adapter(false)
-            .map(|a| GpuBackend::open(a, &tile_policy()))
+            .map(|a| GpuBackend::open(a, policy))
             .transpose()
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    /// The adapter at `index` of [`list_adapters`] as a concrete backend.
+    /// The adapter at `index` of [`list_adapters`] as a concrete backend, its tiles
+    /// autotuned.
     pub fn open_index(index: usize) -> Result<Arc<GpuBackend>> {
-        GpuBackend::open_index_with(index, &tile_policy())
+        GpuBackend::open_index_with(index, &TilePolicy::default())
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    /// [`GpuBackend::open_index`] with the tile shapes chosen by `policy` rather than the
-    /// process's [`tile_policy`].
+    /// [`GpuBackend::open_index`] with the tile shapes chosen by `policy`.
     pub fn open_index_with(index: usize, policy: &TilePolicy) -> Result<Arc<GpuBackend>> {
         GpuBackend::open(context::adapter_at(index)?, policy)
     }
@@ -296,27 +296,47 @@ impl GpuBackend {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-/// Every adapter wgpu finds (Vulkan, Metal, DX12), in the order `gpu:N` counts them.
+/// Every adapter wgpu finds (Vulkan, Metal, DX12), in the order `gpu:N` counts them, with the
+/// tiles that autotune gives each.
 pub fn list_adapters() -> Vec<AdapterReport> {
-    context::reports()
+    list_adapters_with(&TilePolicy::default())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+/// [`list_adapters`], each with the tiles that `policy` gives it.
+pub fn list_adapters_with(policy: &TilePolicy) -> Vec<AdapterReport> {
+    context::reports(policy)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 /// Opens the best adapter: discrete, then integrated, then software (lavapipe).
 pub fn open_best() -> Result<Device> {
-    Ok(GpuBackend::open_best()?.device())
+    open_best_with(&TilePolicy::default())
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-/// Opens the best hardware adapter, skipping software ones; `None` when there is none.
-pub fn open_best_hardware() -> Result<Option<Device>> {
-    Ok(GpuBackend::open_best_hardware()?.map(|b| b.device()))
+/// [`open_best`] with the tile shapes chosen by `policy`.
+pub fn open_best_with(policy: &TilePolicy) -> Result<Device> {
+    Ok(GpuBackend::open_best_with(policy)?.device())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+/// Opens the best hardware adapter, skipping software ones, with the tile shapes chosen by
+/// `policy`; `None` when there is none.
+pub fn open_best_hardware(policy: &TilePolicy) -> Result<Option<Device>> {
+    Ok(GpuBackend::open_best_hardware(policy)?.map(|b| b.device()))
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 /// Opens the adapter at `index` in the order `distill devices` lists them.
 pub fn open_index(index: usize) -> Result<Device> {
-    Ok(GpuBackend::open_index(index)?.device())
+    open_index_with(index, &TilePolicy::default())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+/// [`open_index`] with the tile shapes chosen by `policy`.
+pub fn open_index_with(index: usize, policy: &TilePolicy) -> Result<Device> {
+    Ok(GpuBackend::open_index_with(index, policy)?.device())
 }
 
 /// The adapter a browser's WebGPU gives for `power` (`None` when the browser has no WebGPU,
@@ -331,6 +351,6 @@ pub async fn request_browser_adapter(
         })
         .await
         .ok()?;
-    let report = AdapterReport::new(0, &adapter);
+    let report = AdapterReport::new(0, &adapter, &TilePolicy::default());
     Some((adapter, report))
 }

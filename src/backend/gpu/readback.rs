@@ -60,13 +60,23 @@ impl<T> Future for Called<T> {
             return Poll::Ready(Ok(r));
         }
         self.slot.lock().unwrap_or_else(|e| e.into_inner()).waker = Some(cx.waker().clone());
-        // Natively nothing else would ever run the callback: wait on the device here.
+        // Natively nothing else would ever run the callback: wait on the device here. When
+        // another thread polls the same device at the same time, it may be the one that runs
+        // our callback, a moment after our wait returns: look again before giving up.
         #[cfg(not(target_arch = "wasm32"))]
         {
-            if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
-                return Poll::Ready(Err(format!("waiting for the GPU failed: {e}")));
+            for attempt in 0..1000 {
+                if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
+                    return Poll::Ready(Err(format!("waiting for the GPU failed: {e}")));
+                }
+                if let Some(r) = take(&self.slot) {
+                    return Poll::Ready(Ok(r));
+                }
+                if attempt > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
             }
-            return Poll::Ready(take(&self.slot).ok_or_else(|| "the GPU did not call back".into()));
+            return Poll::Ready(Err("the GPU did not call back".into()));
         }
         #[allow(unreachable_code)]
         Poll::Pending

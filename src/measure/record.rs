@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::load::LoadWindow;
 use super::machine::{self, AdapterDetails, Caches, Machine};
-use crate::checkpoint::write_atomic;
+use crate::fs::write_atomic;
 use crate::{Error, Result};
 
 /// The version of the record format this build writes and reads.
@@ -241,6 +241,24 @@ impl Record {
         }
     }
 
+    /// A record of `figures` that this command (`distill run`, `distill study`) measured on
+    /// `device`, with the load window the job kept (else one from now).
+    pub fn measured_on(
+        what: &str,
+        figures: Vec<Figure>,
+        device: &crate::Device,
+        load: Option<LoadWindow>,
+    ) -> Record {
+        let adapter = device.backend().as_gpu().map(machine::adapter_details);
+        Record::measured(
+            what,
+            figures,
+            MachineRecord::this_machine(&device.name(), adapter.as_ref()),
+            command_line(),
+            load.unwrap_or_else(LoadWindow::start_here),
+        )
+    }
+
     /// The figure named `name`.
     pub fn figure(&self, name: &str) -> Option<&Figure> {
         self.figures.iter().find(|f| f.name == name)
@@ -351,7 +369,7 @@ fn shell_quote(s: &str) -> String {
 
 /// The bench report's figures: each device's peaks, then every row with a value (and its %
 /// of peak where it has one), named `<device> <kernel> <shape>`.
-pub fn bench_figures(r: &super::Report) -> Vec<Figure> {
+pub fn bench_figures(r: &super::report::Report) -> Vec<Figure> {
     let mut out = Vec::new();
     for d in &r.devices {
         if let Some(p) = &d.peak_flops {
@@ -387,7 +405,7 @@ pub fn bench_figures(r: &super::Report) -> Vec<Figure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::load::LoadAverage;
+    use crate::measure::load::LoadAverage;
 
     fn window(before: f64, after: f64) -> LoadWindow {
         let avg = |one| LoadAverage {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::load::LoadWindow;
 use super::machine::{AdapterDetails, Machine};
 use super::timing::Timing;
-use crate::checkpoint::write_atomic;
+use crate::fs::write_atomic;
 use crate::{Error, Result};
 
 /// The version of the report format this build writes and reads.
