@@ -29,10 +29,12 @@
 //!   limit, and the independent accumulators cover FMA latency (4 cycles × 2 pipes = 8
 //!   needed). 6×16 suits NEON too (24 of its 32 q registers, `fmla` by lane). The packed
 //!   layout follows the level's tile.
-//! - **KC**: the largest multiple of 64 with one packed B sliver plus one A sliver
-//!   ((MR+NR)×KC×4 B) in ¾ of L1d, so both stay in L1 across the ir loop, and KC is long
-//!   enough to amortise loading/storing the C tile (256 for AVX2 and 128 for AVX-512 at a
-//!   32 KiB L1d; KC from 192 to 512 measured the same on AVX2).
+//! - **KC**: the largest multiple of 64 (at most 512) with one packed B sliver plus one A
+//!   sliver ((MR+NR)×KC×4 B) in ¾ of L1d, so both stay in L1 across the ir loop, and KC is
+//!   long enough to amortise loading/storing the C tile (256 for AVX2 and 128 for AVX-512 at
+//!   a 32 KiB L1d; KC from 192 to 512 measured the same on AVX2). A longer KC for AVX-512,
+//!   with the slivers partly in L2, speeds up a large GEMM but slows the per-image conv GEMMs
+//!   more (docs/performance.md). Each call cuts k into blocks of equal depth up to KC.
 //! - **MC**: the packed A block (MC×KC×4 B) in ⅜ of L2, next to the streaming B slivers (a
 //!   multiple of MR; 192 for AVX2 at 512 KiB); the real MC is chosen per call so blocks come
 //!   out even.
@@ -289,11 +291,14 @@ fn gemm_plan(
     let Plan {
         mr,
         nr,
-        kc: kc_max,
+        kc: kc_limit,
         mc: mc_max,
         nc: nc_max,
         ..
     } = plan;
+    // KC blocks of equal depth: k = 576 in blocks of at most 512 runs as 2 × 288, not as
+    // 512 + a 64-deep block that pays a whole C tile load and store for little work.
+    let kc_max = k.div_ceil(k.div_ceil(kc_limit));
     let threads = if parallel && 2.0 * (m * n) as f64 * k as f64 >= PARALLEL_MIN_FLOPS {
         rayon::current_num_threads()
     } else {
