@@ -263,10 +263,8 @@ fn devices(ctx: &Ctx) -> Result<()> {
         println!("{a}");
     }
     let cpu = &found.cpu;
-    println!(
-        "cpu  {} (rayon, SIMD {}, {} threads)",
-        cpu.name, cpu.simd, cpu.threads
-    );
+    // The name already says the SIMD level and the threads.
+    println!("cpu  {} (rayon + SIMD kernels)", cpu.name);
     println!("     GEMM blocking: {}", cpu.gemm_blocking);
     match found.auto {
         Ok(name) => println!(
