@@ -88,7 +88,7 @@ stage "aarch64 under qemu: the engine's CPU tests (GPU tests skipped by name)"
 # The binary itself: the CPU backend reports the NEON level.
 devices="$(qemu-aarch64 -L /usr/aarch64-linux-gnu "$cross_dir/$target/debug/distill" devices)"
 echo "$devices"
-grep -q 'SIMD neon' <<<"$devices"
+grep -q '^cpu .*(neon, ' <<<"$devices"
 
 stage "done"
 echo "platforms took $(( SECONDS - start )) s"
