@@ -15,6 +15,15 @@
 //
 // Bound: arithmetic for large square problems (register blocking gives 2 FMAs per shared
 // load); memory for skinny ones (k or n small), where the tile is mostly padding.
+//
+// `main_registers` is the same product without workgroup memory or barriers, for adapters
+// that run compute on a CPU (SwiftShader, lavapipe: tiles.rs `Tile::REGISTERS`). There a
+// barrier switches between invocations in software and an array indexed in a loop lives in
+// memory, so `tile_gemm` runs at a few % of the adapter's FMA rate. Each invocation instead
+// reads a 4×4 block of op(A) and of op(B) per 4 depths straight from storage (8 quads, vec4
+// loads where aligned), multiplies them as mat4x4 (64 FMAs) into one mat4x4 accumulator, and
+// keeps every value in a named variable. Rows and columns past the edge read the last ones
+// (never stored), so only the depth tail needs zeros.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -159,4 +168,109 @@ fn main(
     @builtin(local_invocation_index) li: u32,
 ) {
     tile_gemm(wg, nwg, lid, li, p.m, p.n, p.k);
+}
+
+// ---- main_registers: the product with no workgroup memory (see the header) ----
+
+// op(A)[i0..i0+4, k0..k0+4] as a mat4x4 whose column r is row r of the block, transposed:
+// column r holds op(A)[i0 + r, k0 + q] at q. Depths past k are 0; rows past m repeat m − 1.
+fn a_block_t(i0: u32, k0: u32) -> mat4x4<f32> {
+    let last = p.m - 1u;
+    if (TRANS_A) {
+        // A is k×m: one quad per depth runs along i (rows i0.. are a multiple of 4 apart).
+        let avail = remaining(i0, p.m);
+        let v0 = depth_quad_a(k0, i0, avail);
+        let v1 = depth_quad_a(k0 + 1u, i0, avail);
+        let v2 = depth_quad_a(k0 + 2u, i0, avail);
+        let v3 = depth_quad_a(k0 + 3u, i0, avail);
+        return transpose(mat4x4<f32>(v0, v1, v2, v3));
+    }
+    // A is m×k: one quad per row runs along k.
+    let avail = remaining(k0, p.k);
+    return mat4x4<f32>(
+        quad_a(min(i0, last) * p.k + k0, avail),
+        quad_a(min(i0 + 1u, last) * p.k + k0, avail),
+        quad_a(min(i0 + 2u, last) * p.k + k0, avail),
+        quad_a(min(i0 + 3u, last) * p.k + k0, avail),
+    );
+}
+
+// A stored k×m: row kk, the quad of columns from i0 (0 past depth k).
+fn depth_quad_a(kk: u32, i0: u32, avail: u32) -> vec4<f32> {
+    if (kk >= p.k) {
+        return vec4<f32>(0.0);
+    }
+    return quad_a(kk * p.m + i0, avail);
+}
+
+// op(B)[k0..k0+4, j0..j0+4] transposed: column q holds op(B)[k0 + q, j0 + s] at s. Depths
+// past k are 0; columns past n repeat n − 1.
+fn b_block_t(k0: u32, j0: u32) -> mat4x4<f32> {
+    let last = p.n - 1u;
+    if (TRANS_B) {
+        // B is n×k: one quad per column runs along k.
+        let avail = remaining(k0, p.k);
+        return transpose(mat4x4<f32>(
+            quad_b(min(j0, last) * p.k + k0, avail),
+            quad_b(min(j0 + 1u, last) * p.k + k0, avail),
+            quad_b(min(j0 + 2u, last) * p.k + k0, avail),
+            quad_b(min(j0 + 3u, last) * p.k + k0, avail),
+        ));
+    }
+    // B is k×n: one quad per depth runs along j.
+    let avail = remaining(j0, p.n);
+    return mat4x4<f32>(
+        depth_quad_b(k0, j0, avail),
+        depth_quad_b(k0 + 1u, j0, avail),
+        depth_quad_b(k0 + 2u, j0, avail),
+        depth_quad_b(k0 + 3u, j0, avail),
+    );
+}
+
+fn depth_quad_b(kk: u32, j0: u32, avail: u32) -> vec4<f32> {
+    if (kk >= p.k) {
+        return vec4<f32>(0.0);
+    }
+    return quad_b(kk * p.n + j0, avail);
+}
+
+// Invocation (x, y) of a 16×16 workgroup owns C[i0..i0+4, j0..j0+4]; workgroups tile C in
+// 64×64 blocks exactly as `main` does (launch.rs `tile_grid`).
+@compute @workgroup_size(16, 16)
+fn main_registers(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let i0 = wg.y * 64u + lid.y * 4u;
+    let j0 = (wg.z * nwg.x + wg.x) * 64u + lid.x * 4u;
+    if (i0 >= p.m || j0 >= p.n) {
+        return;
+    }
+    // acc[r][s] = C[i0 + r, j0 + s].
+    var acc = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
+        acc += b_block_t(k0, j0) * a_block_t(i0, k0);
+    }
+    store_row(i0, j0, acc[0]);
+    store_row(i0 + 1u, j0, acc[1]);
+    store_row(i0 + 2u, j0, acc[2]);
+    store_row(i0 + 3u, j0, acc[3]);
+}
+
+// Row i of the block through the epilogue, the columns that exist.
+fn store_row(i: u32, j0: u32, v: vec4<f32>) {
+    if (i >= p.m) {
+        return;
+    }
+    store_c(i, j0, v.x);
+    if (j0 + 1u < p.n) {
+        store_c(i, j0 + 1u, v.y);
+    }
+    if (j0 + 2u < p.n) {
+        store_c(i, j0 + 2u, v.z);
+    }
+    if (j0 + 3u < p.n) {
+        store_c(i, j0 + 3u, v.w);
+    }
 }

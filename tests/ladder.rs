@@ -95,7 +95,7 @@ fn gpu_matmul_rungs_match_the_f64_reference() {
         "matmul_10_f16" => !adapter.shader_f16,
         _ => false,
     });
-    for i in 1..=10 {
+    for i in 1..=11 {
         let prefix = format!("matmul_{i:02}_");
         assert!(
             names.iter().any(|n| n.starts_with(&prefix)),

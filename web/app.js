@@ -7,7 +7,9 @@
 // train at once), shaders=1 (open and compile every shader at once), bench=1 (open and
 // benchmark at once; quick=0 for the longer budget, batches=seed|software to override the
 // batch sizes chosen for the device, groups=train,infer,latency to run only some rows),
-// tiles=TMxTN (the WebGPU GEMM tile per invocation, e.g. 2x2; default 4x4),
+// tiles=TMxTN|registers|default (the WebGPU GEMM loop: TM×TN per invocation through
+// workgroup memory, e.g. 2x2, or the registers-only loop; default: registers on an adapter
+// that runs on a CPU, 4x4 elsewhere),
 // ladder=matmul|conv (open and run that kernel ladder at once; quick=0 for every timing
 // shape, check=1 to check without timing).
 // window.distillState holds what the page shows, for a test driver to read.

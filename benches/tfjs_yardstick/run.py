@@ -328,9 +328,10 @@ def main():
     parser.add_argument("--models", default="teacher,student", help="comma list of teacher, student")
     parser.add_argument("--timeout", type=float, default=1800,
                         help="seconds allowed per backend (browser start to result)")
-    parser.add_argument("--distill-tiles", default="", metavar="TMxTN",
-                        help="the GEMM tile distill's page builds its WebGPU kernels with "
-                             "(e.g. 2x2; default: the page's default)")
+    parser.add_argument("--distill-tiles", default="", metavar="TMxTN|registers",
+                        help="the GEMM loop distill's page builds its WebGPU kernels with "
+                             "(e.g. 2x2, registers or default; default: the page's choice "
+                             "for the adapter)")
     parser.add_argument("--json", metavar="OUT", help="also write the JSON result to OUT")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")

@@ -63,7 +63,7 @@ const NONE: wgpu::Features = wgpu::Features::empty();
 const T16: Grid = Grid::Tile { bm: 16, bn: 16 };
 const T64: Grid = Grid::Tile { bm: 64, bn: 64 };
 
-const RUNGS: [WgslRung; 10] = [
+const RUNGS: [WgslRung; 11] = [
     rung!("matmul_01_naive", F32, Grid::RowsOnX16, NONE, true),
     rung!("matmul_02_coalesced", F32, T16, NONE, true),
     rung!("matmul_03_workgroup_tiles", F32, T16, NONE, false),
@@ -86,6 +86,7 @@ const RUNGS: [WgslRung; 10] = [
         wgpu::Features::SHADER_F16,
         false
     ),
+    rung!("matmul_11_registers", Vec4, T64, NONE, false),
 ];
 
 /// `rows×cols` row-major `src` widened to `rows×width` with zeros.

@@ -144,22 +144,24 @@ pub async fn open_engine(choice: String, power: String, tiles: String) -> Result
     }
 }
 
-/// `4x4` (TM×TN outputs per invocation, both kernels) as a fixed policy; empty: defaults.
+/// `4x4` (TM×TN outputs per invocation through workgroup memory) or `registers` for both
+/// kernels, as a fixed policy; empty: chosen by the kind of adapter
+/// ([`TileChoice::by_adapter_kind`](crate::backend::gpu::TileChoice::by_adapter_kind));
+/// `default`: the default tile.
 fn tile_policy(text: &str) -> Result<TilePolicy, JsError> {
     let text = text.trim();
-    if text.is_empty() || text == "default" {
-        return Ok(TilePolicy::Defaults);
+    match text {
+        "" => return Ok(TilePolicy::Autotune),
+        "default" => return Ok(TilePolicy::Defaults),
+        _ => {}
     }
     let tile = Tile::CANDIDATES
         .into_iter()
-        .find(|t| format!("{}x{}", t.tm, t.tn) == text)
+        .find(|t| t.name() == text)
         .ok_or_else(|| {
-            let names: Vec<String> = Tile::CANDIDATES
-                .iter()
-                .map(|t| format!("{}x{}", t.tm, t.tn))
-                .collect();
+            let names: Vec<String> = Tile::CANDIDATES.iter().map(|t| t.name()).collect();
             JsError::new(&format!(
-                "unknown tile '{text}': expected one of {}",
+                "unknown tile '{text}': expected one of {}, or default",
                 names.join(", ")
             ))
         })?;

@@ -198,13 +198,18 @@ fn every_shader_compiles_in_the_browsers_wgsl_compiler() {
         }
     }
     assert!(failed.is_empty(), "the browser rejected: {failed:?}");
-    // 7 untiled production modules, matmul and conv2d with each tile candidate, 13 rungs.
+    // 8 untiled production modules, matmul and conv2d with each staged tile candidate (the
+    // registers-only loop is an entry point of matmul.wgsl and conv2d_registers.wgsl), 14
+    // rungs.
     let tiled = checks
         .iter()
         .filter(|c| c["module"].as_str().unwrap().contains("[tile"))
         .count();
     assert!(tiled >= 2, "tile candidates checked: {tiled}");
-    assert_eq!(checks.len(), 7 + tiled + 13);
+    assert_eq!(checks.len(), 8 + tiled + 14);
+    assert!(checks
+        .iter()
+        .any(|c| c["module"] == "conv2d_registers.wgsl" && c["status"] == "compiled"));
 }
 
 #[test]
@@ -213,6 +218,11 @@ fn webgpu_training_in_the_page_matches_the_native_cpu_and_its_checkpoint_loads_n
     let browser = Browser::start(Gpu::SwiftShader);
     let state = train_in_page(&browser, base, "webgpu");
     assert_eq!(state["device"]["backend"], "webgpu");
+    // SwiftShader runs on the CPU, so the page builds the registers-only GEMM and conv
+    // kernels for it: these are what trained here.
+    assert_eq!(state["device"]["adapter"]["device_type"], "software");
+    let tiles = state["device"]["tiles"].as_str().unwrap_or_default();
+    assert_eq!(tiles.matches("registers only").count(), 2, "tiles: {tiles}");
     assert_same_training(&state, 2e-3);
 
     // The KD student's checkpoint, downloaded from the page, in native `distill eval`'s loader.

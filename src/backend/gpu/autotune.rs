@@ -136,10 +136,10 @@ impl Family {
     pub const ALL: [Family; 2] = [Family::Matmul, Family::Conv];
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub(crate) fn module(self) -> Module {
+    pub(crate) fn modules(self) -> &'static [Module] {
         match self {
-            Family::Matmul => Module::Matmul,
-            Family::Conv => Module::Conv2d,
+            Family::Matmul => &[Module::Matmul],
+            Family::Conv => &[Module::Conv2d, Module::Conv2dRegisters],
         }
     }
 }
@@ -173,6 +173,10 @@ pub enum TileSource {
     Cached(PathBuf),
     /// Timed now; saved to the file, or not (and why).
     Tuned(std::result::Result<PathBuf, String>),
+    /// Chosen by the kind of adapter without timing (a page, which can neither block to
+    /// time candidates nor keep a cache): the registers-only loop on an adapter that runs
+    /// on a CPU, the default tile elsewhere.
+    AdapterKind,
 }
 
 /// A device's tile shapes and where they came from.
@@ -192,6 +196,24 @@ impl TileChoice {
             timings: Vec::new(),
         }
     }
+
+    /// Without timing: [`Tile::REGISTERS`] where the adapter runs on a CPU (its barriers and
+    /// indexed arrays are software there, see tiles.rs), [`Tile::DEFAULT`] elsewhere.
+    pub fn by_adapter_kind(device_type: wgpu::DeviceType) -> TileChoice {
+        let tile = if device_type == wgpu::DeviceType::Cpu {
+            Tile::REGISTERS
+        } else {
+            Tile::DEFAULT
+        };
+        TileChoice {
+            tiles: Tiles {
+                matmul: tile,
+                conv: tile,
+            },
+            source: TileSource::AdapterKind,
+            timings: Vec::new(),
+        }
+    }
 }
 
 impl fmt::Display for TileChoice {
@@ -204,6 +226,7 @@ impl fmt::Display for TileChoice {
             TileSource::Cached(p) => write!(f, "autotuned, cached in {}", p.display()),
             TileSource::Tuned(Ok(p)) => write!(f, "autotuned now, saved to {}", p.display()),
             TileSource::Tuned(Err(why)) => write!(f, "autotuned now, not saved: {why}"),
+            TileSource::AdapterKind => write!(f, "chosen by the kind of adapter (not timed)"),
         }
     }
 }
@@ -414,7 +437,7 @@ mod tests {
     #[test]
     fn the_choice_is_timed_once_then_read_back() {
         let dir = temp_dir("once");
-        let fast = Tile { tm: 8, tn: 4 };
+        let fast = Tile::staged(8, 4);
         let mut calls = 0;
         let first = choose(
             &key("drv"),
@@ -436,7 +459,7 @@ mod tests {
         );
         let path = cache_file(&dir, &key("drv"));
         assert_eq!(first.source, TileSource::Tuned(Ok(path.clone())));
-        assert_eq!(first.timings.len(), 10);
+        assert_eq!(first.timings.len(), 2 * Tile::CANDIDATES.len());
 
         let mut calls = 0;
         let again = choose(
@@ -460,7 +483,7 @@ mod tests {
             &key("old"),
             Some(&dir),
             &Tile::CANDIDATES,
-            &mut timer(Tile { tm: 2, tn: 2 }, &mut calls),
+            &mut timer(Tile::staged(2, 2), &mut calls),
         );
         // Same adapter, new driver: the same file, timed again and overwritten.
         let mut calls = 0;
@@ -468,10 +491,10 @@ mod tests {
             &key("new"),
             Some(&dir),
             &Tile::CANDIDATES,
-            &mut timer(Tile { tm: 8, tn: 8 }, &mut calls),
+            &mut timer(Tile::staged(8, 8), &mut calls),
         );
-        assert_eq!(calls, 10);
-        assert_eq!(new.tiles.conv, Tile { tm: 8, tn: 8 });
+        assert_eq!(calls, 2 * Tile::CANDIDATES.len());
+        assert_eq!(new.tiles.conv, Tile::staged(8, 8));
         assert!(read_cached(&dir, &key("old"), &fingerprint(), &Tile::CANDIDATES).is_none());
         assert!(read_cached(&dir, &key("new"), &fingerprint(), &Tile::CANDIDATES).is_some());
         // Another adapter does not read this one's choice.
@@ -493,7 +516,7 @@ mod tests {
             &Tile::CANDIDATES,
             &mut timer(Tile::DEFAULT, &mut calls),
         );
-        assert_eq!(calls, 10);
+        assert_eq!(calls, 2 * Tile::CANDIDATES.len());
         assert_eq!(fixed.tiles, Tiles::default());
         let _ = std::fs::remove_dir_all(&dir);
     }

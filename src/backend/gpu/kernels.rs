@@ -6,13 +6,24 @@
 use super::families::{ConvCall, ConvGrid, RowsCall, Second};
 use super::launch::{bind, grid, tile_grid, u};
 use super::params::{MatmulParams, MseParams, OptimParams, ReduceParams};
-use super::table::k;
+use super::table::{k, Kernel};
 use super::GpuBackend;
 use crate::backend::{
     AdamConfig, Backend, Conv2dShape, DeviceKind, GemmBias, GemmShape, KernelTime, MemoryStats,
     Pool2dShape, ReadBack, SgdConfig, Storage, Trans,
 };
 use crate::Result;
+
+impl GpuBackend {
+    /// The staged or the registers-only kernel of a conv2d product, as the conv tile says.
+    fn conv_kernel(&self, staged: &'static Kernel, registers: &'static Kernel) -> &'static Kernel {
+        if self.exec.tiles.conv.registers {
+            registers
+        } else {
+            staged
+        }
+    }
+}
 
 impl Backend for GpuBackend {
     fn as_gpu(&self) -> Option<&GpuBackend> {
@@ -132,11 +143,15 @@ impl Backend for GpuBackend {
         if m == 0 || n == 0 {
             return Ok(());
         }
-        let kernel = match (ta, tb) {
-            (Trans::N, Trans::N) => &k::MATMUL_NN,
-            (Trans::N, Trans::T) => &k::MATMUL_NT,
-            (Trans::T, Trans::N) => &k::MATMUL_TN,
-            (Trans::T, Trans::T) => &k::MATMUL_TT,
+        let kernel = match (ta, tb, self.exec.tiles.matmul.registers) {
+            (Trans::N, Trans::N, false) => &k::MATMUL_NN,
+            (Trans::N, Trans::T, false) => &k::MATMUL_NT,
+            (Trans::T, Trans::N, false) => &k::MATMUL_TN,
+            (Trans::T, Trans::T, false) => &k::MATMUL_TT,
+            (Trans::N, Trans::N, true) => &k::MATMUL_NN_REGISTERS,
+            (Trans::N, Trans::T, true) => &k::MATMUL_NT_REGISTERS,
+            (Trans::T, Trans::N, true) => &k::MATMUL_TN_REGISTERS,
+            (Trans::T, Trans::T, true) => &k::MATMUL_TT_REGISTERS,
         };
         // vec4 loads need the stored row length to be a multiple of 4 (then every quad is
         // 16-byte aligned).
@@ -197,7 +212,7 @@ impl Backend for GpuBackend {
             s.in_channels * s.kernel_h * s.kernel_w,
         );
         self.conv(ConvCall {
-            kernel: &k::CONV_FWD,
+            kernel: self.conv_kernel(&k::CONV_FWD, &k::CONV_FWD_REGISTERS),
             grid: ConvGrid::Tiles,
             shape: s,
             a: w,
@@ -223,7 +238,7 @@ impl Backend for GpuBackend {
             s.out_channels * s.kernel_h * s.kernel_w,
         );
         self.conv(ConvCall {
-            kernel: &k::CONV_DGRAD,
+            kernel: self.conv_kernel(&k::CONV_DGRAD, &k::CONV_DGRAD_REGISTERS),
             grid: ConvGrid::Tiles,
             shape: s,
             a: w,
@@ -249,7 +264,7 @@ impl Backend for GpuBackend {
             s.batch * s.out_h() * s.out_w(),
         );
         self.conv(ConvCall {
-            kernel: &k::CONV_WGRAD,
+            kernel: self.conv_kernel(&k::CONV_WGRAD, &k::CONV_WGRAD_REGISTERS),
             grid: ConvGrid::Tiles,
             shape: s,
             a: dy,

@@ -150,7 +150,7 @@ impl GpuBackend {
             #[cfg(target_arch = "wasm32")]
             TilePolicy::Autotune | TilePolicy::AutotuneIn(_) => {
                 let _ = pool;
-                Ok(TileChoice::defaults())
+                Ok(TileChoice::by_adapter_kind(ctx.info.device_type))
             }
         }
     }

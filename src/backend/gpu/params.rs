@@ -209,6 +209,12 @@ mod tests {
         vec![
             of::<MatmulParams>(),
             of::<Conv2dParams>(),
+            // conv2d_registers.wgsl takes conv2d.wgsl's parameters (the same launcher).
+            (
+                Module::Conv2dRegisters,
+                Conv2dParams::FIELDS,
+                std::mem::size_of::<Conv2dParams>(),
+            ),
             of::<PoolParams>(),
             of::<SoftmaxParams>(),
             of::<ElementwiseParams>(),

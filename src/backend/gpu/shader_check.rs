@@ -14,7 +14,7 @@ use crate::Result;
 
 /// The kernel-study rungs of `shaders/ladder/`: name, text and the optional features they
 /// need (the ladder drivers in `src/ladder/` list the same files with how to run them).
-pub(crate) const LADDER_WGSL: [(&str, &str, wgpu::Features); 13] = {
+pub(crate) const LADDER_WGSL: [(&str, &str, wgpu::Features); 14] = {
     const NONE: wgpu::Features = wgpu::Features::empty();
     macro_rules! rung {
         ($name:literal, $needs:expr) => {
@@ -36,6 +36,7 @@ pub(crate) const LADDER_WGSL: [(&str, &str, wgpu::Features); 13] = {
         rung!("matmul_08_double_buffer", NONE),
         rung!("matmul_09_subgroup", wgpu::Features::SUBGROUP),
         rung!("matmul_10_f16", wgpu::Features::SHADER_F16),
+        rung!("matmul_11_registers", NONE),
         rung!("conv2d_01_direct", NONE),
         rung!("conv2d_02_im2col_gemm", NONE),
         rung!("conv2d_03_wgrad_split_k", NONE),
@@ -77,7 +78,7 @@ pub struct ShippedModule {
     /// The optional device features the module needs (SUBGROUP, SHADER_F16, …).
     pub needs: wgpu::Features,
     /// The GEMM tile it is built with (matmul.wgsl and conv2d.wgsl: one module per
-    /// [`Tile::CANDIDATES`]); `None` for the others.
+    /// staged shape of [`Tile::CANDIDATES`]); `None` for the others.
     pub tile: Option<Tile>,
     /// The pipelines the engine creates from it, one per kernel of its table: entry point and
     /// override constants. Empty for the kernel-study rungs, whose entry points are compiled
@@ -100,7 +101,13 @@ pub fn shipped_modules() -> Vec<ShippedModule> {
             .collect();
         let tiled = matches!(module, Module::Matmul | Module::Conv2d);
         let tiles: Vec<Option<Tile>> = if tiled {
-            Tile::CANDIDATES.into_iter().map(Some).collect()
+            // The registers-only loop is another entry point of the same text (matmul.wgsl)
+            // or a module of its own (conv2d_registers.wgsl): nothing to build per tile.
+            Tile::CANDIDATES
+                .into_iter()
+                .filter(|t| !t.registers)
+                .map(Some)
+                .collect()
         } else {
             vec![None]
         };
@@ -228,7 +235,10 @@ mod tests {
                 ShaderStatus::Failed(e) => panic!("{}: {e}", c.module),
             }
         }
-        let tiled = Tile::candidates_for(&adapter.limits()).len();
+        let tiled = Tile::candidates_for(&adapter.limits())
+            .iter()
+            .filter(|t| !t.registers)
+            .count();
         assert_eq!(
             checks.len(),
             (Module::ALL.len() - 2) + 2 * tiled + LADDER_WGSL.len()
@@ -240,7 +250,7 @@ mod tests {
         let modules = shipped_modules();
         assert_eq!(
             modules.len(),
-            (Module::ALL.len() - 2) + 2 * Tile::CANDIDATES.len() + LADDER_WGSL.len()
+            (Module::ALL.len() - 2) + 2 * (Tile::CANDIDATES.len() - 1) + LADDER_WGSL.len()
         );
         let mut names: Vec<&str> = modules.iter().map(|m| m.name.as_str()).collect();
         names.sort_unstable();
@@ -253,7 +263,11 @@ mod tests {
         assert_eq!(f16.needs, wgpu::Features::SHADER_F16);
         let matmul = modules.iter().find(|m| m.file == "matmul.wgsl").unwrap();
         assert_eq!(matmul.tile, Some(Tile::DEFAULT));
-        assert_eq!(matmul.pipelines.len(), 4, "one per transpose");
+        assert_eq!(
+            matmul.pipelines.len(),
+            8,
+            "one per transpose, staged and registers-only"
+        );
         assert!(matmul.wgsl.contains("const TM: u32 = 4u;"));
     }
 

@@ -9,6 +9,8 @@ use super::tiles::Tiles;
 pub(crate) enum Module {
     Matmul,
     Conv2d,
+    /// conv2d's products without workgroup memory (the [`Tile::REGISTERS`](super::tiles::Tile::REGISTERS) loop).
+    Conv2dRegisters,
     Pool,
     Softmax,
     Elementwise,
@@ -38,9 +40,10 @@ const TILE: Wgsl = (
 );
 
 impl Module {
-    pub const ALL: [Module; 9] = [
+    pub const ALL: [Module; 10] = [
         Module::Matmul,
         Module::Conv2d,
+        Module::Conv2dRegisters,
         Module::Pool,
         Module::Softmax,
         Module::Elementwise,
@@ -55,6 +58,10 @@ impl Module {
         match self {
             Module::Matmul => ("matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")),
             Module::Conv2d => ("conv2d.wgsl", include_str!("../../../shaders/conv2d.wgsl")),
+            Module::Conv2dRegisters => (
+                "conv2d_registers.wgsl",
+                include_str!("../../../shaders/conv2d_registers.wgsl"),
+            ),
             Module::Pool => ("pool.wgsl", include_str!("../../../shaders/pool.wgsl")),
             Module::Softmax => (
                 "softmax.wgsl",
@@ -78,7 +85,7 @@ impl Module {
             Module::Conv2d => &[TILE, GRID, TREE],
             Module::Reduce | Module::Mse => &[GRID, TREE],
             Module::Pool | Module::Softmax | Module::Elementwise | Module::Optim => &[GRID],
-            Module::Bench => &[],
+            Module::Conv2dRegisters | Module::Bench => &[],
         }
     }
 
@@ -112,8 +119,13 @@ impl Module {
 
     /// The text every tile shape of this module is built from (what the autotune cache's
     /// fingerprint covers).
-    pub fn tiled_sources() -> [&'static str; 3] {
-        [Module::Matmul.file().1, Module::Conv2d.file().1, TILE.1]
+    pub fn tiled_sources() -> [&'static str; 4] {
+        [
+            Module::Matmul.file().1,
+            Module::Conv2d.file().1,
+            Module::Conv2dRegisters.file().1,
+            TILE.1,
+        ]
     }
 }
 
@@ -191,6 +203,38 @@ pub(crate) mod k {
         [R, R, W, R, R, R]
     );
     kernel!(
+        MATMUL_NN_REGISTERS,
+        "matmul_nn_registers",
+        Matmul,
+        "main_registers",
+        [("TRANS_A", 0.0), ("TRANS_B", 0.0)],
+        [R, R, W, R, R, R]
+    );
+    kernel!(
+        MATMUL_NT_REGISTERS,
+        "matmul_nt_registers",
+        Matmul,
+        "main_registers",
+        [("TRANS_A", 0.0), ("TRANS_B", 1.0)],
+        [R, R, W, R, R, R]
+    );
+    kernel!(
+        MATMUL_TN_REGISTERS,
+        "matmul_tn_registers",
+        Matmul,
+        "main_registers",
+        [("TRANS_A", 1.0), ("TRANS_B", 0.0)],
+        [R, R, W, R, R, R]
+    );
+    kernel!(
+        MATMUL_TT_REGISTERS,
+        "matmul_tt_registers",
+        Matmul,
+        "main_registers",
+        [("TRANS_A", 1.0), ("TRANS_B", 1.0)],
+        [R, R, W, R, R, R]
+    );
+    kernel!(
         CONV_FWD,
         "conv2d_forward",
         Conv2d,
@@ -212,6 +256,30 @@ pub(crate) mod k {
         Conv2d,
         "main",
         [("MODE", 2.0)],
+        [R, R, W, R]
+    );
+    kernel!(
+        CONV_FWD_REGISTERS,
+        "conv2d_forward_registers",
+        Conv2dRegisters,
+        "forward",
+        [],
+        [R, R, W, R]
+    );
+    kernel!(
+        CONV_DGRAD_REGISTERS,
+        "conv2d_backward_input_registers",
+        Conv2dRegisters,
+        "input_grad",
+        [],
+        [R, R, W, R]
+    );
+    kernel!(
+        CONV_WGRAD_REGISTERS,
+        "conv2d_backward_weight_registers",
+        Conv2dRegisters,
+        "weight_grad",
+        [],
         [R, R, W, R]
     );
     kernel!(
@@ -326,14 +394,21 @@ pub(crate) mod k {
 }
 
 /// Every kernel of the table (for the feature union and the tests).
-pub(crate) const ALL_KERNELS: [&Kernel; 32] = [
+pub(crate) const ALL_KERNELS: [&Kernel; 39] = [
     &k::MATMUL_NN,
     &k::MATMUL_NT,
     &k::MATMUL_TN,
     &k::MATMUL_TT,
+    &k::MATMUL_NN_REGISTERS,
+    &k::MATMUL_NT_REGISTERS,
+    &k::MATMUL_TN_REGISTERS,
+    &k::MATMUL_TT_REGISTERS,
     &k::CONV_FWD,
     &k::CONV_DGRAD,
     &k::CONV_WGRAD,
+    &k::CONV_FWD_REGISTERS,
+    &k::CONV_DGRAD_REGISTERS,
+    &k::CONV_WGRAD_REGISTERS,
     &k::CONV_BGRAD,
     &k::POOL_FWD,
     &k::POOL_BWD,

@@ -153,7 +153,7 @@ fn record(b: &GpuBackend, family: Family, w: Workload) -> Result<()> {
     b.finish()
 }
 
-/// A backend with only `family`'s module, built with `tile`, its pipelines compiled.
+/// A backend with only `family`'s modules, built with `tile`, its pipelines compiled.
 fn candidate(
     ctx: &Arc<Context>,
     pool: &Arc<Pool>,
@@ -168,7 +168,7 @@ fn candidate(
         source: TileSource::Fixed,
         timings: Vec::new(),
     };
-    let b = GpuBackend::assemble(ctx.clone(), pool.clone(), choice, &[family.module()])?;
+    let b = GpuBackend::assemble(ctx.clone(), pool.clone(), choice, family.modules())?;
     record(&b, family, PRIME)?;
     Ok(b)
 }
