@@ -663,6 +663,135 @@ impl<T: DeserializeOwned> FromFile for Vec<T> {
     }
 }
 
+/// The help names the library's defaults and this file writes none (the help of each flag is
+/// checked against the library in tests/cli/options.rs).
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// This file without its tests.
+    fn code() -> &'static str {
+        let all = include_str!("args.rs");
+        &all[..all.find("#[cfg(test)]").expect("the tests are marked")]
+    }
+
+    /// Whether `line` states a default as a number: `default` (any case), then spaces, colons
+    /// or an opening parenthesis, then a digit.
+    fn states_a_number_as_default(line: &str) -> bool {
+        let lower = line.to_ascii_lowercase();
+        lower.match_indices("default").any(|(i, word)| {
+            lower[i + word.len()..]
+                .trim_start_matches([' ', ':', '('])
+                .starts_with(|c: char| c.is_ascii_digit())
+        })
+    }
+
+    /// The arguments, as written, of every call `name(…)` in `src` (not its definition).
+    fn calls<'a>(src: &'a str, name: &str) -> Vec<Vec<&'a str>> {
+        let open = format!("{name}(");
+        let mut out = Vec::new();
+        for (at, _) in src.match_indices(&open) {
+            if src[..at].ends_with("fn ") {
+                continue;
+            }
+            let start = at + open.len();
+            let (mut depth, mut in_str, mut escaped) = (1, false, false);
+            let mut args = Vec::new();
+            let mut from = start;
+            for (i, c) in src[start..].char_indices() {
+                let i = start + i;
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' if in_str => escaped = true,
+                    '"' => in_str = !in_str,
+                    _ if in_str => {}
+                    '(' | '[' | '{' => depth += 1,
+                    ',' if depth == 1 => {
+                        args.push(src[from..i].trim());
+                        from = i + 1;
+                    }
+                    ')' | ']' | '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            args.push(src[from..i].trim());
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            args.retain(|a| !a.is_empty());
+            out.push(args);
+        }
+        out
+    }
+
+    #[test]
+    fn no_default_is_written_by_hand() {
+        let written: Vec<&str> = code()
+            .lines()
+            .filter(|l| states_a_number_as_default(l))
+            .collect();
+        assert!(
+            written.is_empty(),
+            "src/cli/args.rs states defaults by hand; take them from the library with \
+             with_default:\n{}",
+            written.join("\n")
+        );
+        assert!(
+            !code().contains("default_value"),
+            "a clap default_value in src/cli/args.rs: the default belongs to the library"
+        );
+        let uses = calls(code(), "with_default");
+        assert!(uses.len() >= 15, "with_default calls found: {uses:?}");
+        for args in uses {
+            let value = args.last().copied().unwrap_or_default();
+            let literal = value.starts_with(|c: char| c.is_ascii_digit() || c == '"' || c == '-');
+            assert!(
+                args.len() == 2 && !literal,
+                "with_default({}): the default must be the library's value, not a literal",
+                args.join(", ")
+            );
+        }
+    }
+
+    #[test]
+    fn the_scan_finds_what_it_looks_for() {
+        for hand in [
+            "/// Teacher epochs (default 5).",
+            "/// Softmax temperature T (> 0). Default 4.",
+            "/// Step schedule: decay factor (default: 0.1)",
+            "help = \"Fraction. Default: 0.1\"",
+            "/// Seeds per method, default 3.",
+        ] {
+            assert!(states_a_number_as_default(hand), "{hand}");
+        }
+        for fine in [
+            "/// Default: runs/<YYYYmmdd-HHMMSS> (UTC).",
+            "/// Default: $DISTILL_DEVICE, else auto.",
+            "/// by default the teacher's (--teacher-epochs)",
+        ] {
+            assert!(!states_a_number_as_default(fine), "{fine}");
+        }
+        let src = "help = with_default(\"A (b, c) \\\"d\\\".\", X::default().e(1, 2),)";
+        assert_eq!(
+            calls(src, "with_default"),
+            [["\"A (b, c) \\\"d\\\".\"", "X::default().e(1, 2)"]]
+        );
+        assert_eq!(
+            calls("with_default(\"T.\", 5)", "with_default"),
+            [["\"T.\"", "5"]]
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}
+
 /// Structured mutation test of [`FileConfig::load`] (the other parsers' are in `tests/fuzz`;
 /// see `docs/fuzzing.md`): valid TOML files with every key, mutated thousands of times with a
 /// fixed seed. Every case must give a config or an error naming the file, without a panic
