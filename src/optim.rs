@@ -200,6 +200,11 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    /// Epochs between decays of a step schedule chosen without them.
+    pub const DEFAULT_STEP_SIZE: usize = 10;
+    /// The decay factor of a step schedule chosen without one.
+    pub const DEFAULT_GAMMA: f32 = 0.1;
+
     pub fn lr_at(&self, base_lr: f32, epoch: usize) -> f32 {
         match *self {
             LrSchedule::Constant => base_lr,

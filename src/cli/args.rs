@@ -2,7 +2,11 @@
 //! as the long flags (snake_case or kebab-case). Each option is declared once, in an
 //! [`options!`] struct: its flag, help and type there give the file key too. Flags override
 //! the file; the file overrides the defaults (the library's, where the help names them).
+//!
+//! A default is never written here: the help that names one takes it from the library
+//! ([`with_default`]), where the settings get it too.
 
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -10,7 +14,66 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use distill::train::OptimizerKind;
+use distill::backend::gpu::Tile;
+use distill::optim::LrSchedule;
+use distill::pipeline::{self, study, Method, RunConfig, TeacherSource};
+use distill::train::{HintConfig, KdConfig, OptimizerKind};
+
+/// A flag's help: its description, then the default the library gives the setting, as
+/// `TEXT Default: VALUE` (without a final period, as clap shows every other help line).
+fn with_default(text: &str, default: impl Display) -> String {
+    format!("{text} Default: {default}")
+}
+
+/// A list of methods as `--methods` takes it.
+fn method_list(methods: &[Method]) -> String {
+    let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
+    names.join(",")
+}
+
+/// What `distill distill` builds its teacher settings from.
+fn distill_defaults() -> TeacherSource {
+    TeacherSource::new(Vec::new())
+}
+
+/// `distill distill --hint-weight`'s default: the library's hint, or none (weight 0: off).
+fn distill_hint_weight() -> String {
+    match distill_defaults().hint {
+        Some(h) => h.weight.to_string(),
+        None => "0 (off)".into(),
+    }
+}
+
+/// `--transfer-epochs`' help: the library's rule, and what it gives the default job (the rule
+/// depends on the share of labelled images only, so any training set size shows it).
+fn transfer_epochs_help() -> String {
+    let d = RunConfig::default();
+    let total = 1_000_000;
+    let labelled = (d.label_fraction * total as f64).round() as usize;
+    let epochs = pipeline::transfer_epochs(d.student.epochs, labelled, total, None);
+    with_default(
+        "The KD student's epochs over a larger transfer set.",
+        format!(
+            "{:.2}× the baseline's optimiser steps, at most its epochs: {epochs} over all images \
+             in the default job",
+            pipeline::transfer::TRANSFER_STEP_RATIO
+        ),
+    )
+}
+
+/// `--no-autotune`'s help, with the shape the library builds without autotune.
+fn no_autotune_help() -> String {
+    format!(
+        "GPU only: build matmul and conv2d with the default {}×{} tile instead of the shape \
+         timed for this adapter (once, then cached; see `distill devices`). Also \
+         DISTILL_AUTOTUNE=0",
+        Tile::DEFAULT.rows(),
+        Tile::DEFAULT.cols()
+    )
+}
+
+/// `--seeds`: `distill run`'s help; `distill study` adds its own default.
+const SEEDS_HELP: &str = "Train each student with N seeds (seed, seed+1, …) and report mean ± std";
 
 /// Declares an option struct once: its clap flags as written, and its [`FromFile`] (each field
 /// `pub` is also a `--config` key of its own name; a group fills its own keys; a field `cli`
@@ -78,10 +141,7 @@ options! {
         /// GPU only: print the time spent in each kernel at the end (needs timestamp queries).
         #[arg(long, global = true)]
         pub profile: bool,
-        /// GPU only: build matmul and conv2d with the default 64×64 tile instead of the shape
-        /// timed for this adapter (once, then cached; see `distill devices`). Also
-        /// DISTILL_AUTOTUNE=0.
-        #[arg(long, global = true)]
+        #[arg(long, global = true, help = no_autotune_help())]
         pub no_autotune: bool,
     }
 }
@@ -181,11 +241,12 @@ options! {
         /// Learning-rate schedule (cosine spans all epochs).
         #[arg(long, value_enum)]
         pub schedule: Option<ScheduleKind>,
-        /// Step schedule: epochs between decays (default 10).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", help = with_default(
+            "Step schedule: epochs between decays.",
+            LrSchedule::DEFAULT_STEP_SIZE,
+        ))]
         pub step_size: Option<usize>,
-        /// Step schedule: decay factor (default 0.1).
-        #[arg(long)]
+        #[arg(long, help = with_default("Step schedule: decay factor.", LrSchedule::DEFAULT_GAMMA))]
         pub gamma: Option<f32>,
         /// Seed of initialisation, shuffling and augmentation.
         #[arg(long)]
@@ -202,11 +263,16 @@ options! {
     #[derive(Args, Debug, Default, Clone)]
     #[command(next_help_heading = "Distillation")]
     pub struct KdOpts {
-        /// Softmax temperature T (> 0). Default 4.
-        #[arg(long, value_name = "T")]
+        // `distill run` and `distill distill` both start from KdConfig::default().
+        #[arg(long, value_name = "T", help = with_default(
+            "Softmax temperature T (> 0).",
+            KdConfig::default().temperature,
+        ))]
         pub temperature: Option<f32>,
-        /// Weight of the distillation term, in [0, 1]. Default 0.9.
-        #[arg(long)]
+        #[arg(long, help = with_default(
+            "Weight of the distillation term, in [0, 1].",
+            KdConfig::default().alpha,
+        ))]
         pub alpha: Option<f32>,
     }
 }
@@ -256,36 +322,43 @@ options! {
         /// Smoke-sized run: 6000/2000 images, teacher 1 epoch, students 3 epochs, 20% labels.
         #[arg(long)]
         pub quick: bool,
-        /// Train each student with N seeds (seed, seed+1, …) and report mean ± std.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", help = SEEDS_HELP)]
         pub seeds: Option<usize>,
-        /// Fraction of the labelled training images the students see, in (0, 1]. Default 0.1.
-        #[arg(long, value_name = "F")]
+        #[arg(long, value_name = "F", help = with_default(
+            "Fraction of the labelled training images the students see, in (0, 1].",
+            RunConfig::default().label_fraction,
+        ))]
         pub label_fraction: Option<f64>,
         /// Use this teacher checkpoint instead of training one.
         #[arg(long, value_name = "CKPT")]
         pub teacher: Option<PathBuf>,
-        /// Teacher epochs (default 5).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", help = with_default(
+            "Teacher epochs.",
+            RunConfig::default().teacher.epochs,
+        ))]
         pub teacher_epochs: Option<usize>,
-        /// The KD student's transfer set: all (default: every training image, CE on the labelled
-        /// ones, soft targets on all), labelled (its labelled images only), or a folder of
-        /// unlabelled images added to the labelled ones.
-        #[arg(long, value_name = "labelled|all|DIR")]
+        #[arg(long, value_name = "labelled|all|DIR", help = with_default(
+            "The KD student's transfer set: all (every training image, CE on the labelled ones, \
+             soft targets on all), labelled (its labelled images only), or a folder of \
+             unlabelled images added to the labelled ones.",
+            RunConfig::default().transfer,
+        ))]
         pub transfer: Option<String>,
-        /// The KD student's epochs over a larger transfer set (default: 10/3 of the baseline's
-        /// optimiser steps, at most its epochs: 10 over all images in the default job).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", help = transfer_epochs_help())]
         pub transfer_epochs: Option<usize>,
         /// Train N teachers (seeds seed, seed+1, …) and distil their ensemble.
         #[arg(long, value_name = "N")]
         pub teachers: Option<usize>,
-        /// How an ensemble's outputs combine: probabilities (default) or logits.
-        #[arg(long, value_name = "probabilities|logits")]
+        #[arg(long, value_name = "probabilities|logits", help = with_default(
+            "How an ensemble's outputs combine: probabilities or logits.",
+            RunConfig::default().ensemble,
+        ))]
         pub ensemble: Option<String>,
-        /// The students' architecture: student (default), teacher, or a compact spec of the same
-        /// layout as those two presets: conv widths then the hidden width, e.g. c16-c32-f128.
-        #[arg(long, value_name = "SPEC")]
+        #[arg(long, value_name = "SPEC", help = with_default(
+            "The students' architecture: student, teacher, or a compact spec of the same layout \
+             as those two presets: conv widths then the hidden width, e.g. c16-c32-f128.",
+            RunConfig::default().student_arch,
+        ))]
         pub student_arch: Option<String>,
         /// Also write f16 copies of the best checkpoints.
         #[arg(long)]
@@ -312,16 +385,26 @@ pub enum StageArg {
 
 options! {
     #[derive(Args, Debug, Default)]
+    // A study's --seeds is per method, with the study's own default.
+    #[command(mut_arg("seeds", |a| a.help(with_default(
+        &format!("{SEEDS_HELP}."),
+        study::DEFAULT_SEEDS,
+    ))))]
     pub struct StudyArgs {
-        /// Methods, comma-separated: ce, kd, kd-transfer, kd-ensemble, hint. Default
-        /// ce,kd,kd-transfer.
-        #[arg(long, value_name = "LIST")]
+        #[arg(long, value_name = "LIST", help = with_default(
+            "Methods, comma-separated: ce, kd, kd-transfer, kd-ensemble, hint.",
+            method_list(&study::DEFAULT_METHODS),
+        ))]
         pub methods: Option<String>,
-        /// The `hint` method's weight (default 100).
-        #[arg(long, value_name = "W")]
+        #[arg(long, value_name = "W", help = with_default(
+            "The `hint` method's weight.",
+            study::default_hint().weight,
+        ))]
         pub hint_weight: Option<f32>,
-        /// The `hint` method's layers, student:teacher (default conv2:conv2).
-        #[arg(long, value_name = "S:T")]
+        #[arg(long, value_name = "S:T", help = with_default(
+            "The `hint` method's layers, student:teacher.",
+            study::default_hint().layers(),
+        ))]
         pub hint_layers: Option<String>,
         /// Run one stage of the study only: `teachers` trains (or loads) the teachers into the
         /// study directory (--out) and stops. The student runs then go to --shard tasks, and
@@ -344,8 +427,8 @@ options! {
         /// have finished (in any shard), naming those that have not. Trains nothing.
         #[arg(long, value_name = "DIR", conflicts_with_all = ["stage", "shard", "devices"])]
         cli merge: Option<PathBuf>,
-        /// The run settings every method shares (--seeds: seeds per method, default 3; --out /
-        /// --resume: the study directory, resumed when it holds a study.json).
+        // The run settings every method shares (--seeds: seeds per method; --out / --resume: the
+        // study directory, resumed when it holds a study.json).
         #[command(flatten)]
         pub run: RunArgs,
     }
@@ -379,20 +462,28 @@ options! {
         /// state_dicts, in any mix).
         #[arg(long, value_name = "CKPT")]
         pub teacher: Vec<PathBuf>,
-        /// How an ensemble's outputs combine: probabilities (default; the mean of the tempered
-        /// probabilities) or logits (the mean of the logits).
-        #[arg(long, value_name = "probabilities|logits")]
+        #[arg(long, value_name = "probabilities|logits", help = with_default(
+            "How an ensemble's outputs combine: probabilities (the mean of the tempered \
+             probabilities) or logits (the mean of the logits).",
+            distill_defaults().ensemble,
+        ))]
         pub ensemble: Option<String>,
-        /// The student's architecture: student (default), teacher, or a compact spec such as
-        /// c16-c32-f128 (conv widths, then the hidden width).
-        #[arg(long, alias = "student-arch", value_name = "ARCH")]
+        #[arg(long, alias = "student-arch", value_name = "ARCH", help = with_default(
+            "The student's architecture: student, teacher, or a compact spec such as \
+             c16-c32-f128 (conv widths, then the hidden width).",
+            pipeline::DEFAULT_STUDENT_ARCH,
+        ))]
         pub arch: Option<String>,
-        /// Fraction of the labelled training images to use, in (0, 1]. Default 1.
-        #[arg(long, value_name = "F")]
+        #[arg(long, value_name = "F", help = with_default(
+            "Fraction of the labelled training images to use, in (0, 1].",
+            distill_defaults().label_fraction,
+        ))]
         pub label_fraction: Option<f64>,
-        /// The transfer set: labelled (default), all (soft targets on every training image, CE on
-        /// the labelled fraction), or a folder of unlabelled images added to the labelled ones.
-        #[arg(long, value_name = "labelled|all|DIR")]
+        #[arg(long, value_name = "labelled|all|DIR", help = with_default(
+            "The transfer set: labelled, all (soft targets on every training image, CE on the \
+             labelled fraction), or a folder of unlabelled images added to the labelled ones.",
+            distill_defaults().transfer,
+        ))]
         pub transfer: Option<String>,
         /// Checkpoint directory. Default: runs/<timestamp>-kd. An existing one is resumed.
         #[arg(long, value_name = "DIR")]
@@ -406,13 +497,18 @@ options! {
         pub hyper: HyperOpts,
         #[command(flatten)]
         pub kd: KdOpts,
-        /// Weight of the feature hint term (FitNets): the MSE between the student's feature map,
-        /// through a learned 1x1 conv, and the teacher's. Default 0: off.
-        #[arg(long, value_name = "W", help_heading = "Distillation")]
+        #[arg(long, value_name = "W", help_heading = "Distillation", help = with_default(
+            "Weight of the feature hint term (FitNets): the MSE between the student's feature \
+             map, through a learned 1x1 conv, and the teacher's.",
+            distill_hint_weight(),
+        ))]
         pub hint_weight: Option<f32>,
-        /// The hint's feature layers, STUDENT:TEACHER: conv1, conv2 (a conv's output after its
-        /// ReLU, before the pool) or pool1, pool2. Default conv2:conv2.
-        #[arg(long, value_name = "S:T", help_heading = "Distillation")]
+        // The layers a hint given by its weight alone takes.
+        #[arg(long, value_name = "S:T", help_heading = "Distillation", help = with_default(
+            "The hint's feature layers, STUDENT:TEACHER: conv1, conv2 (a conv's output after its \
+             ReLU, before the pool) or pool1, pool2.",
+            HintConfig::DEFAULT_LAYERS,
+        ))]
         pub hint_layers: Option<String>,
     }
 }
@@ -564,6 +660,135 @@ impl<T: DeserializeOwned> FromFile for Vec<T> {
             self.extend(value);
         }
         Ok(())
+    }
+}
+
+/// The help names the library's defaults and this file writes none (the help of each flag is
+/// checked against the library in tests/cli/options.rs).
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// This file without its tests.
+    fn code() -> &'static str {
+        let all = include_str!("args.rs");
+        &all[..all.find("#[cfg(test)]").expect("the tests are marked")]
+    }
+
+    /// Whether `line` states a default as a number: `default` (any case), then spaces, colons
+    /// or an opening parenthesis, then a digit.
+    fn states_a_number_as_default(line: &str) -> bool {
+        let lower = line.to_ascii_lowercase();
+        lower.match_indices("default").any(|(i, word)| {
+            lower[i + word.len()..]
+                .trim_start_matches([' ', ':', '('])
+                .starts_with(|c: char| c.is_ascii_digit())
+        })
+    }
+
+    /// The arguments, as written, of every call `name(…)` in `src` (not its definition).
+    fn calls<'a>(src: &'a str, name: &str) -> Vec<Vec<&'a str>> {
+        let open = format!("{name}(");
+        let mut out = Vec::new();
+        for (at, _) in src.match_indices(&open) {
+            if src[..at].ends_with("fn ") {
+                continue;
+            }
+            let start = at + open.len();
+            let (mut depth, mut in_str, mut escaped) = (1, false, false);
+            let mut args = Vec::new();
+            let mut from = start;
+            for (i, c) in src[start..].char_indices() {
+                let i = start + i;
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' if in_str => escaped = true,
+                    '"' => in_str = !in_str,
+                    _ if in_str => {}
+                    '(' | '[' | '{' => depth += 1,
+                    ',' if depth == 1 => {
+                        args.push(src[from..i].trim());
+                        from = i + 1;
+                    }
+                    ')' | ']' | '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            args.push(src[from..i].trim());
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            args.retain(|a| !a.is_empty());
+            out.push(args);
+        }
+        out
+    }
+
+    #[test]
+    fn no_default_is_written_by_hand() {
+        let written: Vec<&str> = code()
+            .lines()
+            .filter(|l| states_a_number_as_default(l))
+            .collect();
+        assert!(
+            written.is_empty(),
+            "src/cli/args.rs states defaults by hand; take them from the library with \
+             with_default:\n{}",
+            written.join("\n")
+        );
+        assert!(
+            !code().contains("default_value"),
+            "a clap default_value in src/cli/args.rs: the default belongs to the library"
+        );
+        let uses = calls(code(), "with_default");
+        assert!(uses.len() >= 15, "with_default calls found: {uses:?}");
+        for args in uses {
+            let value = args.last().copied().unwrap_or_default();
+            let literal = value.starts_with(|c: char| c.is_ascii_digit() || c == '"' || c == '-');
+            assert!(
+                args.len() == 2 && !literal,
+                "with_default({}): the default must be the library's value, not a literal",
+                args.join(", ")
+            );
+        }
+    }
+
+    #[test]
+    fn the_scan_finds_what_it_looks_for() {
+        for hand in [
+            "/// Teacher epochs (default 5).",
+            "/// Softmax temperature T (> 0). Default 4.",
+            "/// Step schedule: decay factor (default: 0.1)",
+            "help = \"Fraction. Default: 0.1\"",
+            "/// Seeds per method, default 3.",
+        ] {
+            assert!(states_a_number_as_default(hand), "{hand}");
+        }
+        for fine in [
+            "/// Default: runs/<YYYYmmdd-HHMMSS> (UTC).",
+            "/// Default: $DISTILL_DEVICE, else auto.",
+            "/// by default the teacher's (--teacher-epochs)",
+        ] {
+            assert!(!states_a_number_as_default(fine), "{fine}");
+        }
+        let src = "help = with_default(\"A (b, c) \\\"d\\\".\", X::default().e(1, 2),)";
+        assert_eq!(
+            calls(src, "with_default"),
+            [["\"A (b, c) \\\"d\\\".\"", "X::default().e(1, 2)"]]
+        );
+        assert_eq!(
+            calls("with_default(\"T.\", 5)", "with_default"),
+            [["\"T.\"", "5"]]
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }
 

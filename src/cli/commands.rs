@@ -47,8 +47,8 @@ fn apply_hyper(mut cfg: TrainConfig, h: &HyperOpts, epochs: Option<usize>) -> Re
             gamma: h.gamma.unwrap_or(gamma),
         },
         (Some(ScheduleKind::Step), _) => LrSchedule::Step {
-            step_size: h.step_size.unwrap_or(10),
-            gamma: h.gamma.unwrap_or(0.1),
+            step_size: h.step_size.unwrap_or(LrSchedule::DEFAULT_STEP_SIZE),
+            gamma: h.gamma.unwrap_or(LrSchedule::DEFAULT_GAMMA),
         },
         // The cosine spans the run.
         (Some(ScheduleKind::Cosine), _) | (None, LrSchedule::Cosine { .. }) => LrSchedule::Cosine {
@@ -279,18 +279,19 @@ pub fn study(ctx: &Ctx, a: StudyArgs) -> Result<()> {
             .and_then(|t| serde_json::from_str(&t).ok());
     let mut base = run_config(ctx, &a.run, saved.as_ref().map(|s| s.base.clone()))?;
     if saved.is_none() && a.run.seeds.is_none() {
-        base.seeds = 3;
+        base.seeds = pipeline::study::DEFAULT_SEEDS;
     }
     let methods = match (&a.methods, &saved) {
         (Some(m), _) => Method::parse_list(m)?,
         (None, Some(s)) => s.methods.clone(),
-        (None, None) => vec![Method::Ce, Method::Kd, Method::KdTransfer],
+        (None, None) => pipeline::study::DEFAULT_METHODS.to_vec(),
     };
     let hint = match (&a.hint_weight, &a.hint_layers, &saved) {
         (None, None, Some(s)) => s.hint.clone(),
         (w, l, _) => {
-            let weight = w.unwrap_or(pipeline::study::default_hint().weight);
-            HintConfig::new(weight, l.as_deref().unwrap_or(HintConfig::DEFAULT_LAYERS))?
+            let default = pipeline::study::default_hint();
+            let layers = l.clone().unwrap_or_else(|| default.layers());
+            HintConfig::new(w.unwrap_or(default.weight), &layers)?
         }
     };
     let cfg = StudyConfig {
@@ -496,44 +497,49 @@ pub fn distill(ctx: &Ctx, a: DistillArgs) -> Result<()> {
     if a.teacher.is_empty() {
         bail!("`distill distill` needs --teacher CKPT (a checkpoint from `distill train --arch teacher` or `distill run`; repeat it for an ensemble)");
     }
-    let arch = a.arch.clone().unwrap_or_else(|| "student".into());
+    let arch = a
+        .arch
+        .clone()
+        .unwrap_or_else(|| pipeline::DEFAULT_STUDENT_ARCH.into());
     pipeline::check_arch(&arch)?;
+    let d = TeacherSource::new(a.teacher.clone());
     let job = ModelJob {
         arch,
         config: apply_hyper(TrainConfig::default(), &a.hyper, a.hyper.epochs)?,
         out: a.out.clone().unwrap_or_else(|| default_run_dir("-kd")),
         teacher: Some(TeacherSource {
-            checkpoints: a.teacher.clone(),
             ensemble: a
                 .ensemble
                 .as_deref()
                 .map(parse_ensemble)
                 .transpose()?
-                .unwrap_or_default(),
-            kd: apply_kd(KdConfig::default(), &a.kd),
-            label_fraction: a.label_fraction.unwrap_or(1.0),
-            hint: hint_config(&a)?,
-            transfer: a
-                .transfer
-                .as_deref()
-                .map(parse_transfer)
-                .transpose()?
-                .unwrap_or_default(),
+                .unwrap_or(d.ensemble),
+            kd: apply_kd(d.kd, &a.kd),
+            label_fraction: a.label_fraction.unwrap_or(d.label_fraction),
+            hint: hint_config(&a, d.hint.as_ref())?,
+            transfer: match a.transfer.as_deref() {
+                Some(t) => parse_transfer(t)?,
+                None => d.transfer.clone(),
+            },
+            ..d
         }),
         half: a.half,
     };
     train_and_print(ctx, &job, &data_source(&a.data))
 }
 
-/// `--hint-weight` and `--hint-layers` as a hint setting: `None` when the weight is 0 (off).
-fn hint_config(a: &DistillArgs) -> Result<Option<HintConfig>> {
-    let layers = a.hint_layers.as_deref();
-    match a.hint_weight.unwrap_or(0.0) {
-        0.0 if layers.is_some() => bail!("--hint-layers needs a --hint-weight > 0"),
-        0.0 => Ok(None),
-        w => Ok(Some(HintConfig::new(
+/// `--hint-weight` and `--hint-layers` over the `default` hint (the library's: none) as a
+/// hint setting: `None` when the weight is 0 (off).
+fn hint_config(a: &DistillArgs, default: Option<&HintConfig>) -> Result<Option<HintConfig>> {
+    let layers = a.hint_layers.clone().or(default.map(HintConfig::layers));
+    match a.hint_weight.or(default.map(|h| h.weight)) {
+        None | Some(0.0) if a.hint_layers.is_some() => {
+            bail!("--hint-layers needs a --hint-weight > 0")
+        }
+        None | Some(0.0) => Ok(None),
+        Some(w) => Ok(Some(HintConfig::new(
             w,
-            layers.unwrap_or(HintConfig::DEFAULT_LAYERS),
+            layers.as_deref().unwrap_or(HintConfig::DEFAULT_LAYERS),
         )?)),
     }
 }

@@ -93,8 +93,11 @@ fn one() -> usize {
     1
 }
 
+/// The students' architecture unless the settings name one: the `student` preset.
+pub const DEFAULT_STUDENT_ARCH: &str = "student";
+
 fn student_arch() -> String {
-    "student".into()
+    DEFAULT_STUDENT_ARCH.into()
 }
 
 impl Default for RunConfig {

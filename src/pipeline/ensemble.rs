@@ -36,6 +36,15 @@ impl std::str::FromStr for Ensemble {
     }
 }
 
+impl std::fmt::Display for Ensemble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ensemble::Probabilities => "probabilities",
+            Ensemble::Logits => "logits",
+        })
+    }
+}
+
 /// The logits, at temperature `temperature`, whose softmax is the ensemble's soft target:
 /// one `[n, classes]` row-major table from each teacher's. One teacher's table comes back
 /// unchanged.
@@ -114,4 +123,16 @@ pub fn accuracy(combined: &[f32], labels: &[u32], classes: usize) -> f64 {
         .filter(|(row, &l)| crate::train::argmax(row) == l as usize)
         .count();
     correct as f64 / labels.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_read_back() {
+        for e in [Ensemble::Probabilities, Ensemble::Logits] {
+            assert_eq!(e.to_string().parse::<Ensemble>(), Ok(e));
+        }
+    }
 }

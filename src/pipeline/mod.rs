@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use config::{DataSource, RunConfig};
+pub use config::{DataSource, RunConfig, DEFAULT_STUDENT_ARCH};
 pub use ensemble::Ensemble;
 pub use floor::Floor;
 pub use inference::{evaluate_checkpoint, predict, CheckpointEvaluation, EvalJob, Prediction};

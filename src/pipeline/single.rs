@@ -37,6 +37,25 @@ pub struct TeacherSource {
     pub transfer: Transfer,
 }
 
+impl TeacherSource {
+    /// The fraction of the labelled training set a KD student sees unless told otherwise: all.
+    pub const DEFAULT_LABEL_FRACTION: f64 = 1.0;
+
+    /// Distillation from `checkpoints` with the defaults: probabilities averaged over an
+    /// ensemble, [`KdConfig::default`], every labelled image ([`Self::DEFAULT_LABEL_FRACTION`]),
+    /// no hint term, and the labelled images as the transfer set.
+    pub fn new(checkpoints: Vec<PathBuf>) -> TeacherSource {
+        TeacherSource {
+            checkpoints,
+            ensemble: Ensemble::default(),
+            kd: KdConfig::default(),
+            label_fraction: Self::DEFAULT_LABEL_FRACTION,
+            hint: None,
+            transfer: Transfer::default(),
+        }
+    }
+}
+
 /// One model to train.
 #[derive(Clone, Debug)]
 pub struct ModelJob {

@@ -111,15 +111,18 @@ pub struct StudyConfig {
     pub hint: HintConfig,
 }
 
+/// Seeds per method unless the settings say otherwise: a study's `base.seeds`, in place of
+/// a lone run's ([`RunConfig::default`]).
+pub const DEFAULT_SEEDS: usize = 3;
+
+/// The methods a study compares unless the settings say otherwise.
+pub const DEFAULT_METHODS: [Method; 3] = [Method::Ce, Method::Kd, Method::KdTransfer];
+
 /// The `hint` method's term unless the settings say otherwise: weight 100 (the raw MSE of the
 /// conv2 maps is about 0.01, so smaller weights barely register; docs/distillation.md) between
-/// the conv2 outputs.
+/// the layers hints default to ([`HintConfig::DEFAULT_LAYERS`], the conv2 outputs).
 pub fn default_hint() -> HintConfig {
-    HintConfig {
-        weight: 100.0,
-        student_layer: "conv2".into(),
-        teacher_layer: "conv2".into(),
-    }
+    HintConfig::unchecked(100.0, HintConfig::DEFAULT_LAYERS)
 }
 
 impl StudyConfig {
@@ -973,4 +976,25 @@ fn check_record(dir: &Path, rec: &RunRecord, settings: &RunSettings) -> Result<(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_make_a_valid_study() {
+        let hint = default_hint();
+        assert_eq!(hint.layers(), HintConfig::DEFAULT_LAYERS);
+        assert_eq!(HintConfig::new(hint.weight, &hint.layers()).unwrap(), hint);
+        let cfg = StudyConfig {
+            base: RunConfig {
+                seeds: DEFAULT_SEEDS,
+                ..RunConfig::default()
+            },
+            methods: DEFAULT_METHODS.to_vec(),
+            hint,
+        };
+        cfg.validate().unwrap();
+    }
 }

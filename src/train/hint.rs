@@ -44,14 +44,24 @@ impl HintConfig {
 
     /// A hint of `weight` between the layers `student:teacher` (one name for both).
     pub fn new(weight: f32, layers: &str) -> Result<HintConfig> {
+        let cfg = Self::unchecked(weight, layers);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// [`HintConfig::new`] without the check (for settings known to be valid).
+    pub(crate) fn unchecked(weight: f32, layers: &str) -> HintConfig {
         let (student, teacher) = layers.split_once(':').unwrap_or((layers, layers));
-        let cfg = HintConfig {
+        HintConfig {
             weight,
             student_layer: student.trim().to_string(),
             teacher_layer: teacher.trim().to_string(),
-        };
-        cfg.validate()?;
-        Ok(cfg)
+        }
+    }
+
+    /// The layers as `student:teacher`, as [`HintConfig::new`] takes them.
+    pub fn layers(&self) -> String {
+        format!("{}:{}", self.student_layer, self.teacher_layer)
     }
 
     /// The weight is a finite number > 0 and both layers are named.

@@ -1,4 +1,4 @@
-//! `--config` files, bad flags and `distill devices`.
+//! `--config` files, the defaults the help names, bad flags and `distill devices`.
 
 use super::*;
 
@@ -192,5 +192,94 @@ fn devices_say_how_each_adapters_gemm_tiles_are_chosen() {
         plain.matches("GEMM tiles: ").count(),
         adapters.len(),
         "{plain}"
+    );
+}
+
+/// The help of `flag` in `distill SUB --help`: the flag's line, and the next one where clap
+/// puts the help under the flag.
+fn flag_help(help: &str, sub: &str, flag: &str) -> String {
+    let lines: Vec<&str> = help.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .position(|l| {
+            l.strip_prefix(flag)
+                .is_some_and(|r| r.is_empty() || r.starts_with(' '))
+        })
+        .unwrap_or_else(|| panic!("distill {sub} --help has no {flag}:\n{help}"));
+    let mut text = lines[at].to_string();
+    match lines.get(at + 1) {
+        Some(next) if !next.is_empty() && !next.starts_with('-') => {
+            text.push(' ');
+            text.push_str(next);
+        }
+        _ => {}
+    }
+    text
+}
+
+#[test]
+fn the_help_names_the_library_defaults() {
+    use std::fmt::Display;
+
+    use distill::optim::LrSchedule;
+    use distill::pipeline::{study, RunConfig, TeacherSource, DEFAULT_STUDENT_ARCH};
+    use distill::train::HintConfig;
+
+    let run = RunConfig::default();
+    let kd = TeacherSource::new(Vec::new());
+    let hint = study::default_hint();
+    let methods: Vec<&str> = study::DEFAULT_METHODS.iter().map(|m| m.name()).collect();
+    let methods = methods.join(",");
+    let layers = hint.layers();
+    let off = kd
+        .hint
+        .as_ref()
+        .map_or("0 (off)".to_string(), |h| h.weight.to_string());
+    let expected: Vec<(&str, &str, &dyn Display)> = vec![
+        ("run", "--teacher-epochs", &run.teacher.epochs),
+        ("run", "--label-fraction", &run.label_fraction),
+        ("run", "--transfer", &run.transfer),
+        ("run", "--ensemble", &run.ensemble),
+        ("run", "--student-arch", &run.student_arch),
+        ("run", "--temperature", &run.kd.temperature),
+        ("run", "--alpha", &run.kd.alpha),
+        ("run", "--step-size", &LrSchedule::DEFAULT_STEP_SIZE),
+        ("train", "--step-size", &LrSchedule::DEFAULT_STEP_SIZE),
+        ("train", "--gamma", &LrSchedule::DEFAULT_GAMMA),
+        ("distill", "--label-fraction", &kd.label_fraction),
+        ("distill", "--transfer", &kd.transfer),
+        ("distill", "--ensemble", &kd.ensemble),
+        ("distill", "--arch", &DEFAULT_STUDENT_ARCH),
+        ("distill", "--temperature", &kd.kd.temperature),
+        ("distill", "--alpha", &kd.kd.alpha),
+        ("distill", "--hint-weight", &off),
+        ("distill", "--hint-layers", &HintConfig::DEFAULT_LAYERS),
+        ("study", "--seeds", &study::DEFAULT_SEEDS),
+        ("study", "--methods", &methods),
+        ("study", "--hint-weight", &hint.weight),
+        ("study", "--hint-layers", &layers),
+        ("study", "--teacher-epochs", &run.teacher.epochs),
+    ];
+    let mut helps = std::collections::HashMap::new();
+    for (sub, flag, value) in expected {
+        let help = helps.entry(sub).or_insert_with(|| ok(&[sub, "--help"]));
+        let shown = flag_help(help, sub, flag);
+        let want = format!("Default: {value}");
+        assert!(
+            shown.ends_with(&want),
+            "distill {sub} --help: {flag} should end with '{want}' (the library's default):\n{shown}"
+        );
+    }
+    // A lone run's seeds are not the study's: its help names none.
+    let run_help = helps.entry("run").or_insert_with(|| ok(&["run", "--help"]));
+    assert!(!flag_help(run_help, "run", "--seeds").contains("Default"));
+    // --transfer-epochs: the rule's result in the default job.
+    let total = 1_000_000;
+    let labelled = (run.label_fraction * total as f64).round() as usize;
+    let epochs = distill::pipeline::transfer_epochs(run.student.epochs, labelled, total, None);
+    let shown = flag_help(run_help, "run", "--transfer-epochs");
+    assert!(
+        shown.contains(&format!("at most its epochs: {epochs} over all images")),
+        "{shown}"
     );
 }
