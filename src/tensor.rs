@@ -105,7 +105,8 @@ impl Tensor {
         ))
     }
 
-    /// An uninitialised-looking (actually zeroed) output buffer for an op, with no grad.
+    /// An op's output buffer, with no grad: its contents are unspecified until the op's
+    /// kernel overwrites all of it ([`Backend::output`](crate::backend::Backend::output)).
     pub(crate) fn empty_like_shape(
         shape: &[usize],
         dtype: DType,
@@ -113,7 +114,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         let storage = device
             .backend()
-            .zeros(numel(shape))
+            .output(numel(shape))
             .map_err(|e| naming_tensor(e, shape, dtype))?;
         Ok(Tensor::from_parts(
             Arc::new(storage),

@@ -238,6 +238,13 @@ impl Backend for CpuBackend {
         k::elementwise::fill(&mut v, 0.0);
         Ok(self.storage(v))
     }
+    fn output(&self, len: usize) -> Result<Storage> {
+        let mut v = self.buffer(len)?;
+        if cfg!(debug_assertions) {
+            k::elementwise::fill(&mut v, f32::NAN);
+        }
+        Ok(self.storage(v))
+    }
     fn upload_f32(&self, data: &[f32]) -> Result<Storage> {
         let mut v = self.buffer(data.len())?;
         v.copy_from_slice(data);

@@ -131,6 +131,13 @@ pub trait Backend: Send + Sync {
     // --- memory -----------------------------------------------------------------------------
     /// A zero-filled buffer of `len` words.
     fn zeros(&self, len: usize) -> Result<Storage>;
+    /// A buffer of `len` words for an op to overwrite whole (every kernel writes all of its
+    /// outputs): its contents are unspecified, so nothing is spent clearing it. The CPU
+    /// hands out a pooled buffer as it is, NaN-filled in debug builds so that a kernel that
+    /// leaves an element unwritten fails its tests. Zero-filled by default.
+    fn output(&self, len: usize) -> Result<Storage> {
+        self.zeros(len)
+    }
     fn upload_f32(&self, data: &[f32]) -> Result<Storage>;
     fn upload_u32(&self, data: &[u32]) -> Result<Storage>;
     /// Reads the whole buffer once the work queued before it is done: the engine's one

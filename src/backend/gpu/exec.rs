@@ -306,7 +306,12 @@ impl Exec {
         groups: (u32, u32, u32),
     ) -> Result<()> {
         debug_assert_eq!(binds.len(), kernel.bindings.len(), "{}", kernel.name);
-        debug_assert_eq!(P::MODULE, kernel.module, "{}: params type", kernel.name);
+        debug_assert_eq!(
+            P::MODULE,
+            kernel.module.params_module(),
+            "{}: params type",
+            kernel.name
+        );
         debug_assert!(
             std::mem::size_of::<P>() <= self.slot,
             "params exceed an arena slot"

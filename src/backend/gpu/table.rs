@@ -78,6 +78,15 @@ impl Module {
         }
     }
 
+    /// The module whose `Params` struct (params.rs) this one takes: its own, except
+    /// conv2d_registers.wgsl, launched exactly as conv2d.wgsl is.
+    pub fn params_module(self) -> Module {
+        match self {
+            Module::Conv2dRegisters => Module::Conv2d,
+            m => m,
+        }
+    }
+
     /// The files of `shaders/common/` this shader calls into (its header lists them too).
     pub fn common(self) -> &'static [Wgsl] {
         match self {
