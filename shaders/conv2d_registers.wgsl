@@ -7,11 +7,11 @@
 //   weight_grad:  dw[co, (ci,ky,kx)] = Σ_(n,oy,ox)  dy[n, co, oy, ox] · x̂[(n,oy,ox), (ci,ky,kx)]
 // On a CPU-run adapter conv2d.wgsl's tile loop is slow for two reasons: a barrier switches
 // between invocations in software, and an array indexed in a loop lives in memory. Here an
-// invocation owns a 4×4 block of the GEMM view (rows i0.., columns j0..) in four named vec4
-// accumulators and walks the reduction as nested loops over its natural indices, so the
-// inner loop has no division: the four columns are decoded into image coordinates once, and
-// each step is 4 loads of the image operand (one per column, 0 in the padding), 4 loads of
-// the other and 16 FMAs. Workgroups of 16×16 invocations cover 64×64 blocks, launched as
+// invocation owns a 4×4 block of the GEMM view (rows i0.., columns j0..) in a struct of four
+// named vec4 accumulators (`Block`) and walks the reduction as nested loops over its natural
+// indices, so the inner loop has no division: the four columns are decoded into image
+// coordinates once, and each step is 4 loads of the image operand (one per column, 0 in the
+// padding), 4 loads of the other and 16 FMAs (`rank1`). Workgroups of 16×16 invocations cover 64×64 blocks, launched as
 // conv2d.wgsl's tiles are (launch.rs `tile_grid`). Rows and columns past the edge read the
 // last ones and are never stored.
 //
@@ -46,6 +46,25 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 const LANES = vec4<u32>(0u, 1u, 2u, 3u);
+
+// The 4×4 block of an invocation: row r of the GEMM view in `r{r}`, its four columns in the
+// lanes. A struct of named vectors, never an indexed array (see the header).
+struct Block {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+}
+
+// acc + a·bᵀ: row r gains a[r] times the columns' b.
+fn rank1(acc: Block, a: vec4<f32>, b: vec4<f32>) -> Block {
+    return Block(
+        fma(vec4<f32>(a.x), b, acc.r0),
+        fma(vec4<f32>(a.y), b, acc.r1),
+        fma(vec4<f32>(a.z), b, acc.r2),
+        fma(vec4<f32>(a.w), b, acc.r3),
+    );
+}
 
 // Four values of src0.
 fn gather0(idx: vec4<u32>) -> vec4<f32> {
@@ -120,10 +139,7 @@ fn forward(
     let image = img * (p.cin * hw);
     // Rows: output channels, each a row of k weights.
     let wrow = rows(i0) * p.k;
-    var c0 = vec4<f32>(0.0);
-    var c1 = vec4<f32>(0.0);
-    var c2 = vec4<f32>(0.0);
-    var c3 = vec4<f32>(0.0);
+    var acc = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     var d = 0u;
     for (var ci = 0u; ci < p.cin; ci++) {
         let plane = image + vec4<u32>(ci * hw);
@@ -135,19 +151,16 @@ fn forward(
                 let ix = ix0 + vec4<i32>(i32(kx));
                 let xv = gather1(row + offset(ix), row_ok & inside(ix, p.w));
                 let wv = gather0(wrow + vec4<u32>(d));
-                c0 = fma(vec4<f32>(wv.x), xv, c0);
-                c1 = fma(vec4<f32>(wv.y), xv, c1);
-                c2 = fma(vec4<f32>(wv.z), xv, c2);
-                c3 = fma(vec4<f32>(wv.w), xv, c3);
+                acc = rank1(acc, wv, xv);
                 d++;
             }
         }
     }
     let out = img * (p.cout * ohw) + pix;
-    store_forward(i0, j0, out, c0);
-    store_forward(i0 + 1u, j0, out, c1);
-    store_forward(i0 + 2u, j0, out, c2);
-    store_forward(i0 + 3u, j0, out, c3);
+    store_forward(i0, j0, out, acc.r0);
+    store_forward(i0 + 1u, j0, out, acc.r1);
+    store_forward(i0 + 2u, j0, out, acc.r2);
+    store_forward(i0 + 3u, j0, out, acc.r3);
 }
 
 // Output channel co of the block (+ bias), at y[img, co, pix] = dst[out + co·oh·ow].
@@ -186,10 +199,7 @@ fn input_grad(
     let image = img * (p.cout * ohw);
     // Rows: input channels; w[co, ci, ky, kx] is at co·cin·taps + ci·taps + ky·kw + kx.
     let wrow = rows(i0) * taps;
-    var c0 = vec4<f32>(0.0);
-    var c1 = vec4<f32>(0.0);
-    var c2 = vec4<f32>(0.0);
-    var c3 = vec4<f32>(0.0);
+    var acc = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     for (var co = 0u; co < p.cout; co++) {
         let plane = image + vec4<u32>(co * ohw);
         let wco = wrow + vec4<u32>(co * p.cin * taps);
@@ -215,19 +225,16 @@ fn input_grad(
                 ok = ok & (ox < vec4<i32>(i32(p.ow)));
                 let dv = gather1(row + offset(ox), ok);
                 let wv = gather0(wco + vec4<u32>(ky * p.kw + kx));
-                c0 = fma(vec4<f32>(wv.x), dv, c0);
-                c1 = fma(vec4<f32>(wv.y), dv, c1);
-                c2 = fma(vec4<f32>(wv.z), dv, c2);
-                c3 = fma(vec4<f32>(wv.w), dv, c3);
+                acc = rank1(acc, wv, dv);
             }
         }
     }
     // dx[img, ci, pix] = dst[img·cin·hw + ci·hw + pix].
     let out = img * (p.cin * hw) + pix;
-    store_input_grad(i0, j0, out, c0);
-    store_input_grad(i0 + 1u, j0, out, c1);
-    store_input_grad(i0 + 2u, j0, out, c2);
-    store_input_grad(i0 + 3u, j0, out, c3);
+    store_input_grad(i0, j0, out, acc.r0);
+    store_input_grad(i0 + 1u, j0, out, acc.r1);
+    store_input_grad(i0 + 2u, j0, out, acc.r2);
+    store_input_grad(i0 + 3u, j0, out, acc.r3);
 }
 
 fn store_input_grad(ci: u32, j0: u32, out: vec4<u32>, v: vec4<f32>) {
@@ -260,10 +267,7 @@ fn weight_grad(
     let plane = ci * hw;
     // Rows: output channels, each an oh×ow plane of dy per image.
     let grow = rows(i0) * ohw;
-    var c0 = vec4<f32>(0.0);
-    var c1 = vec4<f32>(0.0);
-    var c2 = vec4<f32>(0.0);
-    var c3 = vec4<f32>(0.0);
+    var acc = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     for (var img = 0u; img < p.batch; img++) {
         let xb = plane + vec4<u32>(img * p.cin * hw);
         let gb = grow + vec4<u32>(img * p.cout * ohw);
@@ -276,17 +280,14 @@ fn weight_grad(
                 let ix = vec4<i32>(i32(ox * p.sw)) + dx0;
                 let xv = gather1(row + offset(ix), row_ok & inside(ix, p.w));
                 let gv = gather0(grad + vec4<u32>(ox));
-                c0 = fma(vec4<f32>(gv.x), xv, c0);
-                c1 = fma(vec4<f32>(gv.y), xv, c1);
-                c2 = fma(vec4<f32>(gv.z), xv, c2);
-                c3 = fma(vec4<f32>(gv.w), xv, c3);
+                acc = rank1(acc, gv, xv);
             }
         }
     }
-    store_weight_grad(i0, j0, c0);
-    store_weight_grad(i0 + 1u, j0, c1);
-    store_weight_grad(i0 + 2u, j0, c2);
-    store_weight_grad(i0 + 3u, j0, c3);
+    store_weight_grad(i0, j0, acc.r0);
+    store_weight_grad(i0 + 1u, j0, acc.r1);
+    store_weight_grad(i0 + 2u, j0, acc.r2);
+    store_weight_grad(i0 + 3u, j0, acc.r3);
 }
 
 // dw[co, j] = dst[co·k + j]: the columns are consecutive.
