@@ -110,13 +110,23 @@ fn uniform_param(shape: &[usize], fan_in: usize, device: &Device, rng: &mut Rng)
     Ok(Tensor::from_f32(&data, shape, device)?.into_param())
 }
 
+/// Whether `a` then `b` is a ReLU then a max-pool, which [`Sequential::forward`] runs as the
+/// pool then the ReLU: the same values (max is monotonic, so the max of the rectified window
+/// is the rectified max) and the same gradients (the pool sends its gradient to the window's
+/// first maximum either way, and the ReLU passes it only where that maximum is > 0), on a
+/// quarter of the elements for a 2×2 pool.
+fn relu_then_pool(a: &Layer, b: &Layer) -> bool {
+    matches!((a, b), (Layer::Relu, Layer::MaxPool2d { .. }))
+}
+
 /// Layers applied in order.
 pub struct Sequential {
     pub layers: Vec<Layer>,
 }
 
 impl Sequential {
-    /// Runs the layers; a `Linear` followed by `Relu` runs as one GEMM with a fused epilogue.
+    /// Runs the layers; a `Linear` followed by `Relu` runs as one GEMM with a fused epilogue,
+    /// and a `Relu` followed by a max-pool runs after the pool ([`relu_then_pool`]).
     /// A device error (a limit, out of memory) names the layer it happened in.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.run_layers(x, self.layers.len())
@@ -182,10 +192,21 @@ impl Sequential {
         self.run_layers_from(x.clone(), 0, end)
     }
 
-    /// Layers `start..end` on `h`. A `Linear` whose `Relu` is inside the range is fused with it.
+    /// Layers `start..end` on `h`. A `Linear` whose `Relu` is inside the range is fused with it,
+    /// and a `Relu` followed by a `MaxPool2d` in the range runs after it ([`relu_then_pool`]).
     fn run_layers_from(&self, mut h: Tensor, start: usize, end: usize) -> Result<Tensor> {
         let mut i = start;
         while i < end {
+            if i + 1 < end && relu_then_pool(&self.layers[i], &self.layers[i + 1]) {
+                h = self
+                    .layer_forward(i + 1, &h, false)
+                    .map_err(|e| in_layer(e, i + 1, &self.layers[i + 1]))?;
+                h = self
+                    .layer_forward(i, &h, false)
+                    .map_err(|e| in_layer(e, i, &self.layers[i]))?;
+                i += 2;
+                continue;
+            }
             let fuse_relu = i + 1 < end && matches!(self.layers.get(i + 1), Some(Layer::Relu));
             h = self
                 .layer_forward(i, &h, fuse_relu)
@@ -194,6 +215,17 @@ impl Sequential {
                 i += 1;
             }
             i += 1;
+        }
+        Ok(h)
+    }
+
+    /// Layers `0..end` one by one, in the order they are listed: no fusion, no reordering
+    /// (what [`Sequential::forward`] must agree with; for tests).
+    #[doc(hidden)]
+    pub fn forward_unfused(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for i in 0..self.layers.len() {
+            h = self.layer_forward(i, &h, false)?;
         }
         Ok(h)
     }
