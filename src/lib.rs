@@ -61,7 +61,7 @@ pub mod train;
 pub mod web;
 
 pub use autograd::no_grad;
-pub use backend::gpu::TilePolicy;
+pub use backend::gpu::{Tile, TilePolicy, Tiles};
 #[cfg(not(target_arch = "wasm32"))]
 pub use backend::inventory::{check_simd_request, devices, CpuReport, Inventory};
 pub use backend::{Device, DeviceOptions, DeviceSpec};

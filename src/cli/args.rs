@@ -14,10 +14,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use distill::backend::gpu::Tile;
 use distill::optim::LrSchedule;
 use distill::pipeline::{self, study, Method, RunConfig, TeacherSource};
 use distill::train::{HintConfig, KdConfig, OptimizerKind};
+use distill::Tile;
 
 /// A flag's help: its description, then the default the library gives the setting, as
 /// `TEXT Default: VALUE` (without a final period, as clap shows every other help line).
