@@ -72,6 +72,21 @@ fn no_autotune_help() -> String {
     )
 }
 
+/// `--quick`'s help: the sizes of the library's quick job.
+fn quick_help() -> String {
+    let q = RunConfig::quick();
+    let count = |n: Option<usize>| n.map_or("all".to_string(), |n| n.to_string());
+    format!(
+        "Smoke-sized run: {}/{} images, teacher {} epoch{}, students {} epochs, {}% labels",
+        count(q.max_train),
+        count(q.max_test),
+        q.teacher.epochs,
+        if q.teacher.epochs == 1 { "" } else { "s" },
+        q.student.epochs,
+        (100.0 * q.label_fraction).round()
+    )
+}
+
 /// `--seeds`: `distill run`'s help; `distill study` adds its own default.
 const SEEDS_HELP: &str = "Train each student with N seeds (seed, seed+1, …) and report mean ± std";
 
@@ -319,8 +334,7 @@ options! {
         /// the students' cosine spans the epochs they started with.
         #[arg(long, value_name = "DIR")]
         pub resume: Option<PathBuf>,
-        /// Smoke-sized run: 6000/2000 images, teacher 1 epoch, students 3 epochs, 20% labels.
-        #[arg(long)]
+        #[arg(long, help = quick_help())]
         pub quick: bool,
         #[arg(long, value_name = "N", help = SEEDS_HELP)]
         pub seeds: Option<usize>,
@@ -544,8 +558,11 @@ options! {
         /// channels and size.
         #[arg(required = true, value_name = "IMAGE")]
         cli images: Vec<PathBuf>,
-        /// How many classes to print per image.
-        #[arg(long, value_name = "K")]
+        #[arg(
+            long,
+            value_name = "K",
+            help = with_default("How many classes to print per image.", pipeline::DEFAULT_TOP_K)
+        )]
         pub top_k: Option<usize>,
         /// For a checkpoint without distill metadata (a bare PyTorch state_dict): the dataset it
         /// was trained on, which gives its input size, normalisation and class names (default:

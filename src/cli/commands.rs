@@ -690,7 +690,7 @@ fn print_confusion(c: &[Vec<u64>], per_class: &[f64], names: &[String]) {
 }
 
 pub fn predict(ctx: &Ctx, a: PredictArgs) -> Result<()> {
-    let k = a.top_k.unwrap_or(3);
+    let k = a.top_k.unwrap_or(pipeline::DEFAULT_TOP_K);
     let device = ctx.open_device()?;
     let source = data_source(&DataOpts {
         data: a.data.clone(),

@@ -89,10 +89,15 @@ pub struct Prediction {
     pub top: Vec<ClassProbability>,
 }
 
+/// Classes per image a prediction lists unless asked otherwise.
+pub const DEFAULT_TOP_K: usize = 3;
+
 /// The `k` most likely classes of each image file, by the checkpoint at `checkpoint`. The
 /// images are converted to the checkpoint's channels and size. `data` is read only for a
 /// checkpoint without distill metadata (a bare PyTorch state_dict): it gives the input size,
 /// the normalisation and the class names.
+///
+/// [`DEFAULT_TOP_K`] is what `distill predict` asks for unless told.
 pub fn predict(
     checkpoint: &Path,
     images: &[PathBuf],

@@ -34,7 +34,9 @@ use std::time::Instant;
 pub use config::{DataSource, RunConfig, DEFAULT_STUDENT_ARCH};
 pub use ensemble::Ensemble;
 pub use floor::Floor;
-pub use inference::{evaluate_checkpoint, predict, CheckpointEvaluation, EvalJob, Prediction};
+pub use inference::{
+    evaluate_checkpoint, predict, CheckpointEvaluation, EvalJob, Prediction, DEFAULT_TOP_K,
+};
 pub use lock::RunDirLock;
 pub use markdown::summary_lines;
 pub use metrics::MetricsLog;

@@ -118,6 +118,9 @@ pub const DEFAULT_SEEDS: usize = 3;
 /// The methods a study compares unless the settings say otherwise.
 pub const DEFAULT_METHODS: [Method; 3] = [Method::Ce, Method::Kd, Method::KdTransfer];
 
+/// The ensemble a study's `kd-ensemble` distils when `--teachers` is left at 1.
+pub const DEFAULT_ENSEMBLE_TEACHERS: usize = 3;
+
 /// The `hint` method's term unless the settings say otherwise: weight 100 (the raw MSE of the
 /// conv2 maps is about 0.01, so smaller weights barely register; docs/distillation.md) between
 /// the layers hints default to ([`HintConfig::DEFAULT_LAYERS`], the conv2 outputs).
@@ -148,14 +151,14 @@ impl StudyConfig {
     }
 
     /// Teachers the study trains (or loads): the ensemble's size when a method needs one
-    /// (`teachers`, at least 2; 3 when left at 1), else one.
+    /// (`teachers`, at least 2; [`DEFAULT_ENSEMBLE_TEACHERS`] when left at 1), else one.
     pub fn teachers(&self) -> usize {
         if !self.methods.contains(&Method::KdEnsemble) {
             1
         } else if self.base.teachers > 1 {
             self.base.teachers
         } else {
-            3
+            DEFAULT_ENSEMBLE_TEACHERS
         }
     }
 

@@ -259,6 +259,7 @@ fn the_help_names_the_library_defaults() {
         ("study", "--hint-weight", &hint.weight),
         ("study", "--hint-layers", &layers),
         ("study", "--teacher-epochs", &run.teacher.epochs),
+        ("predict", "--top-k", &distill::pipeline::DEFAULT_TOP_K),
     ];
     let mut helps = std::collections::HashMap::new();
     for (sub, flag, value) in expected {
@@ -280,6 +281,17 @@ fn the_help_names_the_library_defaults() {
     let shown = flag_help(run_help, "run", "--transfer-epochs");
     assert!(
         shown.contains(&format!("at most its epochs: {epochs} over all images")),
+        "{shown}"
+    );
+    // --quick: the sizes of the library's quick job.
+    let quick = distill::pipeline::RunConfig::quick();
+    let shown = flag_help(run_help, "run", "--quick");
+    assert!(
+        shown.contains(&format!(
+            "{}/{} images",
+            quick.max_train.unwrap(),
+            quick.max_test.unwrap()
+        )) && shown.contains(&format!("students {} epochs", quick.student.epochs)),
         "{shown}"
     );
 }
