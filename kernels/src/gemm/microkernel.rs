@@ -270,16 +270,20 @@ unsafe fn kernel_avx512(
             }
         }
     };
-    // Unrolled by 4 to thin out the loop overhead between FMAs.
-    for _ in 0..kc / 4 {
+    // Unrolled by 8 to thin out the loop overhead between FMAs.
+    for _ in 0..kc / 8 {
         step(a, b, &mut acc);
         step(a.add(MR), b.add(NR), &mut acc);
         step(a.add(2 * MR), b.add(2 * NR), &mut acc);
         step(a.add(3 * MR), b.add(3 * NR), &mut acc);
-        a = a.add(4 * MR);
-        b = b.add(4 * NR);
+        step(a.add(4 * MR), b.add(4 * NR), &mut acc);
+        step(a.add(5 * MR), b.add(5 * NR), &mut acc);
+        step(a.add(6 * MR), b.add(6 * NR), &mut acc);
+        step(a.add(7 * MR), b.add(7 * NR), &mut acc);
+        a = a.add(8 * MR);
+        b = b.add(8 * NR);
     }
-    for _ in 0..kc % 4 {
+    for _ in 0..kc % 8 {
         step(a, b, &mut acc);
         a = a.add(MR);
         b = b.add(NR);

@@ -32,9 +32,10 @@
 //! - **KC**: the largest multiple of 64 (at most 512) with one packed B sliver plus one A
 //!   sliver ((MR+NR)×KC×4 B) in ¾ of L1d, so both stay in L1 across the ir loop, and KC is
 //!   long enough to amortise loading/storing the C tile (256 for AVX2 and 128 for AVX-512 at
-//!   a 32 KiB L1d; KC from 192 to 512 measured the same on AVX2). A longer KC for AVX-512,
-//!   with the slivers partly in L2, speeds up a large GEMM but slows the per-image conv GEMMs
-//!   more (docs/performance.md). Each call cuts k into blocks of equal depth up to KC.
+//!   a 32 KiB L1d; KC from 192 to 512 measured the same on AVX2). A problem taller than one
+//!   MC block uses [`KC_DEEP`] = 512 instead: fewer passes over C beat an L1-resident B
+//!   sliver there, while the conv GEMMs (one row block) lose with it (docs/performance.md).
+//!   Each call cuts k into blocks of equal depth up to KC.
 //! - **MC**: the packed A block (MC×KC×4 B) in ⅜ of L2, next to the streaming B slivers (a
 //!   multiple of MR; 192 for AVX2 at 512 KiB); the real MC is chosen per call so blocks come
 //!   out even.
@@ -73,6 +74,8 @@
 mod gemv;
 mod microkernel;
 mod pack;
+#[cfg(target_arch = "x86_64")]
+mod pack_avx512;
 
 use std::ops::Range;
 
@@ -83,6 +86,13 @@ use crate::{Bias, Epilogue, Trans};
 use gemv::{epilogue_only, gemv_rows};
 use microkernel::{edge_tile, microkernel, Kernel, TileEp, MR_AVX2, MR_AVX512, NR_AVX2, NR_AVX512};
 use pack::{pack_a, pack_b_panel, with_buf, PACK_A, PACK_B};
+
+/// KC for problems taller than one MC block (1024³, say). There every KC block is a pass over
+/// all of C (too big for L2, and at a power-of-two row length its rows fight over a few L1
+/// sets) and a B pack with two fork/joins; halving the passes is worth more than keeping the
+/// B sliver in L1 (it streams from L2 instead). Shorter problems keep the L1-sized KC: their
+/// B sliver is reused by every A sliver of the one row block.
+const KC_DEEP: usize = 512;
 
 /// Widest column run of a tile that packs its own B (512 KiB at KC = 256: stays in L2).
 const PRIVATE_NC: usize = 512;
@@ -128,11 +138,12 @@ impl std::fmt::Display for Blocking {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}: tile {}×{}, KC {}, MC {}, NC {} (from {})",
+            "{}: tile {}×{}, KC {} ({} past one MC block), MC {}, NC {} (from {})",
             self.level.name(),
             self.mr,
             self.nr,
             self.kc,
+            self.kc.max(KC_DEEP),
             self.mc,
             self.nc,
             self.caches
@@ -298,6 +309,13 @@ fn gemm_plan(
     } = plan;
     // KC blocks of equal depth: k = 576 in blocks of at most 512 runs as 2 × 288, not as
     // 512 + a 64-deep block that pays a whole C tile load and store for little work.
+    // More rows than one MC block: every KC block re-reads and re-writes all of C and pays
+    // a pack and two fork/joins, so the deepest KC pays off there (see `KC_DEEP`).
+    let kc_limit = if m > mc_max {
+        kc_limit.max(KC_DEEP)
+    } else {
+        kc_limit
+    };
     let kc_max = k.div_ceil(k.div_ceil(kc_limit));
     let threads = if parallel && 2.0 * (m * n) as f64 * k as f64 >= PARALLEL_MIN_FLOPS {
         rayon::current_num_threads()

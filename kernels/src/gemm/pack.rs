@@ -71,9 +71,10 @@ pub(super) fn pack_a<const MR: usize>(
                 let rows = MR.min(i0 + mc - r0);
                 // Row-major m×k: each row of the sliver is a contiguous run of kc floats.
                 if rows == MR {
+                    let done = gather_rows_simd::<MR>(&a[r0 * k + p0..], k, kc, d);
                     let src: [&[f32]; MR] =
                         std::array::from_fn(|r| &a[(r0 + r) * k + p0..(r0 + r) * k + p0 + kc]);
-                    for (p, dp) in d.chunks_exact_mut(MR).enumerate() {
+                    for (p, dp) in d.chunks_exact_mut(MR).enumerate().skip(done) {
                         for r in 0..MR {
                             dp[r] = src[r][p];
                         }
@@ -153,9 +154,17 @@ pub(super) fn pack_b_panel<const NR: usize>(
                 if cols < NR {
                     d.fill(0.0);
                 }
+                let done = if cols == NR {
+                    gather_rows_simd::<NR>(&b[c0 * k + p0..], k, kc, d)
+                } else {
+                    0
+                };
+                if done == kc {
+                    return;
+                }
                 for cc in 0..cols {
                     let src = &b[(c0 + cc) * k + p0..(c0 + cc) * k + p0 + kc];
-                    for (p, &v) in src.iter().enumerate() {
+                    for (p, &v) in src.iter().enumerate().skip(done) {
                         d[p * NR + cc] = v;
                     }
                 }
@@ -177,4 +186,32 @@ pub(super) fn pack_b_panel<const NR: usize>(
             one(t, d);
         }
     }
+}
+
+/// The first depths of a transposing gather, `dst[p·W + r] = src[r·stride + p]` for `W` rows,
+/// done in registers where the level has a transpose for a `W`-row sliver (the AVX-512 tile:
+/// 14 rows of A, 32 of B; `pack_avx512.rs`). Returns how many depths it did (a multiple of
+/// 16, or 0); the caller gathers the rest.
+fn gather_rows_simd<const W: usize>(
+    src: &[f32],
+    stride: usize,
+    kc: usize,
+    dst: &mut [f32],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if (W == 14 || W == 32) && kc >= 16 && crate::simd::SimdLevel::Avx512.is_supported() {
+        let blocks = kc / 16;
+        assert!(src.len() >= (W - 1) * stride + blocks * 16 && dst.len() >= blocks * 16 * W);
+        // SAFETY: AVX-512F checked above; the bounds just asserted are the functions' contract.
+        unsafe {
+            if W == 14 {
+                super::pack_avx512::gather_14_rows(src.as_ptr(), stride, blocks, dst.as_mut_ptr());
+            } else {
+                super::pack_avx512::gather_32_rows(src.as_ptr(), stride, blocks, dst.as_mut_ptr());
+            }
+        }
+        return blocks * 16;
+    }
+    let _ = (src, stride, kc, dst);
+    0
 }
