@@ -3,7 +3,9 @@
 //! op(A) is cut into MR-tall slivers (`kc` depths × MR rows, depth-major) and op(B) into
 //! NR-wide slivers (`kc` depths × NR columns), zero-padded past the matrix edge, so the
 //! microkernel reads both unit-stride and always runs a full tile. The transposes only change
-//! the gather: each packer reads its source along the stored rows.
+//! the gather: each packer reads its source along the stored rows. Two of the four gathers
+//! transpose (A stored row-major, B stored transposed); at the AVX-512 tile they go 16 depths
+//! at a time through a transpose in registers (`pack_avx512.rs`).
 //!
 //! Pack buffers are a thread-local free list of 64-byte aligned buffers, grown on demand, so
 //! steady-state calls do not allocate. A buffer is taken off the list for the duration of its
