@@ -37,7 +37,10 @@
 //!
 //!   With at least as many chunks as threads the chunks run in parallel, each with a
 //!   single-threaded GEMM and unfold ([`gemm_serial_at`]); otherwise one after another, each
-//!   spread over the pool. A GEMM's bits do not depend on its tiling or threads, so both give
+//!   spread over the pool. A chunk on one thread writes the GEMM's B operand (the forward's
+//!   column matrix, the input grad's gathered dY) straight into the packed slivers the
+//!   microkernel reads ([`PackedB`], [`gemm_serial_packed_b_at`]), so that operand is written
+//!   once rather than written, then read and copied again by the GEMM's packing. A GEMM's bits do not depend on its tiling or threads, so both give
 //!   the same result. Per-image GEMMs that are themselves parallel are never run inside a
 //!   parallel image loop: a worker waiting in the GEMM's join would steal another image, so
 //!   pack buffers are re-allocated and one L2 holds several images' operands.
@@ -55,7 +58,7 @@ use rayon::prelude::*;
 
 use super::unfold::{col2im_channel, im2col_channel};
 use super::{with_scratch, with_scratch_in, BatchChunks, Geo, CHUNK, PARTIALS};
-use crate::gemm::{gemm_at, gemm_serial_at, GemmShape};
+use crate::gemm::{gemm_at, gemm_serial_at, gemm_serial_packed_b_at, GemmShape, PackedB};
 use crate::simd::SimdLevel;
 use crate::{Bias, Epilogue, Trans};
 
@@ -194,6 +197,46 @@ fn col2im_chunk(g: &Geo, dcol: &[f32], c: usize, dx: &mut [f32], par: bool) {
     }
 }
 
+/// Floats added to a buffer so that a 64-byte aligned run of it can be cut out ([`aligned`]).
+const ALIGN_PAD: usize = 16;
+
+/// `len` floats of `buf` from its first 64-byte boundary: the GEMM's packed operands are read
+/// a cache line per vector.
+fn aligned(buf: &mut [f32], len: usize) -> &mut [f32] {
+    let off = buf.as_ptr().align_offset(64).min(ALIGN_PAD);
+    &mut buf[off..off + len]
+}
+
+/// [`im2col_chunk`] written straight into the packed slivers of the chunk GEMM's B
+/// ([`PackedB`]), on the calling thread: per (channel, image) plane its `kh·kw` rows are
+/// unfolded into a small scratch (it stays in L1) and copied to their slivers, so the column
+/// matrix is written once instead of written, then read and copied by the GEMM's packing.
+fn im2col_chunk_packed(g: &Geo, x: &[f32], c: usize, layout: &PackedB, dst: &mut [f32]) {
+    let (plane, p, taps) = (g.h * g.w, g.p(), g.kh * g.kw);
+    layout.zero_padding(dst);
+    with_scratch(taps * p, |rows| {
+        for ch in 0..g.ci {
+            for i in 0..c {
+                im2col_channel(g, &x[(i * g.ci + ch) * plane..][..plane], rows, p);
+                for (t, row) in rows.chunks_exact(p).enumerate() {
+                    layout.write_row(dst, ch * taps + t, i * p, row);
+                }
+            }
+        }
+    });
+}
+
+/// [`gather_chunk`] written straight into the packed slivers of the chunk GEMM's B.
+fn gather_chunk_packed(g: &Geo, src: &[f32], c: usize, layout: &PackedB, dst: &mut [f32]) {
+    let p = g.p();
+    layout.zero_padding(dst);
+    for o in 0..g.co {
+        for i in 0..c {
+            layout.write_row(dst, o, i * p, &src[(i * g.co + o) * p..][..p]);
+        }
+    }
+}
+
 /// `dst[co × c·P]` (column `i·P + p`) from NCHW `src[c×co×P]`, rows in parallel.
 fn gather_chunk(g: &Geo, src: &[f32], c: usize, dst: &mut [f32], par: bool) {
     let p = g.p();
@@ -275,11 +318,23 @@ pub(super) fn forward(
         for_each_chunk(y, yc, |i, yn, spread| {
             let xn = &x[i * xc..(i * xc + xc).min(x.len())];
             let c = xn.len() / g.in_image();
-            with_scratch_in(&CHUNK, (k + g.co) * c * p, |buf| {
-                let (col, yc) = buf.split_at_mut(k * c * p);
-                im2col_chunk(g, xn, c, col, !spread);
-                let shape = GemmShape { n: c * p, ..shape };
-                gemm_chunk(spread, level, shape, w, col, yc, ep);
+            let shape = GemmShape { n: c * p, ..shape };
+            // A chunk on one thread unfolds straight into the GEMM's packed B.
+            let packed = PackedB::new(level, g.co, c * p, k).filter(|_| spread);
+            let b_len = packed.map_or(k * c * p, |l| l.len() + ALIGN_PAD);
+            with_scratch_in(&CHUNK, b_len + g.co * c * p, |buf| {
+                let (col, yc) = buf.split_at_mut(b_len);
+                match packed {
+                    Some(layout) => {
+                        let col = aligned(col, layout.len());
+                        im2col_chunk_packed(g, xn, c, &layout, col);
+                        gemm_serial_packed_b_at(level, shape, w, &layout, col, yc, ep);
+                    }
+                    None => {
+                        im2col_chunk(g, xn, c, col, !spread);
+                        gemm_chunk(spread, level, shape, w, col, yc, ep);
+                    }
+                }
                 scatter_chunk(g, yc, c, yn, !spread);
             });
         });
@@ -320,11 +375,23 @@ pub(super) fn backward_input(level: SimdLevel, g: &Geo, w: &[f32], dy: &[f32], d
         for_each_chunk(dx, xc, |i, dxn, spread| {
             let dyn_ = &dy[i * yc..(i * yc + yc).min(dy.len())];
             let c = dxn.len() / g.in_image();
-            with_scratch_in(&CHUNK, (k + g.co) * c * p, |buf| {
+            let shape = GemmShape { n: c * p, ..shape };
+            // A chunk on one thread gathers dY straight into the GEMM's packed B.
+            let packed = PackedB::new(level, k, c * p, g.co).filter(|_| spread);
+            let b_len = packed.map_or(g.co * c * p, |l| l.len() + ALIGN_PAD);
+            with_scratch_in(&CHUNK, k * c * p + b_len, |buf| {
                 let (dcol, dyc) = buf.split_at_mut(k * c * p);
-                gather_chunk(g, dyn_, c, dyc, !spread);
-                let shape = GemmShape { n: c * p, ..shape };
-                gemm_chunk(spread, level, shape, w, dyc, dcol, ep);
+                match packed {
+                    Some(layout) => {
+                        let dyc = aligned(dyc, layout.len());
+                        gather_chunk_packed(g, dyn_, c, &layout, dyc);
+                        gemm_serial_packed_b_at(level, shape, w, &layout, dyc, dcol, ep);
+                    }
+                    None => {
+                        gather_chunk(g, dyn_, c, dyc, !spread);
+                        gemm_chunk(spread, level, shape, w, dyc, dcol, ep);
+                    }
+                }
                 col2im_chunk(g, dcol, c, dxn, !spread);
             });
         });

@@ -180,7 +180,7 @@ unsafe fn kernel_avx2(
     }
     let (mut a, mut b) = (a, b);
     let step = |a: *const f32, b: *const f32, acc: &mut [[__m256; NV]; MR]| {
-        let bv: [__m256; NV] = std::array::from_fn(|v| _mm256_load_ps(b.add(8 * v)));
+        let bv: [__m256; NV] = std::array::from_fn(|v| _mm256_loadu_ps(b.add(8 * v)));
         for (r, accr) in acc.iter_mut().enumerate() {
             let ar = _mm256_broadcast_ss(&*a.add(r));
             for (x, &bb) in accr.iter_mut().zip(&bv) {

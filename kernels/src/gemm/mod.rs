@@ -18,7 +18,8 @@
 //! packers gather, so no transposed copy of A or B is ever made. Slivers are zero-padded to
 //! MR/NR, so the microkernel always runs a full tile; edge tiles go through a small stack
 //! buffer and only the valid part is copied out. A single row against a transposed B, and an
-//! empty k, skip all of this (`gemv.rs`).
+//! empty k, skip all of this (`gemv.rs`). A caller that produces B itself can write it in the
+//! packed layout directly ([`PackedB`], [`gemm_serial_packed_b_at`]; conv2d's unfold does).
 //!
 //! # Tiling (per SIMD level, from the cache sizes read at run time: [`blocking`])
 //!
@@ -33,7 +34,7 @@
 //!   sliver ((MR+NR)×KC×4 B) in ¾ of L1d, so both stay in L1 across the ir loop, and KC is
 //!   long enough to amortise loading/storing the C tile (256 for AVX2 and 128 for AVX-512 at
 //!   a 32 KiB L1d; KC from 192 to 512 measured the same on AVX2). A problem taller than one
-//!   MC block uses [`KC_DEEP`] = 512 instead: fewer passes over C beat an L1-resident B
+//!   MC block uses `KC_DEEP` = 512 instead: fewer passes over C beat an L1-resident B
 //!   sliver there, while the conv GEMMs (one row block) lose with it (docs/performance.md).
 //!   Each call cuts k into blocks of equal depth up to KC.
 //! - **MC**: the packed A block (MC×KC×4 B) in ⅜ of L2, next to the streaming B slivers (a
@@ -259,7 +260,127 @@ fn gemm_impl(
     ep: Epilogue,
     parallel: bool,
 ) {
-    gemm_plan(Plan::new(level), level, shape, a, b, c, ep, parallel)
+    gemm_plan(Plan::new(level), level, shape, a, b, c, ep, parallel, None)
+}
+
+/// The depth of one KC block of a problem with `m` rows and depth `k` (see the module header).
+fn kc_blocks(plan: &Plan, m: usize, k: usize) -> usize {
+    // More rows than one MC block: every KC block re-reads and re-writes all of C and pays
+    // a pack and two fork/joins, so the deepest KC pays off there (see `KC_DEEP`).
+    let kc_limit = if m > plan.mc {
+        plan.kc.max(KC_DEEP)
+    } else {
+        plan.kc
+    };
+    // KC blocks of equal depth: k = 576 in blocks of at most 512 runs as 2 × 288, not as
+    // 512 + a 64-deep block that pays a whole C tile load and store for little work.
+    k.div_ceil(k.div_ceil(kc_limit).max(1)).max(1)
+}
+
+/// The layout of a B operand that its producer writes straight into the GEMM's packed slivers
+/// ([`gemm_serial_packed_b_at`]): a conv2d's unfold or gather then writes B once, instead of
+/// into a dense matrix that the GEMM would copy into slivers again.
+///
+/// B (k×n) is cut into the KC blocks the GEMM uses for this shape; block `b` starts at
+/// `b·KC·n_pad` floats and holds `n_pad / NR` slivers of `kc_b × NR` (depth-major), so
+/// element `(kk, j)` lies at `b·KC·n_pad + (j / NR)·NR·kc_b + (kk − b·KC)·NR + j mod NR`.
+/// Columns `n..n_pad` must be zero ([`PackedB::zero_padding`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PackedB {
+    nr: usize,
+    k: usize,
+    n: usize,
+    n_pad: usize,
+    kc: usize,
+}
+
+impl PackedB {
+    /// The layout for `C[m×n] = op(A)·B[k×n]` at `level`, or `None` where the GEMM would cut
+    /// B into several column panels (n > NC) or `k` or `n` is zero.
+    pub fn new(level: SimdLevel, m: usize, n: usize, k: usize) -> Option<PackedB> {
+        let plan = Plan::new(level);
+        if n == 0 || k == 0 || n > plan.nc {
+            return None;
+        }
+        Some(PackedB {
+            nr: plan.nr,
+            k,
+            n,
+            n_pad: n.div_ceil(plan.nr) * plan.nr,
+            kc: kc_blocks(&plan, m, k),
+        })
+    }
+
+    /// Floats the packed operand takes.
+    pub fn len(&self) -> usize {
+        self.k * self.n_pad
+    }
+
+    /// Never true: a layout exists only for a non-empty B.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes `src` as row `kk` of B from column `j` on (`j + src.len() ≤ n`).
+    pub fn write_row(&self, dst: &mut [f32], kk: usize, j: usize, src: &[f32]) {
+        debug_assert!(kk < self.k && j + src.len() <= self.n);
+        let (nr, blk) = (self.nr, kk / self.kc);
+        let kc_b = self.kc.min(self.k - blk * self.kc);
+        let base = blk * self.kc * self.n_pad + (kk - blk * self.kc) * nr;
+        let (mut j, mut src) = (j, src);
+        while !src.is_empty() {
+            // One sliver's part of the row is contiguous: NR floats at this depth.
+            let (t, c) = (j / nr, j % nr);
+            let run = (nr - c).min(src.len());
+            let at = base + t * nr * kc_b + c;
+            dst[at..at + run].copy_from_slice(&src[..run]);
+            (j, src) = (j + run, &src[run..]);
+        }
+    }
+
+    /// Zeroes columns `n..n_pad` of every row (the last sliver's padding).
+    pub fn zero_padding(&self, dst: &mut [f32]) {
+        if self.n == self.n_pad {
+            return;
+        }
+        let (nr, t) = (self.nr, self.n / self.nr);
+        for blk in 0..self.k.div_ceil(self.kc) {
+            let kc_b = self.kc.min(self.k - blk * self.kc);
+            let sliver = blk * self.kc * self.n_pad + t * nr * kc_b;
+            for p in 0..kc_b {
+                dst[sliver + p * nr + self.n % nr..sliver + (p + 1) * nr].fill(0.0);
+            }
+        }
+    }
+}
+
+/// [`gemm_serial_at`] with B already packed in the [`PackedB`] layout `layout` (made for the
+/// same level, m, n and k): `C[m×n] = op(A)·B`, on the calling thread. Gives the same bits as
+/// [`gemm_serial_at`] on the dense B.
+pub fn gemm_serial_packed_b_at(
+    level: SimdLevel,
+    shape: GemmShape,
+    a: &[f32],
+    layout: &PackedB,
+    b: &[f32],
+    c: &mut [f32],
+    ep: Epilogue,
+) {
+    let GemmShape { m, n, k, .. } = shape;
+    let plan = Plan::new(level);
+    assert!(
+        layout.n == n
+            && layout.k == k
+            && layout.nr == plan.nr
+            && layout.kc == kc_blocks(&plan, m, k),
+        "gemm: B was packed for another shape"
+    );
+    assert!(b.len() >= layout.len(), "gemm: packed B too short");
+    let shape = GemmShape {
+        tb: Trans::N,
+        ..shape
+    };
+    gemm_plan(plan, level, shape, a, &[], c, ep, false, Some((layout, b)))
 }
 
 /// The driver: checks, the degenerate shapes, then the blocked loops of the module header.
@@ -273,10 +394,11 @@ fn gemm_plan(
     c: &mut [f32],
     ep: Epilogue,
     parallel: bool,
+    packed_b: Option<(&PackedB, &[f32])>,
 ) {
     let GemmShape { ta, tb, m, n, k } = shape;
     assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        a.len() >= m * k && (packed_b.is_some() || b.len() >= k * n) && c.len() >= m * n,
         "gemm: operand too short"
     );
     match ep.bias {
@@ -292,7 +414,7 @@ fn gemm_plan(
         epilogue_only(m, n, &mut c[..m * n], ep);
         return;
     }
-    if m == 1 && tb == Trans::T {
+    if m == 1 && tb == Trans::T && packed_b.is_none() {
         // A single row against a row-major [n, k] matrix (a linear layer at batch 1): n dot
         // products over contiguous rows. Packing B would copy all of it for one use; this
         // streams it once, so batch-1 inference runs at memory bandwidth.
@@ -302,21 +424,11 @@ fn gemm_plan(
     let Plan {
         mr,
         nr,
-        kc: kc_limit,
         mc: mc_max,
         nc: nc_max,
         ..
     } = plan;
-    // KC blocks of equal depth: k = 576 in blocks of at most 512 runs as 2 × 288, not as
-    // 512 + a 64-deep block that pays a whole C tile load and store for little work.
-    // More rows than one MC block: every KC block re-reads and re-writes all of C and pays
-    // a pack and two fork/joins, so the deepest KC pays off there (see `KC_DEEP`).
-    let kc_limit = if m > mc_max {
-        kc_limit.max(KC_DEEP)
-    } else {
-        kc_limit
-    };
-    let kc_max = k.div_ceil(k.div_ceil(kc_limit));
+    let kc_max = kc_blocks(&plan, m, k);
     let threads = if parallel && 2.0 * (m * n) as f64 * k as f64 >= PARALLEL_MIN_FLOPS {
         rayon::current_num_threads()
     } else {
@@ -380,9 +492,15 @@ fn gemm_plan(
             let grid = Grid::new(m, mr, mc_max, n_sl, threads, n_sl, true);
             for pc in (0..k).step_by(kc_max) {
                 let st = step(pc, jc, nc);
-                let bbuf = bbuf_all.get(n_sl * nr * st.kc);
-                (plan.pack_b)(tb, b, k, n, pc, st.kc, jc, nc, bbuf, threads);
-                let bbuf: &[f32] = bbuf;
+                let bbuf: &[f32] = match packed_b {
+                    // One panel (PackedB::new checked n ≤ NC): block pc starts at pc·n_pad.
+                    Some((_, pk)) => &pk[pc * n_sl * nr..][..n_sl * nr * st.kc],
+                    None => {
+                        let bbuf = bbuf_all.get(n_sl * nr * st.kc);
+                        (plan.pack_b)(tb, b, k, n, pc, st.kc, jc, nc, bbuf, threads);
+                        bbuf
+                    }
+                };
                 let tile = |t: usize| {
                     let (ms, ns) = grid.ranges(t);
                     if !ms.is_empty() && !ns.is_empty() {
@@ -591,7 +709,7 @@ mod tests {
 
     fn run(plan: Plan, s: GemmShape, a: &[f32], b: &[f32], c0: &[f32], ep: Epilogue) -> Vec<f32> {
         let mut c = c0.to_vec();
-        gemm_plan(plan, SimdLevel::Scalar, s, a, b, &mut c, ep, true);
+        gemm_plan(plan, SimdLevel::Scalar, s, a, b, &mut c, ep, true, None);
         c
     }
 
