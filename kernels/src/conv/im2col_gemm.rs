@@ -40,8 +40,8 @@
 //!   spread over the pool. A chunk on one thread writes the GEMM's B operand (the forward's
 //!   column matrix, the input grad's gathered dY) straight into the packed slivers the
 //!   microkernel reads ([`PackedB`], [`gemm_serial_packed_b_at`]), so that operand is written
-//!   once rather than written, then read and copied again by the GEMM's packing. A GEMM's bits do not depend on its tiling or threads, so both give
-//!   the same result. Per-image GEMMs that are themselves parallel are never run inside a
+//!   once rather than written, then read and copied again by the GEMM's packing. A GEMM's
+//!   bits do not depend on its tiling or threads, so both give the same result. Per-image GEMMs that are themselves parallel are never run inside a
 //!   parallel image loop: a worker waiting in the GEMM's join would steal another image, so
 //!   pack buffers are re-allocated and one L2 holds several images' operands.
 //!
@@ -58,7 +58,9 @@ use rayon::prelude::*;
 
 use super::unfold::{col2im_channel, im2col_channel};
 use super::{with_scratch, with_scratch_in, BatchChunks, Geo, CHUNK, PARTIALS};
-use crate::gemm::{gemm_at, gemm_serial_at, gemm_serial_packed_b_at, GemmShape, PackedB};
+use crate::gemm::{
+    aligned, gemm_at, gemm_serial_at, gemm_serial_packed_b_at, GemmShape, PackedB, ALIGN_PAD,
+};
 use crate::simd::SimdLevel;
 use crate::{Bias, Epilogue, Trans};
 
@@ -197,14 +199,62 @@ fn col2im_chunk(g: &Geo, dcol: &[f32], c: usize, dx: &mut [f32], par: bool) {
     }
 }
 
-/// Floats added to a buffer so that a 64-byte aligned run of it can be cut out ([`aligned`]).
-const ALIGN_PAD: usize = 16;
+/// One chunk's GEMM `C = op(A)·B` whose B the chunk writes itself: straight into the GEMM's
+/// packed slivers when the chunk runs on one thread (`spread`), else dense, for a GEMM over
+/// the pool. Both give the same bits.
+struct ChunkGemm {
+    spread: bool,
+    level: SimdLevel,
+    shape: GemmShape,
+    packed: Option<PackedB>,
+}
 
-/// `len` floats of `buf` from its first 64-byte boundary: the GEMM's packed operands are read
-/// a cache line per vector.
-fn aligned(buf: &mut [f32], len: usize) -> &mut [f32] {
-    let off = buf.as_ptr().align_offset(64).min(ALIGN_PAD);
-    &mut buf[off..off + len]
+impl ChunkGemm {
+    fn new(level: SimdLevel, spread: bool, shape: GemmShape) -> ChunkGemm {
+        let packed = PackedB::new(level, shape.m, shape.n, shape.k).filter(|_| spread);
+        ChunkGemm {
+            spread,
+            level,
+            shape,
+            packed,
+        }
+    }
+
+    /// Scratch floats B takes.
+    fn b_len(&self) -> usize {
+        let dense = self.shape.k * self.shape.n;
+        self.packed.map_or(dense, |l| l.len() + ALIGN_PAD)
+    }
+
+    /// Writes B into `bbuf` ([`ChunkGemm::b_len`] floats) with `dense` or `packed`, then
+    /// runs the GEMM into `c`.
+    fn run(
+        &self,
+        a: &[f32],
+        bbuf: &mut [f32],
+        c: &mut [f32],
+        ep: Epilogue,
+        dense: impl FnOnce(&mut [f32]),
+        packed: impl FnOnce(&PackedB, &mut [f32]),
+    ) {
+        let ChunkGemm {
+            spread,
+            level,
+            shape,
+            ..
+        } = *self;
+        match &self.packed {
+            Some(layout) => {
+                let b = aligned(bbuf, layout.len());
+                packed(layout, b);
+                gemm_serial_packed_b_at(level, shape, a, layout, b, c, ep);
+            }
+            None => {
+                dense(bbuf);
+                gemm_chunk(spread, level, shape, a, bbuf, c, ep);
+            }
+        }
+    }
 }
 
 /// [`im2col_chunk`] written straight into the packed slivers of the chunk GEMM's B
@@ -318,23 +368,17 @@ pub(super) fn forward(
         for_each_chunk(y, yc, |i, yn, spread| {
             let xn = &x[i * xc..(i * xc + xc).min(x.len())];
             let c = xn.len() / g.in_image();
-            let shape = GemmShape { n: c * p, ..shape };
-            // A chunk on one thread unfolds straight into the GEMM's packed B.
-            let packed = PackedB::new(level, g.co, c * p, k).filter(|_| spread);
-            let b_len = packed.map_or(k * c * p, |l| l.len() + ALIGN_PAD);
-            with_scratch_in(&CHUNK, b_len + g.co * c * p, |buf| {
-                let (col, yc) = buf.split_at_mut(b_len);
-                match packed {
-                    Some(layout) => {
-                        let col = aligned(col, layout.len());
-                        im2col_chunk_packed(g, xn, c, &layout, col);
-                        gemm_serial_packed_b_at(level, shape, w, &layout, col, yc, ep);
-                    }
-                    None => {
-                        im2col_chunk(g, xn, c, col, !spread);
-                        gemm_chunk(spread, level, shape, w, col, yc, ep);
-                    }
-                }
+            let chunk = ChunkGemm::new(level, spread, GemmShape { n: c * p, ..shape });
+            with_scratch_in(&CHUNK, chunk.b_len() + g.co * c * p, |buf| {
+                let (col, yc) = buf.split_at_mut(chunk.b_len());
+                chunk.run(
+                    w,
+                    col,
+                    yc,
+                    ep,
+                    |col| im2col_chunk(g, xn, c, col, !spread),
+                    |layout, col| im2col_chunk_packed(g, xn, c, layout, col),
+                );
                 scatter_chunk(g, yc, c, yn, !spread);
             });
         });
@@ -375,23 +419,17 @@ pub(super) fn backward_input(level: SimdLevel, g: &Geo, w: &[f32], dy: &[f32], d
         for_each_chunk(dx, xc, |i, dxn, spread| {
             let dyn_ = &dy[i * yc..(i * yc + yc).min(dy.len())];
             let c = dxn.len() / g.in_image();
-            let shape = GemmShape { n: c * p, ..shape };
-            // A chunk on one thread gathers dY straight into the GEMM's packed B.
-            let packed = PackedB::new(level, k, c * p, g.co).filter(|_| spread);
-            let b_len = packed.map_or(g.co * c * p, |l| l.len() + ALIGN_PAD);
-            with_scratch_in(&CHUNK, k * c * p + b_len, |buf| {
+            let chunk = ChunkGemm::new(level, spread, GemmShape { n: c * p, ..shape });
+            with_scratch_in(&CHUNK, k * c * p + chunk.b_len(), |buf| {
                 let (dcol, dyc) = buf.split_at_mut(k * c * p);
-                match packed {
-                    Some(layout) => {
-                        let dyc = aligned(dyc, layout.len());
-                        gather_chunk_packed(g, dyn_, c, &layout, dyc);
-                        gemm_serial_packed_b_at(level, shape, w, &layout, dyc, dcol, ep);
-                    }
-                    None => {
-                        gather_chunk(g, dyn_, c, dyc, !spread);
-                        gemm_chunk(spread, level, shape, w, dyc, dcol, ep);
-                    }
-                }
+                chunk.run(
+                    w,
+                    dyc,
+                    dcol,
+                    ep,
+                    |dyc| gather_chunk(g, dyn_, c, dyc, !spread),
+                    |layout, dyc| gather_chunk_packed(g, dyn_, c, layout, dyc),
+                );
                 col2im_chunk(g, dcol, c, dxn, !spread);
             });
         });

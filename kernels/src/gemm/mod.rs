@@ -86,6 +86,7 @@ use crate::simd::{self, CacheSizes, SimdLevel};
 use crate::{Bias, Epilogue, Trans};
 use gemv::{epilogue_only, gemv_rows};
 use microkernel::{edge_tile, microkernel, Kernel, TileEp, MR_AVX2, MR_AVX512, NR_AVX2, NR_AVX512};
+pub(crate) use pack::{aligned, ALIGN_PAD};
 use pack::{pack_a, pack_b_panel, with_buf, PACK_A, PACK_B};
 
 /// KC for problems taller than one MC block (1024³, say). There every KC block is a pass over

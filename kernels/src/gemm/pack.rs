@@ -23,13 +23,21 @@ pub(super) struct PackBuf(Vec<f32>);
 
 impl PackBuf {
     pub(super) fn get(&mut self, len: usize) -> &mut [f32] {
-        const ALIGN_F32: usize = 16; // 64 bytes
-        if self.0.len() < len + ALIGN_F32 {
-            self.0 = vec![0.0; len + ALIGN_F32];
+        if self.0.len() < len + ALIGN_PAD {
+            self.0 = vec![0.0; len + ALIGN_PAD];
         }
-        let off = self.0.as_ptr().align_offset(64).min(ALIGN_F32);
-        &mut self.0[off..off + len]
+        aligned(&mut self.0, len)
     }
+}
+
+/// Floats a buffer needs beyond `len` so that [`aligned`] can cut `len` of them out.
+pub const ALIGN_PAD: usize = 16;
+
+/// `len` floats of `buf` from its first 64-byte boundary (`buf` holds `len + ALIGN_PAD`): the
+/// microkernel reads packed operands a cache line per vector.
+pub fn aligned(buf: &mut [f32], len: usize) -> &mut [f32] {
+    let off = buf.as_ptr().align_offset(64).min(ALIGN_PAD);
+    &mut buf[off..off + len]
 }
 
 pub(super) type FreeList = RefCell<Vec<PackBuf>>;
@@ -201,12 +209,17 @@ fn gather_rows_simd<const W: usize>(
     dst: &mut [f32],
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if (W == 14 || W == 32) && kc >= 16 && crate::simd::SimdLevel::Avx512.is_supported() {
+    use super::microkernel::{MR_AVX512, NR_AVX512};
+    #[cfg(target_arch = "x86_64")]
+    if (W == MR_AVX512 || W == NR_AVX512)
+        && kc >= 16
+        && crate::simd::SimdLevel::Avx512.is_supported()
+    {
         let blocks = kc / 16;
         assert!(src.len() >= (W - 1) * stride + blocks * 16 && dst.len() >= blocks * 16 * W);
         // SAFETY: AVX-512F checked above; the bounds just asserted are the functions' contract.
         unsafe {
-            if W == 14 {
+            if W == MR_AVX512 {
                 super::pack_avx512::gather_14_rows(src.as_ptr(), stride, blocks, dst.as_mut_ptr());
             } else {
                 super::pack_avx512::gather_32_rows(src.as_ptr(), stride, blocks, dst.as_mut_ptr());
