@@ -1,9 +1,11 @@
 //! max_pool2d against a naive reference: overlapping windows, ties, NaN/−∞, rectangular
 //! windows and strides, and the backward routing (including gradient summed on overlaps).
-//! Every forward runs at every SIMD level the CPU has (the 2×2/stride-2 window has a path per
-//! level), and all levels must give the same bits.
+//! Every forward and backward runs at every SIMD level the CPU has (the 2×2/stride-2 window
+//! has a path per level), and all levels must give the same bits.
 
-use distill_kernels::pool::{max_pool2d_backward, max_pool2d_forward, max_pool2d_forward_at};
+use distill_kernels::pool::{
+    max_pool2d_backward, max_pool2d_backward_at, max_pool2d_forward, max_pool2d_forward_at,
+};
 use distill_kernels::{simd, Pool2dShape};
 
 mod common;
@@ -184,6 +186,30 @@ fn nan_and_ties_on_the_wide_2x2_path() {
     assert!(y.iter().any(|v| v.is_nan()) && y.iter().any(|v| !v.is_nan()));
 }
 
+/// The backward at every SIMD level this CPU runs, into a dx of NaNs (every pixel must be
+/// written), checked to agree bit for bit (and with the default entry point); returns the
+/// scalar level's dx.
+fn run_backward(s: &Pool2dShape, dy: &[f32], a: &[u32]) -> Vec<f32> {
+    let run = |level: Option<simd::SimdLevel>| {
+        let mut dx = vec![f32::NAN; s.input_len()];
+        match level {
+            Some(level) => max_pool2d_backward_at(level, s, dy, a, &mut dx),
+            None => max_pool2d_backward(s, dy, a, &mut dx),
+        }
+        dx
+    };
+    let dx = run(Some(simd::SimdLevel::Scalar));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for level in simd::available().into_iter().map(Some).chain([None]) {
+        assert_eq!(
+            bits(&run(level)),
+            bits(&dx),
+            "dx at {level:?} differs from scalar for {s:?}"
+        );
+    }
+    dx
+}
+
 /// Backward routes dy to the arg-max; overlapping windows (3/2, 3/1) sum into shared inputs.
 #[test]
 fn backward_routes_and_sums_gradients() {
@@ -200,8 +226,7 @@ fn backward_routes_and_sums_gradients() {
         for (i, (&g, &idx)) in dy.iter().zip(&a).enumerate() {
             want[(i / out_plane) * in_plane + idx as usize] += g as f64;
         }
-        let mut dx = vec![f32::NAN; s.input_len()];
-        max_pool2d_backward(s, &dy, &a, &mut dx);
+        let dx = run_backward(s, &dy, &a);
         for (i, (&g, &w)) in dx.iter().zip(&want).enumerate() {
             assert!(
                 (g as f64 - w).abs() <= 1e-6 * (1.0 + w.abs()),

@@ -381,7 +381,7 @@ impl Backend for CpuBackend {
         argmax: &Storage,
         dx: &Storage,
     ) -> Result<()> {
-        k::pool::max_pool2d_backward(s, &r(dy)?, as_u32(&r(argmax)?), &mut w(dx)?);
+        k::pool::max_pool2d_backward_at(self.level, s, &r(dy)?, as_u32(&r(argmax)?), &mut w(dx)?);
         Ok(())
     }
 

@@ -4,9 +4,10 @@
 //! Unfolding writes the `kh·kw` rows of the column matrix that come from one input channel:
 //! row `(i, j)` holds, for every output position, the input pixel that tap `(i, j)` sees (zero
 //! in the padding). Folding is the adjoint: every column entry is added back to the pixel it
-//! was read from, in a fixed order. For stride 1 the plane is first copied into a
-//! zero-bordered plane on the stack, from which every column row is a contiguous run, so the
-//! copy needs no per-pixel bounds or fills. Both are bound by memory traffic: `K·P` floats
+//! was read from, in a fixed order. For stride 1 both go through a zero-bordered plane on
+//! the stack, in which every column row is a set of contiguous runs: the unfold copies the
+//! plane in and the runs out, the fold adds the runs in and copies the interior out, with no
+//! per-pixel bounds or fills. Both are bound by memory traffic: `K·P` floats
 //! per image, small next to the GEMM's `2·co·K·P` flops.
 
 use super::Geo;
@@ -117,6 +118,17 @@ fn im2col_channel_stride1(g: &Geo, plane: &[f32], rows: &mut [f32], rs: usize) {
     })
 }
 
+/// `buf` zeroed, as floats. The padded planes live in uninitialised stack arrays zeroed over
+/// the used part only: a small plane uses a fraction of the 16 KB, and zeroing all of it would
+/// cost more than its unfold.
+fn zeroed(buf: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    for v in buf.iter_mut() {
+        v.write(0.0);
+    }
+    // SAFETY: every element was initialised just above; MaybeUninit<f32> has f32's layout.
+    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<f32>(), buf.len()) }
+}
+
 /// Runs `f(padded, wp)` on a zero-bordered copy of `plane`, `padded[(h+2ph) × wp]` with
 /// `wp = w+2pw`, on the stack (`(h+2ph)·wp ≤` [`PADDED_MAX`], `w ≥ 8`).
 pub(super) fn with_padded_plane<R>(
@@ -125,23 +137,53 @@ pub(super) fn with_padded_plane<R>(
     f: impl FnOnce(&[f32], usize) -> R,
 ) -> R {
     let (wp, hp) = (g.w + 2 * g.pw, g.h + 2 * g.ph);
-    // Uninitialised, then zeroed over the used part only: a small plane uses a fraction of the
-    // 16 KB, and zeroing all of it would cost more than its unfold.
     let mut buf = [std::mem::MaybeUninit::<f32>::uninit(); PADDED_MAX];
-    for v in &mut buf[..hp * wp] {
-        v.write(0.0);
-    }
-    // SAFETY: the first hp·wp elements were initialised just above.
-    let padded: &mut [f32] =
-        unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<f32>(), hp * wp) };
+    let padded = zeroed(&mut buf[..hp * wp]);
     copy_runs(&mut padded[g.ph * wp + g.pw..], wp, plane, g.w, g.h, g.w);
     f(padded, wp)
 }
 
+/// `dst[..len] += src[..len]` (`len ≥ 8`) as 8-float blocks for every one of `runs` runs,
+/// `src_step` / `dst_step` floats apart. The last block ends at `len` and overlaps its
+/// neighbour: it is loaded before the other blocks are stored and stored after them, so the
+/// overlapped floats are written twice with the same sum `dst + src`.
+#[inline(always)]
+fn add_runs(
+    dst: &mut [f32],
+    dst_step: usize,
+    src: &[f32],
+    src_step: usize,
+    runs: usize,
+    len: usize,
+) {
+    debug_assert!(len >= 8);
+    let last = len - 8;
+    for r in 0..runs {
+        let (d, s) = (&mut dst[r * dst_step..][..len], &src[r * src_step..][..len]);
+        let mut tail: [f32; 8] = d[last..].try_into().unwrap();
+        for (t, v) in tail.iter_mut().zip(&s[last..]) {
+            *t += *v;
+        }
+        for x0 in (0..last).step_by(8) {
+            let sb: &[f32; 8] = s[x0..][..8].try_into().unwrap();
+            let db: &mut [f32; 8] = (&mut d[x0..][..8]).try_into().unwrap();
+            for (a, b) in db.iter_mut().zip(sb) {
+                *a += *b;
+            }
+        }
+        d[last..].copy_from_slice(&tail);
+    }
+}
+
 /// Folds one input channel's `kh·kw` column rows back into its plane: the plane is zeroed,
-/// then every column entry is added to the pixel it was read from, in a fixed order. Rows are
-/// `rs ≥ P` floats apart.
+/// then every column entry is added to the pixel it was read from, in a fixed order (tap by
+/// tap, row by row). Rows are `rs ≥ P` floats apart.
 pub(super) fn col2im_channel(g: &Geo, rows: &[f32], plane: &mut [f32], rs: usize) {
+    let padded_len = (g.h + 2 * g.ph) * (g.w + 2 * g.pw);
+    if g.sh == 1 && g.sw == 1 && g.ow >= 8 && g.w >= 8 && padded_len <= PADDED_MAX {
+        col2im_channel_stride1(g, rows, plane, rs);
+        return;
+    }
     plane.fill(0.0);
     let mut rows = rows.chunks(rs).map(|r| &r[..g.p()]);
     for i in 0..g.kh {
@@ -168,4 +210,21 @@ pub(super) fn col2im_channel(g: &Geo, rows: &[f32], plane: &mut [f32], rs: usize
             }
         }
     }
+}
+
+/// [`col2im_channel`] for stride 1 (rows of at least 8 outputs): every row is added as whole
+/// runs into a zero-bordered `padded[(h+2ph) × (w+2pw)]` on the stack (the adjoint of
+/// [`im2col_channel_stride1`]: no per-pixel bounds), then the interior is copied out. Each
+/// pixel sums its taps in the same order as the general loop, so the bits are the same.
+fn col2im_channel_stride1(g: &Geo, rows: &[f32], plane: &mut [f32], rs: usize) {
+    let (wp, hp) = (g.w + 2 * g.pw, g.h + 2 * g.ph);
+    let mut buf = [std::mem::MaybeUninit::<f32>::uninit(); PADDED_MAX];
+    let padded = zeroed(&mut buf[..hp * wp]);
+    for i in 0..g.kh {
+        for j in 0..g.kw {
+            let row = &rows[(i * g.kw + j) * rs..];
+            add_runs(&mut padded[i * wp + j..], wp, row, g.ow, g.oh, g.ow);
+        }
+    }
+    copy_runs(plane, g.w, &padded[g.ph * wp + g.pw..], wp, g.h, g.w);
 }

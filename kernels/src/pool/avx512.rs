@@ -5,6 +5,11 @@
 //! bottom-right, the scalar rule's order. The ragged end of a row is one masked step
 //! (masked-off lanes are neither read nor written). Bound by memory: 32 input floats in,
 //! 16 floats and 16 indices out per step.
+//!
+//! The backward runs the same steps in reverse: sixteen gradients and arg-maxes in, four
+//! compares pick which of the four window pixels each gradient goes to, and two permutes per
+//! window row interleave the even and odd columns back into 32 outputs (zero where a pixel
+//! was not its window's maximum). Every input pixel is written once, so dx needs no zeroing.
 
 use std::arch::x86_64::*;
 
@@ -70,6 +75,47 @@ pub(super) unsafe fn pool_2x2_avx512(
             let out = first(n);
             _mm512_mask_storeu_ps(yp.as_mut_ptr().add(r * ow + c), out, best);
             _mm512_mask_storeu_epi32(ap.as_mut_ptr().add(r * ow + c) as *mut i32, out, at);
+            c += n;
+        }
+    }
+}
+
+/// The backward of one plane: `dxp[2r + i, 2c + j] = dy[r, c]` where `argmax[r, c]` is that
+/// pixel, else zero, for the `2·oh` rows and `2·ow` columns the windows cover (the caller
+/// zeroes what lies outside them). The caller checks that `dxp` holds `2·oh` rows reaching
+/// column `2·ow`, and `dyp`, `ap` hold `oh·ow`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn unpool_2x2_avx512(
+    dxp: &mut [f32],
+    iw: usize,
+    oh: usize,
+    ow: usize,
+    dyp: &[f32],
+    ap: &[u32],
+) {
+    let even_cols = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    // Lanes 0..8 of (even, odd) interleaved, then lanes 8..16.
+    let pairs_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let pairs_hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let one = _mm512_set1_epi32(1);
+    for r in 0..oh {
+        let (t0, b0) = (2 * r * iw, (2 * r + 1) * iw);
+        let mut c = 0;
+        while c < ow {
+            let n = (ow - c).min(16);
+            let out = first(n);
+            let g = _mm512_maskz_loadu_ps(out, dyp.as_ptr().add(r * ow + c));
+            let a = _mm512_maskz_loadu_epi32(out, ap.as_ptr().add(r * ow + c) as *const i32);
+            let (mask_lo, mask_hi) = (first(2 * n), first((2 * n).saturating_sub(16)));
+            for row0 in [t0, b0] {
+                let even = _mm512_add_epi32(_mm512_set1_epi32((row0 + 2 * c) as i32), even_cols);
+                let odd = _mm512_add_epi32(even, one);
+                let ge = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, even), g);
+                let go = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, odd), g);
+                let p = dxp.as_mut_ptr().add(row0 + 2 * c);
+                _mm512_mask_storeu_ps(p, mask_lo, _mm512_permutex2var_ps(ge, pairs_lo, go));
+                _mm512_mask_storeu_ps(p.add(16), mask_hi, _mm512_permutex2var_ps(ge, pairs_hi, go));
+            }
             c += n;
         }
     }

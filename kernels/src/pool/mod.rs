@@ -22,7 +22,8 @@
 //! masked end. Teacher pool2 (7 outputs a row): 5.2 ms → 1.4 ms.
 //!
 //! Backward: one task per group of planes zeroes its dx planes, then adds each `dy` into
-//! `dx[argmax]` in output order. With overlapping windows (kernel > stride) one input can
+//! `dx[argmax]` in output order. The 2×2/stride-2 window instead writes every input pixel
+//! once (its window's gradient or zero), as windows that do not overlap allow. With overlapping windows (kernel > stride) one input can
 //! collect several gradients; as each plane belongs to one task and is visited in a fixed
 //! order, the sums are bit-for-bit deterministic.
 //!
@@ -200,6 +201,18 @@ fn pool_2x2_rows(
 
 /// `dx` (overwritten) = `dy` routed to each window's arg-max; overlapping windows add.
 pub fn max_pool2d_backward(s: &Pool2dShape, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
+    max_pool2d_backward_at(simd::level(), s, dy, argmax, dx)
+}
+
+/// [`max_pool2d_backward`] with its 2×2/stride-2 path on an explicit SIMD level (every level
+/// gives the same results: each pixel is one gradient or zero).
+pub fn max_pool2d_backward_at(
+    level: SimdLevel,
+    s: &Pool2dShape,
+    dy: &[f32],
+    argmax: &[u32],
+    dx: &mut [f32],
+) {
     let planes = s.batch * s.channels;
     let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h() * s.out_w());
     assert!(
@@ -215,20 +228,61 @@ pub fn max_pool2d_backward(s: &Pool2dShape, dy: &[f32], argmax: &[u32], dx: &mut
         "max_pool2d_backward: dx too short"
     );
     let g = planes_per_task(in_plane);
+    let unpool_avx512 = cfg!(target_arch = "x86_64")
+        && (s.kernel_h, s.kernel_w, s.stride_h, s.stride_w) == (2, 2, 2, 2)
+        && level == SimdLevel::Avx512
+        && level.is_supported();
     dx[..planes * in_plane]
         .par_chunks_mut(g * in_plane)
         .zip(dy[..planes * out_plane].par_chunks(g * out_plane))
         .zip(argmax[..planes * out_plane].par_chunks(g * out_plane))
         .for_each(|((dxs, dys), args)| {
-            dxs.fill(0.0);
-            for ((dxp, dyp), ap) in dxs
+            let planes = dxs
                 .chunks_exact_mut(in_plane)
                 .zip(dys.chunks_exact(out_plane))
-                .zip(args.chunks_exact(out_plane))
-            {
+                .zip(args.chunks_exact(out_plane));
+            if unpool_avx512 {
+                for ((dxp, dyp), ap) in planes {
+                    unpool_2x2_avx512(dxp, s.in_w, s.out_h(), s.out_w(), dyp, ap);
+                }
+                return;
+            }
+            for ((dxp, dyp), ap) in planes {
+                dxp.fill(0.0);
                 for (&g, &a) in dyp.iter().zip(ap) {
                     dxp[a as usize] += g;
                 }
             }
         });
+}
+
+/// The backward of the 2×2/stride-2 window on one plane at AVX-512. Windows do not overlap,
+/// so every input pixel is written once: its window's gradient where it was the arg-max,
+/// zero elsewhere (the last row and column of an odd-sized plane, in no window, get zero).
+/// No zeroing pass and no read-modify-write of dx. The other levels zero and scatter (a
+/// scalar select loop measured slower than that).
+fn unpool_2x2_avx512(dxp: &mut [f32], iw: usize, oh: usize, ow: usize, dyp: &[f32], ap: &[u32]) {
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!(
+        "unpool_2x2_avx512 on {iw}×{oh}×{ow}, {}, {}, {}",
+        dxp.len(),
+        dyp.len(),
+        ap.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    assert!(
+        2 * oh * iw <= dxp.len() && 2 * ow <= iw && oh * ow <= dyp.len().min(ap.len()),
+        "unpool_2x2: plane too short"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (top_rows, rest) = dxp.split_at_mut(2 * oh * iw);
+        rest.fill(0.0);
+        for row in top_rows.chunks_exact_mut(iw) {
+            row[2 * ow..].fill(0.0);
+        }
+        // SAFETY: the caller checked that the CPU runs AVX-512; the plane holds the 2·oh rows
+        // reaching column 2·ow written, dy and argmax oh·ow (asserted above).
+        unsafe { avx512::unpool_2x2_avx512(top_rows, iw, oh, ow, dyp, ap) }
+    }
 }
