@@ -24,8 +24,9 @@
 //!   of the fixed batch partition ([`BatchChunks`]) into its own partial (chunk 0 into dw),
 //!   then adds the partials into dw in chunk order.
 //! - **Large per-image GEMMs (≥ 1 MFLOP, e.g. conv2: 128×196×576):** chunks of
-//!   [`images_per_chunk`] consecutive images (about [`CHUNK_COLUMNS`] columns), one GEMM per
-//!   chunk with columns `i·P + p`. A per-image GEMM would have only N = P columns (196: 12¼
+//!   [`images_per_chunk`] consecutive images (about [`STREAM_CHUNK_COLUMNS`] columns for the
+//!   forward and input grad, [`CHUNK_COLUMNS`] for the weight grad), one GEMM per chunk with
+//!   columns `i·P + p`. A per-image GEMM would have only N = P columns (196: 12¼
 //!   slivers of 16), too few to amortise packing and edge tiles. Per chunk of c images:
 //!   - forward: unfold into `col[K × c·P]`, `Y_c = W·col` into a `[co × c·P]` scratch (bias
 //!     fused), scattered into the c NCHW images;
@@ -45,8 +46,9 @@
 //!   parallel image loop: a worker waiting in the GEMM's join would steal another image, so
 //!   pack buffers are re-allocated and one L2 holds several images' operands.
 //!
-//! A chunk's buffers live in the thread-local `CHUNK` scratch (conv2 of the teacher needs
-//! (576 + 128)·3136·4 B = 8.8 MB per thread), so steady-state calls allocate nothing.
+//! A chunk's buffers live in the thread-local `CHUNK` scratch (the teacher conv2's weight
+//! grad needs (576 + 128)·3136·4 B = 8.8 MB per thread), so steady-state calls allocate
+//! nothing.
 //!
 //! # What bounds it
 //!
@@ -143,18 +145,27 @@ fn gemm_chunk(
     }
 }
 
-/// Target number of columns (`images · P`) of one chunk's GEMM on the large-GEMM path: wide
-/// enough that the 6×16 tiles, the B packing and the fork/join are amortised (at P = 196 a
-/// per-image GEMM has only 12.25 column slivers, the last one a quarter full), small enough
-/// that a chunk's column matrix (teacher conv2: 576 × 1568 × 4 B = 3.6 MB) stays in L3.
+/// Target number of columns (`images · P`) of one chunk's weight-gradient GEMM on the
+/// large-GEMM path: the GEMM's reduction runs over these columns, so they must be many for
+/// the C tiles (K × co) to be loaded and stored rarely, and each chunk adds one partial
+/// (784 columns made the weight grad 1.5–2× slower). The chunk's column matrix (teacher
+/// conv2: 576 × 3136 × 4 B = 7.2 MB) stays in L3.
 const CHUNK_COLUMNS: usize = 3136;
+
+/// Target columns of one chunk's forward and input-grad GEMM: wide enough that the tiles and
+/// the packing are amortised (at P = 196 a per-image GEMM has only 6.1 slivers of 32, the last
+/// one a eighth full; 784 columns are 24.5), narrow enough that the operand the chunk streams
+/// (the packed column matrix, or dcol before its fold: student conv2 288 × 784 × 4 B = 0.9 MB)
+/// stays in L2 between the writer and the reader. 3136 columns, whose operand spills to L3,
+/// ran 4–18% slower on conv2 (docs/performance.md).
+const STREAM_CHUNK_COLUMNS: usize = 784;
 
 /// Most images per chunk on the large-GEMM path.
 const MAX_CHUNK_IMAGES: usize = 16;
 
 /// Images per chunk on the large-GEMM path (a function of the shape only).
-fn images_per_chunk(g: &Geo) -> usize {
-    CHUNK_COLUMNS.div_ceil(g.p()).clamp(1, MAX_CHUNK_IMAGES)
+fn images_per_chunk(g: &Geo, columns: usize) -> usize {
+    columns.div_ceil(g.p()).clamp(1, MAX_CHUNK_IMAGES)
 }
 
 /// Unfolds images `x[c×ci×h×w]` into one column matrix `col[K × c·P]` (column `i·P + p` is
@@ -363,7 +374,7 @@ pub(super) fn forward(
     } else {
         // Chunks of images: one unfold into col[K × c·P], one GEMM with n = c·P, then the
         // [co × c·P] result is scattered into the c images of y.
-        let per = images_per_chunk(g);
+        let per = images_per_chunk(g, STREAM_CHUNK_COLUMNS);
         let (yc, xc) = (per * g.out_image(), per * g.in_image());
         for_each_chunk(y, yc, |i, yn, spread| {
             let xn = &x[i * xc..(i * xc + xc).min(x.len())];
@@ -414,7 +425,7 @@ pub(super) fn backward_input(level: SimdLevel, g: &Geo, w: &[f32], dy: &[f32], d
     } else {
         // Chunks of images: dY gathered into [co × c·P], one GEMM dcol = Wᵀ·dY with n = c·P,
         // then dcol folded into the c images of dx.
-        let per = images_per_chunk(g);
+        let per = images_per_chunk(g, STREAM_CHUNK_COLUMNS);
         let (xc, yc) = (per * g.in_image(), per * g.out_image());
         for_each_chunk(dx, xc, |i, dxn, spread| {
             let dyn_ = &dy[i * yc..(i * yc + yc).min(dy.len())];
@@ -466,7 +477,7 @@ fn weight_grad_chunked(level: SimdLevel, g: &Geo, x: &[f32], dy: &[f32], dw: &mu
     let wlen = g.co * k;
     // x holds exactly the batch.
     let batch = x.len() / g.in_image();
-    let per = images_per_chunk(g);
+    let per = images_per_chunk(g, CHUNK_COLUMNS);
     let n_chunks = batch.div_ceil(per);
     let chunk = |ch: usize, dwt: &mut [f32], spread: bool| {
         let images = ch * per..((ch + 1) * per).min(batch);
