@@ -32,8 +32,9 @@
 //!     fused), scattered into the c NCHW images;
 //!   - input grad: dY gathered into `[co × c·P]`, `dcol = Wᵀ·dY_c`, folded per (image,
 //!     channel) plane;
-//!   - weight grad: unfold and gather as above, `dWᵀ_chunk[K×co] = col·dY_cᵀ`, one GEMM whose
-//!     reduction runs over all c·P pixels, into the chunk's own partial; the partials are
+//!   - weight grad: `dWᵀ_chunk[K×co] = col·dY_cᵀ`, a reduction over all c·P pixels into the
+//!     chunk's own partial, run as steps of about [`STREAM_CHUNK_COLUMNS`] columns (unfold
+//!     and gather a step's images, one GEMM accumulating into the partial); the partials are
 //!     summed in chunk order and transposed into dw.
 //!
 //!   With at least as many chunks as threads the chunks run in parallel, each with a
@@ -47,7 +48,7 @@
 //!   pack buffers are re-allocated and one L2 holds several images' operands.
 //!
 //! A chunk's buffers live in the thread-local `CHUNK` scratch (the teacher conv2's weight
-//! grad needs (576 + 128)·3136·4 B = 8.8 MB per thread), so steady-state calls allocate
+//! grad needs (576 + 128)·784·4 B = 2.2 MB per thread), so steady-state calls allocate
 //! nothing.
 //!
 //! # What bounds it
@@ -145,11 +146,9 @@ fn gemm_chunk(
     }
 }
 
-/// Target number of columns (`images · P`) of one chunk's weight-gradient GEMM on the
-/// large-GEMM path: the GEMM's reduction runs over these columns, so they must be many for
-/// the C tiles (K × co) to be loaded and stored rarely, and each chunk adds one partial
-/// (784 columns made the weight grad 1.5–2× slower). The chunk's column matrix (teacher
-/// conv2: 576 × 3136 × 4 B = 7.2 MB) stays in L3.
+/// Target number of columns (`images · P`) of one weight-gradient chunk on the large-GEMM
+/// path: the reduction of one partial, so the fewer chunks, the fewer partials to sum. Its
+/// GEMM runs in steps of [`STREAM_CHUNK_COLUMNS`].
 const CHUNK_COLUMNS: usize = 3136;
 
 /// Target columns of one chunk's forward and input-grad GEMM: wide enough that the tiles and
@@ -464,9 +463,9 @@ pub(super) fn backward_weight(
     }
 }
 
-/// The weight gradient of large per-image GEMMs: chunks of images, each its own unfold and one
-/// GEMM `dWᵀ_chunk[K×co] = col_c[K × c·P]·dY_cᵀ` (a reduction over all the chunk's pixels) into
-/// its own partial; the partials are summed in chunk order (the chunking depends on the shape
+/// The weight gradient of large per-image GEMMs: chunks of images, each its own unfold and
+/// GEMM `dWᵀ_chunk[K×co] = col_c[K × c·P]·dY_cᵀ` (a reduction over all the chunk's pixels, in
+/// steps that accumulate) into its own partial; the partials are summed in chunk order (the chunking depends on the shape
 /// only) and transposed into dw. The transposed product (m = K rather than m = co) is the
 /// faster of the two forms on conv2. The chunks run in parallel, each GEMM on its own thread,
 /// whenever there are enough of them: one GEMM over the pool per chunk makes few tiles at
@@ -479,36 +478,48 @@ fn weight_grad_chunked(level: SimdLevel, g: &Geo, x: &[f32], dy: &[f32], dw: &mu
     let batch = x.len() / g.in_image();
     let per = images_per_chunk(g, CHUNK_COLUMNS);
     let n_chunks = batch.div_ceil(per);
+    // A chunk's GEMM runs as several of about STREAM_CHUNK_COLUMNS columns, the later ones
+    // accumulating: each step's column matrix stays in L2, and the chunk adds one partial.
+    let step = images_per_chunk(g, STREAM_CHUNK_COLUMNS);
     let chunk = |ch: usize, dwt: &mut [f32], spread: bool| {
         let images = ch * per..((ch + 1) * per).min(batch);
-        let c = images.len();
-        let xn = &x[images.start * g.in_image()..images.end * g.in_image()];
-        let dyn_ = &dy[images.start * g.out_image()..images.end * g.out_image()];
-        with_scratch_in(&CHUNK, (k + g.co) * c * p, |buf| {
-            let (col, dyc) = buf.split_at_mut(k * c * p);
-            im2col_chunk(g, xn, c, col, !spread);
-            gather_chunk(g, dyn_, c, dyc, !spread);
-            let ep = Epilogue::default();
-            let shape = GemmShape {
-                ta: Trans::N,
-                tb: Trans::T,
-                m: k,
-                n: g.co,
-                k: c * p,
-            };
-            gemm_chunk(spread, level, shape, col, dyc, dwt, ep);
+        with_scratch_in(&CHUNK, (k + g.co) * step * p, |buf| {
+            for (s, first) in (images.start..images.end).step_by(step).enumerate() {
+                let last = (first + step).min(images.end);
+                let c = last - first;
+                let xn = &x[first * g.in_image()..last * g.in_image()];
+                let dyn_ = &dy[first * g.out_image()..last * g.out_image()];
+                let (col, dyc) = buf.split_at_mut(k * c * p);
+                im2col_chunk(g, xn, c, col, !spread);
+                gather_chunk(g, dyn_, c, dyc, !spread);
+                let ep = Epilogue {
+                    accumulate: s > 0,
+                    ..Epilogue::default()
+                };
+                let shape = GemmShape {
+                    ta: Trans::N,
+                    tb: Trans::T,
+                    m: k,
+                    n: g.co,
+                    k: c * p,
+                };
+                gemm_chunk(spread, level, shape, col, dyc, dwt, ep);
+            }
         });
     };
     with_scratch_in(&PARTIALS, n_chunks * wlen, |partials| {
         for_each_chunk(partials, wlen, chunk);
-        // dW[o, kk] = Σ_chunks dWᵀ_chunk[kk, o], in chunk order.
-        let (first, rest) = partials.split_at(wlen);
+        // dWᵀ = Σ_chunks dWᵀ_chunk in chunk order, summed into the first partial (contiguous
+        // and vectorised), then transposed into dw.
+        let (sum, rest) = partials.split_at_mut(wlen);
+        for part in rest.chunks_exact(wlen) {
+            for (a, b) in sum.iter_mut().zip(part) {
+                *a += *b;
+            }
+        }
         for (o, row) in dw.chunks_exact_mut(k).enumerate() {
             for (kk, d) in row.iter_mut().enumerate() {
-                let i = kk * g.co + o;
-                *d = rest
-                    .chunks_exact(wlen)
-                    .fold(first[i], |acc, part| acc + part[i]);
+                *d = sum[kk * g.co + o];
             }
         }
     });
