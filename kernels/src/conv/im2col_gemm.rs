@@ -25,8 +25,8 @@
 //!   then adds the partials into dw in chunk order.
 //! - **Large per-image GEMMs (≥ 1 MFLOP, e.g. conv2: 128×196×576):** chunks of
 //!   [`images_per_chunk`] consecutive images (about [`STREAM_CHUNK_COLUMNS`] columns for the
-//!   forward and input grad, [`CHUNK_COLUMNS`] for the weight grad), one GEMM per chunk with
-//!   columns `i·P + p`. A per-image GEMM would have only N = P columns (196: 12¼
+//!   forward and input grad, [`WEIGHT_GRAD_CHUNK_COLUMNS`] for the weight grad), one GEMM per
+//!   chunk with columns `i·P + p`. A per-image GEMM would have only N = P columns (196: 12¼
 //!   slivers of 16), too few to amortise packing and edge tiles. Per chunk of c images:
 //!   - forward: unfold into `col[K × c·P]`, `Y_c = W·col` into a `[co × c·P]` scratch (bias
 //!     fused), scattered into the c NCHW images;
@@ -149,7 +149,7 @@ fn gemm_chunk(
 /// Target number of columns (`images · P`) of one weight-gradient chunk on the large-GEMM
 /// path: the reduction of one partial, so the fewer chunks, the fewer partials to sum. Its
 /// GEMM runs in steps of [`STREAM_CHUNK_COLUMNS`].
-const CHUNK_COLUMNS: usize = 3136;
+const WEIGHT_GRAD_CHUNK_COLUMNS: usize = 3136;
 
 /// Target columns of one chunk's forward and input-grad GEMM: wide enough that the tiles and
 /// the packing are amortised (at P = 196 a per-image GEMM has only 6.1 slivers of 32, the last
@@ -476,7 +476,7 @@ fn weight_grad_chunked(level: SimdLevel, g: &Geo, x: &[f32], dy: &[f32], dw: &mu
     let wlen = g.co * k;
     // x holds exactly the batch.
     let batch = x.len() / g.in_image();
-    let per = images_per_chunk(g, CHUNK_COLUMNS);
+    let per = images_per_chunk(g, WEIGHT_GRAD_CHUNK_COLUMNS);
     let n_chunks = batch.div_ceil(per);
     // A chunk's GEMM runs as several of about STREAM_CHUNK_COLUMNS columns, the later ones
     // accumulating: each step's column matrix stays in L2, and the chunk adds one partial.
@@ -484,7 +484,7 @@ fn weight_grad_chunked(level: SimdLevel, g: &Geo, x: &[f32], dy: &[f32], dw: &mu
     let chunk = |ch: usize, dwt: &mut [f32], spread: bool| {
         let images = ch * per..((ch + 1) * per).min(batch);
         with_scratch_in(&CHUNK, (k + g.co) * step * p, |buf| {
-            for (s, first) in (images.start..images.end).step_by(step).enumerate() {
+            for (nth, first) in (images.start..images.end).step_by(step).enumerate() {
                 let last = (first + step).min(images.end);
                 let c = last - first;
                 let xn = &x[first * g.in_image()..last * g.in_image()];
@@ -493,7 +493,7 @@ fn weight_grad_chunked(level: SimdLevel, g: &Geo, x: &[f32], dy: &[f32], dw: &mu
                 im2col_chunk(g, xn, c, col, !spread);
                 gather_chunk(g, dyn_, c, dyc, !spread);
                 let ep = Epilogue {
-                    accumulate: s > 0,
+                    accumulate: nth > 0,
                     ..Epilogue::default()
                 };
                 let shape = GemmShape {

@@ -228,32 +228,41 @@ pub fn max_pool2d_backward_at(
         "max_pool2d_backward: dx too short"
     );
     let g = planes_per_task(in_plane);
-    let unpool_avx512 = cfg!(target_arch = "x86_64")
-        && (s.kernel_h, s.kernel_w, s.stride_h, s.stride_w) == (2, 2, 2, 2)
-        && level == SimdLevel::Avx512
-        && level.is_supported();
     dx[..planes * in_plane]
         .par_chunks_mut(g * in_plane)
         .zip(dy[..planes * out_plane].par_chunks(g * out_plane))
         .zip(argmax[..planes * out_plane].par_chunks(g * out_plane))
         .for_each(|((dxs, dys), args)| {
-            let planes = dxs
+            for ((dxp, dyp), ap) in dxs
                 .chunks_exact_mut(in_plane)
                 .zip(dys.chunks_exact(out_plane))
-                .zip(args.chunks_exact(out_plane));
-            if unpool_avx512 {
-                for ((dxp, dyp), ap) in planes {
-                    unpool_2x2_avx512(dxp, s.in_w, s.out_h(), s.out_w(), dyp, ap);
-                }
-                return;
-            }
-            for ((dxp, dyp), ap) in planes {
-                dxp.fill(0.0);
-                for (&g, &a) in dyp.iter().zip(ap) {
-                    dxp[a as usize] += g;
-                }
+                .zip(args.chunks_exact(out_plane))
+            {
+                unpool_plane(level, s, dxp, dyp, ap);
             }
         });
+}
+
+/// One plane's backward: the 2×2/stride-2 window on its AVX-512 path where the CPU runs it,
+/// else dx zeroed and each gradient added at its arg-max, in output order.
+// `s` picks the AVX-512 path, which only x86-64 builds.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn unpool_plane(level: SimdLevel, s: &Pool2dShape, dxp: &mut [f32], dyp: &[f32], ap: &[u32]) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512
+            if (s.kernel_h, s.kernel_w, s.stride_h, s.stride_w) == (2, 2, 2, 2)
+                && level.is_supported() =>
+        {
+            unpool_2x2_avx512(dxp, s.in_w, s.out_h(), s.out_w(), dyp, ap)
+        }
+        _ => {
+            dxp.fill(0.0);
+            for (&g, &a) in dyp.iter().zip(ap) {
+                dxp[a as usize] += g;
+            }
+        }
+    }
 }
 
 /// The backward of the 2×2/stride-2 window on one plane at AVX-512. Windows do not overlap,
@@ -261,28 +270,18 @@ pub fn max_pool2d_backward_at(
 /// zero elsewhere (the last row and column of an odd-sized plane, in no window, get zero).
 /// No zeroing pass and no read-modify-write of dx. The other levels zero and scatter (a
 /// scalar select loop measured slower than that).
+#[cfg(target_arch = "x86_64")]
 fn unpool_2x2_avx512(dxp: &mut [f32], iw: usize, oh: usize, ow: usize, dyp: &[f32], ap: &[u32]) {
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!(
-        "unpool_2x2_avx512 on {iw}×{oh}×{ow}, {}, {}, {}",
-        dxp.len(),
-        dyp.len(),
-        ap.len()
-    );
-    #[cfg(target_arch = "x86_64")]
     assert!(
         2 * oh * iw <= dxp.len() && 2 * ow <= iw && oh * ow <= dyp.len().min(ap.len()),
         "unpool_2x2: plane too short"
     );
-    #[cfg(target_arch = "x86_64")]
-    {
-        let (top_rows, rest) = dxp.split_at_mut(2 * oh * iw);
-        rest.fill(0.0);
-        for row in top_rows.chunks_exact_mut(iw) {
-            row[2 * ow..].fill(0.0);
-        }
-        // SAFETY: the caller checked that the CPU runs AVX-512; the plane holds the 2·oh rows
-        // reaching column 2·ow written, dy and argmax oh·ow (asserted above).
-        unsafe { avx512::unpool_2x2_avx512(top_rows, iw, oh, ow, dyp, ap) }
+    let (top_rows, rest) = dxp.split_at_mut(2 * oh * iw);
+    rest.fill(0.0);
+    for row in top_rows.chunks_exact_mut(iw) {
+        row[2 * ow..].fill(0.0);
     }
+    // SAFETY: the caller checked that the CPU runs AVX-512; the plane holds the 2·oh rows
+    // reaching column 2·ow written, dy and argmax oh·ow (asserted above).
+    unsafe { avx512::unpool_2x2_avx512(top_rows, iw, oh, ow, dyp, ap) }
 }
