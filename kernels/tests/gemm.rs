@@ -284,6 +284,63 @@ fn deterministic_across_runs() {
     }
 }
 
+/// An element of C does not depend on how many rows and columns lie past it: a problem whose
+/// last tiles are cut short by the edges (AVX-512 runs them on kernels of just their rows and
+/// vectors) gives the same bits there as a bigger problem on the same leading rows of A and
+/// columns of B, at every level, for every row count left in the last sliver of either tile
+/// (14 and 6 rows) and every column count left in the last sliver of 32 columns.
+#[test]
+fn tiles_cut_by_the_edges_match_a_bigger_problem() {
+    let (big_m, big_n, k) = (140, 96, 300);
+    let mut rng = Rng::new(5);
+    let (a, b_full, rb, c_full) = (
+        rng.vec(big_m * k, 1.0),
+        rng.vec(k * big_n, 1.0),
+        rng.vec(big_m, 1.0),
+        rng.vec(big_m * big_n, 1.0),
+    );
+    // The leading m×n corner of a row-major matrix with `cols` columns.
+    let corner = |x: &[f32], cols: usize, m: usize, n: usize| -> Vec<f32> {
+        x.chunks_exact(cols)
+            .take(m)
+            .flat_map(|r| r[..n].to_vec())
+            .collect()
+    };
+    for level in simd::available() {
+        let run = |m: usize, n: usize| {
+            let mut c = corner(&c_full, big_n, m, n);
+            let ep = Epilogue {
+                accumulate: true,
+                bias: Bias::PerRow(&rb[..m]),
+                relu: true,
+            };
+            let b = corner(&b_full, big_n, k, n);
+            gemm_at(
+                level,
+                shape(Trans::N, Trans::N, m, n, k),
+                &a,
+                &b,
+                &mut c,
+                ep,
+            );
+            c
+        };
+        let full = run(big_m, big_n);
+        let sizes = (127..big_m)
+            .map(|m| (m, big_n))
+            .chain((65..big_n).map(|n| (big_m, n)));
+        for (m, n) in sizes {
+            let got = run(m, n);
+            assert!(
+                got.iter()
+                    .zip(&corner(&full, big_n, m, n))
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "[{level}] {m}×{n} differs from the same corner of {big_m}×{big_n}"
+            );
+        }
+    }
+}
+
 /// B written row by row (in runs that cross sliver boundaries) into the packed layout gives the
 /// same bits as the dense GEMM, at every level, for either op(A), an epilogue with a bias,
 /// n off the sliver width, k over several KC blocks, and m over one MC block (the deep KC).

@@ -6,8 +6,11 @@
 //! - AVX-512, 14×32: 28 zmm accumulators, 2 zmm of B, 1 broadcast of A (31 of 32 registers).
 //!   Each k step is 28 FMAs against 2 vector loads and 14 broadcasts, and 28 independent
 //!   chains cover FMA latency × 2 pipes. Partial tiles at the matrix edges run the same k loop
-//!   and store through lane masks (rows past the edge are computed on zero padding and not
-//!   stored).
+//!   and store through lane masks. A tile cut short by the bottom edge (m = 128 leaves 2
+//!   rows), or to at most 16 columns by the right edge, runs the kernel instantiated for just
+//!   its rows and vectors ([`partial_tile`]): fewer accumulators, the same chains for the
+//!   elements it has (so the same bits), and no work on padding, which would otherwise cost a
+//!   full tile: a tenth of the work at m = 64 or 128.
 //! - AVX2+FMA, 6×16: 12 ymm accumulators, 2 for the B row, 1 broadcast of A.
 //! - NEON, 6×16: 24 q accumulators, A used by lane.
 //! - WebAssembly SIMD128, 6×16: 24 v128 accumulators, A splatted; a multiply then an add,
@@ -59,7 +62,12 @@ pub(super) fn microkernel(level: SimdLevel) -> (Kernel, usize, usize, bool) {
     let runs = level.is_supported();
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if runs => (kernel_avx512, MR_AVX512, NR_AVX512, true),
+        SimdLevel::Avx512 if runs => (
+            kernel_avx512::<MR_AVX512, { NR_AVX512 / 16 }>,
+            MR_AVX512,
+            NR_AVX512,
+            true,
+        ),
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2Fma if runs => (kernel_avx2, MR_AVX2, NR_AVX2, false),
         #[cfg(target_arch = "aarch64")]
@@ -70,6 +78,44 @@ pub(super) fn microkernel(level: SimdLevel) -> (Kernel, usize, usize, bool) {
             let _ = runs;
             (kernel_scalar, MR_AVX2, NR_AVX2, false)
         }
+    }
+}
+
+/// The kernel for a tile cut short by the matrix edge (`rows` < MR, or `cols` ≤ half of NR),
+/// at a level whose kernel stores partial tiles itself and has instances that skip the
+/// missing rows and vectors (AVX-512); `None` elsewhere, and for a tile that needs every
+/// vector and row (the full-tile kernel then computes the padding too).
+pub(super) fn partial_tile(level: SimdLevel, rows: usize, cols: usize) -> Option<Kernel> {
+    #[cfg(target_arch = "x86_64")]
+    if level == SimdLevel::Avx512 && level.is_supported() {
+        return match (rows < MR_AVX512, cols <= NR_AVX512 / 2) {
+            (false, false) => None,
+            (_, true) => Some(avx512_rows::<1>(rows)),
+            (true, false) => Some(avx512_rows::<2>(rows)),
+        };
+    }
+    let _ = (level, rows, cols);
+    None
+}
+
+/// The AVX-512 kernel that computes `rows` rows and `NV` vectors of a tile.
+#[cfg(target_arch = "x86_64")]
+fn avx512_rows<const NV: usize>(rows: usize) -> Kernel {
+    match rows {
+        1 => kernel_avx512::<1, NV>,
+        2 => kernel_avx512::<2, NV>,
+        3 => kernel_avx512::<3, NV>,
+        4 => kernel_avx512::<4, NV>,
+        5 => kernel_avx512::<5, NV>,
+        6 => kernel_avx512::<6, NV>,
+        7 => kernel_avx512::<7, NV>,
+        8 => kernel_avx512::<8, NV>,
+        9 => kernel_avx512::<9, NV>,
+        10 => kernel_avx512::<10, NV>,
+        11 => kernel_avx512::<11, NV>,
+        12 => kernel_avx512::<12, NV>,
+        13 => kernel_avx512::<13, NV>,
+        _ => kernel_avx512::<MR_AVX512, NV>,
     }
 }
 
@@ -236,10 +282,11 @@ unsafe fn kernel_avx2(
 }
 
 /// AVX-512 14×32: 28 zmm accumulators, 2 zmm of B, 1 broadcast of A per row; partial tiles
-/// load and store C (and the column bias) through lane masks.
+/// load and store C (and the column bias) through lane masks. Instantiated for `R` < 14 rows or
+/// `NV` = 1 vector it computes only that corner of the tile (one cut by the matrix edge).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn kernel_avx512(
+unsafe fn kernel_avx512<const R: usize, const NV: usize>(
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -248,20 +295,21 @@ unsafe fn kernel_avx512(
     ep: &TileEp,
 ) {
     use std::arch::x86_64::*;
+    // MR, NR: the strides of the packed A and B slivers; R, NV: the rows and vectors computed.
     const MR: usize = MR_AVX512;
     const NR: usize = NR_AVX512;
-    const NV: usize = NR / 16;
+    const { assert!(R >= 1 && R <= MR && NV >= 1 && NV <= NR / 16) };
     let (rows, cols) = (ep.rows, ep.cols);
-    debug_assert!((1..=MR).contains(&rows) && (1..=NR).contains(&cols));
+    debug_assert!((1..=R).contains(&rows) && (1..=16 * NV).contains(&cols));
     debug_assert!(ldc >= cols);
-    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let mut acc = [[_mm512_setzero_ps(); NV]; R];
     // Start pulling the C tile in now; it is needed only after the k loop.
     for r in 0..rows {
         _mm_prefetch::<_MM_HINT_T0>(c.add(r * ldc) as *const i8);
         _mm_prefetch::<_MM_HINT_T0>(c.add(r * ldc + cols - 1) as *const i8);
     }
     let (mut a, mut b) = (a, b);
-    let step = |a: *const f32, b: *const f32, acc: &mut [[__m512; NV]; MR]| {
+    let step = |a: *const f32, b: *const f32, acc: &mut [[__m512; NV]; R]| {
         let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(16 * v)));
         for (r, accr) in acc.iter_mut().enumerate() {
             let ar = _mm512_set1_ps(*a.add(r));
@@ -332,7 +380,9 @@ unsafe fn kernel_avx512(
         ($($r:literal)*) => {
             const _: () = assert!([$($r),*].len() == MR);
             $(if $r < rows {
-                store_row($r, &acc[$r]);
+                if let Some(accr) = acc.get($r) {
+                    store_row($r, accr);
+                }
             })*
         };
     }

@@ -17,7 +17,8 @@
 //! unit-stride and aligned, whatever the transposes: `Trans::N`/`Trans::T` only change how the
 //! packers gather, so no transposed copy of A or B is ever made. Slivers are zero-padded to
 //! MR/NR, so the microkernel always runs a full tile; edge tiles go through a small stack
-//! buffer and only the valid part is copied out. A single row against a transposed B, and an
+//! buffer and only the valid part is copied out, or, on AVX-512, store through lane masks
+//! from a kernel of just their rows and vectors. A single row against a transposed B, and an
 //! empty k, skip all of this (`gemv.rs`). A caller that produces B itself can write it in the
 //! packed layout directly ([`PackedB`], [`gemm_serial_packed_b_at`]; conv2d's unfold does).
 //!
@@ -85,7 +86,9 @@ use rayon::prelude::*;
 use crate::simd::{self, CacheSizes, SimdLevel};
 use crate::{Bias, Epilogue, Trans};
 use gemv::{epilogue_only, gemv_rows};
-use microkernel::{edge_tile, microkernel, Kernel, TileEp, MR_AVX2, MR_AVX512, NR_AVX2, NR_AVX512};
+use microkernel::{
+    edge_tile, microkernel, partial_tile, Kernel, TileEp, MR_AVX2, MR_AVX512, NR_AVX2, NR_AVX512,
+};
 pub(crate) use pack::{aligned, ALIGN_PAD};
 use pack::{pack_a, pack_b_panel, with_buf, PACK_A, PACK_B};
 
@@ -174,6 +177,8 @@ struct Plan {
     kern: Kernel,
     /// The kernel stores partial tiles itself (masked) instead of going through [`edge_tile`].
     masked_tails: bool,
+    /// The level, for the kernels of tiles cut short by the matrix edge ([`partial_tile`]).
+    level: SimdLevel,
     pack_a: PackA,
     pack_b: PackB,
     mr: usize,
@@ -195,6 +200,7 @@ impl Plan {
         Plan {
             kern,
             masked_tails,
+            level,
             pack_a,
             pack_b,
             mr,
@@ -619,6 +625,7 @@ impl Step<'_> {
         let Plan {
             kern,
             masked_tails,
+            level,
             mr,
             nr,
             ..
@@ -654,6 +661,12 @@ impl Step<'_> {
                     unsafe {
                         let cptr = self.c.0.add(i * self.n + j);
                         if masked_tails || (rows == mr && cols == nr) {
+                            // A tile cut by the edge: the kernel of just its rows and vectors.
+                            let kern = if rows < mr || cols < nr {
+                                partial_tile(level, rows, cols).unwrap_or(kern)
+                            } else {
+                                kern
+                            };
                             let tep = TileEp {
                                 load_c: self.load_c,
                                 row_bias: row_bias.map_or(std::ptr::null(), |b| b.as_ptr().add(i)),
@@ -698,6 +711,7 @@ mod tests {
         Plan {
             kern: kernel_masked_model::<MR, NR>,
             masked_tails,
+            level: SimdLevel::Scalar,
             pack_a: pack_a::<MR>,
             pack_b: pack_b_panel::<NR>,
             mr: MR,
