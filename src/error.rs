@@ -65,4 +65,18 @@ impl Error {
             reason: reason.into(),
         }
     }
+
+    /// A device's refusal to allocate (a limit, out of memory), saying which buffer asked
+    /// (`what`: "a tensor of shape [128, 64, 28, 28] (f32)"). Other errors pass through
+    /// unchanged.
+    pub(crate) fn allocating(self, what: &str) -> Self {
+        match self {
+            Error::Device(msg) => Error::Device(format!("{what}: {msg}")),
+            Error::OutOfMemory { device, detail } => Error::OutOfMemory {
+                device,
+                detail: format!("{what}: {detail}"),
+            },
+            other => other,
+        }
+    }
 }

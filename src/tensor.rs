@@ -269,21 +269,13 @@ impl std::fmt::Debug for Tensor {
 /// shape tells a reader which activation or parameter it is and whether the batch size is its
 /// first dimension. Other errors pass through unchanged.
 fn naming_tensor(e: Error, shape: &[usize], dtype: DType) -> Error {
-    let what = format!(
+    e.allocating(&format!(
         "a tensor of shape {shape:?} ({})",
         match dtype {
             DType::F32 => "f32",
             DType::U32 => "u32",
         }
-    );
-    match e {
-        Error::Device(msg) => Error::Device(format!("{what}: {msg}")),
-        Error::OutOfMemory { device, detail } => Error::OutOfMemory {
-            device,
-            detail: format!("{what}: {detail}"),
-        },
-        other => other,
-    }
+    ))
 }
 
 fn check_len(len: usize, shape: &[usize]) -> Result<()> {

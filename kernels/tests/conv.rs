@@ -3,8 +3,10 @@
 
 use distill_kernels::conv::{
     conv2d_backward_bias, conv2d_backward_input, conv2d_backward_input_at, conv2d_backward_weight,
-    conv2d_backward_weight_at, conv2d_forward, conv2d_forward_at, uses_thin_kernels, THIN_MAX_K,
+    conv2d_backward_weight_at, conv2d_forward, conv2d_forward_at, conv2d_pool_backward_params_at,
+    conv2d_pool_forward_at, conv2d_pool_fuses, pool_after, uses_thin_kernels, THIN_MAX_K,
 };
+use distill_kernels::pool::{max_pool2d_backward_at, max_pool2d_forward_at};
 use distill_kernels::{simd, Conv2dShape};
 
 mod common;
@@ -423,6 +425,69 @@ fn backward_kernels_are_adjoints_of_forward() {
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The fused conv + 2×2 max-pool gives the same bits as conv2d then max_pool2d (forward:
+/// output and arg-max; backward: weight and bias gradients from the pooled gradient, with and
+/// without the bias), at every level that fuses: thin convs with odd and even output planes
+/// (an odd one drops its last row and column), odd channel counts, stride 2, no padding,
+/// batch 1 and batches that split unevenly into weight-gradient chunks.
+#[test]
+fn fused_conv_pool_matches_conv_then_pool() {
+    let cases = [
+        shape(1, 1, (7, 7), 3, (3, 3), (1, 1), (1, 1)),
+        shape(17, 1, (28, 28), 8, (3, 3), (1, 1), (1, 1)),
+        shape(5, 1, (13, 11), 7, (3, 3), (1, 1), (1, 1)),
+        shape(3, 3, (15, 15), 5, (2, 2), (2, 2), (0, 0)),
+        shape(37, 1, (9, 10), 2, (3, 3), (1, 1), (0, 0)),
+        shape(2, 4, (12, 12), 6, (1, 3), (1, 1), (0, 1)),
+    ];
+    let mut fused_levels = 0;
+    for (t, s) in cases.iter().enumerate() {
+        let d = data(s, 800 + t as u64);
+        let ps = pool_after(s);
+        let dp = Rng::new(900 + t as u64).vec(ps.output_len(), 1.0);
+        for level in simd::available() {
+            if !conv2d_pool_fuses(level, s) {
+                continue;
+            }
+            fused_levels += 1;
+            let mut full = vec![0.0; s.output_len()];
+            conv2d_forward_at(level, s, &d.x, &d.w, Some(&d.b), &mut full);
+            let (mut y, mut arg) = (vec![0.0; ps.output_len()], vec![0u32; ps.output_len()]);
+            max_pool2d_forward_at(level, &ps, &full, &mut y, &mut arg);
+            let (mut fy, mut farg) = (vec![f32::NAN; ps.output_len()], vec![7u32; ps.output_len()]);
+            conv2d_pool_forward_at(level, s, &d.x, &d.w, Some(&d.b), &mut fy, &mut farg);
+            assert_eq!(bits(&y), bits(&fy), "[{level}] forward of {s:?}");
+            assert_eq!(arg, farg, "[{level}] arg-max of {s:?}");
+
+            let mut dfull = vec![0.0; s.output_len()];
+            max_pool2d_backward_at(level, &ps, &dp, &arg, &mut dfull);
+            let mut dw = vec![0.0; s.weight_len()];
+            conv2d_backward_weight_at(level, s, &d.x, &dfull, &mut dw);
+            let mut db = vec![0.0; s.out_channels];
+            conv2d_backward_bias(s, &dfull, &mut db);
+            let (mut fdw, mut fdb) = (vec![f32::NAN; dw.len()], vec![f32::NAN; db.len()]);
+            conv2d_pool_backward_params_at(level, s, &d.x, &dp, &arg, &mut fdw, Some(&mut fdb));
+            assert_eq!(bits(&dw), bits(&fdw), "[{level}] weight grad of {s:?}");
+            assert_eq!(bits(&db), bits(&fdb), "[{level}] bias grad of {s:?}");
+            let mut fdw2 = vec![f32::NAN; dw.len()];
+            conv2d_pool_backward_params_at(level, s, &d.x, &dp, &arg, &mut fdw2, None);
+            assert_eq!(
+                bits(&dw),
+                bits(&fdw2),
+                "[{level}] weight grad alone of {s:?}"
+            );
+        }
+    }
+    // Where the CPU has AVX-512 or NEON the fused path must have run.
+    let fuses_here = simd::available()
+        .into_iter()
+        .any(|l| conv2d_pool_fuses(l, &cases[1]));
+    assert_eq!(fused_levels > 0, fuses_here);
+    if cfg!(target_arch = "x86_64") && simd::SimdLevel::Avx512.is_supported() {
+        assert!(fuses_here, "AVX-512 runs the fused conv + pool");
+    }
 }
 
 /// Same input, same bits, whatever the number of threads (both parallel strategies: images

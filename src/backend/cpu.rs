@@ -358,6 +358,56 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn conv2d_pool_forward(
+        &self,
+        s: &Conv2dShape,
+        x: &Storage,
+        wt: &Storage,
+        bias: Option<&Storage>,
+        y: &Storage,
+        argmax: &Storage,
+    ) -> Result<()> {
+        if !k::conv::conv2d_pool_fuses(self.level, s) {
+            return conv2d_pool_forward_composed(self, s, x, wt, bias, y, argmax);
+        }
+        let bias = bias.map(r).transpose()?;
+        k::conv::conv2d_pool_forward_at(
+            self.level,
+            s,
+            &r(x)?,
+            &r(wt)?,
+            bias.as_deref().map(|b| b.as_slice()),
+            &mut w(y)?,
+            as_u32_mut(&mut w(argmax)?),
+        );
+        Ok(())
+    }
+
+    fn conv2d_pool_backward_params(
+        &self,
+        s: &Conv2dShape,
+        x: &Storage,
+        dy: &Storage,
+        argmax: &Storage,
+        dw: &Storage,
+        db: Option<&Storage>,
+    ) -> Result<()> {
+        if !k::conv::conv2d_pool_fuses(self.level, s) {
+            return conv2d_pool_backward_params_composed(self, s, x, dy, argmax, dw, db);
+        }
+        let mut db = db.map(w).transpose()?;
+        k::conv::conv2d_pool_backward_params_at(
+            self.level,
+            s,
+            &r(x)?,
+            &r(dy)?,
+            as_u32(&r(argmax)?),
+            &mut w(dw)?,
+            db.as_deref_mut().map(|d| d.as_mut_slice()),
+        );
+        Ok(())
+    }
+
     fn max_pool2d_forward(
         &self,
         s: &Pool2dShape,

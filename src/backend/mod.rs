@@ -23,6 +23,7 @@ pub mod inventory;
 use std::fmt;
 use std::sync::Arc;
 
+pub use distill_kernels::conv::pool_after;
 pub use distill_kernels::optim::{AdamConfig, SgdConfig};
 pub use distill_kernels::{Conv2dShape, Pool2dShape, Trans};
 
@@ -67,6 +68,50 @@ pub enum GemmBias<'a> {
 }
 
 pub use distill_kernels::GemmShape;
+
+/// The full-size conv output (or its gradient) the composed conv + pool holds for a moment;
+/// a refusal names its shape as a tensor's would.
+fn conv_output_buffer<B: Backend + ?Sized>(be: &B, s: &Conv2dShape) -> Result<Storage> {
+    let shape = [s.batch, s.out_channels, s.out_h(), s.out_w()];
+    be.output(s.output_len())
+        .map_err(|e| e.allocating(&format!("a tensor of shape {shape:?} (f32)")))
+}
+
+/// [`Backend::conv2d_pool_forward`] as conv2d then max_pool2d, through a full-size buffer.
+pub fn conv2d_pool_forward_composed<B: Backend + ?Sized>(
+    be: &B,
+    s: &Conv2dShape,
+    x: &Storage,
+    w: &Storage,
+    bias: Option<&Storage>,
+    y: &Storage,
+    argmax: &Storage,
+) -> Result<()> {
+    let full = conv_output_buffer(be, s)?;
+    be.conv2d_forward(s, x, w, bias, &full)?;
+    be.max_pool2d_forward(&pool_after(s), &full, y, argmax)
+}
+
+/// [`Backend::conv2d_pool_backward_params`] as the pool's backward into a full-size buffer,
+/// then the conv's weight and bias gradients.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_pool_backward_params_composed<B: Backend + ?Sized>(
+    be: &B,
+    s: &Conv2dShape,
+    x: &Storage,
+    dy: &Storage,
+    argmax: &Storage,
+    dw: &Storage,
+    db: Option<&Storage>,
+) -> Result<()> {
+    let full = conv_output_buffer(be, s)?;
+    be.max_pool2d_backward(&pool_after(s), dy, argmax, &full)?;
+    be.conv2d_backward_weight(s, x, &full, dw)?;
+    if let Some(db) = db {
+        be.conv2d_backward_bias(s, &full, db)?;
+    }
+    Ok(())
+}
 
 /// GPU time of one kernel, summed over its dispatches since profiling was turned on
 /// ([`Backend::kernel_times`]).
@@ -219,6 +264,37 @@ pub trait Backend: Send + Sync {
         dw: &Storage,
     ) -> Result<()>;
     fn conv2d_backward_bias(&self, s: &Conv2dShape, dy: &Storage, db: &Storage) -> Result<()>;
+
+    // --- conv/pooled.rs / conv2d.wgsl then pool.wgsl -------------------------------------------
+    /// `y = max_pool2d(conv2d(x, w, bias))` over 2×2 windows at stride 2, with the pool's
+    /// arg-max (indices inside the conv output planes). By default the two kernels through a
+    /// full-size intermediate ([`conv2d_pool_forward_composed`]); the CPU fuses thin convs.
+    fn conv2d_pool_forward(
+        &self,
+        s: &Conv2dShape,
+        x: &Storage,
+        w: &Storage,
+        bias: Option<&Storage>,
+        y: &Storage,
+        argmax: &Storage,
+    ) -> Result<()> {
+        conv2d_pool_forward_composed(self, s, x, w, bias, y, argmax)
+    }
+    /// The weight gradient and, given `db`, the bias gradient of [`Self::conv2d_pool_forward`]
+    /// from the pooled gradient `dy` (by default: routed to the arg-max at full size, then the
+    /// conv's kernels; [`conv2d_pool_backward_params_composed`]).
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_pool_backward_params(
+        &self,
+        s: &Conv2dShape,
+        x: &Storage,
+        dy: &Storage,
+        argmax: &Storage,
+        dw: &Storage,
+        db: Option<&Storage>,
+    ) -> Result<()> {
+        conv2d_pool_backward_params_composed(self, s, x, dy, argmax, dw, db)
+    }
 
     // --- pool.rs / pool.wgsl ------------------------------------------------------------------
     /// `argmax` (u32) gets the winner's index inside its input plane.

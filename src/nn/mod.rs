@@ -119,6 +119,45 @@ fn relu_then_pool(a: &Layer, b: &Layer) -> bool {
     matches!((a, b), (Layer::Relu, Layer::MaxPool2d { .. }))
 }
 
+/// Whether `layers` begins with a conv, a ReLU and a 2×2/stride-2 max-pool, which
+/// [`Sequential::forward`] runs as one conv + pool op ([`ops::conv2d_max_pool2`], where the
+/// backend can keep the conv's full-size output out of memory) then the ReLU on the pooled
+/// output ([`relu_then_pool`]).
+fn conv_relu_pool2(layers: &[Layer]) -> bool {
+    matches!(
+        layers,
+        [
+            Layer::Conv2d { .. },
+            Layer::Relu,
+            Layer::MaxPool2d {
+                kernel: (2, 2),
+                stride: (2, 2)
+            },
+            ..
+        ]
+    )
+}
+
+/// Whether the conv `layer` on `h` makes an output of at least 2×2, which the fused conv +
+/// pool needs; otherwise the layers run one by one, so that an error names the layer it
+/// belongs to.
+fn pools_after_conv(h: &Tensor, layer: &Layer) -> bool {
+    let Layer::Conv2d { weight, params, .. } = layer else {
+        return false;
+    };
+    let (hs, ws) = (h.shape(), weight.shape());
+    if hs.len() != 4 || ws.len() != 4 {
+        return false;
+    }
+    let out = |size: usize, pad: usize, k: usize, stride: usize| {
+        (size + 2 * pad)
+            .checked_sub(k)
+            .map_or(0, |r| r / stride.max(1) + 1)
+    };
+    out(hs[2], params.padding.0, ws[2], params.stride.0) >= 2
+        && out(hs[3], params.padding.1, ws[3], params.stride.1) >= 2
+}
+
 /// Layers applied in order.
 pub struct Sequential {
     pub layers: Vec<Layer>,
@@ -126,7 +165,8 @@ pub struct Sequential {
 
 impl Sequential {
     /// Runs the layers; a `Linear` followed by `Relu` runs as one GEMM with a fused epilogue,
-    /// and a `Relu` followed by a max-pool runs after the pool ([`relu_then_pool`]).
+    /// a `Relu` followed by a max-pool runs after the pool ([`relu_then_pool`]), and a conv
+    /// before them runs with the pool as one op ([`conv_relu_pool2`]).
     /// A device error (a limit, out of memory) names the layer it happened in.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.run_layers(x, self.layers.len())
@@ -193,10 +233,23 @@ impl Sequential {
     }
 
     /// Layers `start..end` on `h`. A `Linear` whose `Relu` is inside the range is fused with it,
-    /// and a `Relu` followed by a `MaxPool2d` in the range runs after it ([`relu_then_pool`]).
+    /// a `Relu` followed by a `MaxPool2d` in the range runs after it ([`relu_then_pool`]), and
+    /// a conv, ReLU and 2×2 pool all in the range run as the conv + pool op, then the ReLU
+    /// ([`conv_relu_pool2`]).
     fn run_layers_from(&self, mut h: Tensor, start: usize, end: usize) -> Result<Tensor> {
         let mut i = start;
         while i < end {
+            if i + 2 < end
+                && conv_relu_pool2(&self.layers[i..])
+                && pools_after_conv(&h, &self.layers[i])
+            {
+                h = self
+                    .conv_pool_forward(i, &h)
+                    .map_err(|e| in_layer(e, i, &self.layers[i]))?;
+                h = ops::relu(&h).map_err(|e| in_layer(e, i + 1, &self.layers[i + 1]))?;
+                i += 3;
+                continue;
+            }
             if i + 1 < end && relu_then_pool(&self.layers[i], &self.layers[i + 1]) {
                 h = self
                     .layer_forward(i + 1, &h, false)
@@ -228,6 +281,19 @@ impl Sequential {
             h = self.layer_forward(i, &h, false)?;
         }
         Ok(h)
+    }
+
+    /// The conv layer `i` and the 2×2 pool after it as one op.
+    fn conv_pool_forward(&self, i: usize, h: &Tensor) -> Result<Tensor> {
+        match &self.layers[i] {
+            Layer::Conv2d {
+                weight,
+                bias,
+                params,
+                ..
+            } => ops::conv2d_max_pool2(h, weight, Some(bias), *params),
+            _ => unreachable!("conv_pool_forward: layer {i} is not a conv"),
+        }
     }
 
     fn layer_forward(&self, i: usize, h: &Tensor, fuse_relu: bool) -> Result<Tensor> {

@@ -18,6 +18,7 @@
 //! [`Backend`]: crate::backend::Backend
 
 mod conv;
+mod conv_pool;
 mod elementwise;
 mod matmul;
 mod mse;
@@ -26,6 +27,7 @@ mod pool;
 mod softmax;
 
 pub use conv::{conv2d, Conv2dParams};
+pub use conv_pool::conv2d_max_pool2;
 pub use elementwise::{add, add_scaled_, flatten, mean, relu, reshape, scale, sum};
 pub use matmul::{linear, matmul};
 pub use mse::mse_loss;

@@ -25,6 +25,11 @@
 //! allocate nothing.
 
 mod im2col_gemm;
+mod pooled;
+
+pub use pooled::{
+    conv2d_pool_backward_params_at, conv2d_pool_forward_at, conv2d_pool_fuses, pool_after,
+};
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 mod thin;
@@ -292,21 +297,25 @@ pub fn conv2d_backward_bias(s: &Conv2dShape, dy: &[f32], db: &mut [f32]) {
     );
     assert!(db.len() >= co, "conv2d_backward_bias: db too short");
     db[..co].par_iter_mut().enumerate().for_each(|(c, out)| {
-        // Per image an 8-lane f32 sum (vectorises), images summed in f64, in batch order.
+        // Per image a plane sum, images summed in f64, in batch order.
         let mut total = 0.0f64;
         for n in 0..s.batch {
-            let plane = &dy[(n * co + c) * p..(n * co + c + 1) * p];
-            let mut lanes = [0.0f32; 8];
-            let mut it = plane.chunks_exact(8);
-            for ch in &mut it {
-                for (l, v) in lanes.iter_mut().zip(ch) {
-                    *l += *v;
-                }
-            }
-            let mut sum = it.remainder().iter().sum::<f32>();
-            sum += lanes.iter().sum::<f32>();
-            total += sum as f64;
+            total += plane_sum(&dy[(n * co + c) * p..(n * co + c + 1) * p]) as f64;
         }
         *out = total as f32;
     });
+}
+
+/// One plane's sum for the bias gradient: an 8-lane f32 sum (it vectorises), then the lanes.
+fn plane_sum(plane: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut it = plane.chunks_exact(8);
+    for ch in &mut it {
+        for (l, v) in lanes.iter_mut().zip(ch) {
+            *l += *v;
+        }
+    }
+    let mut sum = it.remainder().iter().sum::<f32>();
+    sum += lanes.iter().sum::<f32>();
+    sum
 }

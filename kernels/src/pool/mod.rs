@@ -129,7 +129,7 @@ pub fn max_pool2d_forward_at(
 /// The common 2×2, stride-2 window of one plane, on the SIMD path of `level` (same results as
 /// the general loop: row-major scan, first maximum on ties, NaN wins). A level without a path
 /// of its own, or one the CPU cannot run, takes the scalar loop.
-fn pool_2x2(
+pub(crate) fn pool_2x2(
     level: SimdLevel,
     xp: &[f32],
     iw: usize,
@@ -247,7 +247,13 @@ pub fn max_pool2d_backward_at(
 /// else dx zeroed and each gradient added at its arg-max, in output order.
 // `s` picks the AVX-512 path, which only x86-64 builds.
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-fn unpool_plane(level: SimdLevel, s: &Pool2dShape, dxp: &mut [f32], dyp: &[f32], ap: &[u32]) {
+pub(crate) fn unpool_plane(
+    level: SimdLevel,
+    s: &Pool2dShape,
+    dxp: &mut [f32],
+    dyp: &[f32],
+    ap: &[u32],
+) {
     match level {
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512

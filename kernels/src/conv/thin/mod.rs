@@ -132,6 +132,63 @@ pub(super) fn backward_weight(
     }
 }
 
+/// Whether [`forward_pool`] and [`backward_params_pool`] run at `level` (the levels with the
+/// [`lanes`] kernels).
+pub(super) fn pools_at(level: SimdLevel) -> bool {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => true,
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => true,
+        _ => false,
+    }
+}
+
+/// The thin forward and the 2×2/stride-2 max-pool after it, fused (`lanes/pooled.rs`; the
+/// caller has checked [`super::uses_thin_kernels`] and [`pools_at`]).
+pub(super) fn forward_pool(
+    level: SimdLevel,
+    g: &Geo,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    argmax: &mut [u32],
+) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => lanes::forward_pool::<lanes::Avx512>(level, g, x, w, bias, y, argmax),
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => lanes::forward_pool::<lanes::Neon>(level, g, x, w, bias, y, argmax),
+        _ => unreachable!("thin conv + pool: no {} path", level.name()),
+    }
+}
+
+/// The weight and bias gradients of [`forward_pool`] from the pooled gradient (the caller has
+/// checked as for [`forward_pool`]).
+pub(super) fn backward_params_pool(
+    level: SimdLevel,
+    g: &Geo,
+    x: &[f32],
+    dy: &[f32],
+    argmax: &[u32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+    parts: BatchChunks,
+) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => {
+            lanes::backward_params_pool::<lanes::Avx512>(level, g, x, dy, argmax, dw, db, parts)
+        }
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => {
+            lanes::backward_params_pool::<lanes::Neon>(level, g, x, dy, argmax, dw, db, parts)
+        }
+        _ => unreachable!("thin conv + pool: no {} path", level.name()),
+    }
+}
+
 /// Row stride of the padded column matrix.
 fn row_stride(p: usize) -> usize {
     p.div_ceil(8) * 8

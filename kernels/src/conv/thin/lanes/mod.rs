@@ -30,6 +30,7 @@
 
 mod forward;
 mod input_grad;
+mod pooled;
 mod weight_grad;
 
 #[cfg(target_arch = "x86_64")]
@@ -44,6 +45,7 @@ pub(super) use neon::Neon;
 
 pub(super) use forward::forward;
 pub(super) use input_grad::backward_input;
+pub(super) use pooled::{backward_params_pool, forward_pool};
 pub(super) use weight_grad::backward_weight;
 
 #[allow(unused_imports)]

@@ -1,0 +1,128 @@
+//! conv2d followed by a 2×2/stride-2 max-pool, as one kernel where the thin kernels run at a
+//! level with the vector-type kernels (AVX-512, NEON): the full-size conv output never
+//! reaches memory (`thin/lanes/pooled.rs` has the algorithm). Elsewhere the caller runs
+//! conv2d and max_pool2d one after the other ([`conv2d_pool_fuses`] says which); both ways
+//! give the same bits.
+
+use super::{uses_thin_kernels, BatchChunks, Geo};
+use crate::simd::SimdLevel;
+use crate::{Conv2dShape, Pool2dShape};
+
+/// Whether [`conv2d_pool_forward_at`] and [`conv2d_pool_backward_params_at`] run `s` at
+/// `level`: a thin conv (see [`super::uses_thin_kernels`]) at AVX-512 or NEON,
+/// with an output of at least 2×2.
+pub fn conv2d_pool_fuses(level: SimdLevel, s: &Conv2dShape) -> bool {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    let pools = super::thin::pools_at(level);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let pools = false;
+    pools && uses_thin_kernels(level, s) && s.out_h() >= 2 && s.out_w() >= 2
+}
+
+/// The pool that follows the conv `s`: 2×2, stride 2, over its output planes.
+pub fn pool_after(s: &Conv2dShape) -> Pool2dShape {
+    Pool2dShape {
+        batch: s.batch,
+        channels: s.out_channels,
+        in_h: s.out_h(),
+        in_w: s.out_w(),
+        kernel_h: 2,
+        kernel_w: 2,
+        stride_h: 2,
+        stride_w: 2,
+    }
+}
+
+/// `y = max_pool2d_2x2(conv2d(x, w, bias))`, with the pool's arg-max (each winner's index
+/// inside its conv output plane, as [`crate::pool::max_pool2d_forward`] gives). Panics
+/// unless [`conv2d_pool_fuses`].
+pub fn conv2d_pool_forward_at(
+    level: SimdLevel,
+    s: &Conv2dShape,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    argmax: &mut [u32],
+) {
+    assert!(
+        conv2d_pool_fuses(level, s),
+        "conv2d_pool: no fused path for this shape at {}",
+        level.name()
+    );
+    let (g, pooled) = (Geo::new(s), pool_after(s).output_len());
+    assert!(x.len() >= s.input_len(), "conv2d_pool_forward: x too short");
+    assert!(
+        w.len() >= s.weight_len(),
+        "conv2d_pool_forward: w too short"
+    );
+    assert!(
+        y.len() >= pooled && argmax.len() >= pooled,
+        "conv2d_pool_forward: y or argmax too short"
+    );
+    if let Some(b) = bias {
+        assert!(b.len() >= g.co, "conv2d_pool_forward: bias too short");
+    }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    super::thin::forward_pool(
+        level,
+        &g,
+        &x[..s.input_len()],
+        &w[..s.weight_len()],
+        bias.map(|b| &b[..g.co]),
+        &mut y[..pooled],
+        &mut argmax[..pooled],
+    );
+}
+
+/// The weight gradient (overwritten) and, if `db` is given, the bias gradient of
+/// [`conv2d_pool_forward_at`], from the pooled gradient `dy` and the forward's `argmax`:
+/// the same bits as [`crate::pool::max_pool2d_backward`] then
+/// [`super::conv2d_backward_weight_at`] and [`super::conv2d_backward_bias`].
+/// Panics unless [`conv2d_pool_fuses`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_pool_backward_params_at(
+    level: SimdLevel,
+    s: &Conv2dShape,
+    x: &[f32],
+    dy: &[f32],
+    argmax: &[u32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    assert!(
+        conv2d_pool_fuses(level, s),
+        "conv2d_pool: no fused path for this shape at {}",
+        level.name()
+    );
+    let (g, pooled) = (Geo::new(s), pool_after(s).output_len());
+    assert!(
+        x.len() >= s.input_len(),
+        "conv2d_pool_backward: x too short"
+    );
+    assert!(
+        dy.len() >= pooled && argmax.len() >= pooled,
+        "conv2d_pool_backward: dy or argmax too short"
+    );
+    assert!(
+        dw.len() >= s.weight_len(),
+        "conv2d_pool_backward: dw too short"
+    );
+    let db = db.map(|db| {
+        assert!(db.len() >= g.co, "conv2d_pool_backward: db too short");
+        &mut db[..g.co]
+    });
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    super::thin::backward_params_pool(
+        level,
+        &g,
+        &x[..s.input_len()],
+        &dy[..pooled],
+        &argmax[..pooled],
+        &mut dw[..s.weight_len()],
+        db,
+        BatchChunks::new(s.batch),
+    );
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = (g, db, BatchChunks::new(s.batch));
+}
