@@ -20,8 +20,8 @@ use distill_kernels::rng::Rng;
 use super::report::{Row, Unit};
 use super::timing::{time_on, Budget};
 use crate::backend::{
-    AdamConfig, Backend, Conv2dShape, DeviceKind, GemmBias, GemmShape, Pool2dShape, SgdConfig,
-    Storage, Trans,
+    pool_after, AdamConfig, Backend, Conv2dShape, DeviceKind, GemmBias, GemmShape, Pool2dShape,
+    SgdConfig, Storage, Trans,
 };
 use crate::Result;
 
@@ -86,20 +86,6 @@ pub(crate) fn conv_layers(batch: usize) -> [(&'static str, Conv2dShape); 4] {
     ]
 }
 
-/// 2×2/2 max pooling of a conv layer's output.
-fn pool_of(s: &Conv2dShape) -> Pool2dShape {
-    Pool2dShape {
-        batch: s.batch,
-        channels: s.out_channels,
-        in_h: s.out_h(),
-        in_w: s.out_w(),
-        kernel_h: 2,
-        kernel_w: 2,
-        stride_h: 2,
-        stride_w: 2,
-    }
-}
-
 /// One group of kernels sharing their buffers.
 #[derive(Clone, Debug)]
 pub(crate) enum Workload {
@@ -107,6 +93,8 @@ pub(crate) enum Workload {
     Matmul(usize),
     Conv(&'static str, Conv2dShape),
     Pool(&'static str, Pool2dShape),
+    /// The conv and the 2×2 pool after it as one call (fused where the backend fuses).
+    ConvPool(&'static str, Conv2dShape),
     /// rows × cols logits.
     Softmax(usize, usize),
     /// n values; column_sums as a matrix of the given columns.
@@ -120,7 +108,8 @@ pub(crate) fn workloads(shapes: &Shapes) -> Vec<Workload> {
     let mut w: Vec<Workload> = shapes.gemm.iter().map(|&n| Workload::Matmul(n)).collect();
     for (layer, s) in conv_layers(shapes.batch) {
         w.push(Workload::Conv(layer, s));
-        w.push(Workload::Pool(layer, pool_of(&s)));
+        w.push(Workload::Pool(layer, pool_after(&s)));
+        w.push(Workload::ConvPool(layer, s));
     }
     for &(r, c) in &shapes.softmax {
         w.push(Workload::Softmax(r, c));
@@ -136,6 +125,7 @@ impl Workload {
             Workload::Matmul(_) => "matmul",
             Workload::Conv(..) => "conv2d",
             Workload::Pool(..) => "pool",
+            Workload::ConvPool(..) => "conv2d+pool",
             Workload::Softmax(..) => "softmax",
             Workload::Elementwise(..) => "elementwise",
             Workload::Optimiser(_) => "optimiser",
@@ -159,6 +149,13 @@ impl Workload {
                     "conv2d bwd-weight",
                     "conv2d bwd-bias",
                 ],
+                format!(
+                    "{layer}: b{} {}->{} {}x{} k3 p1",
+                    s.batch, s.in_channels, s.out_channels, s.in_h, s.in_w
+                ),
+            ),
+            Workload::ConvPool(layer, s) => each(
+                &["conv2d+pool fwd", "conv2d+pool bwd-params"],
                 format!(
                     "{layer}: b{} {}->{} {}x{} k3 p1",
                     s.batch, s.in_channels, s.out_channels, s.in_h, s.in_w
@@ -201,7 +198,7 @@ impl Workload {
     fn largest_buffer(&self) -> u64 {
         let words = match self {
             Workload::Matmul(n) => n * n,
-            Workload::Conv(_, s) => s.input_len().max(s.output_len()),
+            Workload::Conv(_, s) | Workload::ConvPool(_, s) => s.input_len().max(s.output_len()),
             Workload::Pool(_, p) => p.input_len(),
             Workload::Softmax(r, c) => r * c,
             Workload::Elementwise(n, _) | Workload::Optimiser(n) => *n,
@@ -214,6 +211,7 @@ impl Workload {
             Workload::Matmul(n) => push_matmul_jobs(list, n),
             Workload::Conv(_, s) => push_conv2d_jobs(list, s),
             Workload::Pool(_, p) => push_max_pool2d_jobs(list, p),
+            Workload::ConvPool(_, s) => push_conv2d_pool_jobs(list, s),
             Workload::Softmax(r, c) => push_softmax_and_loss_jobs(list, r, c),
             Workload::Elementwise(n, cols) => push_elementwise_and_reduction_jobs(list, n, cols),
             Workload::Optimiser(n) => push_optimiser_jobs(list, n),
@@ -417,6 +415,33 @@ fn push_conv2d_jobs(list: &mut JobList, s: Conv2dShape) -> Result<()> {
         Unit::Gbps,
         F * (s.output_len() + s.out_channels) as f64,
         Box::new(move || d.conv2d_backward_bias(&s, &dy, &db)),
+    );
+    Ok(())
+}
+
+/// conv2d and the 2×2 max-pool after it as one call, forward and the parameter gradients
+/// (flops: the conv's; the pool adds only compares).
+fn push_conv2d_pool_jobs(list: &mut JobList, s: Conv2dShape) -> Result<()> {
+    let p = pool_after(&s);
+    let x = list.upload(s.input_len(), 3)?;
+    let w = list.upload(s.weight_len(), 4)?;
+    let bias = list.upload(s.out_channels, 5)?;
+    let dy = list.upload(p.output_len(), 6)?;
+    let y = list.zeros(p.output_len())?;
+    let argmax = Rc::new(list.backend.upload_u32(&vec![0u32; p.output_len()])?);
+    let dw = list.zeros(s.weight_len())?;
+    let db = list.zeros(s.out_channels)?;
+    let (d, x2, a) = (list.backend(), x.clone(), argmax.clone());
+    list.push(
+        Unit::Gflops,
+        s.flops(),
+        Box::new(move || d.conv2d_pool_forward(&s, &x2, &w, Some(&bias), &y, &a)),
+    );
+    let d = list.backend();
+    list.push(
+        Unit::Gflops,
+        s.flops(),
+        Box::new(move || d.conv2d_pool_backward_params(&s, &x, &dy, &argmax, &dw, Some(&db))),
     );
     Ok(())
 }
