@@ -21,20 +21,21 @@ cross=(cargo --config .cargo/aarch64-linux-cross.toml)
 # The engine's test binaries that run under qemu: every one that needs neither a GPU nor the
 # `distill` binary run as a child process (qemu-user runs only the process it starts). CPU
 # only, but chosen for what a new architecture can break: numerics through the engine
-# (gradcheck, losses by hand, end-to-end training, hints), file formats (checkpoint with
-# f16/bf16, data decoders) and the CPU pool. Left out for time, platform-independent:
-# plot, memory, ladder (its CPU rungs), fuzz. Left out by need: gpu_*, cli, bench, browser,
-# doc_figures (they start GPUs, browsers or the binary).
+# (gradcheck, losses by hand, end-to-end training, hints, the model's fused layers), file
+# formats (checkpoint with f16/bf16, data decoders) and the CPU pool. Left out for time,
+# platform-independent: plot, memory, ladder (its CPU rungs), fuzz. Left out by need: gpu_*,
+# cli, bench, browser, doc_figures (they start GPUs, browsers or the binary).
 engine_tests=(--lib --test gradcheck --test ops_errors --test trainer --test transfer
     --test ensemble --test hint --test arch_spec --test checkpoint --test cpu_pool --test data
-    --test train_synthetic)
+    --test train_synthetic --test layer_order)
 # GPU tests inside those binaries, skipped by name. No GPU is visible under qemu, and
 # DISTILL_REQUIRE_GPU=1 stays set, so a GPU test missing from this list fails rather than
 # passing on a skip line.
 skip_gpu=(--skip backend::gpu::bench_kernels:: --skip backend::gpu::standalone::
     --skip backend::gpu::shader_check::tests::a_broken_module_is_reported_with_its_line
     --skip backend::gpu::shader_check::tests::every_shipped_module_compiles_or_is_named_unsupported
-    --skip every_rung_times_a_batch_of_calls --skip the_op_and_the_hint_term_on_the_gpu)
+    --skip every_rung_times_a_batch_of_calls --skip the_op_and_the_hint_term_on_the_gpu
+    --skip the_fused_forward_matches_the_layers_one_by_one_on_the_gpu)
 export DISTILL_REQUIRE_GPU=1
 
 start=$SECONDS

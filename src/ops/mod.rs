@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | `matmul.rs` (matmul, linear) | `gemm/` | `matmul.wgsl` |
 //! | `conv.rs` (conv2d) | `conv/` | `conv2d.wgsl` |
-//! | `pool.rs` (max_pool2d) | `pool.rs` | `pool.wgsl` |
+//! | `conv_pool.rs` (conv2d_max_pool2) | `conv/pooled.rs` (thin convs at AVX-512 and NEON; else `conv/` then `pool/`) | `conv2d.wgsl` then `pool.wgsl` |
+//! | `pool.rs` (max_pool2d) | `pool/` | `pool.wgsl` |
 //! | `elementwise.rs` (relu, add, add_scaled_, scale, sum, mean, reshape) | `elementwise.rs` | `elementwise.wgsl`, `reduce.wgsl` |
 //! | `softmax.rs` (softmax_t, log_softmax, cross_entropy, kd_loss) | `softmax/` | `softmax.wgsl` |
 //! | `mse.rs` (mse_loss) | `mse.rs` | `mse.wgsl` (+ `reduce.wgsl`'s finish) |

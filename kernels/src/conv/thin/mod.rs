@@ -24,6 +24,10 @@
 //!   masks; the `lanes/` kernels fold other strides with the scalar `col2im_channel`).
 //!   The input grad needs no unfold of x.
 //!
+//! At AVX-512 and NEON the forward and the weight gradient also run fused with the 2×2
+//! max-pool after the conv (`lanes/pooled.rs`): the same per-image kernels, with the
+//! full-size output and gradient of one image in a scratch instead of in memory.
+//!
 //! Images run in parallel, one per task; every element sees the same operations whatever
 //! the thread count.
 //!
