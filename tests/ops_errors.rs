@@ -75,6 +75,26 @@ fn mismatched_shapes() {
         ),
         "rank 4",
     );
+    // The conv + pool op: the conv's checks under its own name, and an output too small
+    // to pool.
+    shape_error(
+        ops::conv2d_max_pool2(
+            &t(&[1, 2, 5, 5]),
+            &t(&[4, 3, 3, 3]),
+            None,
+            Conv2dParams::default(),
+        ),
+        "conv2d_max_pool2: input has 2 channels",
+    );
+    shape_error(
+        ops::conv2d_max_pool2(
+            &t(&[1, 1, 3, 3]),
+            &t(&[4, 1, 3, 3]),
+            Some(&t(&[4])),
+            Conv2dParams::default(),
+        ),
+        "cannot be pooled",
+    );
     shape_error(ops::reshape(&t(&[2, 3]), &[4, 2]), "cannot become");
     let labels = Tensor::from_u32(&[0, 1, 2], &[3], &Device::cpu()).unwrap();
     shape_error(ops::cross_entropy(&t(&[2, 4]), &labels), "labels");
