@@ -58,9 +58,10 @@ fn conv2d_all_inputs() {
     }
 }
 
-/// The conv + 2×2 pool op: all inputs (the two kernels through a full-size gradient), and the
-/// weight and bias alone with a constant input (the CPU's fused path for thin convs, K ≤ 12),
-/// on odd and even conv outputs (an odd one drops its last row and column).
+/// The conv + 2×2 pool op, with and without its ReLU: all inputs (the kernels one after the
+/// other through a full-size gradient), and the weight and bias alone with a constant input
+/// (the CPU's fused path for thin convs, K ≤ 12), on odd and even conv outputs (an odd one
+/// drops its last row and column).
 #[test]
 fn conv2d_max_pool2() {
     let mut rng = Rng::new(12);
@@ -71,17 +72,19 @@ fn conv2d_max_pool2() {
         (2, 3, 9, 8, 2, 2, 2, (1, 2), (0, 0)),
         (1, 5, 6, 6, 3, 3, 3, (1, 1), (1, 1)),
     ];
-    for (n, c, h, w, o, kh, kw, stride, padding) in cases {
-        let p = Conv2dParams { stride, padding };
-        let (xs, ws) = ([n, c, h, w], [o, c, kh, kw]);
-        gradcheck(&dev(), &mut rng, &[&xs, &ws, &[o]], 1e-3, 5e-3, |t| {
-            ops::conv2d_max_pool2(&t[0], &t[1], Some(&t[2]), p)
-        });
-        let x: Vec<f32> = (0..n * c * h * w).map(|_| rng.normal()).collect();
-        let x = Tensor::from_f32(&x, &xs, &dev()).unwrap();
-        gradcheck(&dev(), &mut rng, &[&ws, &[o]], 1e-3, 5e-3, |t| {
-            ops::conv2d_max_pool2(&x, &t[0], Some(&t[1]), p)
-        });
+    for relu in [false, true] {
+        for (n, c, h, w, o, kh, kw, stride, padding) in cases {
+            let p = Conv2dParams { stride, padding };
+            let (xs, ws) = ([n, c, h, w], [o, c, kh, kw]);
+            gradcheck(&dev(), &mut rng, &[&xs, &ws, &[o]], 1e-3, 5e-3, |t| {
+                ops::conv2d_max_pool2(&t[0], &t[1], Some(&t[2]), p, relu)
+            });
+            let x: Vec<f32> = (0..n * c * h * w).map(|_| rng.normal()).collect();
+            let x = Tensor::from_f32(&x, &xs, &dev()).unwrap();
+            gradcheck(&dev(), &mut rng, &[&ws, &[o]], 1e-3, 5e-3, |t| {
+                ops::conv2d_max_pool2(&x, &t[0], Some(&t[1]), p, relu)
+            });
+        }
     }
 }
 

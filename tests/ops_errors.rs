@@ -83,6 +83,7 @@ fn mismatched_shapes() {
             &t(&[4, 3, 3, 3]),
             None,
             Conv2dParams::default(),
+            false,
         ),
         "conv2d_max_pool2: input has 2 channels",
     );
@@ -92,6 +93,7 @@ fn mismatched_shapes() {
             &t(&[4, 1, 3, 3]),
             Some(&t(&[4])),
             Conv2dParams::default(),
+            true,
         ),
         "cannot be pooled",
     );

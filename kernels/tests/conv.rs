@@ -6,6 +6,7 @@ use distill_kernels::conv::{
     conv2d_backward_weight_at, conv2d_forward, conv2d_forward_at, conv2d_pool_backward_params_at,
     conv2d_pool_forward_at, conv2d_pool_fuses, pool_after, uses_thin_kernels, THIN_MAX_K,
 };
+use distill_kernels::elementwise::{relu_at, relu_backward_at};
 use distill_kernels::pool::{max_pool2d_backward_at, max_pool2d_forward_at};
 use distill_kernels::{simd, Conv2dShape};
 
@@ -427,11 +428,12 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// The fused conv + 2×2 max-pool gives the same bits as conv2d then max_pool2d (forward:
-/// output and arg-max; backward: weight and bias gradients from the pooled gradient, with and
-/// without the bias), at every level that fuses: thin convs with odd and even output planes
-/// (an odd one drops its last row and column), odd channel counts, stride 2, no padding,
-/// batch 1 and batches that split unevenly into weight-gradient chunks.
+/// The fused conv + 2×2 max-pool (+ ReLU) gives the same bits as conv2d, max_pool2d (and
+/// relu) one after the other (forward: output and arg-max; backward: weight and bias
+/// gradients from the output's gradient, with and without the bias), at every level that
+/// fuses: thin convs with odd and even output planes (an odd one drops its last row and
+/// column), odd channel counts, stride 2, no padding, batch 1 and batches that split unevenly
+/// into weight-gradient chunks.
 #[test]
 fn fused_conv_pool_matches_conv_then_pool() {
     let cases = [
@@ -452,32 +454,48 @@ fn fused_conv_pool_matches_conv_then_pool() {
                 continue;
             }
             fused_levels += 1;
-            let mut full = vec![0.0; s.output_len()];
-            conv2d_forward_at(level, s, &d.x, &d.w, Some(&d.b), &mut full);
-            let (mut y, mut arg) = (vec![0.0; ps.output_len()], vec![0u32; ps.output_len()]);
-            max_pool2d_forward_at(level, &ps, &full, &mut y, &mut arg);
-            let (mut fy, mut farg) = (vec![f32::NAN; ps.output_len()], vec![7u32; ps.output_len()]);
-            conv2d_pool_forward_at(level, s, &d.x, &d.w, Some(&d.b), &mut fy, &mut farg);
-            assert_eq!(bits(&y), bits(&fy), "[{level}] forward of {s:?}");
-            assert_eq!(arg, farg, "[{level}] arg-max of {s:?}");
+            for relu in [false, true] {
+                let what = format!("[{level}] relu {relu}, {s:?}");
+                let mut full = vec![0.0; s.output_len()];
+                conv2d_forward_at(level, s, &d.x, &d.w, Some(&d.b), &mut full);
+                let (mut y, mut arg) = (vec![0.0; ps.output_len()], vec![0u32; ps.output_len()]);
+                max_pool2d_forward_at(level, &ps, &full, &mut y, &mut arg);
+                let mut dpool = dp.clone();
+                if relu {
+                    let pooled = y.clone();
+                    relu_at(level, &pooled, &mut y);
+                    relu_backward_at(level, &y, &dp, &mut dpool);
+                }
+                let n = ps.output_len();
+                let (mut fy, mut farg) = (vec![f32::NAN; n], vec![7u32; n]);
+                conv2d_pool_forward_at(level, s, &d.x, &d.w, Some(&d.b), relu, &mut fy, &mut farg);
+                assert_eq!(bits(&y), bits(&fy), "{what}: forward");
+                assert_eq!(arg, farg, "{what}: arg-max");
 
-            let mut dfull = vec![0.0; s.output_len()];
-            max_pool2d_backward_at(level, &ps, &dp, &arg, &mut dfull);
-            let mut dw = vec![0.0; s.weight_len()];
-            conv2d_backward_weight_at(level, s, &d.x, &dfull, &mut dw);
-            let mut db = vec![0.0; s.out_channels];
-            conv2d_backward_bias(s, &dfull, &mut db);
-            let (mut fdw, mut fdb) = (vec![f32::NAN; dw.len()], vec![f32::NAN; db.len()]);
-            conv2d_pool_backward_params_at(level, s, &d.x, &dp, &arg, &mut fdw, Some(&mut fdb));
-            assert_eq!(bits(&dw), bits(&fdw), "[{level}] weight grad of {s:?}");
-            assert_eq!(bits(&db), bits(&fdb), "[{level}] bias grad of {s:?}");
-            let mut fdw2 = vec![f32::NAN; dw.len()];
-            conv2d_pool_backward_params_at(level, s, &d.x, &dp, &arg, &mut fdw2, None);
-            assert_eq!(
-                bits(&dw),
-                bits(&fdw2),
-                "[{level}] weight grad alone of {s:?}"
-            );
+                let mut dfull = vec![0.0; s.output_len()];
+                max_pool2d_backward_at(level, &ps, &dpool, &arg, &mut dfull);
+                let mut dw = vec![0.0; s.weight_len()];
+                conv2d_backward_weight_at(level, s, &d.x, &dfull, &mut dw);
+                let mut db = vec![0.0; s.out_channels];
+                conv2d_backward_bias(s, &dfull, &mut db);
+                let relu_y = relu.then_some(&fy[..]);
+                let (mut fdw, mut fdb) = (vec![f32::NAN; dw.len()], vec![f32::NAN; db.len()]);
+                conv2d_pool_backward_params_at(
+                    level,
+                    s,
+                    &d.x,
+                    &dp,
+                    &arg,
+                    relu_y,
+                    &mut fdw,
+                    Some(&mut fdb),
+                );
+                assert_eq!(bits(&dw), bits(&fdw), "{what}: weight grad");
+                assert_eq!(bits(&db), bits(&fdb), "{what}: bias grad");
+                let mut fdw2 = vec![f32::NAN; dw.len()];
+                conv2d_pool_backward_params_at(level, s, &d.x, &dp, &arg, relu_y, &mut fdw2, None);
+                assert_eq!(bits(&dw), bits(&fdw2), "{what}: weight grad alone");
+            }
         }
     }
     // Where the CPU has AVX-512 or NEON the fused path must have run.

@@ -364,11 +364,12 @@ impl Backend for CpuBackend {
         x: &Storage,
         wt: &Storage,
         bias: Option<&Storage>,
+        relu: bool,
         y: &Storage,
         argmax: &Storage,
     ) -> Result<()> {
         if !k::conv::conv2d_pool_fuses(self.level, s) {
-            return conv2d_pool_forward_composed(self, s, x, wt, bias, y, argmax);
+            return conv2d_pool_forward_composed(self, s, x, wt, bias, relu, y, argmax);
         }
         let bias = bias.map(r).transpose()?;
         k::conv::conv2d_pool_forward_at(
@@ -377,6 +378,7 @@ impl Backend for CpuBackend {
             &r(x)?,
             &r(wt)?,
             bias.as_deref().map(|b| b.as_slice()),
+            relu,
             &mut w(y)?,
             as_u32_mut(&mut w(argmax)?),
         );
@@ -389,12 +391,14 @@ impl Backend for CpuBackend {
         x: &Storage,
         dy: &Storage,
         argmax: &Storage,
+        relu_y: Option<&Storage>,
         dw: &Storage,
         db: Option<&Storage>,
     ) -> Result<()> {
         if !k::conv::conv2d_pool_fuses(self.level, s) {
-            return conv2d_pool_backward_params_composed(self, s, x, dy, argmax, dw, db);
+            return conv2d_pool_backward_params_composed(self, s, x, dy, argmax, relu_y, dw, db);
         }
+        let relu_y = relu_y.map(r).transpose()?;
         let mut db = db.map(w).transpose()?;
         k::conv::conv2d_pool_backward_params_at(
             self.level,
@@ -402,6 +406,7 @@ impl Backend for CpuBackend {
             &r(x)?,
             &r(dy)?,
             as_u32(&r(argmax)?),
+            relu_y.as_deref().map(|y| y.as_slice()),
             &mut w(dw)?,
             db.as_deref_mut().map(|d| d.as_mut_slice()),
         );

@@ -77,23 +77,32 @@ fn conv_output_buffer<B: Backend + ?Sized>(be: &B, s: &Conv2dShape) -> Result<St
         .map_err(|e| e.allocating(&format!("a tensor of shape {shape:?} (f32)")))
 }
 
-/// [`Backend::conv2d_pool_forward`] as conv2d then max_pool2d, through a full-size buffer.
+/// [`Backend::conv2d_pool_forward`] as conv2d, max_pool2d (and relu), through a full-size
+/// buffer (and a pooled one).
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_pool_forward_composed<B: Backend + ?Sized>(
     be: &B,
     s: &Conv2dShape,
     x: &Storage,
     w: &Storage,
     bias: Option<&Storage>,
+    relu: bool,
     y: &Storage,
     argmax: &Storage,
 ) -> Result<()> {
+    let ps = pool_after(s);
     let full = conv_output_buffer(be, s)?;
     be.conv2d_forward(s, x, w, bias, &full)?;
-    be.max_pool2d_forward(&pool_after(s), &full, y, argmax)
+    if !relu {
+        return be.max_pool2d_forward(&ps, &full, y, argmax);
+    }
+    let pooled = be.output(ps.output_len())?;
+    be.max_pool2d_forward(&ps, &full, &pooled, argmax)?;
+    be.relu(&pooled, y)
 }
 
-/// [`Backend::conv2d_pool_backward_params`] as the pool's backward into a full-size buffer,
-/// then the conv's weight and bias gradients.
+/// [`Backend::conv2d_pool_backward_params`] as the ReLU's backward (where it rectified), the
+/// pool's backward into a full-size buffer, then the conv's weight and bias gradients.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_pool_backward_params_composed<B: Backend + ?Sized>(
     be: &B,
@@ -101,11 +110,22 @@ pub fn conv2d_pool_backward_params_composed<B: Backend + ?Sized>(
     x: &Storage,
     dy: &Storage,
     argmax: &Storage,
+    relu_y: Option<&Storage>,
     dw: &Storage,
     db: Option<&Storage>,
 ) -> Result<()> {
+    let ps = pool_after(s);
+    let masked;
+    let dy = match relu_y {
+        Some(y) => {
+            masked = be.output(ps.output_len())?;
+            be.relu_backward(y, dy, &masked)?;
+            &masked
+        }
+        None => dy,
+    };
     let full = conv_output_buffer(be, s)?;
-    be.max_pool2d_backward(&pool_after(s), dy, argmax, &full)?;
+    be.max_pool2d_backward(&ps, dy, argmax, &full)?;
     be.conv2d_backward_weight(s, x, &full, dw)?;
     if let Some(db) = db {
         be.conv2d_backward_bias(s, &full, db)?;
@@ -266,23 +286,27 @@ pub trait Backend: Send + Sync {
     fn conv2d_backward_bias(&self, s: &Conv2dShape, dy: &Storage, db: &Storage) -> Result<()>;
 
     // --- conv/pooled.rs / conv2d.wgsl then pool.wgsl -------------------------------------------
-    /// `y = max_pool2d(conv2d(x, w, bias))` over 2×2 windows at stride 2, with the pool's
-    /// arg-max (indices inside the conv output planes). By default the two kernels through a
-    /// full-size intermediate ([`conv2d_pool_forward_composed`]); the CPU fuses thin convs.
+    /// `y = max_pool2d(conv2d(x, w, bias))` over 2×2 windows at stride 2, then ReLU if
+    /// `relu`, with the pool's arg-max (indices inside the conv output planes). By default the
+    /// kernels one after the other through full-size buffers
+    /// ([`conv2d_pool_forward_composed`]); the CPU fuses thin convs.
+    #[allow(clippy::too_many_arguments)]
     fn conv2d_pool_forward(
         &self,
         s: &Conv2dShape,
         x: &Storage,
         w: &Storage,
         bias: Option<&Storage>,
+        relu: bool,
         y: &Storage,
         argmax: &Storage,
     ) -> Result<()> {
-        conv2d_pool_forward_composed(self, s, x, w, bias, y, argmax)
+        conv2d_pool_forward_composed(self, s, x, w, bias, relu, y, argmax)
     }
     /// The weight gradient and, given `db`, the bias gradient of [`Self::conv2d_pool_forward`]
-    /// from the pooled gradient `dy` (by default: routed to the arg-max at full size, then the
-    /// conv's kernels; [`conv2d_pool_backward_params_composed`]).
+    /// from `dy`, the gradient of its output; `relu_y`: that output, where it rectified. By
+    /// default the ReLU's and the pool's backward at full size, then the conv's kernels
+    /// ([`conv2d_pool_backward_params_composed`]).
     #[allow(clippy::too_many_arguments)]
     fn conv2d_pool_backward_params(
         &self,
@@ -290,10 +314,11 @@ pub trait Backend: Send + Sync {
         x: &Storage,
         dy: &Storage,
         argmax: &Storage,
+        relu_y: Option<&Storage>,
         dw: &Storage,
         db: Option<&Storage>,
     ) -> Result<()> {
-        conv2d_pool_backward_params_composed(self, s, x, dy, argmax, dw, db)
+        conv2d_pool_backward_params_composed(self, s, x, dy, argmax, relu_y, dw, db)
     }
 
     // --- pool.rs / pool.wgsl ------------------------------------------------------------------

@@ -435,13 +435,13 @@ fn push_conv2d_pool_jobs(list: &mut JobList, s: Conv2dShape) -> Result<()> {
     list.push(
         Unit::Gflops,
         s.flops(),
-        Box::new(move || d.conv2d_pool_forward(&s, &x2, &w, Some(&bias), &y, &a)),
+        Box::new(move || d.conv2d_pool_forward(&s, &x2, &w, Some(&bias), false, &y, &a)),
     );
     let d = list.backend();
     list.push(
         Unit::Gflops,
         s.flops(),
-        Box::new(move || d.conv2d_pool_backward_params(&s, &x, &dy, &argmax, &dw, Some(&db))),
+        Box::new(move || d.conv2d_pool_backward_params(&s, &x, &dy, &argmax, None, &dw, Some(&db))),
     );
     Ok(())
 }

@@ -120,9 +120,9 @@ fn relu_then_pool(a: &Layer, b: &Layer) -> bool {
 }
 
 /// Whether `layers` begins with a conv, a ReLU and a 2×2/stride-2 max-pool, which
-/// [`Sequential::forward`] runs as one conv + pool op ([`ops::conv2d_max_pool2`], where the
-/// backend can keep the conv's full-size output out of memory) then the ReLU on the pooled
-/// output ([`relu_then_pool`]).
+/// [`Sequential::forward`] runs as one op ([`ops::conv2d_max_pool2`] with its ReLU, where the
+/// backend can keep the conv's full-size output out of memory; the ReLU on the pooled output,
+/// as [`relu_then_pool`] explains).
 fn conv_relu_pool2(layers: &[Layer]) -> bool {
     matches!(
         layers,
@@ -166,7 +166,7 @@ pub struct Sequential {
 impl Sequential {
     /// Runs the layers; a `Linear` followed by `Relu` runs as one GEMM with a fused epilogue,
     /// a `Relu` followed by a max-pool runs after the pool ([`relu_then_pool`]), and a conv
-    /// before them runs with the pool as one op ([`conv_relu_pool2`]).
+    /// before them runs with both as one op ([`conv_relu_pool2`]).
     /// A device error (a limit, out of memory) names the layer it happened in.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.run_layers(x, self.layers.len())
@@ -234,8 +234,7 @@ impl Sequential {
 
     /// Layers `start..end` on `h`. A `Linear` whose `Relu` is inside the range is fused with it,
     /// a `Relu` followed by a `MaxPool2d` in the range runs after it ([`relu_then_pool`]), and
-    /// a conv, ReLU and 2×2 pool all in the range run as the conv + pool op, then the ReLU
-    /// ([`conv_relu_pool2`]).
+    /// a conv, ReLU and 2×2 pool all in the range run as one op ([`conv_relu_pool2`]).
     fn run_layers_from(&self, mut h: Tensor, start: usize, end: usize) -> Result<Tensor> {
         let mut i = start;
         while i < end {
@@ -244,9 +243,8 @@ impl Sequential {
                 && pools_after_conv(&h, &self.layers[i])
             {
                 h = self
-                    .conv_pool_forward(i, &h)
+                    .conv_relu_pool_forward(i, &h)
                     .map_err(|e| in_layer(e, i, &self.layers[i]))?;
-                h = ops::relu(&h).map_err(|e| in_layer(e, i + 1, &self.layers[i + 1]))?;
                 i += 3;
                 continue;
             }
@@ -283,16 +281,16 @@ impl Sequential {
         Ok(h)
     }
 
-    /// The conv layer `i` and the 2×2 pool after it as one op.
-    fn conv_pool_forward(&self, i: usize, h: &Tensor) -> Result<Tensor> {
+    /// The conv layer `i`, the ReLU and the 2×2 pool after it as one op.
+    fn conv_relu_pool_forward(&self, i: usize, h: &Tensor) -> Result<Tensor> {
         match &self.layers[i] {
             Layer::Conv2d {
                 weight,
                 bias,
                 params,
                 ..
-            } => ops::conv2d_max_pool2(h, weight, Some(bias), *params),
-            _ => unreachable!("conv_pool_forward: layer {i} is not a conv"),
+            } => ops::conv2d_max_pool2(h, weight, Some(bias), *params, true),
+            _ => unreachable!("conv_relu_pool_forward: layer {i} is not a conv"),
         }
     }
 

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `matmul.rs` (matmul, linear) | `gemm/` | `matmul.wgsl` |
 //! | `conv.rs` (conv2d) | `conv/` | `conv2d.wgsl` |
-//! | `conv_pool.rs` (conv2d_max_pool2) | `conv/pooled.rs` (thin convs at AVX-512 and NEON; else `conv/` then `pool/`) | `conv2d.wgsl` then `pool.wgsl` |
+//! | `conv_pool.rs` (conv2d_max_pool2, with or without its ReLU) | `conv/pooled.rs` (thin convs at AVX-512 and NEON; else `conv/`, `pool/`, `elementwise/`) | `conv2d.wgsl`, `pool.wgsl`, `elementwise.wgsl` |
 //! | `pool.rs` (max_pool2d) | `pool/` | `pool.wgsl` |
 //! | `elementwise.rs` (relu, add, add_scaled_, scale, sum, mean, reshape) | `elementwise.rs` | `elementwise.wgsl`, `reduce.wgsl` |
 //! | `softmax.rs` (softmax_t, log_softmax, cross_entropy, kd_loss) | `softmax/` | `softmax.wgsl` |

@@ -82,9 +82,9 @@ pub(crate) fn conv2d_cases(d: &Both) {
     d.check("conv2d forward without bias", &y);
 }
 
-/// conv2d followed by the 2×2 max-pool as one call: the CPU fuses thin convs (at AVX-512 and
-/// NEON), the GPU runs its two kernels; forward, arg-max, and the weight and bias gradients
-/// from the pooled gradient, on odd and even conv outputs.
+/// conv2d followed by the 2×2 max-pool (and a ReLU) as one call: the CPU fuses thin convs (at
+/// AVX-512 and NEON), the GPU runs its kernels one after the other; forward, arg-max, and the
+/// weight and bias gradients from the output's gradient, on odd and even conv outputs.
 #[test]
 fn conv2d_pool_forward_and_param_grads() {
     let Some(d) = Both::new() else { return };
@@ -94,43 +94,47 @@ fn conv2d_pool_forward_and_param_grads() {
         Conv2dShape::same_3x3(2, 1, 7, 11),
         Conv2dShape::same_3x3(2, 3, 4, 9),
     ] {
-        let what = format!("{s:?}");
-        let ps = pool_after(&s);
-        let x = d.f32(&rng.vec(s.input_len()));
-        let wt = d.f32(&rng.vec(s.weight_len()));
-        let bias = d.f32(&rng.vec(s.out_channels));
-        let dy = d.f32(&rng.vec(ps.output_len()));
-        let (y, arg, dw, db) = (
-            d.out(ps.output_len()),
-            d.out(ps.output_len()),
-            d.out(s.weight_len()),
-            d.out(s.out_channels),
-        );
-        for (dev, side) in [(&d.cpu, 0), (&d.gpu, 1)] {
-            let be = dev.backend();
-            be.conv2d_pool_forward(
-                &s,
-                x.on(side),
-                wt.on(side),
-                Some(bias.on(side)),
-                y.on(side),
-                arg.on(side),
-            )
-            .unwrap();
-            be.conv2d_pool_backward_params(
-                &s,
-                x.on(side),
-                dy.on(side),
-                arg.on(side),
-                dw.on(side),
-                Some(db.on(side)),
-            )
-            .unwrap();
+        for relu in [false, true] {
+            let what = format!("relu {relu}, {s:?}");
+            let ps = pool_after(&s);
+            let x = d.f32(&rng.vec(s.input_len()));
+            let wt = d.f32(&rng.vec(s.weight_len()));
+            let bias = d.f32(&rng.vec(s.out_channels));
+            let dy = d.f32(&rng.vec(ps.output_len()));
+            let (y, arg, dw, db) = (
+                d.out(ps.output_len()),
+                d.out(ps.output_len()),
+                d.out(s.weight_len()),
+                d.out(s.out_channels),
+            );
+            for (dev, side) in [(&d.cpu, 0), (&d.gpu, 1)] {
+                let be = dev.backend();
+                be.conv2d_pool_forward(
+                    &s,
+                    x.on(side),
+                    wt.on(side),
+                    Some(bias.on(side)),
+                    relu,
+                    y.on(side),
+                    arg.on(side),
+                )
+                .unwrap();
+                be.conv2d_pool_backward_params(
+                    &s,
+                    x.on(side),
+                    dy.on(side),
+                    arg.on(side),
+                    relu.then(|| y.on(side)),
+                    dw.on(side),
+                    Some(db.on(side)),
+                )
+                .unwrap();
+            }
+            d.check(&format!("conv2d + pool forward, {what}"), &y);
+            d.check_u32(&format!("conv2d + pool arg-max, {what}"), &arg);
+            d.check(&format!("conv2d + pool weight grad, {what}"), &dw);
+            d.check(&format!("conv2d + pool bias grad, {what}"), &db);
         }
-        d.check(&format!("conv2d + pool forward {what}"), &y);
-        d.check_u32(&format!("conv2d + pool arg-max {what}"), &arg);
-        d.check(&format!("conv2d + pool weight grad {what}"), &dw);
-        d.check(&format!("conv2d + pool bias grad {what}"), &db);
     }
 }
 

@@ -33,15 +33,18 @@ pub fn pool_after(s: &Conv2dShape) -> Pool2dShape {
     }
 }
 
-/// `y = max_pool2d_2x2(conv2d(x, w, bias))`, with the pool's arg-max (each winner's index
-/// inside its conv output plane, as [`crate::pool::max_pool2d_forward`] gives). Panics
-/// unless [`conv2d_pool_fuses`].
+/// `y = max_pool2d_2x2(conv2d(x, w, bias))`, rectified if `relu` (as
+/// [`crate::elementwise::relu`] would), with the pool's arg-max (each winner's index inside
+/// its conv output plane, as [`crate::pool::max_pool2d_forward`] gives). Panics unless
+/// [`conv2d_pool_fuses`].
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_pool_forward_at(
     level: SimdLevel,
     s: &Conv2dShape,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
+    relu: bool,
     y: &mut [f32],
     argmax: &mut [u32],
 ) {
@@ -70,16 +73,19 @@ pub fn conv2d_pool_forward_at(
         &x[..s.input_len()],
         &w[..s.weight_len()],
         bias.map(|b| &b[..g.co]),
+        relu,
         &mut y[..pooled],
         &mut argmax[..pooled],
     );
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = relu;
 }
 
 /// The weight gradient (overwritten) and, if `db` is given, the bias gradient of
-/// [`conv2d_pool_forward_at`], from the pooled gradient `dy` and the forward's `argmax`:
-/// the same bits as [`crate::pool::max_pool2d_backward`] then
-/// [`super::conv2d_backward_weight_at`] and [`super::conv2d_backward_bias`].
-/// Panics unless [`conv2d_pool_fuses`].
+/// [`conv2d_pool_forward_at`], from `dy` (the gradient of its output), its `argmax` and, where
+/// it rectified, its output `relu_y`: the same bits as [`crate::elementwise::relu_backward`],
+/// [`crate::pool::max_pool2d_backward`], then [`super::conv2d_backward_weight_at`] and
+/// [`super::conv2d_backward_bias`]. Panics unless [`conv2d_pool_fuses`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_pool_backward_params_at(
     level: SimdLevel,
@@ -87,6 +93,7 @@ pub fn conv2d_pool_backward_params_at(
     x: &[f32],
     dy: &[f32],
     argmax: &[u32],
+    relu_y: Option<&[f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
@@ -101,8 +108,8 @@ pub fn conv2d_pool_backward_params_at(
         "conv2d_pool_backward: x too short"
     );
     assert!(
-        dy.len() >= pooled && argmax.len() >= pooled,
-        "conv2d_pool_backward: dy or argmax too short"
+        dy.len() >= pooled && argmax.len() >= pooled && relu_y.is_none_or(|y| y.len() >= pooled),
+        "conv2d_pool_backward: dy, argmax or y too short"
     );
     assert!(
         dw.len() >= s.weight_len(),
@@ -119,10 +126,11 @@ pub fn conv2d_pool_backward_params_at(
         &x[..s.input_len()],
         &dy[..pooled],
         &argmax[..pooled],
+        relu_y.map(|y| &y[..pooled]),
         &mut dw[..s.weight_len()],
         db,
         BatchChunks::new(s.batch),
     );
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let _ = (g, db, BatchChunks::new(s.batch));
+    let _ = (g, db, relu_y, BatchChunks::new(s.batch));
 }

@@ -148,47 +148,53 @@ pub(super) fn pools_at(level: SimdLevel) -> bool {
     }
 }
 
-/// The thin forward and the 2×2/stride-2 max-pool after it, fused (`lanes/pooled.rs`; the
-/// caller has checked [`super::uses_thin_kernels`] and [`pools_at`]).
+/// The thin forward and the 2×2/stride-2 max-pool after it, fused, then a ReLU if `relu`
+/// (`lanes/pooled.rs`; the caller has checked [`super::uses_thin_kernels`] and [`pools_at`]).
 pub(super) fn forward_pool(
     level: SimdLevel,
     g: &Geo,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
+    relu: bool,
     y: &mut [f32],
     argmax: &mut [u32],
 ) {
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => lanes::forward_pool::<lanes::Avx512>(level, g, x, w, bias, y, argmax),
+        SimdLevel::Avx512 => {
+            lanes::forward_pool::<lanes::Avx512>(level, g, x, w, bias, relu, y, argmax)
+        }
         #[cfg(target_arch = "aarch64")]
-        SimdLevel::Neon => lanes::forward_pool::<lanes::Neon>(level, g, x, w, bias, y, argmax),
+        SimdLevel::Neon => {
+            lanes::forward_pool::<lanes::Neon>(level, g, x, w, bias, relu, y, argmax)
+        }
         _ => unreachable!("thin conv + pool: no {} path", level.name()),
     }
 }
 
-/// The weight and bias gradients of [`forward_pool`] from the pooled gradient (the caller has
-/// checked as for [`forward_pool`]).
+/// The weight and bias gradients of [`forward_pool`] from the gradient of its output (the
+/// caller has checked as for [`forward_pool`]).
 pub(super) fn backward_params_pool(
     level: SimdLevel,
     g: &Geo,
     x: &[f32],
     dy: &[f32],
     argmax: &[u32],
+    relu_y: Option<&[f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
     parts: BatchChunks,
 ) {
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => {
-            lanes::backward_params_pool::<lanes::Avx512>(level, g, x, dy, argmax, dw, db, parts)
-        }
+        SimdLevel::Avx512 => lanes::backward_params_pool::<lanes::Avx512>(
+            level, g, x, dy, argmax, relu_y, dw, db, parts,
+        ),
         #[cfg(target_arch = "aarch64")]
-        SimdLevel::Neon => {
-            lanes::backward_params_pool::<lanes::Neon>(level, g, x, dy, argmax, dw, db, parts)
-        }
+        SimdLevel::Neon => lanes::backward_params_pool::<lanes::Neon>(
+            level, g, x, dy, argmax, relu_y, dw, db, parts,
+        ),
         _ => unreachable!("thin conv + pool: no {} path", level.name()),
     }
 }

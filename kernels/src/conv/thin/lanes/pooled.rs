@@ -1,19 +1,21 @@
 //! A thin convolution and the 2×2/stride-2 max-pool after it, as one pass per image over
-//! [`Lanes`]: `y = max_pool2d_2x2(conv2d(x, w, b))` and, backward, the weight and bias
-//! gradients from the pooled gradient.
+//! [`Lanes`]: `y = max_pool2d_2x2(conv2d(x, w, b))`, then a ReLU if asked, and, backward, the
+//! weight and bias gradients from the gradient of `y`.
 //!
 //! # Algorithm
 //!
 //! Forward, per image (one task each): unfold the image ([`ColLayout`]), run the thin forward
 //! ([`super::forward::fwd_image`]) into a scratch of `co·P` floats, and pool that scratch plane by
-//! plane ([`crate::pool::pool_2x2`]) into y and the arg-max.
+//! plane ([`crate::pool::pool_2x2`]) into y and the arg-max; the ReLU rectifies y in place.
+//! (ReLU and max commute, so this is also the pool of the rectified conv output.)
 //!
-//! Backward (weights and bias), per image of a batch chunk: route the pooled gradient to the
-//! arg-max in a scratch of `co·P` floats ([`crate::pool::unpool_plane`]), then accumulate the
+//! Backward (weights and bias), per image of a batch chunk: zero the gradient where the ReLU
+//! output is not positive (if there is a ReLU), route it to the arg-max in a scratch of `co·P` floats ([`crate::pool::unpool_plane`]), then accumulate the
 //! thin weight gradient over it ([`super::weight_grad::wgrad_image`]) and sum each of its
 //! planes for the bias. Chunks, lanes and images are summed in the same order as the two-kernel
-//! path ([`super::weight_grad::backward_weight`], [`crate::conv::conv2d_backward_bias`]), so
-//! both give the same bits.
+//! path ([`super::weight_grad::backward_weight`], [`crate::conv::conv2d_backward_bias`]), and
+//! the ReLU's tests are the ReLU kernels' (`x < 0` forward, `y > 0` backward), so both give the
+//! same bits.
 //!
 //! # What bounds it
 //!
@@ -47,13 +49,15 @@ fn pool_shape(g: &Geo) -> Pool2dShape {
 }
 
 /// Forward at level `V` (`level`: the same level, for the pool). y and argmax hold the pooled
-/// output, `co` planes of `(oh/2)·(ow/2)` per image.
+/// output, `co` planes of `(oh/2)·(ow/2)` per image; `relu`: rectify y.
+#[allow(clippy::too_many_arguments)]
 pub(in crate::conv) fn forward_pool<V: Kernels>(
     level: SimdLevel,
     g: &Geo,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
+    relu: bool,
     y: &mut [f32],
     argmax: &mut [u32],
 ) {
@@ -86,13 +90,19 @@ pub(in crate::conv) fn forward_pool<V: Kernels>(
                     .zip(an.chunks_exact_mut(poh * pow))
                 {
                     pool_2x2(level, plane, g.ow, poh, pow, yp, ap);
+                    if relu {
+                        for v in yp.iter_mut() {
+                            *v = if *v < 0.0 { 0.0 } else { *v };
+                        }
+                    }
                 }
             });
         });
 }
 
-/// Weight gradient (overwritten) and, if asked, bias gradient at level `V` from the pooled
-/// gradient `dy` and the forward's arg-max, over the fixed chunk partition `parts`.
+/// Weight gradient (overwritten) and, if asked, bias gradient at level `V` from `dy`, the
+/// gradient of the forward's output, and its arg-max, over the fixed chunk partition `parts`;
+/// `relu_y`: the forward's output where it rectified (its gradient passes where `y > 0`).
 #[allow(clippy::too_many_arguments)]
 pub(in crate::conv) fn backward_params_pool<V: Kernels>(
     level: SimdLevel,
@@ -100,6 +110,7 @@ pub(in crate::conv) fn backward_params_pool<V: Kernels>(
     x: &[f32],
     dy: &[f32],
     argmax: &[u32],
+    relu_y: Option<&[f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
     parts: BatchChunks,
@@ -118,6 +129,7 @@ pub(in crate::conv) fn backward_params_pool<V: Kernels>(
             let images = parts.images(ch);
             let mut acc = vec![0.0f32; wlen * V::N];
             let mut sums = Vec::with_capacity(if want_bias { images.len() * g.co } else { 0 });
+            let mut masked = vec![0.0f32; if relu_y.is_some() { pooled_plane } else { 0 }];
             for n in images.clone() {
                 let xn = &x[n * g.in_image()..(n + 1) * g.in_image()];
                 let dyn_ = &dy[n * pooled..(n + 1) * pooled];
@@ -128,11 +140,22 @@ pub(in crate::conv) fn backward_params_pool<V: Kernels>(
                 with_scratch(lay.len + g.co * p, |buf| {
                     let (col, full) = buf.split_at_mut(lay.len);
                     lay.unfold(g, xn, col);
-                    for ((plane, dyp), ap) in full
+                    for (c, ((plane, dyp), ap)) in full
                         .chunks_exact_mut(p)
                         .zip(dyn_.chunks_exact(pooled_plane))
                         .zip(an.chunks_exact(pooled_plane))
+                        .enumerate()
                     {
+                        let dyp = match relu_y {
+                            Some(y) => {
+                                let yp = &y[n * pooled + c * pooled_plane..][..pooled_plane];
+                                for ((m, &d), &v) in masked.iter_mut().zip(dyp).zip(yp) {
+                                    *m = if v > 0.0 { d } else { 0.0 };
+                                }
+                                &masked[..]
+                            }
+                            None => dyp,
+                        };
                         unpool_plane(level, &ps, plane, dyp, ap);
                         if want_bias {
                             sums.push(plane_sum(plane));
