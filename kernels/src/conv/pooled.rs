@@ -1,8 +1,8 @@
-//! conv2d followed by a 2×2/stride-2 max-pool, as one kernel where the thin kernels run at a
-//! level with the vector-type kernels (AVX-512, NEON): the full-size conv output never
-//! reaches memory (`thin/lanes/pooled.rs` has the algorithm). Elsewhere the caller runs
-//! conv2d and max_pool2d one after the other ([`conv2d_pool_fuses`] says which); both ways
-//! give the same bits.
+//! conv2d followed by a 2×2/stride-2 max-pool (and a ReLU, if asked), as one kernel where the
+//! thin kernels run at a level with the vector-type kernels (AVX-512, NEON): the full-size
+//! conv output never reaches memory (`thin/lanes/pooled.rs` has the algorithm). Elsewhere the
+//! caller runs conv2d, max_pool2d (and relu) one after the other ([`conv2d_pool_fuses`] says
+//! which); both ways give the same bits.
 
 use super::{uses_thin_kernels, BatchChunks, Geo};
 use crate::simd::SimdLevel;

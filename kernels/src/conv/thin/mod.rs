@@ -25,8 +25,8 @@
 //!   The input grad needs no unfold of x.
 //!
 //! At AVX-512 and NEON the forward and the weight gradient also run fused with the 2×2
-//! max-pool after the conv (`lanes/pooled.rs`): the same per-image kernels, with the
-//! full-size output and gradient of one image in a scratch instead of in memory.
+//! max-pool (and the ReLU) after the conv (`lanes/pooled.rs`): the same per-image kernels,
+//! with the full-size output and gradient of one image in a scratch instead of in memory.
 //!
 //! Images run in parallel, one per task; every element sees the same operations whatever
 //! the thread count.
