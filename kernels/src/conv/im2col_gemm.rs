@@ -465,8 +465,8 @@ pub(super) fn backward_weight(
 
 /// The weight gradient of large per-image GEMMs: chunks of images, each its own unfold and
 /// GEMM `dWᵀ_chunk[K×co] = col_c[K × c·P]·dY_cᵀ` (a reduction over all the chunk's pixels, in
-/// steps that accumulate) into its own partial; the partials are summed in chunk order (the chunking depends on the shape
-/// only) and transposed into dw. The transposed product (m = K rather than m = co) is the
+/// steps that accumulate) into its own partial; the partials are summed in chunk order (the
+/// chunking depends on the shape only) and transposed into dw. The transposed product (m = K rather than m = co) is the
 /// faster of the two forms on conv2. The chunks run in parallel, each GEMM on its own thread,
 /// whenever there are enough of them: one GEMM over the pool per chunk makes few tiles at
 /// n = co, so it would pay two fork/joins per KC block and pack its huge A (the unfold) once

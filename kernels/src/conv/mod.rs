@@ -65,7 +65,8 @@ pub fn uses_thin_kernels(level: SimdLevel, s: &Conv2dShape) -> bool {
 }
 
 thread_local! {
-    /// Per-image scratch (the column matrix of one image).
+    /// Per-image scratch (the column matrix of one image; for the fused conv + pool also its
+    /// full-size output or gradient planes, 200 KB for the teacher's conv1).
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     /// The weight gradient's per-chunk partials, held by the calling thread while its rayon
     /// tasks (this thread among them) use [`SCRATCH`].
