@@ -443,10 +443,29 @@ fn fused_conv_pool_matches_conv_then_pool() {
         shape(3, 3, (15, 15), 5, (2, 2), (2, 2), (0, 0)),
         shape(37, 1, (9, 10), 2, (3, 3), (1, 1), (0, 0)),
         shape(2, 4, (12, 12), 6, (1, 3), (1, 1), (0, 1)),
+        // Rows of 17 to 32 outputs (AVX-512 pools them in registers): odd widths and
+        // heights, K = 12, no padding; a 1×1 conv of inputs 0, 1 and 2 (ties of every kind
+        // inside a window: the first in the pool's order wins), and 28×28 with a NaN.
+        shape(3, 1, (5, 17), 4, (3, 3), (1, 1), (1, 1)),
+        shape(2, 4, (9, 30), 5, (1, 3), (1, 1), (0, 1)),
+        shape(4, 1, (8, 32), 3, (3, 3), (1, 1), (1, 1)),
+        shape(2, 1, (20, 20), 6, (3, 3), (1, 1), (0, 0)),
+        shape(3, 1, (6, 24), 5, (1, 1), (1, 1), (0, 0)),
+        shape(3, 1, (28, 28), 5, (3, 3), (1, 1), (1, 1)),
     ];
     let mut fused_levels = 0;
     for (t, s) in cases.iter().enumerate() {
-        let d = data(s, 800 + t as u64);
+        let mut d = data(s, 800 + t as u64);
+        if t == cases.len() - 2 {
+            for (i, v) in d.x.iter_mut().enumerate() {
+                *v = ((i * i + i / 5) % 3) as f32;
+            }
+        }
+        if t == cases.len() - 1 {
+            for image in d.x.chunks_exact_mut(s.in_h * s.in_w) {
+                image[20 * 28 + 9] = f32::NAN;
+            }
+        }
         let ps = pool_after(s);
         let dp = Rng::new(900 + t as u64).vec(ps.output_len(), 1.0);
         for level in simd::available() {

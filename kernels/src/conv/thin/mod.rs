@@ -81,6 +81,8 @@ mod forward;
 mod input_grad;
 mod lanes;
 #[cfg(target_arch = "x86_64")]
+mod rows;
+#[cfg(target_arch = "x86_64")]
 mod weight_grad;
 
 /// The thin forward at `level` (the caller has checked [`super::uses_thin_kernels`]).
@@ -161,6 +163,8 @@ pub(super) fn forward_pool(
     argmax: &mut [u32],
 ) {
     match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 if rows::fits(g) => rows::forward_pool(g, x, w, bias, relu, y, argmax),
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512 => {
             lanes::forward_pool::<lanes::Avx512>(level, g, x, w, bias, relu, y, argmax)
