@@ -117,6 +117,11 @@ fn thin_shapes() -> Vec<Conv2dShape> {
         // first is a "same" convolution (the margin fold) with p % 8 ≠ 0 and one-axis padding.
         shape(2, 2, (9, 11), 5, (1, 3), (1, 1), (0, 1)),
         shape(3, 3, (9, 10), 4, (2, 2), (1, 1), (1, 0)),
+        // Rows of 17 to 32 outputs (AVX-512 computes them in pairs of rows padded to 32):
+        // a single row, an odd row count with K = 12, a row of exactly 32.
+        shape(2, 1, (1, 32), 3, (1, 1), (1, 1), (0, 0)),
+        shape(3, 4, (7, 19), 5, (1, 3), (1, 1), (0, 0)),
+        shape(2, 1, (5, 32), 6, (3, 3), (1, 1), (1, 1)),
     ]
 }
 

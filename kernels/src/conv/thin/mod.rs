@@ -98,6 +98,8 @@ pub(super) fn forward(
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2Fma => forward::forward(g, x, w, bias, y),
         #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 if rows::fits(g) => rows::forward(g, x, w, bias, y),
+        #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512 => lanes::forward::<lanes::Avx512>(g, x, w, bias, y),
         #[cfg(target_arch = "aarch64")]
         SimdLevel::Neon => lanes::forward::<lanes::Neon>(g, x, w, bias, y),
@@ -164,7 +166,9 @@ pub(super) fn forward_pool(
 ) {
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if rows::fits(g) => rows::forward_pool(g, x, w, bias, relu, y, argmax),
+        SimdLevel::Avx512 if rows::fits_pooled(g) => {
+            rows::forward_pool(g, x, w, bias, relu, y, argmax)
+        }
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512 => {
             lanes::forward_pool::<lanes::Avx512>(level, g, x, w, bias, relu, y, argmax)

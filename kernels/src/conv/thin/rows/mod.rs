@@ -21,38 +21,55 @@ use std::arch::x86_64::*;
 use crate::conv::unfold::{with_padded_plane, PADDED_MAX};
 use crate::conv::{with_scratch, Geo, THIN_MAX_K};
 
+mod forward;
 mod pooled;
 
+pub(super) use forward::forward;
 pub(super) use pooled::forward_pool;
 
 /// Floats per row of the unfolded image: two zmm vectors.
 pub(super) const ROW: usize = 32;
 
-/// Whether [`forward_pool`] runs `g` (a thin conv, which the caller has checked): stride 1,
-/// output rows of 17 to 32 pixels, at least two rows, and a padded plane the unfold keeps on
-/// the stack.
+/// Whether [`forward`] runs `g` (a thin conv, which the caller has checked): stride 1, output
+/// rows of 17 to 32 pixels, and a padded plane the unfold keeps on the stack.
 pub(in crate::conv) fn fits(g: &Geo) -> bool {
     g.sh == 1
         && g.sw == 1
         && g.ow > 16
         && g.ow <= ROW
-        && g.oh >= 2
         && g.w >= 8
         && (g.h + 2 * g.ph) * (g.w + 2 * g.pw) <= PADDED_MAX
 }
 
-/// The unfolded image: `ci·kw` shifted rows of `hp` rows of [`ROW`] floats each.
+/// Whether [`forward_pool`] runs `g`: [`fits`], with at least one pooled row.
+pub(in crate::conv) fn fits_pooled(g: &Geo) -> bool {
+    fits(g) && g.oh >= 2
+}
+
+/// How a row's 32 floats hold its output columns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Columns {
+    /// Even columns in the first half, odd ones in the second: the 2×2 pool's windows lane by
+    /// lane (`pooled.rs`).
+    EvenOdd,
+    /// Columns in order (`forward.rs`).
+    Natural,
+}
+
+/// The unfolded image: `ci·kw` shifted rows of `hp + 1` rows of [`ROW`] floats each (the
+/// last one zero, read by the second row of a pair past an odd `oh`).
 pub(super) struct Rows32 {
-    /// Floats of one shifted row (`hp·ROW`).
-    pub(super) plane: usize,
+    /// Floats of one shifted row (`(hp + 1)·ROW`).
+    plane: usize,
     /// Where tap `k`'s output row 0 starts.
     pub(super) offs: [usize; THIN_MAX_K],
-    pub(super) len: usize,
+    len: usize,
+    columns: Columns,
 }
 
 impl Rows32 {
-    pub(super) fn new(g: &Geo) -> Rows32 {
-        let plane = (g.h + 2 * g.ph) * ROW;
+    pub(super) fn new(g: &Geo, columns: Columns) -> Rows32 {
+        let plane = (g.h + 2 * g.ph + 1) * ROW;
         let mut offs = [0; THIN_MAX_K];
         for (t, o) in offs.iter_mut().enumerate().take(g.k()) {
             let (c, i, j) = (t / (g.kh * g.kw), t / g.kw % g.kh, t % g.kw);
@@ -62,43 +79,52 @@ impl Rows32 {
             plane,
             offs,
             len: g.ci * g.kw * plane,
+            columns,
         }
     }
 
     /// Unfolds one image into `col[..self.len]`: row `R` of shifted row `(c, j)` holds the
-    /// padded plane's columns `j, j + 2, …` of row `R` (the even output columns), then its
-    /// columns `j + 1, j + 3, …` (the odd ones), each half zero past the row's `ow` outputs.
-    pub(super) fn unfold(&self, g: &Geo, x: &[f32], col: &mut [f32]) {
+    /// padded plane's columns `j .. j + ow` of row `R`, in [`Columns`] order, zero past the
+    /// row's `ow` outputs; the spare last row is zero.
+    fn unfold(&self, g: &Geo, x: &[f32], col: &mut [f32]) {
         let per = g.kw * self.plane;
         for (rows, plane) in col.chunks_exact_mut(per).zip(x.chunks_exact(g.h * g.w)) {
             with_padded_plane(g, plane, |padded, wp| {
                 for (j, shifted) in rows.chunks_exact_mut(self.plane).enumerate() {
-                    for (row, src) in shifted.chunks_exact_mut(ROW).zip(padded.chunks_exact(wp)) {
+                    let (rows, spare) = shifted.split_at_mut(self.plane - ROW);
+                    for (row, src) in rows.chunks_exact_mut(ROW).zip(padded.chunks_exact(wp)) {
                         // SAFETY: the caller checked the level; src holds wp ≥ j + ow floats
                         // and row ROW.
-                        unsafe { split_even_odd(&src[j..j + g.ow], row) };
+                        unsafe { place_row(&src[j..j + g.ow], row, self.columns) };
                     }
+                    spare.fill(0.0);
                 }
             });
         }
     }
 }
 
-/// `row[..16]` = the even-indexed floats of `src` (17 to 32 of them), `row[16..]` the odd
-/// ones, zeros past `src`'s end.
+/// `row[..ROW]` = `src` (17 to 32 floats) in `columns` order, zeros past its end: in order,
+/// or the even-indexed floats in `row[..16]` and the odd ones in `row[16..]`.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn split_even_odd(src: &[f32], row: &mut [f32]) {
+unsafe fn place_row(src: &[f32], row: &mut [f32], columns: Columns) {
     debug_assert!(src.len() > 16 && src.len() <= ROW && row.len() >= ROW);
     let n = src.len();
     let lo = _mm512_loadu_ps(src.as_ptr());
     let hi = _mm512_maskz_loadu_ps(((1u32 << (n - 16)) - 1) as __mmask16, src.as_ptr().add(16));
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    _mm512_storeu_ps(row.as_mut_ptr(), _mm512_permutex2var_ps(lo, even, hi));
-    _mm512_storeu_ps(
-        row.as_mut_ptr().add(16),
-        _mm512_permutex2var_ps(lo, odd, hi),
-    );
+    let (first, second) = match columns {
+        Columns::Natural => (lo, hi),
+        Columns::EvenOdd => {
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            (
+                _mm512_permutex2var_ps(lo, even, hi),
+                _mm512_permutex2var_ps(lo, odd, hi),
+            )
+        }
+    };
+    _mm512_storeu_ps(row.as_mut_ptr(), first);
+    _mm512_storeu_ps(row.as_mut_ptr().add(16), second);
 }
 
 /// Runs `f` on image `xn` unfolded by `lay` into this thread's scratch, its rows starting on
@@ -111,4 +137,80 @@ fn with_unfolded<R>(lay: &Rows32, g: &Geo, xn: &[f32], f: impl FnOnce(&[f32]) ->
         lay.unfold(g, xn, col);
         f(col)
     })
+}
+
+/// [`conv_rows`], or [`conv_rows_3x3`] where `three_by_three` (one input channel, 3×3).
+#[inline(always)]
+unsafe fn row_pairs<const K: usize, const R: usize>(
+    col: &[f32],
+    off: &[usize; K],
+    wk: &[__m512; K],
+    b: __m512,
+    r0: usize,
+    three_by_three: bool,
+) -> [[__m512; 4]; R] {
+    if three_by_three {
+        conv_rows_3x3::<K, R>(col, off, wk, b, r0)
+    } else {
+        conv_rows::<K, R>(col, off, wk, b, r0)
+    }
+}
+
+/// Conv rows `2r` and `2r + 1` for `r` in `r0..r0 + R`, per pair its four vectors: row `2r`'s
+/// first and second half (even and odd columns, or columns 0–15 and 16–31), then row
+/// `2r + 1`'s; each element a chain of K FMAs from the bias in tap order.
+#[inline(always)]
+unsafe fn conv_rows<const K: usize, const R: usize>(
+    col: &[f32],
+    off: &[usize; K],
+    wk: &[__m512; K],
+    b: __m512,
+    r0: usize,
+) -> [[__m512; 4]; R] {
+    let cp = col.as_ptr();
+    // Per pooled row, the window's pixels: top-left, top-right, bottom-left, bottom-right.
+    let mut a = [[b; 4]; R];
+    for k in 0..K {
+        for (q, acc) in a.iter_mut().enumerate() {
+            let t = cp.add(off[k] + 2 * (r0 + q) * ROW);
+            acc[0] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t), acc[0]);
+            acc[1] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t.add(16)), acc[1]);
+            acc[2] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t.add(ROW)), acc[2]);
+            acc[3] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t.add(ROW + 16)), acc[3]);
+        }
+    }
+    a
+}
+
+/// [`conv_rows`] for one input channel and a 3×3 kernel (K = 9): each vector of a padded
+/// input row is loaded once and used by the (up to) three conv rows it is a tap of, half the
+/// loads. Each element still runs its taps in order: rows `d` ascending are taps `i = d − ρ`
+/// ascending, and `j` ascending within.
+#[inline(always)]
+unsafe fn conv_rows_3x3<const K: usize, const R: usize>(
+    col: &[f32],
+    off: &[usize; K],
+    wk: &[__m512; K],
+    b: __m512,
+    r0: usize,
+) -> [[__m512; 4]; R] {
+    debug_assert!(K == 9);
+    let cp = col.as_ptr();
+    let mut a = [[b; 4]; R];
+    // Padded row 2·r0 + d feeds conv rows 2·r0 + d − i, i = 0, 1, 2.
+    for d in 0..2 * R + 2 {
+        for j in 0..3 {
+            for half in 0..2 {
+                let v = _mm512_loadu_ps(cp.add(off[j] + (2 * r0 + d) * ROW + 16 * half));
+                for i in 0..3 {
+                    if d >= i && d - i < 2 * R {
+                        let row = d - i;
+                        let acc = &mut a[row / 2][2 * (row % 2) + half];
+                        *acc = _mm512_fmadd_ps(wk[3 * i + j], v, *acc);
+                    }
+                }
+            }
+        }
+    }
+    a
 }

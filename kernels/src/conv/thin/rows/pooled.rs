@@ -24,11 +24,11 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::{fits, with_unfolded, Rows32, ROW};
+use super::{fits_pooled, row_pairs, with_unfolded, Columns, Rows32};
 use crate::conv::thin::prefetch_next_input;
 use crate::conv::Geo;
 
-/// Forward (the caller has checked that the CPU runs AVX-512 and [`fits`]). y and argmax hold
+/// Forward (the caller has checked that the CPU runs AVX-512 and [`fits_pooled`]). y and argmax hold
 /// the pooled output, `co` planes of `(oh/2)·(ow/2)` per image; `relu`: rectify y.
 #[allow(clippy::too_many_arguments)]
 pub(in crate::conv::thin) fn forward_pool(
@@ -40,9 +40,9 @@ pub(in crate::conv::thin) fn forward_pool(
     y: &mut [f32],
     argmax: &mut [u32],
 ) {
-    debug_assert!(fits(g));
+    debug_assert!(fits_pooled(g));
     let pooled = g.co * (g.oh / 2) * (g.ow / 2);
-    let lay = Rows32::new(g);
+    let lay = Rows32::new(g, Columns::EvenOdd);
     y.par_chunks_mut(pooled)
         .zip(argmax.par_chunks_mut(pooled))
         .zip(x.par_chunks(g.in_image()))
@@ -88,7 +88,6 @@ unsafe fn image<const K: usize>(
     argmax: &mut [u32],
 ) {
     let (poh, pow) = (g.oh / 2, g.ow / 2);
-    debug_assert!(offs[..K].iter().all(|&o| o + (2 * poh) * ROW <= col.len()));
     debug_assert!(w.len() >= g.co * K && y.len().min(argmax.len()) >= g.co * poh * pow);
     let mut off = [0usize; K];
     off.copy_from_slice(&offs[..K]);
@@ -139,71 +138,8 @@ unsafe fn pooled_rows<const K: usize, const R: usize>(
     ac: *mut u32,
     three_by_three: bool,
 ) {
-    let a = if three_by_three {
-        conv_rows_3x3::<K, R>(col, off, wk, b, r0)
-    } else {
-        conv_rows::<K, R>(col, off, wk, b, r0)
-    };
+    let a = row_pairs::<K, R>(col, off, wk, b, r0, three_by_three);
     pool_rows(a, r0, ow, relu, pc, yc, ac);
-}
-
-/// The conv rows of pooled rows `r0..r0 + R`, per pooled row the window's pixels: top-left
-/// (row `2r`, even columns), top-right, bottom-left, bottom-right; each a chain of K FMAs
-/// from the bias in tap order.
-#[inline(always)]
-unsafe fn conv_rows<const K: usize, const R: usize>(
-    col: &[f32],
-    off: &[usize; K],
-    wk: &[__m512; K],
-    b: __m512,
-    r0: usize,
-) -> [[__m512; 4]; R] {
-    let cp = col.as_ptr();
-    // Per pooled row, the window's pixels: top-left, top-right, bottom-left, bottom-right.
-    let mut a = [[b; 4]; R];
-    for k in 0..K {
-        for (q, acc) in a.iter_mut().enumerate() {
-            let t = cp.add(off[k] + 2 * (r0 + q) * ROW);
-            acc[0] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t), acc[0]);
-            acc[1] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t.add(16)), acc[1]);
-            acc[2] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t.add(ROW)), acc[2]);
-            acc[3] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t.add(ROW + 16)), acc[3]);
-        }
-    }
-    a
-}
-
-/// [`conv_rows`] for one input channel and a 3×3 kernel (K = 9): each vector of a padded
-/// input row is loaded once and used by the (up to) three conv rows it is a tap of, half the
-/// loads. Each element still runs its taps in order: rows `d` ascending are taps `i = d − ρ`
-/// ascending, and `j` ascending within.
-#[inline(always)]
-unsafe fn conv_rows_3x3<const K: usize, const R: usize>(
-    col: &[f32],
-    off: &[usize; K],
-    wk: &[__m512; K],
-    b: __m512,
-    r0: usize,
-) -> [[__m512; 4]; R] {
-    debug_assert!(K == 9);
-    let cp = col.as_ptr();
-    let mut a = [[b; 4]; R];
-    // Padded row 2·r0 + d feeds conv rows 2·r0 + d − i, i = 0, 1, 2.
-    for d in 0..2 * R + 2 {
-        for j in 0..3 {
-            for half in 0..2 {
-                let v = _mm512_loadu_ps(cp.add(off[j] + (2 * r0 + d) * ROW + 16 * half));
-                for i in 0..3 {
-                    if d >= i && d - i < 2 * R {
-                        let row = d - i;
-                        let acc = &mut a[row / 2][2 * (row % 2) + half];
-                        *acc = _mm512_fmadd_ps(wk[3 * i + j], v, *acc);
-                    }
-                }
-            }
-        }
-    }
-    a
 }
 
 /// The pool, the ReLU and the stores of pooled rows `r0..r0 + R` of one channel from their
