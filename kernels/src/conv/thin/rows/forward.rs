@@ -45,7 +45,7 @@ pub(in crate::conv::thin) fn forward(
     y: &mut [f32],
 ) {
     let lay = Rows32::new(g, Columns::Natural);
-    let nt = y.len() * 4 >= STREAM_MIN_BYTES && g.ow % 4 == 0;
+    let nt = y.len() * 4 >= STREAM_MIN_BYTES && g.ow.is_multiple_of(4);
     y.par_chunks_mut(g.out_image())
         .zip(x.par_chunks(g.in_image()))
         .enumerate()
