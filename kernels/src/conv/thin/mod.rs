@@ -2,8 +2,10 @@
 //! and the student has K = 9), any kernel size, stride and padding, at three SIMD levels:
 //! AVX2+FMA (`forward.rs`, `input_grad.rs`, `weight_grad.rs`: the algorithm below), and
 //! AVX-512 and NEON (`lanes/`: the same algorithm written once over a vector type, with the
-//! register tiles their 32 vector registers allow). [`forward`], [`backward_input`] and
-//! [`backward_weight`] pick the path by level.
+//! register tiles their 32 vector registers allow). At AVX-512, stride-1 convolutions with
+//! output rows 17 to 32 wide (conv1 of both presets) run their forward on rows padded to 32
+//! floats instead (`rows/`: aligned loads, two rows at a time). [`forward`],
+//! [`backward_input`] and [`backward_weight`] pick the path by level and shape.
 //!
 //! # Algorithm
 //!
@@ -27,6 +29,8 @@
 //! At AVX-512 and NEON the forward and the weight gradient also run fused with the 2×2
 //! max-pool (and the ReLU) after the conv (`lanes/pooled.rs`): the same per-image kernels,
 //! with the full-size output and gradient of one image in a scratch instead of in memory.
+//! For rows 17 to 32 wide the AVX-512 forward pools in registers (`rows/pooled.rs`), with
+//! no full-size scratch at all.
 //!
 //! Images run in parallel, one per task; every element sees the same operations whatever
 //! the thread count.

@@ -160,15 +160,28 @@ unsafe fn pool_rows<const R: usize>(
         // The first pick from −∞ always takes the top-left pixel (or keeps −∞, which is the
         // same value, with the same index); `step` is the winner's offset from it.
         let (mut best, mut step) = (top_left, _mm512_setzero_si512());
-        for (v, offset) in [
+        let others = [
             (top_right, pc.right),
             (bottom_left, pc.below),
             (bottom_right, pc.below_right),
-        ] {
-            let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best)
-                | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-            best = _mm512_mask_blend_ps(take, best, v);
-            step = _mm512_mask_blend_epi32(take, step, offset);
+        ];
+        // A NaN among the three is taken whatever it meets; without one (the usual case)
+        // `v > best` alone decides, one compare per pick instead of two.
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(top_right, bottom_left)
+            | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(bottom_right, bottom_right);
+        if nan == 0 {
+            for (v, offset) in others {
+                let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best);
+                best = _mm512_mask_blend_ps(take, best, v);
+                step = _mm512_mask_blend_epi32(take, step, offset);
+            }
+        } else {
+            for (v, offset) in others {
+                let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best)
+                    | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                best = _mm512_mask_blend_ps(take, best, v);
+                step = _mm512_mask_blend_epi32(take, step, offset);
+            }
         }
         if relu {
             // MAXPS returns its second operand unless the first is greater: v < 0 → +0,
