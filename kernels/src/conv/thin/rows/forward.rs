@@ -7,7 +7,7 @@
 //! pairs of conv rows at a time: eight FMA chains — each row as two 16-float halves — over
 //! the taps in order from the bias, the thin forward's sums, bit for bit; for one input
 //! channel and a 3×3 kernel each vector of a padded input row is loaded once for the three
-//! conv rows it feeds ([`row_pairs`]). All loads are aligned and none straddles two rows
+//! conv rows it feeds (`Taps::row_pairs`). All loads are aligned and none straddles two rows
 //! (the flat layout of the other thin forward loads at offsets of `ow` floats, most of them
 //! split across two cache lines). Each row is stored as its first 16 floats and the rest.
 //!
@@ -22,7 +22,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::{row_pairs, with_unfolded, Columns, Rows32};
+use super::{with_unfolded, ChannelWeights, Columns, Rows32, Taps};
 use crate::conv::thin::prefetch_next_input;
 use crate::conv::Geo;
 
@@ -54,7 +54,7 @@ pub(in crate::conv::thin) fn forward(
             with_unfolded(&lay, g, xn, |col| {
                 // SAFETY: the caller checked the level; col holds every tap's rows up to
                 // row oh + kh − 1 ≤ hp (the spare zero row), w holds co·K and yn co·P.
-                unsafe { by_k!(g.k(), image(col, &lay.offs, g, w, bias, yn, nt)) }
+                unsafe { by_k!(g.k(), image(col, &lay, g, w, bias, yn, nt)) }
             });
             if nt {
                 // SAFETY: SSE is part of x86-64. Orders this thread's streaming stores
@@ -70,7 +70,7 @@ pub(in crate::conv::thin) fn forward(
 #[allow(clippy::too_many_arguments)]
 unsafe fn image<const K: usize>(
     col: &[f32],
-    offs: &[usize],
+    lay: &Rows32,
     g: &Geo,
     w: &[f32],
     bias: Option<&[f32]>,
@@ -78,17 +78,11 @@ unsafe fn image<const K: usize>(
     nt: bool,
 ) {
     debug_assert!(w.len() >= g.co * K && y.len() >= g.co * g.p());
-    let mut off = [0usize; K];
-    off.copy_from_slice(&offs[..K]);
-    let three = K == 9 && g.ci == 1 && g.kh == 3;
+    let taps = Taps::<K>::new(lay, g);
     let pairs = g.oh.div_ceil(2);
     let p = g.p();
     for c in 0..g.co {
-        let mut wk = [_mm512_setzero_ps(); K];
-        for (k, v) in wk.iter_mut().enumerate() {
-            *v = _mm512_set1_ps(*w.get_unchecked(c * K + k));
-        }
-        let b = _mm512_set1_ps(bias.map_or(0.0, |b| *b.get_unchecked(c)));
+        let cw = ChannelWeights::<K>::of(w, bias, c);
         let yc = y.as_mut_ptr().add(c * p);
         // The pages PAGE_AHEAD on (past the end of y for the last planes: a prefetch never
         // faults, and the pointer is never dereferenced).
@@ -103,11 +97,11 @@ unsafe fn image<const K: usize>(
         };
         let mut r = 0;
         while r + STEP_PAIRS <= pairs {
-            out.pairs(r, row_pairs::<K, STEP_PAIRS>(col, &off, &wk, b, r, three));
+            out.pairs(r, taps.row_pairs::<STEP_PAIRS>(col, &cw, r));
             r += STEP_PAIRS;
         }
         if r < pairs {
-            out.pairs(r, row_pairs::<K, 1>(col, &off, &wk, b, r, three));
+            out.pairs(r, taps.row_pairs::<1>(col, &cw, r));
         }
     }
 }

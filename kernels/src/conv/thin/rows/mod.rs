@@ -62,7 +62,7 @@ pub(super) struct Rows32 {
     /// Floats of one shifted row (`(hp + 1)·ROW`).
     plane: usize,
     /// Where tap `k`'s output row 0 starts.
-    pub(super) offs: [usize; THIN_MAX_K],
+    offs: [usize; THIN_MAX_K],
     len: usize,
     columns: Columns,
 }
@@ -139,64 +139,102 @@ fn with_unfolded<R>(lay: &Rows32, g: &Geo, xn: &[f32], f: impl FnOnce(&[f32]) ->
     })
 }
 
-/// [`conv_rows`], or [`conv_rows_3x3`] where `three_by_three` (one input channel, 3×3).
-#[inline(always)]
-unsafe fn row_pairs<const K: usize, const R: usize>(
-    col: &[f32],
-    off: &[usize; K],
-    wk: &[__m512; K],
-    b: __m512,
-    r0: usize,
-    three_by_three: bool,
-) -> [[__m512; 4]; R] {
-    if three_by_three {
-        conv_rows_3x3::<K, R>(col, off, wk, b, r0)
-    } else {
-        conv_rows::<K, R>(col, off, wk, b, r0)
+/// One output channel's K weights and bias, each in every lane.
+#[derive(Clone, Copy)]
+struct ChannelWeights<const K: usize> {
+    w: [__m512; K],
+    bias: __m512,
+}
+
+impl<const K: usize> ChannelWeights<K> {
+    /// Channel `c` of `w[co×K]` and `bias` (zero without one).
+    #[inline(always)]
+    unsafe fn of(w: &[f32], bias: Option<&[f32]>, c: usize) -> Self {
+        debug_assert!(w.len() >= (c + 1) * K);
+        let mut wk = [_mm512_setzero_ps(); K];
+        for (k, v) in wk.iter_mut().enumerate() {
+            *v = _mm512_set1_ps(*w.get_unchecked(c * K + k));
+        }
+        ChannelWeights {
+            w: wk,
+            bias: _mm512_set1_ps(bias.map_or(0.0, |b| *b.get_unchecked(c))),
+        }
     }
 }
 
-/// Conv rows `2r` and `2r + 1` for `r` in `r0..r0 + R`, per pair its four vectors: row `2r`'s
-/// first and second half (even and odd columns, or columns 0–15 and 16–31), then row
-/// `2r + 1`'s; each element a chain of K FMAs from the bias in tap order.
+/// Where each tap's rows start in an unfolded image ([`Rows32::offs`]), and whether the 3×3
+/// row reuse applies (one input channel, a 3×3 kernel).
+#[derive(Clone, Copy)]
+struct Taps<const K: usize> {
+    off: [usize; K],
+    three_by_three: bool,
+}
+
+impl<const K: usize> Taps<K> {
+    fn new(lay: &Rows32, g: &Geo) -> Self {
+        let mut off = [0usize; K];
+        off.copy_from_slice(&lay.offs[..K]);
+        Taps {
+            off,
+            three_by_three: K == 9 && g.ci == 1 && g.kh == 3,
+        }
+    }
+
+    /// Conv rows `2r` and `2r + 1` for `r` in `r0..r0 + R` of one channel, per pair its four
+    /// vectors: row `2r`'s first and second half (even and odd columns, or columns 0–15 and
+    /// 16–31), then row `2r + 1`'s; each element a chain of K FMAs from the bias in tap
+    /// order ([`conv_rows`], or [`conv_rows_3x3`] where it applies).
+    #[inline(always)]
+    unsafe fn row_pairs<const R: usize>(
+        &self,
+        col: &[f32],
+        cw: &ChannelWeights<K>,
+        r0: usize,
+    ) -> [[__m512; 4]; R] {
+        if self.three_by_three {
+            conv_rows_3x3::<K, R>(col, &self.off, cw, r0)
+        } else {
+            conv_rows::<K, R>(col, &self.off, cw, r0)
+        }
+    }
+}
+
+/// [`Taps::row_pairs`] in general: per tap, the four vectors of each pair of rows.
 #[inline(always)]
 unsafe fn conv_rows<const K: usize, const R: usize>(
     col: &[f32],
     off: &[usize; K],
-    wk: &[__m512; K],
-    b: __m512,
+    cw: &ChannelWeights<K>,
     r0: usize,
 ) -> [[__m512; 4]; R] {
     let cp = col.as_ptr();
-    // Per pooled row, the window's pixels: top-left, top-right, bottom-left, bottom-right.
-    let mut a = [[b; 4]; R];
+    let mut a = [[cw.bias; 4]; R];
     for k in 0..K {
         for (q, acc) in a.iter_mut().enumerate() {
             let t = cp.add(off[k] + 2 * (r0 + q) * ROW);
-            acc[0] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t), acc[0]);
-            acc[1] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t.add(16)), acc[1]);
-            acc[2] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t.add(ROW)), acc[2]);
-            acc[3] = _mm512_fmadd_ps(wk[k], _mm512_loadu_ps(t.add(ROW + 16)), acc[3]);
+            acc[0] = _mm512_fmadd_ps(cw.w[k], _mm512_loadu_ps(t), acc[0]);
+            acc[1] = _mm512_fmadd_ps(cw.w[k], _mm512_loadu_ps(t.add(16)), acc[1]);
+            acc[2] = _mm512_fmadd_ps(cw.w[k], _mm512_loadu_ps(t.add(ROW)), acc[2]);
+            acc[3] = _mm512_fmadd_ps(cw.w[k], _mm512_loadu_ps(t.add(ROW + 16)), acc[3]);
         }
     }
     a
 }
 
-/// [`conv_rows`] for one input channel and a 3×3 kernel (K = 9): each vector of a padded
-/// input row is loaded once and used by the (up to) three conv rows it is a tap of, half the
-/// loads. Each element still runs its taps in order: rows `d` ascending are taps `i = d − ρ`
-/// ascending, and `j` ascending within.
+/// [`Taps::row_pairs`] for one input channel and a 3×3 kernel (K = 9): each vector of a
+/// padded input row is loaded once and used by the (up to) three conv rows it is a tap of,
+/// half the loads. Each element still runs its taps in order: rows `d` ascending are taps
+/// `i = d − ρ` ascending, and `j` ascending within.
 #[inline(always)]
 unsafe fn conv_rows_3x3<const K: usize, const R: usize>(
     col: &[f32],
     off: &[usize; K],
-    wk: &[__m512; K],
-    b: __m512,
+    cw: &ChannelWeights<K>,
     r0: usize,
 ) -> [[__m512; 4]; R] {
     debug_assert!(K == 9);
     let cp = col.as_ptr();
-    let mut a = [[b; 4]; R];
+    let mut a = [[cw.bias; 4]; R];
     // Padded row 2·r0 + d feeds conv rows 2·r0 + d − i, i = 0, 1, 2.
     for d in 0..2 * R + 2 {
         for j in 0..3 {
@@ -206,7 +244,7 @@ unsafe fn conv_rows_3x3<const K: usize, const R: usize>(
                     if d >= i && d - i < 2 * R {
                         let row = d - i;
                         let acc = &mut a[row / 2][2 * (row % 2) + half];
-                        *acc = _mm512_fmadd_ps(wk[3 * i + j], v, *acc);
+                        *acc = _mm512_fmadd_ps(cw.w[3 * i + j], v, *acc);
                     }
                 }
             }

@@ -24,7 +24,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::{fits_pooled, row_pairs, with_unfolded, Columns, Rows32};
+use super::{fits_pooled, with_unfolded, ChannelWeights, Columns, Rows32, Taps};
 use crate::conv::thin::prefetch_next_input;
 use crate::conv::Geo;
 
@@ -52,7 +52,7 @@ pub(in crate::conv::thin) fn forward_pool(
             with_unfolded(&lay, g, xn, |col| {
                 // SAFETY: the caller checked the level; col holds every tap's rows up to
                 // row oh − 1 + kh − 1 < hp, w holds co·K and yn, an co pooled planes.
-                unsafe { by_k!(g.k(), image(col, &lay.offs, g, w, bias, relu, yn, an)) }
+                unsafe { by_k!(g.k(), image(col, &lay, g, w, bias, relu, yn, an)) }
             });
         });
 }
@@ -79,7 +79,7 @@ struct PoolConsts {
 #[allow(clippy::too_many_arguments)]
 unsafe fn image<const K: usize>(
     col: &[f32],
-    offs: &[usize],
+    lay: &Rows32,
     g: &Geo,
     w: &[f32],
     bias: Option<&[f32]>,
@@ -89,8 +89,7 @@ unsafe fn image<const K: usize>(
 ) {
     let (poh, pow) = (g.oh / 2, g.ow / 2);
     debug_assert!(w.len() >= g.co * K && y.len().min(argmax.len()) >= g.co * poh * pow);
-    let mut off = [0usize; K];
-    off.copy_from_slice(&offs[..K]);
+    let taps = Taps::<K>::new(lay, g);
     let ow = g.ow as i32;
     let pc = PoolConsts {
         top_left: _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
@@ -99,51 +98,25 @@ unsafe fn image<const K: usize>(
         below_right: _mm512_set1_epi32(ow + 1),
         out: ((1u32 << pow) - 1) as __mmask16,
     };
-    let three = K == 9 && g.ci == 1 && g.kh == 3;
     for c in 0..g.co {
-        let mut wk = [_mm512_setzero_ps(); K];
-        for (k, v) in wk.iter_mut().enumerate() {
-            *v = _mm512_set1_ps(*w.get_unchecked(c * K + k));
-        }
-        let b = _mm512_set1_ps(bias.map_or(0.0, |b| *b.get_unchecked(c)));
+        let cw = ChannelWeights::<K>::of(w, bias, c);
         let plane = c * poh * pow;
         let (yc, ac) = (y.as_mut_ptr().add(plane), argmax.as_mut_ptr().add(plane));
         let mut r = 0;
         while r + STEP_ROWS <= poh {
-            pooled_rows::<K, STEP_ROWS>(col, &off, &wk, b, r, g.ow, relu, pc, yc, ac, three);
+            let a = taps.row_pairs::<STEP_ROWS>(col, &cw, r);
+            pool_rows(a, r, g.ow, relu, pc, yc, ac);
             r += STEP_ROWS;
         }
         if r < poh {
-            pooled_rows::<K, 1>(col, &off, &wk, b, r, g.ow, relu, pc, yc, ac, three);
+            pool_rows(taps.row_pairs::<1>(col, &cw, r), r, g.ow, relu, pc, yc, ac);
         }
     }
 }
 
-/// Pooled rows `r0..r0 + R` of one channel: the conv rows `2r` and `2r + 1` of each (even
-/// and odd columns apiece), each element a chain of K FMAs from the bias in tap order, then
-/// the pool, the ReLU, and the stores into the channel's pooled plane `yc` and arg-max plane
-/// `ac`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pooled_rows<const K: usize, const R: usize>(
-    col: &[f32],
-    off: &[usize; K],
-    wk: &[__m512; K],
-    b: __m512,
-    r0: usize,
-    ow: usize,
-    relu: bool,
-    pc: PoolConsts,
-    yc: *mut f32,
-    ac: *mut u32,
-    three_by_three: bool,
-) {
-    let a = row_pairs::<K, R>(col, off, wk, b, r0, three_by_three);
-    pool_rows(a, r0, ow, relu, pc, yc, ac);
-}
-
 /// The pool, the ReLU and the stores of pooled rows `r0..r0 + R` of one channel from their
-/// windows' pixels `a` (see [`conv_rows`]).
+/// windows' pixels `a` ([`Taps::row_pairs`] on even/odd rows: top-left, top-right,
+/// bottom-left, bottom-right).
 #[inline(always)]
 unsafe fn pool_rows<const R: usize>(
     a: [[__m512; 4]; R],
