@@ -5,14 +5,20 @@
 //!
 //! Per image the input is unfolded into shifted rows as the thin kernels do (`ColLayout`: for
 //! stride 1, tap `(c, i, j)` is the shifted row `(c, j)` moved on by `i` rows), except that
-//! each row of the image takes [`ROW`] = 32 floats, its even columns first and then its odd
-//! ones (zeros past `ow`). Output row `r` of tap `(c, i, j)` is then two aligned 16-float
-//! loads at `(c·kw + j)·hp·32 + (r + i)·32`, the row's even and its odd output columns, and
-//! the four vectors of conv rows `2r` and `2r + 1` are the four pixels of sixteen 2×2 pool
-//! windows, lane by lane: the pool after the conv needs no shuffle.
+//! each row of the image takes [`ROW`] = 32 floats, zeros past `ow`, and one zero row follows
+//! the last. Output row `r` of tap `(c, i, j)` is then two aligned 16-float loads at
+//! `(c·kw + j)·(hp + 1)·32 + (r + i)·32`, and no load straddles two rows. The columns of a
+//! row come in one of two orders ([`Columns`]):
 //!
-//! `pooled.rs` runs the conv, the 2×2 max-pool and the ReLU on it as one pass (the forward
-//! of `conv2d_max_pool2`). Its backward stays with the [`Lanes`](super::lanes) kernels: a
+//! - in order, for the plain forward (`forward.rs`);
+//! - even columns first, then odd ones, for the forward fused with the 2×2 max-pool
+//!   (`pooled.rs`): the four vectors of conv rows `2r` and `2r + 1` are then the four pixels
+//!   of sixteen pool windows, lane by lane, and the pool needs no shuffle.
+//!
+//! Both compute a channel two pairs of conv rows at a time ([`Taps::row_pairs`]; for one
+//! input channel and 3×3, each padded input row's vectors loaded once for the three conv
+//! rows they feed), each element a chain of FMAs from the bias in tap order: the other thin
+//! forwards' bits. The fused op's backward stays with the [`Lanes`](super::lanes) kernels: a
 //! weight gradient on this layout sums in other lanes, so the fused op and the conv then the
 //! pool would no longer give the same bits, and it measured no faster.
 

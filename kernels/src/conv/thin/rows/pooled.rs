@@ -28,8 +28,9 @@ use super::{fits_pooled, with_unfolded, ChannelWeights, Columns, Rows32, Taps};
 use crate::conv::thin::prefetch_next_input;
 use crate::conv::Geo;
 
-/// Forward (the caller has checked that the CPU runs AVX-512 and [`fits_pooled`]). y and argmax hold
-/// the pooled output, `co` planes of `(oh/2)·(ow/2)` per image; `relu`: rectify y.
+/// Forward (the caller has checked that the CPU runs AVX-512 and [`fits_pooled`]). y and
+/// argmax hold the pooled output, `co` planes of `(oh/2)·(ow/2)` per image; `relu`: rectify
+/// y.
 #[allow(clippy::too_many_arguments)]
 pub(in crate::conv::thin) fn forward_pool(
     g: &Geo,
