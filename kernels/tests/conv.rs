@@ -122,6 +122,8 @@ fn thin_shapes() -> Vec<Conv2dShape> {
         shape(2, 1, (1, 32), 3, (1, 1), (1, 1), (0, 0)),
         shape(3, 4, (7, 19), 5, (1, 3), (1, 1), (0, 0)),
         shape(2, 1, (5, 32), 6, (3, 3), (1, 1), (1, 1)),
+        // Rows narrower than their padding: lanes masked off on both sides of the input row.
+        shape(2, 1, (3, 4), 2, (3, 1), (1, 1), (1, 8)),
     ]
 }
 

@@ -24,7 +24,6 @@
 
 use std::arch::x86_64::*;
 
-use crate::conv::unfold::{with_padded_plane, PADDED_MAX};
 use crate::conv::{with_scratch, Geo, THIN_MAX_K};
 
 mod forward;
@@ -36,15 +35,10 @@ pub(super) use pooled::forward_pool;
 /// Floats per row of the unfolded image: two zmm vectors.
 pub(super) const ROW: usize = 32;
 
-/// Whether [`forward`] runs `g` (a thin conv, which the caller has checked): stride 1, output
-/// rows of 17 to 32 pixels, and a padded plane the unfold keeps on the stack.
+/// Whether [`forward`] runs `g` (a thin conv, which the caller has checked): stride 1 and
+/// output rows of 17 to 32 pixels.
 pub(in crate::conv) fn fits(g: &Geo) -> bool {
-    g.sh == 1
-        && g.sw == 1
-        && g.ow > 16
-        && g.ow <= ROW
-        && g.w >= 8
-        && (g.h + 2 * g.ph) * (g.w + 2 * g.pw) <= PADDED_MAX
+    g.sh == 1 && g.sw == 1 && g.ow > 16 && g.ow <= ROW
 }
 
 /// Whether [`forward_pool`] runs `g`: [`fits`], with at least one pooled row.
@@ -90,34 +84,41 @@ impl Rows32 {
     }
 
     /// Unfolds one image into `col[..self.len]`: row `R` of shifted row `(c, j)` holds the
-    /// padded plane's columns `j .. j + ow` of row `R`, in [`Columns`] order, zero past the
-    /// row's `ow` outputs; the spare last row is zero.
+    /// zero-padded plane's columns `j .. j + ow` of its row `R` (input row `R − ph`, columns
+    /// from `j − pw`), in [`Columns`] order, zero past the row's `ow` outputs; the spare last
+    /// row is zero. Read from x through lane masks, without a padded copy of the plane.
     fn unfold(&self, g: &Geo, x: &[f32], col: &mut [f32]) {
         let per = g.kw * self.plane;
         for (rows, plane) in col.chunks_exact_mut(per).zip(x.chunks_exact(g.h * g.w)) {
-            with_padded_plane(g, plane, |padded, wp| {
-                for (j, shifted) in rows.chunks_exact_mut(self.plane).enumerate() {
-                    let (rows, spare) = shifted.split_at_mut(self.plane - ROW);
-                    for (row, src) in rows.chunks_exact_mut(ROW).zip(padded.chunks_exact(wp)) {
-                        // SAFETY: the caller checked the level; src holds wp ≥ j + ow floats
-                        // and row ROW.
-                        unsafe { place_row(&src[j..j + g.ow], row, self.columns) };
+            for (j, shifted) in rows.chunks_exact_mut(self.plane).enumerate() {
+                // The outputs whose input column o + j − pw lies inside the row.
+                let first = g.pw.saturating_sub(j).min(g.ow);
+                let end = (g.w + g.pw).saturating_sub(j).clamp(first, g.ow);
+                let inside = (((1u64 << end) - 1) & !((1u64 << first) - 1)) as u32;
+                for (r, row) in shifted.chunks_exact_mut(ROW).enumerate() {
+                    match r.checked_sub(g.ph).filter(|&iy| iy < g.h) {
+                        // SAFETY: the caller checked the level; the lanes in `inside` read
+                        // columns 0..w of input row iy, and row holds ROW floats.
+                        Some(iy) => unsafe {
+                            let start = plane.as_ptr().add(iy * g.w).wrapping_add(j);
+                            place_row(start.wrapping_sub(g.pw), inside, row, self.columns)
+                        },
+                        None => row.fill(0.0),
                     }
-                    spare.fill(0.0);
                 }
-            });
+            }
         }
     }
 }
 
-/// `row[..ROW]` = `src` (17 to 32 floats) in `columns` order, zeros past its end: in order,
-/// or the even-indexed floats in `row[..16]` and the odd ones in `row[16..]`.
+/// `row[..ROW]` = the 32 floats from `src` whose lanes are set in `inside` (only those are
+/// read), zeros in the others, in `columns` order: in order, or the even lanes in `row[..16]`
+/// and the odd ones in `row[16..]`.
 #[target_feature(enable = "avx512f")]
-unsafe fn place_row(src: &[f32], row: &mut [f32], columns: Columns) {
-    debug_assert!(src.len() > 16 && src.len() <= ROW && row.len() >= ROW);
-    let n = src.len();
-    let lo = _mm512_loadu_ps(src.as_ptr());
-    let hi = _mm512_maskz_loadu_ps(((1u32 << (n - 16)) - 1) as __mmask16, src.as_ptr().add(16));
+unsafe fn place_row(src: *const f32, inside: u32, row: &mut [f32], columns: Columns) {
+    debug_assert!(row.len() >= ROW);
+    let lo = _mm512_maskz_loadu_ps(inside as __mmask16, src);
+    let hi = _mm512_maskz_loadu_ps((inside >> 16) as __mmask16, src.wrapping_add(16));
     let (first, second) = match columns {
         Columns::Natural => (lo, hi),
         Columns::EvenOdd => {
