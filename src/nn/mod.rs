@@ -149,19 +149,7 @@ fn pools_after_conv(h: &Tensor, layer: &Layer) -> bool {
     if hs.len() != 4 || ws.len() != 4 {
         return false;
     }
-    let s = crate::backend::Conv2dShape {
-        batch: hs[0],
-        in_channels: hs[1],
-        in_h: hs[2],
-        in_w: hs[3],
-        out_channels: ws[0],
-        kernel_h: ws[2],
-        kernel_w: ws[3],
-        stride_h: params.stride.0,
-        stride_w: params.stride.1,
-        pad_h: params.padding.0,
-        pad_w: params.padding.1,
-    };
+    let s = params.shape(hs, ws);
     s.validate().is_ok() && s.out_h() >= 2 && s.out_w() >= 2
 }
 

@@ -13,6 +13,26 @@ pub struct Conv2dParams {
     pub padding: (usize, usize),
 }
 
+impl Conv2dParams {
+    /// The convolution of an input of shape `xs` `[N, C, H, W]` by weights of shape `ws`
+    /// `[O, C, KH, KW]` with these parameters (unchecked: see [`Conv2dShape::validate`]).
+    pub(crate) fn shape(self, xs: &[usize], ws: &[usize]) -> Conv2dShape {
+        Conv2dShape {
+            batch: xs[0],
+            in_channels: xs[1],
+            in_h: xs[2],
+            in_w: xs[3],
+            out_channels: ws[0],
+            kernel_h: ws[2],
+            kernel_w: ws[3],
+            stride_h: self.stride.0,
+            stride_w: self.stride.1,
+            pad_h: self.padding.0,
+            pad_w: self.padding.1,
+        }
+    }
+}
+
 impl Default for Conv2dParams {
     fn default() -> Self {
         Conv2dParams {
@@ -105,19 +125,7 @@ pub(super) fn conv2d_shape(
             xs[1], ws, ws[1]
         )));
     }
-    let s = Conv2dShape {
-        batch: xs[0],
-        in_channels: xs[1],
-        in_h: xs[2],
-        in_w: xs[3],
-        out_channels: ws[0],
-        kernel_h: ws[2],
-        kernel_w: ws[3],
-        stride_h: p.stride.0,
-        stride_w: p.stride.1,
-        pad_h: p.padding.0,
-        pad_w: p.padding.1,
-    };
+    let s = p.shape(xs, ws);
     s.validate().map_err(Error::Shape)?;
     if let Some(b) = bias {
         if b.shape() != [s.out_channels] {

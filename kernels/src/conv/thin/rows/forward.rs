@@ -137,10 +137,10 @@ impl RowStore {
         let rest = self.ow - 16;
         if self.stream {
             // Four floats at a time: 16-byte streaming stores need only 16-byte alignment.
-            stream4(dst, _mm512_castps512_ps128(first));
-            stream4(dst.add(4), _mm512_extractf32x4_ps::<1>(first));
-            stream4(dst.add(8), _mm512_extractf32x4_ps::<2>(first));
-            stream4(dst.add(12), _mm512_extractf32x4_ps::<3>(first));
+            _mm_stream_ps(dst, _mm512_castps512_ps128(first));
+            _mm_stream_ps(dst.add(4), _mm512_extractf32x4_ps::<1>(first));
+            _mm_stream_ps(dst.add(8), _mm512_extractf32x4_ps::<2>(first));
+            _mm_stream_ps(dst.add(12), _mm512_extractf32x4_ps::<3>(first));
             let quarters = [
                 _mm512_castps512_ps128(second),
                 _mm512_extractf32x4_ps::<1>(second),
@@ -148,17 +148,11 @@ impl RowStore {
                 _mm512_extractf32x4_ps::<3>(second),
             ];
             for (i, v) in quarters.into_iter().take(rest / 4).enumerate() {
-                stream4(dst.add(16 + 4 * i), v);
+                _mm_stream_ps(dst.add(16 + 4 * i), v);
             }
         } else {
             _mm512_storeu_ps(dst, first);
             _mm512_mask_storeu_ps(dst.add(16), ((1u32 << rest) - 1) as __mmask16, second);
         }
     }
-}
-
-/// A 16-byte streaming store.
-#[inline(always)]
-unsafe fn stream4(dst: *mut f32, v: __m128) {
-    _mm_stream_ps(dst, v)
 }
