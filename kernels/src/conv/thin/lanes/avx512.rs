@@ -66,6 +66,23 @@ impl Lanes for Avx512 {
     unsafe fn stream_fence() {
         _mm_sfence()
     }
+    /// A zmm whose low eight lanes are the sums (the high ones are never read): 256-bit
+    /// operations reach only ymm0–15 without AVX-512VL, where the FMA accumulators live.
+    type Octet = __m512;
+    #[inline(always)]
+    unsafe fn octet_zero() -> __m512 {
+        _mm512_setzero_ps()
+    }
+    /// Pixels `o..o+8` (the low half of `v`), then `o+8..o+16` (its high half moved down).
+    #[inline(always)]
+    unsafe fn octet_add(s: __m512, v: Self, _o: usize) -> __m512 {
+        let high = _mm512_shuffle_f32x4::<0b11_10_11_10>(v.0, v.0);
+        _mm512_add_ps(_mm512_add_ps(s, v.0), high)
+    }
+    #[inline(always)]
+    unsafe fn octet_store(s: __m512, out: &mut [f32; 8]) {
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm512_castps512_ps256(s))
+    }
 }
 
 super::thin_kernels_for!(Avx512, "avx512f");

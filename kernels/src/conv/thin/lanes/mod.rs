@@ -82,6 +82,13 @@ pub(super) trait Lanes: Copy {
     /// any later access.
     unsafe fn store_stream(p: *mut f32, v: Self);
     unsafe fn stream_fence();
+    /// Eight running sums in the order of the bias gradient's plane sum
+    /// ([`crate::conv::plane_sum`]): sum `l` adds the pixels `≡ l` mod 8, one after another.
+    type Octet: Copy;
+    unsafe fn octet_zero() -> Self::Octet;
+    /// Adds the vector of pixels `o..o+N` (`o` a multiple of `N`) to the sums.
+    unsafe fn octet_add(s: Self::Octet, v: Self, o: usize) -> Self::Octet;
+    unsafe fn octet_store(s: Self::Octet, out: &mut [f32; 8]);
 }
 
 /// The per-image kernels of a level, each a `#[target_feature]` function wrapping the generic
@@ -107,6 +114,16 @@ pub(super) trait Kernels: Lanes {
         dy: &[f32],
         acc: &mut [f32],
         co: usize,
+    );
+    /// The weight (and, if asked, bias) sums of one or two output channels of one image:
+    /// [`weight_grad::wgrad_bias_channels`].
+    unsafe fn wgrad_bias_channels<const K: usize>(
+        col: &[f32],
+        offs: &[usize],
+        p: usize,
+        dy: &[f32],
+        acc: &mut [f32],
+        bias: Option<&mut [[f32; 8]]>,
     );
     /// `dcol[K×ps] = w[co×K]ᵀ·dY[co×P]` for one image.
     unsafe fn dcol_image(
@@ -154,6 +171,18 @@ macro_rules! thin_kernels_for {
         }
 
         #[target_feature(enable = $feature)]
+        unsafe fn wgrad_bias_channels_tf<const K: usize>(
+            col: &[f32],
+            offs: &[usize],
+            p: usize,
+            dy: &[f32],
+            acc: &mut [f32],
+            bias: Option<&mut [[f32; 8]]>,
+        ) {
+            super::weight_grad::wgrad_bias_channels::<$v, K>(col, offs, p, dy, acc, bias)
+        }
+
+        #[target_feature(enable = $feature)]
         unsafe fn dcol_image_tf(
             k: usize,
             w: &[f32],
@@ -193,6 +222,16 @@ macro_rules! thin_kernels_for {
                 co: usize,
             ) {
                 wgrad_image_tf::<K>(col, offs, p, dy, acc, co)
+            }
+            unsafe fn wgrad_bias_channels<const K: usize>(
+                col: &[f32],
+                offs: &[usize],
+                p: usize,
+                dy: &[f32],
+                acc: &mut [f32],
+                bias: Option<&mut [[f32; 8]]>,
+            ) {
+                wgrad_bias_channels_tf::<K>(col, offs, p, dy, acc, bias)
             }
             unsafe fn dcol_image(
                 k: usize,
@@ -237,13 +276,23 @@ macro_rules! by_k_for {
 }
 pub(crate) use by_k_for;
 
-/// The sum of `lanes` (a power of two, at most 16) in a fixed pairwise order: lane `i` with
-/// lane `i + n/2`, halving until one is left (for 8 lanes the AVX2 kernel's order).
+/// The sum of `lanes` (4, 8 or 16 of them) in a fixed pairwise order: lane `i` with lane
+/// `i + n/2`, halving until one is left (for 8 lanes the AVX2 kernel's order).
 pub(super) fn sum_lanes(lanes: &[f32]) -> f32 {
-    debug_assert!(lanes.len().is_power_of_two() && lanes.len() <= 16);
-    let mut buf = [0.0f32; 16];
-    buf[..lanes.len()].copy_from_slice(lanes);
-    let mut n = lanes.len();
+    match lanes.len() {
+        4 => halve::<4>(lanes),
+        8 => halve::<8>(lanes),
+        16 => halve::<16>(lanes),
+        n => unreachable!("sum_lanes: {n} lanes"),
+    }
+}
+
+/// [`sum_lanes`] for `N` lanes (a fixed length, so that the halving unrolls and no copy
+/// goes through `memcpy`).
+fn halve<const N: usize>(lanes: &[f32]) -> f32 {
+    let mut buf = [0.0f32; N];
+    buf.copy_from_slice(lanes);
+    let mut n = N;
     while n > 1 {
         n /= 2;
         for i in 0..n {

@@ -61,6 +61,25 @@ impl Lanes for Neon {
     }
     #[inline(always)]
     unsafe fn stream_fence() {}
+    /// Sums 0–3 and 4–7: pixels `o..o+4` go to the first when `o` is a multiple of 8.
+    type Octet = (float32x4_t, float32x4_t);
+    #[inline(always)]
+    unsafe fn octet_zero() -> Self::Octet {
+        (vdupq_n_f32(0.0), vdupq_n_f32(0.0))
+    }
+    #[inline(always)]
+    unsafe fn octet_add(s: Self::Octet, v: Self, o: usize) -> Self::Octet {
+        if o.is_multiple_of(8) {
+            (vaddq_f32(s.0, v.0), s.1)
+        } else {
+            (s.0, vaddq_f32(s.1, v.0))
+        }
+    }
+    #[inline(always)]
+    unsafe fn octet_store(s: Self::Octet, out: &mut [f32; 8]) {
+        vst1q_f32(out.as_mut_ptr(), s.0);
+        vst1q_f32(out.as_mut_ptr().add(4), s.1);
+    }
 }
 
 super::thin_kernels_for!(Neon, "neon");

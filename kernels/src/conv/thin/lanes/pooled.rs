@@ -9,27 +9,33 @@
 //! plane ([`crate::pool::pool_2x2`]) into y and the arg-max; the ReLU rectifies y in place.
 //! (ReLU and max commute, so this is also the pool of the rectified conv output.)
 //!
-//! Backward (weights and bias), per image of a batch chunk: zero the gradient where the ReLU
-//! output is not positive (if there is a ReLU), route it to the arg-max in a scratch of `co·P` floats ([`crate::pool::unpool_plane`]), then accumulate the
-//! thin weight gradient over it ([`super::weight_grad::wgrad_image`]) and sum each of its
-//! planes for the bias. Chunks, lanes and images are summed in the same order as the two-kernel
-//! path ([`super::weight_grad::backward_weight`], [`crate::conv::conv2d_backward_bias`]), and
-//! the ReLU's tests are the ReLU kernels' (`x < 0` forward, `y > 0` backward), so both give the
-//! same bits.
+//! Backward (weights and bias), per image of a batch chunk, two output channels at a time:
+//! route their pooled gradient to the arg-max (zero where the ReLU output is not positive,
+//! if there is a ReLU) in two full-size planes ([`crate::pool::unpool_plane`], 6 KB for
+//! 28×28, in L1), then run the thin weight gradient's accumulators over them and, in the same
+//! pass, the bias's plane sums ([`super::weight_grad::wgrad_bias_channels`]). Chunks, lanes
+//! and images are summed in the same order as the two-kernel path
+//! ([`super::weight_grad::backward_weight`], [`crate::conv::conv2d_backward_bias`]: eight
+//! lanes of pixels `≡ l` mod 8, [`super::Lanes::Octet`]), and the ReLU's tests are the ReLU kernels'
+//! (`x < 0` forward, `y > 0` backward), so both give the same bits.
 //!
 //! # What bounds it
 //!
 //! The unfused layer writes the full-size conv output (the teacher's conv1: 25.7 MB at batch
 //! 128) and reads it back in the pool, and backward writes the full-size gradient and reads it
-//! twice (bias, weights): four passes over DRAM. Here the full-size planes of one image live
-//! only in the scratch (200 KB, in L2), so what reaches memory is the input, the pooled output
-//! and its arg-max, a quarter of the size; the compute is that of the two kernels.
+//! twice (bias, weights): four passes over DRAM. Here the full-size planes live only in
+//! scratch (forward: one image's, 200 KB, in L2; backward: two planes in L1), so what reaches
+//! memory is the input, the pooled output and its arg-max, a quarter of the size; the compute
+//! is that of the two kernels. Backward, the reads of the pooled gradient, arg-max and output
+//! stall the unpool (software prefetches of them measured slower: they fill the line-fill
+//! buffers the hardware prefetchers use), and the dense weight-gradient FMAs run over the
+//! zeros of the three pixels of each window that were not its maximum.
 
 use rayon::prelude::*;
 
 use super::{by_k_for, sum_lanes, ColLayout, Kernels};
 use crate::conv::thin::prefetch_next_input;
-use crate::conv::{plane_sum, with_scratch, BatchChunks, Geo};
+use crate::conv::{plane_sum_finish, with_scratch, BatchChunks, Geo};
 use crate::pool::{pool_2x2, unpool_plane};
 use crate::simd::SimdLevel;
 use crate::Pool2dShape;
@@ -129,7 +135,6 @@ pub(in crate::conv) fn backward_params_pool<V: Kernels>(
             let images = parts.images(ch);
             let mut acc = vec![0.0f32; wlen * V::N];
             let mut sums = Vec::with_capacity(if want_bias { images.len() * g.co } else { 0 });
-            let mut masked = vec![0.0f32; if relu_y.is_some() { pooled_plane } else { 0 }];
             for n in images.clone() {
                 let xn = &x[n * g.in_image()..(n + 1) * g.in_image()];
                 let dyn_ = &dy[n * pooled..(n + 1) * pooled];
@@ -137,33 +142,39 @@ pub(in crate::conv) fn backward_params_pool<V: Kernels>(
                 if n + 1 < images.end {
                     prefetch_next_input(g, x, n);
                 }
-                with_scratch(lay.len + g.co * p, |buf| {
-                    let (col, full) = buf.split_at_mut(lay.len);
+                with_scratch(lay.len + 2 * p, |buf| {
+                    let (col, planes) = buf.split_at_mut(lay.len);
                     lay.unfold(g, xn, col);
-                    for (c, ((plane, dyp), ap)) in full
-                        .chunks_exact_mut(p)
-                        .zip(dyn_.chunks_exact(pooled_plane))
-                        .zip(an.chunks_exact(pooled_plane))
-                        .enumerate()
-                    {
-                        let dyp = match relu_y {
-                            Some(y) => {
-                                let yp = &y[n * pooled + c * pooled_plane..][..pooled_plane];
-                                for ((m, &d), &v) in masked.iter_mut().zip(dyp).zip(yp) {
-                                    *m = if v > 0.0 { d } else { 0.0 };
-                                }
-                                &masked[..]
-                            }
-                            None => dyp,
-                        };
-                        unpool_plane(level, &ps, plane, dyp, ap);
-                        if want_bias {
-                            sums.push(plane_sum(plane));
+                    // Two channels at a time: their full-size gradient planes (in L1), then
+                    // their weight and bias sums over those planes.
+                    let mut c = 0;
+                    while c < g.co {
+                        let pair = (g.co - c).min(2);
+                        let planes = &mut planes[..pair * p];
+                        for (i, plane) in planes.chunks_exact_mut(p).enumerate() {
+                            let at = (c + i) * pooled_plane..(c + i + 1) * pooled_plane;
+                            let keep = relu_y.map(|y| &y[n * pooled..][at.clone()]);
+                            unpool_plane(level, &ps, plane, &dyn_[at.clone()], &an[at], keep);
                         }
+                        let mut lanes = [[0.0f32; 8]; 2];
+                        let acc = &mut acc[c * k * V::N..(c + pair) * k * V::N];
+                        let bias = want_bias.then_some(&mut lanes[..pair]);
+                        // SAFETY: the caller checked the level; col rows hold p floats at
+                        // their offsets, planes pair·P, acc pair·K·N.
+                        unsafe {
+                            by_k_for!(
+                                k,
+                                V,
+                                wgrad_bias_channels(col, &lay.offs, p, planes, acc, bias)
+                            )
+                        }
+                        if want_bias {
+                            for (l, plane) in lanes.iter().zip(planes.chunks_exact(p)) {
+                                sums.push(plane_sum_finish(l, &plane[p / 8 * 8..]));
+                            }
+                        }
+                        c += pair;
                     }
-                    // SAFETY: the caller checked the level; col rows hold p floats at their
-                    // offsets, full co·P, acc co·K·N.
-                    unsafe { by_k_for!(k, V, wgrad_image(col, &lay.offs, p, full, &mut acc, g.co)) }
                 });
             }
             let partial = acc.chunks_exact(V::N).map(sum_lanes).collect();
