@@ -28,7 +28,8 @@
 //!
 //! At AVX-512 and NEON the forward and the weight gradient also run fused with the 2×2
 //! max-pool (and the ReLU) after the conv (`lanes/pooled.rs`): the same per-image kernels,
-//! with the full-size output and gradient of one image in a scratch instead of in memory.
+//! with the full-size output of one image, or the full-size gradient of two of its channels,
+//! in a scratch instead of in memory.
 //! For rows 17 to 32 wide the AVX-512 forward pools in registers (`rows/pooled.rs`), with
 //! no full-size scratch at all.
 //!
