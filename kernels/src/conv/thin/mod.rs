@@ -4,7 +4,7 @@
 //! AVX-512 and NEON (`lanes/`: the same algorithm written once over a vector type, with the
 //! register tiles their 32 vector registers allow). At AVX-512, stride-1 convolutions with
 //! output rows 17 to 32 wide (conv1 of both presets) run their forward on rows padded to 32
-//! floats instead (`rows/`: aligned loads, two rows at a time). [`forward`],
+//! floats instead (`rows/`: aligned loads, two rows at a time). [`forward()`],
 //! [`backward_input`] and [`backward_weight`] pick the path by level and shape.
 //!
 //! # Algorithm

@@ -1,12 +1,12 @@
 //! A thin convolution and the 2×2/stride-2 max-pool after it, as one pass per image over
-//! [`Lanes`]: `y = max_pool2d_2x2(conv2d(x, w, b))`, then a ReLU if asked, and, backward, the
-//! weight and bias gradients from the gradient of `y`.
+//! [`Lanes`](super::Lanes): `y = max_pool2d_2x2(conv2d(x, w, b))`, then a ReLU if asked, and,
+//! backward, the weight and bias gradients from the gradient of `y`.
 //!
 //! # Algorithm
 //!
 //! Forward, per image (one task each): unfold the image ([`ColLayout`]), run the thin forward
-//! ([`super::forward::fwd_image`]) into a scratch of `co·P` floats, and pool that scratch plane by
-//! plane ([`crate::pool::pool_2x2`]) into y and the arg-max; the ReLU rectifies y in place.
+//! ([`super::forward::fwd_image`]) into a scratch of `co·P` floats, and pool that scratch plane
+//! by plane ([`crate::pool::pool_2x2`]) into y and the arg-max; the ReLU rectifies y in place.
 //! (ReLU and max commute, so this is also the pool of the rectified conv output.)
 //!
 //! Backward (weights and bias), per image of a batch chunk, two output channels at a time:
@@ -16,8 +16,8 @@
 //! pass, the bias's plane sums ([`super::weight_grad::wgrad_bias_channels`]). Chunks, lanes
 //! and images are summed in the same order as the two-kernel path
 //! ([`super::weight_grad::backward_weight`], [`crate::conv::conv2d_backward_bias`]: eight
-//! lanes of pixels `≡ l` mod 8, [`super::Lanes::Octet`]), and the ReLU's tests are the ReLU kernels'
-//! (`x < 0` forward, `y > 0` backward), so both give the same bits.
+//! lanes of pixels `≡ l` mod 8, [`super::Lanes::Octet`]), and the ReLU's tests are the ReLU
+//! kernels' (`x < 0` forward, `y > 0` backward), so both give the same bits.
 //!
 //! # What bounds it
 //!

@@ -35,7 +35,7 @@ pub(super) use pooled::forward_pool;
 /// Floats per row of the unfolded image: two zmm vectors.
 pub(super) const ROW: usize = 32;
 
-/// Whether [`forward`] runs `g` (a thin conv, which the caller has checked): stride 1 and
+/// Whether [`forward()`] runs `g` (a thin conv, which the caller has checked): stride 1 and
 /// output rows of 17 to 32 pixels.
 pub(in crate::conv) fn fits(g: &Geo) -> bool {
     g.sh == 1 && g.sw == 1 && g.ow > 16 && g.ow <= ROW
