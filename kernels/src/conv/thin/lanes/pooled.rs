@@ -26,10 +26,9 @@
 //! twice (bias, weights): four passes over DRAM. Here the full-size planes live only in
 //! scratch (forward: one image's, 200 KB, in L2; backward: two planes in L1), so what reaches
 //! memory is the input, the pooled output and its arg-max, a quarter of the size; the compute
-//! is that of the two kernels. Backward, the reads of the pooled gradient, arg-max and output
-//! stall the unpool (software prefetches of them measured slower: they fill the line-fill
-//! buffers the hardware prefetchers use), and the dense weight-gradient FMAs run over the
-//! zeros of the three pixels of each window that were not its maximum.
+//! is that of the two kernels. Backward, the unpool waits on the reads of the pooled gradient,
+//! arg-max and output (three streams from memory), and the dense weight-gradient FMAs run over
+//! the zeros of the three pixels of each window that were not its maximum.
 
 use rayon::prelude::*;
 
