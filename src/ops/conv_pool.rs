@@ -2,8 +2,10 @@
 //! the presets' convolutional blocks (`conv → relu → maxpool2`; ReLU and max commute, so the
 //! ReLU runs on the pooled output). Where the backend fuses it (the CPU, for thin convs at
 //! AVX-512 or NEON) the conv's full-size output and gradient never reach memory; elsewhere it
-//! is the kernels one after the other. Values and gradients are those of
-//! `relu(max_pool2d(conv2d(x, w, b), 2, 2))`, bit for bit.
+//! is the kernels one after the other. Values are those of
+//! `relu(max_pool2d(conv2d(x, w, b), 2, 2))` bit for bit; the weight and bias gradients agree
+//! with that composition's to rounding (the fused backward sums at the pooled resolution, in
+//! another order).
 
 use super::conv::{conv2d_grads, conv2d_shape};
 use super::elementwise::with_node;

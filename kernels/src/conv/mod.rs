@@ -307,8 +307,7 @@ pub fn conv2d_backward_bias(s: &Conv2dShape, dy: &[f32], db: &mut [f32]) {
     });
 }
 
-/// One plane's sum for the bias gradient: an 8-lane f32 sum (it vectorises; lane `l` adds the
-/// pixels `≡ l` mod 8 of the whole groups of 8, in order), then [`plane_sum_finish`].
+/// One plane's sum for the bias gradient: an 8-lane f32 sum (it vectorises), then the lanes.
 fn plane_sum(plane: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let mut it = plane.chunks_exact(8);
@@ -317,14 +316,7 @@ fn plane_sum(plane: &[f32]) -> f32 {
             *l += *v;
         }
     }
-    plane_sum_finish(&lanes, it.remainder())
-}
-
-/// The end of [`plane_sum`]: the pixels past the last whole group of 8 (`rest`), then the
-/// eight lanes in order. A kernel that builds the lanes in [`plane_sum`]'s order itself (the
-/// fused conv + pool backward) ends here too, for the same bits.
-fn plane_sum_finish(lanes: &[f32; 8], rest: &[f32]) -> f32 {
-    let mut sum = rest.iter().sum::<f32>();
+    let mut sum = it.remainder().iter().sum::<f32>();
     sum += lanes.iter().sum::<f32>();
     sum
 }

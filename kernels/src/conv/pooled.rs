@@ -1,8 +1,10 @@
 //! conv2d followed by a 2×2/stride-2 max-pool (and a ReLU, if asked), as one kernel where the
 //! thin kernels run at a level with the vector-type kernels (AVX-512, NEON): the full-size
-//! conv output never reaches memory (`thin/lanes/pooled.rs` has the algorithm). Elsewhere the
-//! caller runs conv2d, max_pool2d (and relu) one after the other ([`conv2d_pool_fuses`] says
-//! which); both ways give the same bits.
+//! conv output never reaches memory (`thin/lanes/pooled.rs` has the forward's algorithm,
+//! `thin/lanes/pooled_grad.rs` the backward's). Elsewhere the caller runs conv2d, max_pool2d
+//! (and relu) one after the other ([`conv2d_pool_fuses`] says which): the forward gives the
+//! same bits both ways, the backward the same gradients to rounding (it sums at the pooled
+//! resolution, in another order).
 
 use super::{uses_thin_kernels, BatchChunks, Geo};
 use crate::simd::SimdLevel;
@@ -83,9 +85,10 @@ pub fn conv2d_pool_forward_at(
 
 /// The weight gradient (overwritten) and, if `db` is given, the bias gradient of
 /// [`conv2d_pool_forward_at`], from `dy` (the gradient of its output), its `argmax` and, where
-/// it rectified, its output `relu_y`: the same bits as [`crate::elementwise::relu_backward`],
+/// it rectified, its output `relu_y`: the gradients of [`crate::elementwise::relu_backward`],
 /// [`crate::pool::max_pool2d_backward`], then [`super::conv2d_backward_weight_at`] and
-/// [`super::conv2d_backward_bias`]. Panics unless [`conv2d_pool_fuses`].
+/// [`super::conv2d_backward_bias`], summed in another order (so equal to rounding), the same
+/// bits whatever the thread count. Panics unless [`conv2d_pool_fuses`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_pool_backward_params_at(
     level: SimdLevel,

@@ -83,8 +83,7 @@ pub(super) unsafe fn pool_2x2_avx512(
 /// The backward of one plane: `dxp[2r + i, 2c + j] = dy[r, c]` where `argmax[r, c]` is that
 /// pixel, else zero, for the `2·oh` rows and `2·ow` columns the windows cover (the caller
 /// zeroes what lies outside them). The caller checks that `dxp` holds `2·oh` rows reaching
-/// column `2·ow`, and `dyp`, `ap` hold `oh·ow`, and `keep`, unless null, too: the pooled
-/// output of a ReLU after the pool (the gradient passes where it is `> 0`).
+/// column `2·ow`, and `dyp`, `ap` hold `oh·ow`.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn unpool_2x2_avx512(
     dxp: &mut [f32],
@@ -93,7 +92,6 @@ pub(super) unsafe fn unpool_2x2_avx512(
     ow: usize,
     dyp: &[f32],
     ap: &[u32],
-    keep: *const f32,
 ) {
     let even_cols = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     // Lanes 0..8 of (even, odd) interleaved, then lanes 8..16.
@@ -106,12 +104,7 @@ pub(super) unsafe fn unpool_2x2_avx512(
         while c < ow {
             let n = (ow - c).min(16);
             let out = first(n);
-            let mut g = _mm512_maskz_loadu_ps(out, dyp.as_ptr().add(r * ow + c));
-            if !keep.is_null() {
-                let y = _mm512_maskz_loadu_ps(out, keep.add(r * ow + c));
-                let pass = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_setzero_ps());
-                g = _mm512_maskz_mov_ps(pass, g);
-            }
+            let g = _mm512_maskz_loadu_ps(out, dyp.as_ptr().add(r * ow + c));
             let a = _mm512_maskz_loadu_epi32(out, ap.as_ptr().add(r * ow + c) as *const i32);
             let (mask_lo, mask_hi) = (first(2 * n), first((2 * n).saturating_sub(16)));
             for row0 in [t0, b0] {

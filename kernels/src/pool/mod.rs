@@ -238,41 +238,27 @@ pub fn max_pool2d_backward_at(
                 .zip(dys.chunks_exact(out_plane))
                 .zip(args.chunks_exact(out_plane))
             {
-                unpool_plane(level, s, dxp, dyp, ap, None);
+                unpool_plane(level, s, dxp, dyp, ap);
             }
         });
 }
 
 /// One plane's backward: the 2×2/stride-2 window on its AVX-512 path where the CPU runs it,
-/// else dx zeroed and each gradient added at its arg-max, in output order. `keep`: the pooled
-/// output where a ReLU came after the pool; a gradient passes only where it is `> 0` (the
-/// rule of [`crate::elementwise::relu_backward`]).
+/// else dx zeroed and each gradient added at its arg-max, in output order.
 // `s` picks the AVX-512 path, which only x86-64 builds.
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-pub(crate) fn unpool_plane(
-    level: SimdLevel,
-    s: &Pool2dShape,
-    dxp: &mut [f32],
-    dyp: &[f32],
-    ap: &[u32],
-    keep: Option<&[f32]>,
-) {
+fn unpool_plane(level: SimdLevel, s: &Pool2dShape, dxp: &mut [f32], dyp: &[f32], ap: &[u32]) {
     match level {
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512
             if (s.kernel_h, s.kernel_w, s.stride_h, s.stride_w) == (2, 2, 2, 2)
                 && level.is_supported() =>
         {
-            unpool_2x2_avx512(dxp, s.in_w, s.out_h(), s.out_w(), dyp, ap, keep)
+            unpool_2x2_avx512(dxp, s.in_w, s.out_h(), s.out_w(), dyp, ap)
         }
         _ => {
             dxp.fill(0.0);
-            for (i, (&g, &a)) in dyp.iter().zip(ap).enumerate() {
-                let g = if keep.is_none_or(|y| y[i] > 0.0) {
-                    g
-                } else {
-                    0.0
-                };
+            for (&g, &a) in dyp.iter().zip(ap) {
                 dxp[a as usize] += g;
             }
         }
@@ -285,20 +271,9 @@ pub(crate) fn unpool_plane(
 /// No zeroing pass and no read-modify-write of dx. The other levels zero and scatter (a
 /// scalar select loop measured slower than that).
 #[cfg(target_arch = "x86_64")]
-fn unpool_2x2_avx512(
-    dxp: &mut [f32],
-    iw: usize,
-    oh: usize,
-    ow: usize,
-    dyp: &[f32],
-    ap: &[u32],
-    keep: Option<&[f32]>,
-) {
+fn unpool_2x2_avx512(dxp: &mut [f32], iw: usize, oh: usize, ow: usize, dyp: &[f32], ap: &[u32]) {
     assert!(
-        2 * oh * iw <= dxp.len()
-            && 2 * ow <= iw
-            && oh * ow <= dyp.len().min(ap.len())
-            && keep.is_none_or(|y| y.len() >= oh * ow),
+        2 * oh * iw <= dxp.len() && 2 * ow <= iw && oh * ow <= dyp.len().min(ap.len()),
         "unpool_2x2: plane too short"
     );
     let (top_rows, rest) = dxp.split_at_mut(2 * oh * iw);
@@ -307,7 +282,6 @@ fn unpool_2x2_avx512(
         row[2 * ow..].fill(0.0);
     }
     // SAFETY: the caller checked that the CPU runs AVX-512; the plane holds the 2·oh rows
-    // reaching column 2·ow written, dy, argmax and keep oh·ow (asserted above).
-    let keep = keep.map_or(std::ptr::null(), |y| y.as_ptr());
-    unsafe { avx512::unpool_2x2_avx512(top_rows, iw, oh, ow, dyp, ap, keep) }
+    // reaching column 2·ow written, dy and argmax oh·ow (asserted above).
+    unsafe { avx512::unpool_2x2_avx512(top_rows, iw, oh, ow, dyp, ap) }
 }

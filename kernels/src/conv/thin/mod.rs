@@ -27,9 +27,10 @@
 //!   The input grad needs no unfold of x.
 //!
 //! At AVX-512 and NEON the forward and the weight gradient also run fused with the 2×2
-//! max-pool (and the ReLU) after the conv (`lanes/pooled.rs`): the same per-image kernels,
-//! with the full-size output of one image, or the full-size gradient of two of its channels,
-//! in a scratch instead of in memory.
+//! max-pool (and the ReLU) after the conv: the forward (`lanes/pooled.rs`) is the same
+//! per-image kernel with the full-size output of one image in a scratch instead of in memory;
+//! the backward (`lanes/pooled_grad.rs`) works at the pooled resolution, each pooled gradient
+//! multiplied with the input of its window's arg-max pixel, and builds no full-size gradient.
 //! For rows 17 to 32 wide the AVX-512 forward pools in registers (`rows/pooled.rs`), with
 //! no full-size scratch at all.
 //!
@@ -201,13 +202,13 @@ pub(super) fn backward_params_pool(
 ) {
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => lanes::backward_params_pool::<lanes::Avx512>(
-            level, g, x, dy, argmax, relu_y, dw, db, parts,
-        ),
+        SimdLevel::Avx512 => {
+            lanes::backward_params_pool::<lanes::Avx512>(g, x, dy, argmax, relu_y, dw, db, parts)
+        }
         #[cfg(target_arch = "aarch64")]
-        SimdLevel::Neon => lanes::backward_params_pool::<lanes::Neon>(
-            level, g, x, dy, argmax, relu_y, dw, db, parts,
-        ),
+        SimdLevel::Neon => {
+            lanes::backward_params_pool::<lanes::Neon>(g, x, dy, argmax, relu_y, dw, db, parts)
+        }
         _ => unreachable!("thin conv + pool: no {} path", level.name()),
     }
 }

@@ -66,22 +66,37 @@ impl Lanes for Avx512 {
     unsafe fn stream_fence() {
         _mm_sfence()
     }
-    /// A zmm whose low eight lanes are the sums (the high ones are never read): 256-bit
-    /// operations reach only ymm0–15 without AVX-512VL, where the FMA accumulators live.
-    type Octet = __m512;
+    type Index = __m512i;
+    type Mask = __mmask16;
     #[inline(always)]
-    unsafe fn octet_zero() -> __m512 {
-        _mm512_setzero_ps()
-    }
-    /// Pixels `o..o+8` (the low half of `v`), then `o+8..o+16` (its high half moved down).
-    #[inline(always)]
-    unsafe fn octet_add(s: __m512, v: Self, _o: usize) -> __m512 {
-        let high = _mm512_shuffle_f32x4::<0b11_10_11_10>(v.0, v.0);
-        _mm512_add_ps(_mm512_add_ps(s, v.0), high)
+    unsafe fn load_index(p: *const u32) -> __m512i {
+        _mm512_loadu_epi32(p.cast())
     }
     #[inline(always)]
-    unsafe fn octet_store(s: __m512, out: &mut [f32; 8]) {
-        _mm256_storeu_ps(out.as_mut_ptr(), _mm512_castps512_ps256(s))
+    unsafe fn load_index_first(p: *const u32, n: usize) -> __m512i {
+        _mm512_maskz_loadu_epi32(first(n), p.cast())
+    }
+    #[inline(always)]
+    unsafe fn eq(a: __m512i, b: __m512i) -> __mmask16 {
+        _mm512_cmpeq_epi32_mask(a, b)
+    }
+    #[inline(always)]
+    unsafe fn positive(v: Self) -> __mmask16 {
+        _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v.0, _mm512_setzero_ps())
+    }
+    #[inline(always)]
+    unsafe fn keep(v: Self, m: __mmask16) -> Self {
+        Avx512(_mm512_maskz_mov_ps(m, v.0))
+    }
+    /// Two two-source permutes (lane `i` of the pair is `lo[i]` below 16, `hi[i − 16]` above).
+    #[inline(always)]
+    unsafe fn unzip(lo: Self, hi: Self) -> (Self, Self) {
+        let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        (
+            Avx512(_mm512_permutex2var_ps(lo.0, even, hi.0)),
+            Avx512(_mm512_permutex2var_ps(lo.0, odd, hi.0)),
+        )
     }
 }
 

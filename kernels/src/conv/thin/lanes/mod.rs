@@ -31,6 +31,7 @@
 mod forward;
 mod input_grad;
 mod pooled;
+mod pooled_grad;
 mod weight_grad;
 
 #[cfg(target_arch = "x86_64")]
@@ -45,7 +46,9 @@ pub(super) use neon::Neon;
 
 pub(super) use forward::forward;
 pub(super) use input_grad::backward_input;
-pub(super) use pooled::{backward_params_pool, forward_pool};
+pub(super) use pooled::forward_pool;
+pub(super) use pooled_grad::backward_params_pool;
+use pooled_grad::PooledGradImage;
 pub(super) use weight_grad::backward_weight;
 
 #[allow(unused_imports)]
@@ -82,13 +85,21 @@ pub(super) trait Lanes: Copy {
     /// any later access.
     unsafe fn store_stream(p: *mut f32, v: Self);
     unsafe fn stream_fence();
-    /// Eight running sums in the order of the bias gradient's plane sum
-    /// ([`crate::conv::plane_sum`]): sum `l` adds the pixels `≡ l` mod 8, one after another.
-    type Octet: Copy;
-    unsafe fn octet_zero() -> Self::Octet;
-    /// Adds the vector of pixels `o..o+N` (`o` a multiple of `N`) to the sums.
-    unsafe fn octet_add(s: Self::Octet, v: Self, o: usize) -> Self::Octet;
-    unsafe fn octet_store(s: Self::Octet, out: &mut [f32; 8]);
+    /// u32 lanes (the pool's arg-max, and the window pixels it is compared with).
+    type Index: Copy;
+    /// A predicate per lane.
+    type Mask: Copy;
+    unsafe fn load_index(p: *const u32) -> Self::Index;
+    /// The first `n < N` u32s at `p` (only those are read), the other lanes zero.
+    unsafe fn load_index_first(p: *const u32, n: usize) -> Self::Index;
+    /// `a == b`, lane by lane.
+    unsafe fn eq(a: Self::Index, b: Self::Index) -> Self::Mask;
+    /// `v > 0`, lane by lane (false for NaN).
+    unsafe fn positive(v: Self) -> Self::Mask;
+    /// `v` where `m`, `+0` elsewhere.
+    unsafe fn keep(v: Self, m: Self::Mask) -> Self;
+    /// The even and the odd lanes of the `2·N` floats `lo` then `hi`.
+    unsafe fn unzip(lo: Self, hi: Self) -> (Self, Self);
 }
 
 /// The per-image kernels of a level, each a `#[target_feature]` function wrapping the generic
@@ -115,15 +126,12 @@ pub(super) trait Kernels: Lanes {
         acc: &mut [f32],
         co: usize,
     );
-    /// The weight (and, if asked, bias) sums of one or two output channels of one image:
-    /// [`weight_grad::wgrad_bias_channels`].
-    unsafe fn wgrad_bias_channels<const K: usize>(
-        col: &[f32],
-        offs: &[usize],
-        p: usize,
-        dy: &[f32],
+    /// One image of the fused conv + pool backward: [`pooled_grad::wgrad_pooled_image`].
+    unsafe fn wgrad_pooled_image<const K: usize>(
+        img: &PooledGradImage,
+        scratch: &mut [f32],
+        wcol: &mut [f32],
         acc: &mut [f32],
-        bias: Option<&mut [[f32; 8]]>,
     );
     /// `dcol[K×ps] = w[co×K]ᵀ·dY[co×P]` for one image.
     unsafe fn dcol_image(
@@ -171,15 +179,13 @@ macro_rules! thin_kernels_for {
         }
 
         #[target_feature(enable = $feature)]
-        unsafe fn wgrad_bias_channels_tf<const K: usize>(
-            col: &[f32],
-            offs: &[usize],
-            p: usize,
-            dy: &[f32],
+        unsafe fn wgrad_pooled_image_tf<const K: usize>(
+            img: &super::PooledGradImage,
+            scratch: &mut [f32],
+            wcol: &mut [f32],
             acc: &mut [f32],
-            bias: Option<&mut [[f32; 8]]>,
         ) {
-            super::weight_grad::wgrad_bias_channels::<$v, K>(col, offs, p, dy, acc, bias)
+            super::pooled_grad::wgrad_pooled_image::<$v, K>(img, scratch, wcol, acc)
         }
 
         #[target_feature(enable = $feature)]
@@ -223,15 +229,13 @@ macro_rules! thin_kernels_for {
             ) {
                 wgrad_image_tf::<K>(col, offs, p, dy, acc, co)
             }
-            unsafe fn wgrad_bias_channels<const K: usize>(
-                col: &[f32],
-                offs: &[usize],
-                p: usize,
-                dy: &[f32],
+            unsafe fn wgrad_pooled_image<const K: usize>(
+                img: &super::PooledGradImage,
+                scratch: &mut [f32],
+                wcol: &mut [f32],
                 acc: &mut [f32],
-                bias: Option<&mut [[f32; 8]]>,
             ) {
-                wgrad_bias_channels_tf::<K>(col, offs, p, dy, acc, bias)
+                wgrad_pooled_image_tf::<K>(img, scratch, wcol, acc)
             }
             unsafe fn dcol_image(
                 k: usize,

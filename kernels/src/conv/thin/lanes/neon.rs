@@ -61,24 +61,38 @@ impl Lanes for Neon {
     }
     #[inline(always)]
     unsafe fn stream_fence() {}
-    /// Sums 0–3 and 4–7: pixels `o..o+4` go to the first when `o` is a multiple of 8.
-    type Octet = (float32x4_t, float32x4_t);
+    type Index = uint32x4_t;
+    /// All ones where true, as NEON's compares give.
+    type Mask = uint32x4_t;
     #[inline(always)]
-    unsafe fn octet_zero() -> Self::Octet {
-        (vdupq_n_f32(0.0), vdupq_n_f32(0.0))
+    unsafe fn load_index(p: *const u32) -> uint32x4_t {
+        vld1q_u32(p)
     }
     #[inline(always)]
-    unsafe fn octet_add(s: Self::Octet, v: Self, o: usize) -> Self::Octet {
-        if o.is_multiple_of(8) {
-            (vaddq_f32(s.0, v.0), s.1)
-        } else {
-            (s.0, vaddq_f32(s.1, v.0))
-        }
+    unsafe fn load_index_first(p: *const u32, n: usize) -> uint32x4_t {
+        debug_assert!(n < 4);
+        let mut buf = [0u32; 4];
+        std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
+        vld1q_u32(buf.as_ptr())
     }
     #[inline(always)]
-    unsafe fn octet_store(s: Self::Octet, out: &mut [f32; 8]) {
-        vst1q_f32(out.as_mut_ptr(), s.0);
-        vst1q_f32(out.as_mut_ptr().add(4), s.1);
+    unsafe fn eq(a: uint32x4_t, b: uint32x4_t) -> uint32x4_t {
+        vceqq_u32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn positive(v: Self) -> uint32x4_t {
+        vcgtq_f32(v.0, vdupq_n_f32(0.0))
+    }
+    #[inline(always)]
+    unsafe fn keep(v: Self, m: uint32x4_t) -> Self {
+        Neon(vreinterpretq_f32_u32(vandq_u32(
+            vreinterpretq_u32_f32(v.0),
+            m,
+        )))
+    }
+    #[inline(always)]
+    unsafe fn unzip(lo: Self, hi: Self) -> (Self, Self) {
+        (Neon(vuzp1q_f32(lo.0, hi.0)), Neon(vuzp2q_f32(lo.0, hi.0)))
     }
 }
 

@@ -5,9 +5,7 @@
 //! (2·K ≤ 24 accumulators, 2 dY vectors and a `col` vector: 27 of the 32 registers of both
 //! levels). An odd last channel runs alone. Each accumulator holds `N` lane sums; per chunk
 //! the lanes are added in a fixed pairwise order ([`sum_lanes`]), then the chunks in chunk
-//! order. dY is prefetched [`WGRAD_AHEAD`] planes ahead. The fused conv + pool backward runs
-//! the same accumulators a pair of channels at a time with the bias's plane sums beside them
-//! ([`wgrad_bias_channels`]).
+//! order. dY is prefetched [`WGRAD_AHEAD`] planes ahead.
 
 use rayon::prelude::*;
 
@@ -38,78 +36,28 @@ pub(super) unsafe fn wgrad_image<V: Lanes, const K: usize>(
     while c < co {
         let ahead = dy.get((c + WGRAD_AHEAD) * p..).unwrap_or(&[]);
         let (dp, ap) = (dy.as_ptr().add(c * p), acc.as_mut_ptr().add(c * K * V::N));
-        let zero = [V::octet_zero(); 2];
         if c + 2 <= co {
-            wgrad_channels::<V, 2, K, false>(cp, &off, p, dp, ahead, ap, zero);
+            wgrad_channels::<V, 2, K>(cp, &off, p, dp, ahead, ap);
         } else {
-            wgrad_channels::<V, 1, K, false>(cp, &off, p, dp, ahead, ap, [zero[0]]);
+            wgrad_channels::<V, 1, K>(cp, &off, p, dp, ahead, ap);
         }
         c += 2;
     }
 }
 
-/// [`wgrad_image`] for the `dy.len() / p` (1 or 2) output channels of one image whose dY
-/// planes `dy` holds and whose accumulators `acc` holds, and, if `bias` is given, their plane
-/// sums in the bias gradient's order, the eight lanes of each ([`Lanes::Octet`]): the weight
-/// and bias sums in one pass over dY (the bias's add chains run beside the FMAs).
-#[inline(always)]
-pub(super) unsafe fn wgrad_bias_channels<V: Lanes, const K: usize>(
-    col: &[f32],
-    offs: &[usize],
-    p: usize,
-    dy: &[f32],
-    acc: &mut [f32],
-    bias: Option<&mut [[f32; 8]]>,
-) {
-    let ch = dy.len() / p;
-    debug_assert!(offs.len() >= K && (ch == 1 || ch == 2) && acc.len() >= ch * K * V::N);
-    debug_assert!(offs[..K].iter().all(|&o| o + p <= col.len()));
-    let mut off = [0usize; K];
-    off.copy_from_slice(&offs[..K]);
-    let (cp, dp, ap) = (col.as_ptr(), dy.as_ptr(), acc.as_mut_ptr());
-    macro_rules! run {
-        ($ch:literal) => {
-            match bias {
-                Some(lanes) => {
-                    let zero = [V::octet_zero(); $ch];
-                    let sums = wgrad_channels::<V, $ch, K, true>(cp, &off, p, dp, &[], ap, zero);
-                    for (s, out) in sums.iter().zip(lanes.iter_mut()) {
-                        V::octet_store(*s, out);
-                    }
-                }
-                None => {
-                    let zero = [V::octet_zero(); $ch];
-                    wgrad_channels::<V, $ch, K, false>(cp, &off, p, dp, &[], ap, zero);
-                }
-            }
-        };
-    }
-    if ch == 2 {
-        run!(2)
-    } else {
-        run!(1)
-    }
-}
-
 /// Output channels `c..c+CH` (dY planes at `dp`, `p` apart; accumulators at `ap`), all K
 /// taps: `CH·K` vector accumulators over all pixels. `ahead`: dY from `WGRAD_AHEAD` planes
-/// on (prefetched as the pixels go by; may be empty). `BIAS`: also add each plane's whole
-/// groups of 8 pixels to its `sums` and return them (a value, so that they stay in
-/// registers: through memory each step's two adds would wait on a store and a load).
+/// on (prefetched as the pixels go by; may be empty).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn wgrad_channels<V: Lanes, const CH: usize, const K: usize, const BIAS: bool>(
+unsafe fn wgrad_channels<V: Lanes, const CH: usize, const K: usize>(
     col: *const f32,
     off: &[usize; K],
     p: usize,
     dp: *const f32,
     ahead: &[f32],
     ap: *mut f32,
-    mut sums: [V::Octet; CH],
-) -> [V::Octet; CH] {
+) {
     let n = V::N;
-    // The bias's lanes take pixels below `whole` only (the rest: `plane_sum_finish`).
-    let whole = p / 8 * 8;
     let mut a = [[V::zero(); K]; CH];
     for (ch, row) in a.iter_mut().enumerate() {
         for (j, v) in row.iter_mut().enumerate() {
@@ -117,35 +65,21 @@ unsafe fn wgrad_channels<V: Lanes, const CH: usize, const K: usize, const BIAS: 
         }
     }
     let mut o = 0;
-    // Whole vectors: below `whole` with the bias sums (all of them where `N` is 8 or 16),
-    // then the rest.
-    let ends = [if BIAS { whole } else { 0 }, p];
-    for (pass, &end) in ends.iter().enumerate() {
-        while o + n <= end {
-            if o < ahead.len() {
-                V::prefetch(ahead.as_ptr().add(o));
-            }
-            let mut d = [V::zero(); CH];
-            for (ch, dv) in d.iter_mut().enumerate() {
-                *dv = V::load(dp.add(ch * p + o));
-            }
-            if BIAS && pass == 0 {
-                for ch in 0..CH {
-                    sums[ch] = V::octet_add(sums[ch], d[ch], o);
-                }
-            }
-            wgrad_step(col, off, o, &d, &mut a, |q| V::load(q));
-            o += n;
+    while o + n <= p {
+        if o < ahead.len() {
+            V::prefetch(ahead.as_ptr().add(o));
         }
+        let mut d = [V::zero(); CH];
+        for (ch, dv) in d.iter_mut().enumerate() {
+            *dv = V::load(dp.add(ch * p + o));
+        }
+        wgrad_step(col, off, o, &d, &mut a, |q| V::load(q));
+        o += n;
     }
     if o < p {
         let mut d = [V::zero(); CH];
         for (ch, dv) in d.iter_mut().enumerate() {
             *dv = V::load_first(dp.add(ch * p + o), p - o);
-            if BIAS && o < whole {
-                let v = V::load_first(dp.add(ch * p + o), whole - o);
-                sums[ch] = V::octet_add(sums[ch], v, o);
-            }
         }
         wgrad_step(col, off, o, &d, &mut a, |q| V::load_first(q, p - o));
     }
@@ -154,7 +88,6 @@ unsafe fn wgrad_channels<V: Lanes, const CH: usize, const K: usize, const BIAS: 
             V::store(ap.add((ch * K + j) * n), *v);
         }
     }
-    sums
 }
 
 /// `a[ch][j] += d[ch]·col_j` at pixel `o` for all K taps, each `col` vector (read by `load`)

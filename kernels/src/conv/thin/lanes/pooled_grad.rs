@@ -1,0 +1,362 @@
+//! The backward of the fused thin conv + 2×2/stride-2 max-pool (+ ReLU) over
+//! [`Lanes`](super::Lanes): the weight and bias gradients from the gradient of the pooled
+//! output, computed at the pooled resolution (the full-size gradient is never built).
+//!
+//! # Algorithm
+//!
+//! Each pooled output `i` sends its gradient `g_i` (zero where a ReLU output is not positive)
+//! to one pixel of its window, the arg-max, at window position `d` ∈ {top left, top right,
+//! bottom left, bottom right}. So the weight gradient of tap `t` is
+//!
+//! ```text
+//! dW_t = Σ_d Σ_i [argmax_i = pixel(i, d)] · g_i · x_t(pixel(i, d))
+//! ```
+//!
+//! where `x_t(p)` is the input tap `t` reads for conv pixel `p`. Per image the input is
+//! re-read once by window position ([`window_cols`]: for each tap and each `d` a row of the
+//! pooled plane's size; for stride 1 the two positions of a window row are the even and odd
+//! halves of one padded input row), and the four pixels of every window are a table built
+//! once per call ([`window_targets`]). Then, two output channels at a time, per vector of
+//! pooled outputs: load `g`, the arg-max (and y), and for each `d` keep the lanes whose
+//! arg-max is that window's pixel `d` (a compare and a masked move) and run the K taps' FMAs
+//! on them (`2·K` accumulators, one window-column load shared by the pair). The bias adds the
+//! gated `g`, one more accumulator per channel. Lanes, then chunks, are summed as the thin
+//! weight gradient's are.
+//!
+//! These are the sums of the composed path (relu_backward, max_pool2d_backward, the thin
+//! weight gradient, the bias's plane sums) in another order, so the two agree to rounding,
+//! not to the bit; each is deterministic whatever the thread count.
+//!
+//! # What bounds it
+//!
+//! The FMAs of the dense weight gradient over the full-size gradient (per `d` a quarter of
+//! the lanes are kept), with no full-size plane written or read; per pair of channels and
+//! vector of outputs `4·K` window-column loads (from L1) serve `8·K` FMAs, beside eight
+//! compares and masked moves. The window columns and the targets start on cache lines: a
+//! vector load that splits across two lines costs two. What reaches memory is the pooled
+//! gradient, the arg-max and y, three streams of a quarter of the conv output's size each,
+//! prefetched a pair of channels ahead; per image the window columns cost about as much as
+//! a few pairs of channels.
+
+use rayon::prelude::*;
+
+use super::{by_k_for, sum_lanes, Kernels, Lanes};
+use crate::conv::thin::prefetch_next_input;
+use crate::conv::{with_scratch, BatchChunks, Geo};
+
+/// Window positions of a 2×2 pool: top left, top right, bottom left, bottom right.
+const WINDOW: usize = 4;
+
+/// Floats per cache line: window columns and targets start on a line, so that no vector
+/// load of them splits across two lines (`q` is a multiple of the vector length).
+const LINE: usize = 16;
+
+/// How many floats from `p` the next cache line starts.
+fn line_skip<T>(p: *const T) -> usize {
+    (64 - p as usize % 64) % 64 / 4
+}
+
+/// How many pairs of channels ahead the streams are prefetched.
+const PAIRS_AHEAD: usize = 1;
+
+/// One image's inputs to [`wgrad_pooled_image`].
+pub(in crate::conv) struct PooledGradImage<'a> {
+    /// The convolution.
+    pub g: &'a Geo,
+    /// The image's input, `ci` planes of `h·w`.
+    pub x: &'a [f32],
+    /// Pooled rows and columns.
+    pub poh: usize,
+    pub pow: usize,
+    /// Floats per window-column row: the pooled plane rounded up to whole vectors, and one
+    /// vector more.
+    pub q: usize,
+    /// [`window_targets`].
+    pub targets: &'a [u32],
+    /// This image's pooled gradient, arg-max and (where a ReLU rectified it) output, `co`
+    /// planes of `poh·pow` each.
+    pub dy: &'a [f32],
+    pub argmax: &'a [u32],
+    pub relu_y: Option<&'a [f32]>,
+}
+
+/// `targets[d·q + i]`: the conv pixel (index in its plane, as the arg-max gives it) at window
+/// position `d` of pooled output `i`; `u32::MAX` past the plane (no arg-max equals it).
+fn window_targets(t: &mut [u32], ow: usize, poh: usize, pow: usize, q: usize) {
+    t.fill(u32::MAX);
+    for (d, row) in t.chunks_exact_mut(q).enumerate() {
+        let (dy, dx) = (d / 2, d % 2);
+        for r in 0..poh {
+            for c in 0..pow {
+                row[r * pow + c] = ((2 * r + dy) * ow + 2 * c + dx) as u32;
+            }
+        }
+    }
+}
+
+/// Floats of scratch [`window_cols`] needs beside `wcol`: a padded input plane and two
+/// vectors' slack past it.
+fn fill_scratch_len(g: &Geo, n: usize) -> usize {
+    (g.h + 2 * g.ph) * (g.w + 2 * g.pw) + 2 * n
+}
+
+/// Fills `wcol[(t·4 + d)·q + i]` with the input that tap `t = (c, i, j)` reads at the conv
+/// pixel of window position `d = (dy, dx)` of pooled output `i = (r, cc)`,
+/// `padded_c[(2r + dy)·sh + i][(2cc + dx)·sw + j]`, zero past the plane; each input plane is
+/// padded in `scratch` first. For stride 1 the two positions of a window row are the even and
+/// odd halves of one padded row from column `j`, split a vector at a time; other strides
+/// gather element by element.
+#[inline(always)]
+unsafe fn window_cols<V: Lanes>(img: &PooledGradImage, scratch: &mut [f32], wcol: &mut [f32]) {
+    let (g, n, q) = (img.g, V::N, img.q);
+    let (poh, pow) = (img.poh, img.pow);
+    let wp = g.w + 2 * g.pw;
+    let taps = g.kh * g.kw;
+    debug_assert!(wcol.len() >= g.k() * WINDOW * q && scratch.len() >= fill_scratch_len(g, n));
+    for (c, plane) in img.x.chunks_exact(g.h * g.w).enumerate() {
+        scratch.fill(0.0);
+        for (y, row) in plane.chunks_exact(g.w).enumerate() {
+            scratch[(y + g.ph) * wp + g.pw..][..g.w].copy_from_slice(row);
+        }
+        let padded = scratch.as_ptr();
+        let per = taps * WINDOW * q;
+        let rows = &mut wcol[c * per..(c + 1) * per];
+        for t in 0..taps {
+            let (i, j) = (t / g.kw, t % g.kw);
+            for dy in 0..2 {
+                let left = rows.as_mut_ptr().add((t * WINDOW + 2 * dy) * q);
+                let right = left.add(q);
+                for r in 0..poh {
+                    let src = padded.add(((2 * r + dy) * g.sh + i) * wp + j);
+                    if g.sw == 1 {
+                        split_row::<V>(src, pow, left.add(r * pow), right.add(r * pow));
+                    } else {
+                        for cc in 0..pow {
+                            *left.add(r * pow + cc) = *src.add(2 * cc * g.sw);
+                            *right.add(r * pow + cc) = *src.add((2 * cc + 1) * g.sw);
+                        }
+                    }
+                }
+            }
+        }
+        for row in rows.chunks_exact_mut(q) {
+            row[poh * pow..].fill(0.0);
+        }
+    }
+}
+
+/// The `2·m` floats at `src` split into their even and odd halves, `m` floats each at `even`
+/// and `odd`, a vector of each at a time, in whole vectors: it reads up to `2N − 1` floats past
+/// the `2·m` and writes up to `N − 1` floats (of no meaning) past the `m` of each half.
+#[inline(always)]
+unsafe fn split_row<V: Lanes>(src: *const f32, m: usize, even: *mut f32, odd: *mut f32) {
+    let n = V::N;
+    let mut c = 0;
+    while c < m {
+        let (e, o) = V::unzip(V::load(src.add(2 * c)), V::load(src.add(2 * c + n)));
+        V::store(even.add(c), e);
+        V::store(odd.add(c), o);
+        c += n;
+    }
+}
+
+/// One image's weight- and bias-gradient lanes, `acc[co×(K+1)×N] +=` (per channel its K taps,
+/// then its bias), from the pooled gradient: [`window_cols`] into `wcol`, then the channels
+/// two at a time ([`pooled_channels`]).
+#[inline(always)]
+pub(super) unsafe fn wgrad_pooled_image<V: Lanes, const K: usize>(
+    img: &PooledGradImage,
+    scratch: &mut [f32],
+    wcol: &mut [f32],
+    acc: &mut [f32],
+) {
+    let plane = img.poh * img.pow;
+    let co = img.dy.len() / plane;
+    debug_assert!(
+        img.argmax.len() == co * plane && img.relu_y.is_none_or(|y| y.len() == co * plane)
+    );
+    debug_assert!(acc.len() >= co * (K + 1) * V::N && img.targets.len() >= WINDOW * img.q);
+    window_cols::<V>(img, scratch, wcol);
+    let mut c = 0;
+    while c < co {
+        let (at, ap) = (c * plane, acc.as_mut_ptr().add(c * (K + 1) * V::N));
+        match (co - c >= 2, img.relu_y.is_some()) {
+            (true, false) => pooled_channels::<V, 2, K, false>(img, wcol, at, ap),
+            (true, true) => pooled_channels::<V, 2, K, true>(img, wcol, at, ap),
+            (false, false) => pooled_channels::<V, 1, K, false>(img, wcol, at, ap),
+            (false, true) => pooled_channels::<V, 1, K, true>(img, wcol, at, ap),
+        }
+        c += 2;
+    }
+}
+
+/// Channels `c..c+CH` of one image (their planes from float `at` of the image's dY, arg-max
+/// and y; accumulators at `ap`, K + 1 per channel): all K taps' lanes, and the gated
+/// gradient's lanes for the bias.
+/// `GATE`: pass the gradient only where y > 0 (the rule of [`crate::elementwise::relu_backward`]).
+#[inline(always)]
+unsafe fn pooled_channels<V: Lanes, const CH: usize, const K: usize, const GATE: bool>(
+    img: &PooledGradImage,
+    wcol: &[f32],
+    at: usize,
+    ap: *mut f32,
+) {
+    let (n, q) = (V::N, img.q);
+    let plane = img.poh * img.pow;
+    // Without a gate y is never read (dY stands in for it).
+    let yp = img.relu_y.unwrap_or(img.dy).as_ptr().add(at);
+    let (dp, xp) = (img.dy.as_ptr().add(at), img.argmax.as_ptr().add(at));
+    let (wp, tp) = (wcol.as_ptr(), img.targets.as_ptr());
+
+    let mut a = [[V::zero(); K]; CH];
+    let mut bias = [V::zero(); CH];
+    for ch in 0..CH {
+        for (j, v) in a[ch].iter_mut().enumerate() {
+            *v = V::load(ap.add((ch * (K + 1) + j) * n));
+        }
+        bias[ch] = V::load(ap.add((ch * (K + 1) + K) * n));
+    }
+    let mut o = 0;
+    while o < plane {
+        let left = plane - o;
+        let load = |p: *const f32| {
+            if left >= n {
+                V::load(p)
+            } else {
+                V::load_first(p, left)
+            }
+        };
+        let load_index = |p: *const u32| {
+            if left >= n {
+                V::load_index(p)
+            } else {
+                V::load_index_first(p, left)
+            }
+        };
+        let g: [V; CH] = std::array::from_fn(|ch| {
+            let off = ch * plane + o;
+            let g = load(dp.add(off));
+            if GATE {
+                V::keep(g, V::positive(load(yp.add(off))))
+            } else {
+                g
+            }
+        });
+        let arg: [V::Index; CH] = std::array::from_fn(|ch| load_index(xp.add(ch * plane + o)));
+        // The next pair's lines of the three streams (past the image's last pair: the next
+        // image's, which follows it in memory).
+        for ch in 0..CH {
+            let ahead = (ch + 2 * PAIRS_AHEAD) * plane + o;
+            V::prefetch(dp.wrapping_add(ahead));
+            V::prefetch(xp.wrapping_add(ahead).cast());
+            if GATE {
+                V::prefetch(yp.wrapping_add(ahead));
+            }
+        }
+        for ch in 0..CH {
+            bias[ch] = V::add(bias[ch], g[ch]);
+        }
+        for d in 0..WINDOW {
+            let target = V::load_index(tp.add(d * q + o));
+            let gd: [V; CH] = std::array::from_fn(|ch| V::keep(g[ch], V::eq(arg[ch], target)));
+            for j in 0..K {
+                let cv = V::load(wp.add((j * WINDOW + d) * q + o));
+                for ch in 0..CH {
+                    a[ch][j] = V::mul_add(gd[ch], cv, a[ch][j]);
+                }
+            }
+        }
+        o += n;
+    }
+    for ch in 0..CH {
+        for (j, v) in a[ch].iter().enumerate() {
+            V::store(ap.add((ch * (K + 1) + j) * n), *v);
+        }
+        V::store(ap.add((ch * (K + 1) + K) * n), bias[ch]);
+    }
+}
+
+/// Weight gradient (overwritten) and, if asked, bias gradient at level `V` from `dy`, the
+/// gradient of the fused forward's output, and its arg-max, over the fixed chunk partition
+/// `parts`; `relu_y`: the forward's output where it rectified (its gradient passes where
+/// `y > 0`).
+#[allow(clippy::too_many_arguments)]
+pub(in crate::conv) fn backward_params_pool<V: Kernels>(
+    g: &Geo,
+    x: &[f32],
+    dy: &[f32],
+    argmax: &[u32],
+    relu_y: Option<&[f32]>,
+    dw: &mut [f32],
+    mut db: Option<&mut [f32]>,
+    parts: BatchChunks,
+) {
+    let k = g.k();
+    let (poh, pow) = (g.oh / 2, g.ow / 2);
+    let plane = poh * pow;
+    // Whole vectors, and one more: room for split_row's writes past the plane.
+    let q = (plane.div_ceil(V::N) + 1) * V::N;
+    let pooled = g.co * plane;
+    let mut target_buf = vec![0u32; WINDOW * q + LINE];
+    let skip = line_skip(target_buf.as_ptr());
+    let targets = &mut target_buf[skip..skip + WINDOW * q];
+    window_targets(targets, g.ow, poh, pow, q);
+    let (fill, cols) = (fill_scratch_len(g, V::N), k * WINDOW * q);
+    let targets = &*targets;
+    // Per chunk: per channel its K weights' sums, then its bias's.
+    let chunks: Vec<Vec<f32>> = (0..parts.count)
+        .into_par_iter()
+        .map(|ch| {
+            let images = parts.images(ch);
+            let acc_len = g.co * (k + 1) * V::N;
+            // One scratch for the chunk: the accumulators (line-aligned, as are the window
+            // columns after them), then the padded plane.
+            with_scratch(LINE + acc_len + cols + fill, |buf| {
+                let skip = line_skip(buf.as_ptr());
+                let (acc, rest) = buf[skip..].split_at_mut(acc_len);
+                let (wcol, scratch) = rest.split_at_mut(cols);
+                acc.fill(0.0);
+                for n in images.clone() {
+                    if n + 1 < images.end {
+                        prefetch_next_input(g, x, n);
+                    }
+                    let at = n * pooled..(n + 1) * pooled;
+                    let img = PooledGradImage {
+                        g,
+                        x: &x[n * g.in_image()..(n + 1) * g.in_image()],
+                        poh,
+                        pow,
+                        q,
+                        targets,
+                        dy: &dy[at.clone()],
+                        argmax: &argmax[at.clone()],
+                        relu_y: relu_y.map(|y| &y[at.clone()]),
+                    };
+                    // SAFETY: the caller checked the level; scratch and wcol have the lengths
+                    // window_cols needs, acc co·(K+1)·N, the image's planes co·poh·pow each.
+                    unsafe {
+                        by_k_for!(
+                            k,
+                            V,
+                            wgrad_pooled_image(&img, &mut scratch[..fill], wcol, acc)
+                        )
+                    }
+                }
+                acc.chunks_exact(V::N).map(sum_lanes).collect::<Vec<f32>>()
+            })
+        })
+        .collect();
+    // Chunks in chunk order.
+    let mut total = chunks[0].clone();
+    for part in &chunks[1..] {
+        for (t, s) in total.iter_mut().zip(part) {
+            *t += *s;
+        }
+    }
+    for (c, sums) in total.chunks_exact(k + 1).enumerate() {
+        dw[c * k..(c + 1) * k].copy_from_slice(&sums[..k]);
+        if let Some(db) = db.as_deref_mut() {
+            db[c] = sums[k];
+        }
+    }
+}
