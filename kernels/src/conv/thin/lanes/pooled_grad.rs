@@ -56,6 +56,11 @@ fn line_skip<T>(p: *const T) -> usize {
     (64 - p as usize % 64) % 64 / 4
 }
 
+/// The row stride of the window columns and targets wherever the pooled plane fits in it
+/// (conv1 of 28×28 images: 196 outputs): a compile-time stride lets the kernel address its
+/// `4·K` rows as fixed offsets from one pointer; a run-time one costs an add per load.
+const FIXED_Q: usize = 256;
+
 /// How many pairs of channels ahead the streams are prefetched.
 const PAIRS_AHEAD: usize = 1;
 
@@ -68,8 +73,8 @@ pub(in crate::conv) struct PooledGradImage<'a> {
     /// Pooled rows and columns.
     pub poh: usize,
     pub pow: usize,
-    /// Floats per window-column row: the pooled plane rounded up to whole vectors, and one
-    /// vector more.
+    /// Floats per window-column row: the pooled plane rounded up to whole vectors and one
+    /// vector more, or [`FIXED_Q`] where that is not more.
     pub q: usize,
     /// [`window_targets`].
     pub targets: &'a [u32],
@@ -116,7 +121,7 @@ unsafe fn window_cols<V: Lanes>(img: &PooledGradImage, scratch: &mut [f32], wcol
     for (c, plane) in img.x.chunks_exact(g.h * g.w).enumerate() {
         scratch.fill(0.0);
         for (y, row) in plane.chunks_exact(g.w).enumerate() {
-            scratch[(y + g.ph) * wp + g.pw..][..g.w].copy_from_slice(row);
+            copy_row::<V>(row, &mut scratch[(y + g.ph) * wp + g.pw..][..g.w]);
         }
         let padded = scratch.as_ptr();
         let per = taps * WINDOW * q;
@@ -139,9 +144,30 @@ unsafe fn window_cols<V: Lanes>(img: &PooledGradImage, scratch: &mut [f32], wcol
                 }
             }
         }
+        // The kernel reads the rows up to the plane's last whole vector: zero past the plane
+        // (over split_row's writes there).
         for row in rows.chunks_exact_mut(q) {
-            row[poh * pow..].fill(0.0);
+            V::store(row.as_mut_ptr().add(poh * pow), V::zero());
         }
+    }
+}
+
+/// `dst = src`, a vector at a time (a short row: a `memcpy` call would cost more).
+#[inline(always)]
+unsafe fn copy_row<V: Lanes>(src: &[f32], dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), dst.len());
+    let (n, len) = (V::N, src.len());
+    let mut c = 0;
+    while c + n <= len {
+        V::store(dst.as_mut_ptr().add(c), V::load(src.as_ptr().add(c)));
+        c += n;
+    }
+    if c < len {
+        V::store_first(
+            dst.as_mut_ptr().add(c),
+            len - c,
+            V::load_first(src.as_ptr().add(c), len - c),
+        );
     }
 }
 
@@ -180,11 +206,13 @@ pub(super) unsafe fn wgrad_pooled_image<V: Lanes, const K: usize>(
     let mut c = 0;
     while c < co {
         let (at, ap) = (c * plane, acc.as_mut_ptr().add(c * (K + 1) * V::N));
-        match (co - c >= 2, img.relu_y.is_some()) {
-            (true, false) => pooled_channels::<V, 2, K, false>(img, wcol, at, ap),
-            (true, true) => pooled_channels::<V, 2, K, true>(img, wcol, at, ap),
-            (false, false) => pooled_channels::<V, 1, K, false>(img, wcol, at, ap),
-            (false, true) => pooled_channels::<V, 1, K, true>(img, wcol, at, ap),
+        match (co - c >= 2, img.relu_y.is_some(), img.q == FIXED_Q) {
+            (true, false, true) => pooled_channels::<V, 2, K, false, FIXED_Q>(img, wcol, at, ap),
+            (true, true, true) => pooled_channels::<V, 2, K, true, FIXED_Q>(img, wcol, at, ap),
+            (true, false, false) => pooled_channels::<V, 2, K, false, 0>(img, wcol, at, ap),
+            (true, true, false) => pooled_channels::<V, 2, K, true, 0>(img, wcol, at, ap),
+            (false, false, _) => pooled_channels::<V, 1, K, false, 0>(img, wcol, at, ap),
+            (false, true, _) => pooled_channels::<V, 1, K, true, 0>(img, wcol, at, ap),
         }
         c += 2;
     }
@@ -194,14 +222,22 @@ pub(super) unsafe fn wgrad_pooled_image<V: Lanes, const K: usize>(
 /// and y; accumulators at `ap`, K + 1 per channel): all K taps' lanes, and the gated
 /// gradient's lanes for the bias.
 /// `GATE`: pass the gradient only where y > 0 (the rule of [`crate::elementwise::relu_backward`]).
+/// `QS`: the row stride `q` if it is [`FIXED_Q`], else 0 (read from `img`).
 #[inline(always)]
-unsafe fn pooled_channels<V: Lanes, const CH: usize, const K: usize, const GATE: bool>(
+unsafe fn pooled_channels<
+    V: Lanes,
+    const CH: usize,
+    const K: usize,
+    const GATE: bool,
+    const QS: usize,
+>(
     img: &PooledGradImage,
     wcol: &[f32],
     at: usize,
     ap: *mut f32,
 ) {
-    let (n, q) = (V::N, img.q);
+    let (n, q) = (V::N, if QS > 0 { QS } else { img.q });
+    debug_assert!(QS == 0 || QS == img.q);
     let plane = img.poh * img.pow;
     // Without a gate y is never read (dY stands in for it).
     let yp = img.relu_y.unwrap_or(img.dy).as_ptr().add(at);
@@ -295,7 +331,7 @@ pub(in crate::conv) fn backward_params_pool<V: Kernels>(
     let (poh, pow) = (g.oh / 2, g.ow / 2);
     let plane = poh * pow;
     // Whole vectors, and one more: room for split_row's writes past the plane.
-    let q = (plane.div_ceil(V::N) + 1) * V::N;
+    let q = ((plane.div_ceil(V::N) + 1) * V::N).max(FIXED_Q);
     let pooled = g.co * plane;
     let mut target_buf = vec![0u32; WINDOW * q + LINE];
     let skip = line_skip(target_buf.as_ptr());
