@@ -465,8 +465,11 @@ fn fused_conv_pool_matches_conv_then_pool() {
         shape(4, 1, (8, 32), 3, (3, 3), (1, 1), (1, 1)),
         shape(2, 1, (20, 20), 6, (3, 3), (1, 1), (0, 0)),
         shape(3, 1, (6, 24), 5, (1, 1), (1, 1), (0, 0)),
-        // A pooled plane of 20×18 (wider than the backward's fixed row stride).
+        // A pooled plane of 20×18 (wider than the backward's fixed row stride); one input
+        // channel with a 2×3 and a 4×3 kernel (the backward's phase rows for other heights).
         shape(2, 1, (40, 36), 4, (3, 3), (1, 1), (1, 1)),
+        shape(3, 1, (9, 12), 3, (2, 3), (1, 1), (0, 1)),
+        shape(2, 1, (11, 10), 5, (4, 3), (1, 1), (2, 1)),
         shape(3, 1, (28, 28), 5, (3, 3), (1, 1), (1, 1)),
     ];
     let mut fused_levels = 0;

@@ -44,6 +44,7 @@ pub(super) use avx512::Avx512;
 #[cfg(target_arch = "aarch64")]
 pub(super) use neon::Neon;
 
+use crate::conv::Geo;
 pub(super) use forward::forward;
 pub(super) use input_grad::backward_input;
 pub(super) use pooled::forward_pool;
@@ -129,10 +130,12 @@ pub(super) trait Kernels: Lanes {
     /// One image of the fused conv + pool backward: [`pooled_grad::wgrad_pooled_image`].
     unsafe fn wgrad_pooled_image<const K: usize>(
         img: &PooledGradImage,
-        scratch: &mut [f32],
+        padded: &[f32],
         wcol: &mut [f32],
         acc: &mut [f32],
     );
+    /// The padded input planes of one image: [`pooled_grad::pad_image`].
+    unsafe fn pad_image(g: &Geo, x: &[f32], out: &mut [f32]);
     /// `dcol[K×ps] = w[co×K]ᵀ·dY[co×P]` for one image.
     unsafe fn dcol_image(
         k: usize,
@@ -181,11 +184,16 @@ macro_rules! thin_kernels_for {
         #[target_feature(enable = $feature)]
         unsafe fn wgrad_pooled_image_tf<const K: usize>(
             img: &super::PooledGradImage,
-            scratch: &mut [f32],
+            padded: &[f32],
             wcol: &mut [f32],
             acc: &mut [f32],
         ) {
-            super::pooled_grad::wgrad_pooled_image::<$v, K>(img, scratch, wcol, acc)
+            super::pooled_grad::wgrad_pooled_image::<$v, K>(img, padded, wcol, acc)
+        }
+
+        #[target_feature(enable = $feature)]
+        unsafe fn pad_image_tf(g: &super::Geo, x: &[f32], out: &mut [f32]) {
+            super::pooled_grad::pad_image::<$v>(g, x, out)
         }
 
         #[target_feature(enable = $feature)]
@@ -231,11 +239,14 @@ macro_rules! thin_kernels_for {
             }
             unsafe fn wgrad_pooled_image<const K: usize>(
                 img: &super::PooledGradImage,
-                scratch: &mut [f32],
+                padded: &[f32],
                 wcol: &mut [f32],
                 acc: &mut [f32],
             ) {
-                wgrad_pooled_image_tf::<K>(img, scratch, wcol, acc)
+                wgrad_pooled_image_tf::<K>(img, padded, wcol, acc)
+            }
+            unsafe fn pad_image(g: &super::Geo, x: &[f32], out: &mut [f32]) {
+                pad_image_tf(g, x, out)
             }
             unsafe fn dcol_image(
                 k: usize,

@@ -58,8 +58,11 @@ fn line_skip<T>(p: *const T) -> usize {
 
 /// The row stride of the window columns and targets wherever the pooled plane fits in it
 /// (conv1 of 28×28 images: 196 outputs): a compile-time stride lets the kernel address its
-/// `4·K` rows as fixed offsets from one pointer; a run-time one costs an add per load.
+/// rows as fixed offsets from one pointer; a run-time one costs an add per load.
 const FIXED_Q: usize = 256;
+
+/// The kernel width of the phase layout ([`uses_phases`]).
+const PHASE_KW: usize = 3;
 
 /// How many pairs of channels ahead the streams are prefetched.
 const PAIRS_AHEAD: usize = 1;
@@ -68,14 +71,14 @@ const PAIRS_AHEAD: usize = 1;
 pub(in crate::conv) struct PooledGradImage<'a> {
     /// The convolution.
     pub g: &'a Geo,
-    /// The image's input, `ci` planes of `h·w`.
-    pub x: &'a [f32],
     /// Pooled rows and columns.
     pub poh: usize,
     pub pow: usize,
     /// Floats per window-column row: the pooled plane rounded up to whole vectors and one
     /// vector more, or [`FIXED_Q`] where that is not more.
     pub q: usize,
+    /// [`uses_phases`].
+    pub phases: bool,
     /// [`window_targets`].
     pub targets: &'a [u32],
     /// This image's pooled gradient, arg-max and (where a ReLU rectified it) output, `co`
@@ -99,31 +102,85 @@ fn window_targets(t: &mut [u32], ow: usize, poh: usize, pow: usize, q: usize) {
     }
 }
 
-/// Floats of scratch [`window_cols`] needs beside `wcol`: a padded input plane and two
-/// vectors' slack past it.
-fn fill_scratch_len(g: &Geo, n: usize) -> usize {
+/// Whether the window columns are the phase rows of the padded input (one input channel,
+/// stride 1, a kernel [`PHASE_KW`] wide, rows [`FIXED_Q`] apart: conv1 of both presets):
+/// tap `(i, j)` at window position `(dy, dx)` reads `padded[2r + dy + i][2cc + dx + j]`, which
+/// is phase row `(dy + i, dx + j)`, `phase[e][f][r, cc] = padded[2r + e][2cc + f]`. So
+/// `(kh+1)·(kw+1)` rows (16 for 3×3) stand for the `4·K` (36) window columns, and the kernel
+/// knows each one's offset at compile time.
+fn uses_phases(g: &Geo, q: usize) -> bool {
+    g.ci == 1 && g.sh == 1 && g.sw == 1 && g.kw == PHASE_KW && q == FIXED_Q
+}
+
+/// The row of `wcol` that tap `t` at window position `d` reads: `t·4 + d`, or in the phase
+/// layout ([`uses_phases`]) phase row `(dy + i, dx + j)` of the `(kh+1)×(PHASE_KW+1)` rows.
+#[inline(always)]
+const fn window_row<const PHASES: bool>(t: usize, d: usize) -> usize {
+    if PHASES {
+        let (i, j, dy, dx) = (t / PHASE_KW, t % PHASE_KW, d / 2, d % 2);
+        (dy + i) * (PHASE_KW + 1) + dx + j
+    } else {
+        t * WINDOW + d
+    }
+}
+
+/// Floats between two padded planes ([`pad_image`]): the plane and two vectors' slack (what
+/// [`split_row`] reads past a row).
+fn pad_stride(g: &Geo, n: usize) -> usize {
     (g.h + 2 * g.ph) * (g.w + 2 * g.pw) + 2 * n
+}
+
+/// The `ci` planes of image `x` with their zero padding, [`pad_stride`] floats apart.
+#[inline(always)]
+pub(super) unsafe fn pad_image<V: Lanes>(g: &Geo, x: &[f32], out: &mut [f32]) {
+    let wp = g.w + 2 * g.pw;
+    for (plane, padded) in x
+        .chunks_exact(g.h * g.w)
+        .zip(out.chunks_exact_mut(pad_stride(g, V::N)))
+    {
+        padded.fill(0.0);
+        for (y, row) in plane.chunks_exact(g.w).enumerate() {
+            copy_row::<V>(row, &mut padded[(y + g.ph) * wp + g.pw..][..g.w]);
+        }
+    }
 }
 
 /// Fills `wcol[(t·4 + d)·q + i]` with the input that tap `t = (c, i, j)` reads at the conv
 /// pixel of window position `d = (dy, dx)` of pooled output `i = (r, cc)`,
-/// `padded_c[(2r + dy)·sh + i][(2cc + dx)·sw + j]`, zero past the plane; each input plane is
-/// padded in `scratch` first. For stride 1 the two positions of a window row are the even and
+/// `padded_c[(2r + dy)·sh + i][(2cc + dx)·sw + j]`, zero past the plane, from the padded
+/// planes ([`pad_image`]). For stride 1 the two positions of a window row are the even and
 /// odd halves of one padded row from column `j`, split a vector at a time; other strides
 /// gather element by element.
 #[inline(always)]
-unsafe fn window_cols<V: Lanes>(img: &PooledGradImage, scratch: &mut [f32], wcol: &mut [f32]) {
+unsafe fn window_cols<V: Lanes>(img: &PooledGradImage, pads: &[f32], wcol: &mut [f32]) {
     let (g, n, q) = (img.g, V::N, img.q);
     let (poh, pow) = (img.poh, img.pow);
     let wp = g.w + 2 * g.pw;
     let taps = g.kh * g.kw;
-    debug_assert!(wcol.len() >= g.k() * WINDOW * q && scratch.len() >= fill_scratch_len(g, n));
-    for (c, plane) in img.x.chunks_exact(g.h * g.w).enumerate() {
-        scratch.fill(0.0);
-        for (y, row) in plane.chunks_exact(g.w).enumerate() {
-            copy_row::<V>(row, &mut scratch[(y + g.ph) * wp + g.pw..][..g.w]);
+    debug_assert!(wcol.len() >= g.k() * WINDOW * q && pads.len() >= g.ci * pad_stride(g, n));
+    for (c, padded) in pads.chunks_exact(pad_stride(g, n)).take(g.ci).enumerate() {
+        for line in padded.iter().step_by(LINE) {
+            V::prefetch(line);
         }
-        let padded = scratch.as_ptr();
+        let padded = padded.as_ptr();
+        if img.phases {
+            // Phase rows (e, f) and (e, f + 1): the halves of padded rows from column f.
+            let fw = PHASE_KW + 1;
+            for e in 0..g.kh + 1 {
+                for f in (0..fw).step_by(2) {
+                    let even = wcol.as_mut_ptr().add((e * fw + f) * q);
+                    let odd = even.add(q);
+                    for r in 0..poh {
+                        let src = padded.add((2 * r + e) * wp + f);
+                        split_row::<V>(src, pow, even.add(r * pow), odd.add(r * pow));
+                    }
+                }
+            }
+            for row in wcol[..(g.kh + 1) * fw * q].chunks_exact_mut(q) {
+                V::store(row.as_mut_ptr().add(poh * pow), V::zero());
+            }
+            continue;
+        }
         let per = taps * WINDOW * q;
         let rows = &mut wcol[c * per..(c + 1) * per];
         for t in 0..taps {
@@ -188,11 +245,11 @@ unsafe fn split_row<V: Lanes>(src: *const f32, m: usize, even: *mut f32, odd: *m
 
 /// One image's weight- and bias-gradient lanes, `acc[co×(K+1)×N] +=` (per channel its K taps,
 /// then its bias), from the pooled gradient: [`window_cols`] into `wcol`, then the channels
-/// two at a time ([`pooled_channels`]).
+/// two at a time ([`pooled_channels`]). `padded`: the image's padded planes ([`pad_image`]).
 #[inline(always)]
 pub(super) unsafe fn wgrad_pooled_image<V: Lanes, const K: usize>(
     img: &PooledGradImage,
-    scratch: &mut [f32],
+    padded: &[f32],
     wcol: &mut [f32],
     acc: &mut [f32],
 ) {
@@ -202,17 +259,29 @@ pub(super) unsafe fn wgrad_pooled_image<V: Lanes, const K: usize>(
         img.argmax.len() == co * plane && img.relu_y.is_none_or(|y| y.len() == co * plane)
     );
     debug_assert!(acc.len() >= co * (K + 1) * V::N && img.targets.len() >= WINDOW * img.q);
-    window_cols::<V>(img, scratch, wcol);
+    window_cols::<V>(img, padded, wcol);
     let mut c = 0;
     while c < co {
         let (at, ap) = (c * plane, acc.as_mut_ptr().add(c * (K + 1) * V::N));
-        match (co - c >= 2, img.relu_y.is_some(), img.q == FIXED_Q) {
-            (true, false, true) => pooled_channels::<V, 2, K, false, FIXED_Q>(img, wcol, at, ap),
-            (true, true, true) => pooled_channels::<V, 2, K, true, FIXED_Q>(img, wcol, at, ap),
-            (true, false, false) => pooled_channels::<V, 2, K, false, 0>(img, wcol, at, ap),
-            (true, true, false) => pooled_channels::<V, 2, K, true, 0>(img, wcol, at, ap),
-            (false, false, _) => pooled_channels::<V, 1, K, false, 0>(img, wcol, at, ap),
-            (false, true, _) => pooled_channels::<V, 1, K, true, 0>(img, wcol, at, ap),
+        match (co - c >= 2, img.relu_y.is_some(), img.phases) {
+            (true, false, true) => pooled_channels::<V, 2, K, false, true>(img, wcol, at, ap),
+            (true, true, true) => pooled_channels::<V, 2, K, true, true>(img, wcol, at, ap),
+            (true, false, false) => pooled_channels::<V, 2, K, false, false>(img, wcol, at, ap),
+            (true, true, false) => pooled_channels::<V, 2, K, true, false>(img, wcol, at, ap),
+            (false, false, p) => {
+                if p {
+                    pooled_channels::<V, 1, K, false, true>(img, wcol, at, ap)
+                } else {
+                    pooled_channels::<V, 1, K, false, false>(img, wcol, at, ap)
+                }
+            }
+            (false, true, p) => {
+                if p {
+                    pooled_channels::<V, 1, K, true, true>(img, wcol, at, ap)
+                } else {
+                    pooled_channels::<V, 1, K, true, false>(img, wcol, at, ap)
+                }
+            }
         }
         c += 2;
     }
@@ -222,22 +291,22 @@ pub(super) unsafe fn wgrad_pooled_image<V: Lanes, const K: usize>(
 /// and y; accumulators at `ap`, K + 1 per channel): all K taps' lanes, and the gated
 /// gradient's lanes for the bias.
 /// `GATE`: pass the gradient only where y > 0 (the rule of [`crate::elementwise::relu_backward`]).
-/// `QS`: the row stride `q` if it is [`FIXED_Q`], else 0 (read from `img`).
+/// `PHASES`: `img.phases` ([`uses_phases`]: rows [`FIXED_Q`] apart, [`window_row`]).
 #[inline(always)]
 unsafe fn pooled_channels<
     V: Lanes,
     const CH: usize,
     const K: usize,
     const GATE: bool,
-    const QS: usize,
+    const PHASES: bool,
 >(
     img: &PooledGradImage,
     wcol: &[f32],
     at: usize,
     ap: *mut f32,
 ) {
-    let (n, q) = (V::N, if QS > 0 { QS } else { img.q });
-    debug_assert!(QS == 0 || QS == img.q);
+    let (n, q) = (V::N, if PHASES { FIXED_Q } else { img.q });
+    debug_assert!(PHASES == img.phases);
     let plane = img.poh * img.pow;
     // Without a gate y is never read (dY stands in for it).
     let yp = img.relu_y.unwrap_or(img.dy).as_ptr().add(at);
@@ -296,7 +365,7 @@ unsafe fn pooled_channels<
             let target = V::load_index(tp.add(d * q + o));
             let gd: [V; CH] = std::array::from_fn(|ch| V::keep(g[ch], V::eq(arg[ch], target)));
             for j in 0..K {
-                let cv = V::load(wp.add((j * WINDOW + d) * q + o));
+                let cv = V::load(wp.add(window_row::<PHASES>(j, d) * q + o));
                 for ch in 0..CH {
                     a[ch][j] = V::mul_add(gd[ch], cv, a[ch][j]);
                 }
@@ -332,12 +401,13 @@ pub(in crate::conv) fn backward_params_pool<V: Kernels>(
     let plane = poh * pow;
     // Whole vectors, and one more: room for split_row's writes past the plane.
     let q = ((plane.div_ceil(V::N) + 1) * V::N).max(FIXED_Q);
+    let phases = uses_phases(g, q);
     let pooled = g.co * plane;
     let mut target_buf = vec![0u32; WINDOW * q + LINE];
     let skip = line_skip(target_buf.as_ptr());
     let targets = &mut target_buf[skip..skip + WINDOW * q];
     window_targets(targets, g.ow, poh, pow, q);
-    let (fill, cols) = (fill_scratch_len(g, V::N), k * WINDOW * q);
+    let (pads, cols) = (g.ci * pad_stride(g, V::N), k * WINDOW * q);
     let targets = &*targets;
     // Per chunk: per channel its K weights' sums, then its bias's.
     let chunks: Vec<Vec<f32>> = (0..parts.count)
@@ -347,36 +417,39 @@ pub(in crate::conv) fn backward_params_pool<V: Kernels>(
             let acc_len = g.co * (k + 1) * V::N;
             // One scratch for the chunk: the accumulators (line-aligned, as are the window
             // columns after them), then the padded plane.
-            with_scratch(LINE + acc_len + cols + fill, |buf| {
+            with_scratch(LINE + acc_len + cols + 2 * pads, |buf| {
                 let skip = line_skip(buf.as_ptr());
                 let (acc, rest) = buf[skip..].split_at_mut(acc_len);
-                let (wcol, scratch) = rest.split_at_mut(cols);
+                let (wcol, rest) = rest.split_at_mut(cols);
+                let (mut this, mut next) = rest.split_at_mut(pads);
                 acc.fill(0.0);
+                let image = |n: usize| &x[n * g.in_image()..(n + 1) * g.in_image()];
+                // Each image's planes are padded one image ahead (the first of the chunk just
+                // before): loads right after the stores to the same lines, of other widths,
+                // would wait for those stores to reach L1.
+                // SAFETY (both): the caller checked the level; the pads hold ci planes.
+                unsafe { V::pad_image(g, image(images.start), this) };
                 for n in images.clone() {
                     if n + 1 < images.end {
                         prefetch_next_input(g, x, n);
+                        unsafe { V::pad_image(g, image(n + 1), next) };
                     }
                     let at = n * pooled..(n + 1) * pooled;
                     let img = PooledGradImage {
                         g,
-                        x: &x[n * g.in_image()..(n + 1) * g.in_image()],
                         poh,
                         pow,
                         q,
+                        phases,
                         targets,
                         dy: &dy[at.clone()],
                         argmax: &argmax[at.clone()],
                         relu_y: relu_y.map(|y| &y[at.clone()]),
                     };
-                    // SAFETY: the caller checked the level; scratch and wcol have the lengths
-                    // window_cols needs, acc co·(K+1)·N, the image's planes co·poh·pow each.
-                    unsafe {
-                        by_k_for!(
-                            k,
-                            V,
-                            wgrad_pooled_image(&img, &mut scratch[..fill], wcol, acc)
-                        )
-                    }
+                    // SAFETY: the caller checked the level; this holds the padded planes,
+                    // wcol K·4·q floats, acc co·(K+1)·N, the image's planes co·poh·pow each.
+                    unsafe { by_k_for!(k, V, wgrad_pooled_image(&img, this, wcol, acc)) }
+                    std::mem::swap(&mut this, &mut next);
                 }
                 acc.chunks_exact(V::N).map(sum_lanes).collect::<Vec<f32>>()
             })
