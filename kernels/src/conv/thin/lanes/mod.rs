@@ -17,6 +17,10 @@
 //!   register tile over the output channels in order, then the fold: whole shifted rows for a
 //!   stride-1 "same" convolution ([`FlatFold`]), the scalar `col2im_channel` otherwise.
 //!
+//! Beside them, the conv fused with the 2×2 max-pool after it: its forward (`pooled.rs`, the
+//! forward above into a scratch, then the pool) and its weight and bias gradients at the
+//! pooled resolution (`pooled_grad.rs`, its own algorithm).
+//!
 //! The ragged end of a row is one partial vector ([`Lanes::load_first`] /
 //! [`Lanes::store_first`]: lane masks on AVX-512, a copy through a 4-float buffer on NEON).
 //! Every output element sees the same sequence of float operations whatever the thread count

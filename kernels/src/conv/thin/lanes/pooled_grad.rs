@@ -1,5 +1,5 @@
 //! The backward of the fused thin conv + 2×2/stride-2 max-pool (+ ReLU) over
-//! [`Lanes`](super::Lanes): the weight and bias gradients from the gradient of the pooled
+//! [`Lanes`]: the weight and bias gradients from the gradient of the pooled
 //! output, computed at the pooled resolution (the full-size gradient is never built).
 //!
 //! # Algorithm
@@ -12,11 +12,12 @@
 //! dW_t = Σ_d Σ_i [argmax_i = pixel(i, d)] · g_i · x_t(pixel(i, d))
 //! ```
 //!
-//! where `x_t(p)` is the input tap `t` reads for conv pixel `p`. Per image the input is
-//! re-read once by window position ([`window_cols`]: for each tap and each `d` a row of the
-//! pooled plane's size; for stride 1 the two positions of a window row are the even and odd
-//! halves of one padded input row), and the four pixels of every window are a table built
-//! once per call ([`window_targets`]). Then, two output channels at a time, per vector of
+//! where `x_t(p)` is the input tap `t` reads for conv pixel `p`. Per image the padded input
+//! ([`pad_image`], one image ahead) is re-read once by window position ([`window_cols`]: for
+//! each tap and each `d` a row of the pooled plane's size; for stride 1 the two positions of a
+//! window row are the even and odd halves of one padded input row; for one input channel and
+//! a 3-wide kernel only the `(kh+1)·4` distinct "phase" rows, [`uses_phases`]), and the four
+//! pixels of every window are a table built once per call ([`window_targets`]). Then, two output channels at a time, per vector of
 //! pooled outputs: load `g`, the arg-max (and y), and for each `d` keep the lanes whose
 //! arg-max is that window's pixel `d` (a compare and a masked move) and run the K taps' FMAs
 //! on them (`2·K` accumulators, one window-column load shared by the pair). The bias adds the
@@ -32,11 +33,12 @@
 //! The FMAs of the dense weight gradient over the full-size gradient (per `d` a quarter of
 //! the lanes are kept), with no full-size plane written or read; per pair of channels and
 //! vector of outputs `4·K` window-column loads (from L1) serve `8·K` FMAs, beside eight
-//! compares and masked moves. The window columns and the targets start on cache lines: a
-//! vector load that splits across two lines costs two. What reaches memory is the pooled
-//! gradient, the arg-max and y, three streams of a quarter of the conv output's size each,
-//! prefetched a pair of channels ahead; per image the window columns cost about as much as
-//! a few pairs of channels.
+//! compares and masked moves, all on the two ports that run 512-bit FMAs at AVX-512. The
+//! window columns and the targets start on cache lines (a vector load that splits across two
+//! lines costs two) and sit [`FIXED_Q`] floats apart where the plane fits, so their offsets
+//! are constants. What reaches memory is the pooled gradient, the arg-max and y, three
+//! streams of a quarter of the conv output's size each, prefetched a pair of channels ahead;
+//! per image the window columns cost about as much as a few pairs of channels.
 
 use rayon::prelude::*;
 
