@@ -38,6 +38,10 @@ fn loss_and_grads(
     (loss.item().unwrap(), grads)
 }
 
+/// The same loss, and the same gradient for every parameter: bit for bit, except where the
+/// CPU fuses conv1 with its pool (a thin conv at AVX-512 or NEON), whose weight and bias
+/// gradients the fused backward sums in another order: there within `1e-5` of the largest
+/// element.
 fn assert_same_as_layer_by_layer(device: &Device) {
     for arch in ["student", "c3-c5-f7"] {
         let spec = ArchSpec::named(arch, 1, 28, 28, 10).unwrap();
@@ -51,9 +55,12 @@ fn assert_same_as_layer_by_layer(device: &Device) {
                 .zip(r)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
+            let fused = device.is_cpu() && name.starts_with("conv1.");
+            let scale = r.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let allowed = if fused { 1e-5 * scale } else { 0.0 };
             assert!(
-                worst == 0.0,
-                "{arch} on {}: {name} differs by up to {worst}",
+                worst <= allowed,
+                "{arch} on {}: {name} differs by up to {worst} (allowed {allowed})",
                 device.name()
             );
             assert!(
