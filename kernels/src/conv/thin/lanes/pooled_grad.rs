@@ -166,7 +166,9 @@ unsafe fn window_cols<V: Lanes>(img: &PooledGradImage, pads: &[f32], wcol: &mut 
         }
         let padded = padded.as_ptr();
         if img.phases {
-            // Phase rows (e, f) and (e, f + 1): the halves of padded rows from column f.
+            // One input channel (uses_phases). Phase rows (e, f) and (e, f + 1): the halves
+            // of padded rows from column f.
+            debug_assert_eq!(g.ci, 1);
             let fw = PHASE_KW + 1;
             for e in 0..g.kh + 1 {
                 for f in (0..fw).step_by(2) {
@@ -270,20 +272,10 @@ pub(super) unsafe fn wgrad_pooled_image<V: Lanes, const K: usize>(
             (true, true, true) => pooled_channels::<V, 2, K, true, true>(img, wcol, at, ap),
             (true, false, false) => pooled_channels::<V, 2, K, false, false>(img, wcol, at, ap),
             (true, true, false) => pooled_channels::<V, 2, K, true, false>(img, wcol, at, ap),
-            (false, false, p) => {
-                if p {
-                    pooled_channels::<V, 1, K, false, true>(img, wcol, at, ap)
-                } else {
-                    pooled_channels::<V, 1, K, false, false>(img, wcol, at, ap)
-                }
-            }
-            (false, true, p) => {
-                if p {
-                    pooled_channels::<V, 1, K, true, true>(img, wcol, at, ap)
-                } else {
-                    pooled_channels::<V, 1, K, true, false>(img, wcol, at, ap)
-                }
-            }
+            (false, false, true) => pooled_channels::<V, 1, K, false, true>(img, wcol, at, ap),
+            (false, true, true) => pooled_channels::<V, 1, K, true, true>(img, wcol, at, ap),
+            (false, false, false) => pooled_channels::<V, 1, K, false, false>(img, wcol, at, ap),
+            (false, true, false) => pooled_channels::<V, 1, K, true, false>(img, wcol, at, ap),
         }
         c += 2;
     }
@@ -418,7 +410,7 @@ pub(in crate::conv) fn backward_params_pool<V: Kernels>(
             let images = parts.images(ch);
             let acc_len = g.co * (k + 1) * V::N;
             // One scratch for the chunk: the accumulators (line-aligned, as are the window
-            // columns after them), then the padded plane.
+            // columns after them), then two sets of padded planes (this image's, the next's).
             with_scratch(LINE + acc_len + cols + 2 * pads, |buf| {
                 let skip = line_skip(buf.as_ptr());
                 let (acc, rest) = buf[skip..].split_at_mut(acc_len);
