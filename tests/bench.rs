@@ -230,6 +230,89 @@ fn gb_rows_are_read_against_the_level_their_data_lives_in() {
     assert_eq!(old.rows[1].peak.as_deref(), Some("cpu stream copy"));
 }
 
+/// A GFLOP/s row whose bytes are known is also read against the memory arm of its roofline:
+/// the GB/s its buffers moved at over the copy its working set picks, as a GB/s row would be;
+/// a report that misstates it, or gives a GB/s row a second rate, is refused.
+#[test]
+fn gflops_rows_are_also_read_against_their_memory_roofline() {
+    let mut r = cpu_report();
+    let d = &mut r.devices[0];
+    d.cache_bandwidths = vec![Peak {
+        label: "L2 copy".into(),
+        value: 100.0,
+        footprint_bytes: Some(1 << 20),
+    }];
+    d.peak_bandwidth = Some(Peak {
+        label: "cpu stream copy".into(),
+        value: 20.0,
+        footprint_bytes: Some(64 << 20),
+    });
+    let mut conv = row("cpu", "conv2d", "conv2d fwd", "thin", Unit::Gflops, 40.0);
+    conv.working_set_bytes = Some(100 << 20);
+    conv.gbps = Some(16.0);
+    let mut small = conv.clone();
+    small.shape = "small".into();
+    small.working_set_bytes = Some(2 << 20);
+    small.gbps = Some(25.0);
+    r.rows = vec![conv, small];
+    r.fill_percentages();
+    let (big, small) = (&r.rows[0], &r.rows[1]);
+    assert_eq!(big.pct_of_peak, Some(40.0), "still against the f32 peak");
+    assert_eq!(big.pct_of_bandwidth, Some(80.0));
+    assert_eq!(big.bandwidth_peak.as_deref(), Some("cpu stream copy"));
+    assert_eq!(small.pct_of_bandwidth, Some(25.0));
+    assert_eq!(r.validate(), Ok(()));
+    assert_eq!(Report::from_json(&r.to_json()).unwrap(), r);
+    let table = render_table(&r);
+    assert!(
+        table.contains("16.0 GB/s = 80.0% of cpu stream copy"),
+        "{table}"
+    );
+    let cases: Vec<(String, &str)> = vec![
+        (
+            mutated(&r, |v| v["rows"][0]["pct_of_bandwidth"] = 50.0.into()),
+            "pct_of_bandwidth 50",
+        ),
+        (
+            mutated(&r, |v| v["rows"][0]["bandwidth_peak"] = "L2 copy".into()),
+            "the device's is `cpu stream copy`",
+        ),
+        (
+            mutated(&r, |v| {
+                v["rows"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("bandwidth_peak");
+            }),
+            "pct_of_bandwidth and its peak must be given together",
+        ),
+        (
+            mutated(&r, |v| v["rows"][0]["gbps"] = (-1.0).into()),
+            "gbps -1 is not a positive number",
+        ),
+        (
+            mutated(&r, |v| {
+                v["rows"][0]["unit"] = "GB/s".into();
+                v["rows"][0]["peak"] = "cpu stream copy".into();
+                v["rows"][0]["pct_of_peak"] = 200.0.into();
+            }),
+            "gbps on a GB/s row",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = Report::from_json(&text).unwrap_err();
+        assert!(e.contains(want), "want `{want}` in: {e}");
+    }
+    // A figure the clock could not measure loses its rate with its value.
+    let mut odd = r.clone();
+    odd.rows[0].value = Some(0.0);
+    odd.drop_unmeasurable();
+    odd.fill_percentages();
+    assert_eq!(odd.rows[0].gbps, None);
+    assert_eq!(odd.rows[0].pct_of_bandwidth, None);
+    assert_eq!(odd.validate(), Ok(()));
+}
+
 /// Reports written before the load, the cache levels, the working sets and the CPU flags were
 /// recorded still load, and read their GB/s rows against main memory as they did.
 #[test]
@@ -585,6 +668,35 @@ fn bench_quick_on_the_cpu_writes_a_valid_report() {
         assert_eq!(level.footprint_bytes, row.working_set_bytes, "{row:?}");
         assert_eq!(row.peak.as_deref(), Some(level.label.as_str()));
     }
+    // Every conv row moves the bytes of its contract's buffers: the teacher's conv1
+    // forward reads x, w and the bias and writes y (b128, 1→64, 28×28 → 28×28), and the
+    // rate of those bytes is read against the copy its working set picks.
+    let conv = r
+        .rows
+        .iter()
+        .find(|x| x.kernel == "conv2d fwd" && x.shape.starts_with("teacher conv1"))
+        .unwrap();
+    let bytes = 4 * (128 * 784 + 64 * 9 + 64 + 128 * 64 * 784);
+    assert_eq!(conv.working_set_bytes, Some(bytes));
+    let bandwidth = cpu.bandwidth_for(conv.working_set_bytes).unwrap();
+    assert_eq!(
+        conv.bandwidth_peak.as_deref(),
+        Some(bandwidth.label.as_str())
+    );
+    let rate = conv.gbps.unwrap();
+    let conv_flops = 2.0 * 9.0 * (128 * 64 * 784) as f64;
+    let seconds = conv_flops / (conv.value.unwrap() * 1e9);
+    assert!(
+        (rate - bytes as f64 / seconds / 1e9).abs() < 1e-9 * rate,
+        "{conv:?}"
+    );
+    for x in r
+        .rows
+        .iter()
+        .filter(|x| x.unit == Unit::Gflops && x.group != "peak")
+    {
+        assert!(x.gbps.is_some() && x.pct_of_bandwidth.is_some(), "{x:?}");
+    }
     let small = r
         .rows
         .iter()
@@ -634,6 +746,10 @@ fn bench_quick_on_the_cpu_writes_a_valid_report() {
         .figure("cpu matmul NN 1024x1024x1024 % of peak")
         .unwrap();
     assert_eq!(Some(fig.value), gemm.pct_of_peak);
+    let roofline = rec
+        .figure("cpu conv2d fwd teacher conv1: b128 1->64 28x28 k3 p1 % of memory roofline")
+        .unwrap();
+    assert_eq!(Some(roofline.value), conv.pct_of_bandwidth);
     assert_eq!(
         rec.machine.cpu_model.as_deref(),
         Some(r.machine.cpu_model.as_str())

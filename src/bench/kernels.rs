@@ -223,7 +223,8 @@ impl Workload {
 struct Job {
     unit: Unit,
     work: f64,
-    /// GB/s rows: bytes of the distinct buffers one call touches.
+    /// Bytes of the distinct buffers one call touches. GFLOP/s rows: also the bytes the
+    /// kernel's contract reads and writes (each buffer once), which give the row its GB/s.
     working_set: Option<f64>,
     run: Box<dyn FnMut() -> Result<()>>,
 }
@@ -287,6 +288,9 @@ pub(crate) fn run_workload(
             Ok((t, timing)) => {
                 r.value = Some(job.work / t.secs_per_call / 1e9);
                 r.working_set_bytes = job.working_set.map(|w| w as u64);
+                if job.unit == Unit::Gflops {
+                    r.gbps = job.working_set.map(|b| b / t.secs_per_call / 1e9);
+                }
                 r.calls = Some(t.calls as u64);
                 r.timing = timing;
             }
@@ -330,13 +334,17 @@ impl JobList {
         Ok(Rc::new(self.backend.zeros(len)?))
     }
 
-    /// A job whose GB/s work touches every byte once (its working set is its work).
-    fn push(&mut self, unit: Unit, work: f64, run: Box<dyn FnMut() -> Result<()>>) {
-        let working_set = (unit == Unit::Gbps).then_some(work);
+    /// A GB/s job that touches every byte once (its working set is its work).
+    fn push_bytes(&mut self, bytes: f64, run: Box<dyn FnMut() -> Result<()>>) {
+        self.push_in_place(bytes, bytes, run)
+    }
+
+    /// A GFLOP/s job of `flops` whose contract reads and writes `bytes` (each buffer once).
+    fn push_flops(&mut self, flops: f64, bytes: f64, run: Box<dyn FnMut() -> Result<()>>) {
         self.jobs.push(Job {
-            unit,
-            work,
-            working_set,
+            unit: Unit::Gflops,
+            work: flops,
+            working_set: Some(bytes),
             run,
         })
     }
@@ -373,16 +381,17 @@ fn push_matmul_jobs(list: &mut JobList, n: usize) -> Result<()> {
             n,
             k: n,
         };
-        list.push(
-            Unit::Gflops,
+        list.push_flops(
             2.0 * (n * n * n) as f64,
+            F * 3.0 * (n * n) as f64,
             Box::new(move || d.gemm(shape, &a, &b, &c, GemmBias::None, false, false)),
         );
     }
     Ok(())
 }
 
-/// conv2d forward and its three backward kernels on one layer.
+/// conv2d forward and its three backward kernels on one layer (GFLOP/s; the bias gradient,
+/// a reduction, GB/s). Bytes: the buffers each kernel reads and writes, once.
 fn push_conv2d_jobs(list: &mut JobList, s: Conv2dShape) -> Result<()> {
     let x = list.upload(s.input_len(), 3)?;
     let w = list.upload(s.weight_len(), 4)?;
@@ -392,35 +401,41 @@ fn push_conv2d_jobs(list: &mut JobList, s: Conv2dShape) -> Result<()> {
     let dx = list.zeros(s.input_len())?;
     let dw = list.zeros(s.weight_len())?;
     let db = list.zeros(s.out_channels)?;
+    let (input, weight, output, channels) = (
+        s.input_len() as f64,
+        s.weight_len() as f64,
+        s.output_len() as f64,
+        s.out_channels as f64,
+    );
     let (d, x2, w2) = (list.backend(), x.clone(), w.clone());
-    list.push(
-        Unit::Gflops,
+    list.push_flops(
         s.flops(),
+        F * (input + weight + channels + output),
         Box::new(move || d.conv2d_forward(&s, &x2, &w2, Some(&bias), &y)),
     );
     let (d, dy2) = (list.backend(), dy.clone());
-    list.push(
-        Unit::Gflops,
+    list.push_flops(
         s.flops(),
+        F * (weight + output + input),
         Box::new(move || d.conv2d_backward_input(&s, &w, &dy2, &dx)),
     );
     let (d, dy2) = (list.backend(), dy.clone());
-    list.push(
-        Unit::Gflops,
+    list.push_flops(
         s.flops(),
+        F * (input + output + weight),
         Box::new(move || d.conv2d_backward_weight(&s, &x, &dy2, &dw)),
     );
     let d = list.backend();
-    list.push(
-        Unit::Gbps,
-        F * (s.output_len() + s.out_channels) as f64,
+    list.push_bytes(
+        F * (output + channels),
         Box::new(move || d.conv2d_backward_bias(&s, &dy, &db)),
     );
     Ok(())
 }
 
 /// conv2d and the 2×2 max-pool after it as one call, forward and the parameter gradients
-/// (flops: the conv's; the pool adds only compares).
+/// (flops: the conv's; the pool adds only compares). Bytes: the input, the parameters and
+/// their gradients, and the pooled output, its gradient and arg-max; no full-size tensor.
 fn push_conv2d_pool_jobs(list: &mut JobList, s: Conv2dShape) -> Result<()> {
     let p = pool_after(&s);
     let x = list.upload(s.input_len(), 3)?;
@@ -431,16 +446,18 @@ fn push_conv2d_pool_jobs(list: &mut JobList, s: Conv2dShape) -> Result<()> {
     let argmax = Rc::new(list.backend.upload_u32(&vec![0u32; p.output_len()])?);
     let dw = list.zeros(s.weight_len())?;
     let db = list.zeros(s.out_channels)?;
+    let params = (s.weight_len() + s.out_channels) as f64;
+    let (input, pooled) = (s.input_len() as f64, p.output_len() as f64);
     let (d, x2, a) = (list.backend(), x.clone(), argmax.clone());
-    list.push(
-        Unit::Gflops,
+    list.push_flops(
         s.flops(),
+        F * (input + params + 2.0 * pooled),
         Box::new(move || d.conv2d_pool_forward(&s, &x2, &w, Some(&bias), false, &y, &a)),
     );
     let d = list.backend();
-    list.push(
-        Unit::Gflops,
+    list.push_flops(
         s.flops(),
+        F * (input + 2.0 * pooled + params),
         Box::new(move || d.conv2d_pool_backward_params(&s, &x, &dy, &argmax, None, &dw, Some(&db))),
     );
     Ok(())
@@ -454,14 +471,12 @@ fn push_max_pool2d_jobs(list: &mut JobList, p: Pool2dShape) -> Result<()> {
     let dy = list.upload(p.output_len(), 7)?;
     let dx = list.zeros(p.input_len())?;
     let (d, a) = (list.backend(), argmax.clone());
-    list.push(
-        Unit::Gbps,
+    list.push_bytes(
         F * (p.input_len() + 2 * p.output_len()) as f64,
         Box::new(move || d.max_pool2d_forward(&p, &x, &y, &a)),
     );
     let d = list.backend();
-    list.push(
-        Unit::Gbps,
+    list.push_bytes(
         F * (2 * p.output_len() + p.input_len()) as f64,
         Box::new(move || d.max_pool2d_backward(&p, &dy, &argmax, &dx)),
     );
@@ -480,26 +495,22 @@ fn push_softmax_and_loss_jobs(list: &mut JobList, rows: usize, cols: usize) -> R
     let labels: Vec<u32> = (0..rows).map(|i| ((i * 7919) % cols) as u32).collect();
     let labels = Rc::new(list.backend.upload_u32(&labels)?);
     let (d, x1, y1) = (list.backend(), x.clone(), y.clone());
-    list.push(
-        Unit::Gbps,
+    list.push_bytes(
         F * 2.0 * rc,
         Box::new(move || d.softmax(rows, cols, &x1, 1.0, &y1)),
     );
     let (d, y1, dy1, dx1) = (list.backend(), y.clone(), dy.clone(), dx.clone());
-    list.push(
-        Unit::Gbps,
+    list.push_bytes(
         F * 3.0 * rc,
         Box::new(move || d.softmax_backward(rows, cols, &y1, &dy1, 1.0, &dx1)),
     );
     let (d, x1, y1) = (list.backend(), x.clone(), y.clone());
-    list.push(
-        Unit::Gbps,
+    list.push_bytes(
         F * 2.0 * rc,
         Box::new(move || d.log_softmax(rows, cols, &x1, 1.0, &y1)),
     );
     let (d, dx1) = (list.backend(), dx.clone());
-    list.push(
-        Unit::Gbps,
+    list.push_bytes(
         F * 3.0 * rc,
         Box::new(move || d.log_softmax_backward(rows, cols, &y, &dy, 1.0, &dx1)),
     );
@@ -510,14 +521,12 @@ fn push_softmax_and_loss_jobs(list: &mut JobList, rows: usize, cols: usize) -> R
         loss.clone(),
         dx.clone(),
     );
-    list.push(
-        Unit::Gbps,
+    list.push_bytes(
         F * (2.0 * rc + rows as f64 + 1.0),
         Box::new(move || d.cross_entropy(rows, cols, &x1, &l1, &loss1, Some(&dx1))),
     );
     let d = list.backend();
-    list.push(
-        Unit::Gbps,
+    list.push_bytes(
         F * (3.0 * rc + rows as f64 + 1.0),
         Box::new(move || d.kd_loss(rows, cols, &x, &t, &labels, 4.0, 0.5, &loss, Some(&dx))),
     );
@@ -535,19 +544,11 @@ fn push_elementwise_and_reduction_jobs(list: &mut JobList, n: usize, cols: usize
         list.zeros(1)?,
     );
     let (d, a, b) = (list.backend(), x.clone(), y.clone());
-    list.push(Unit::Gbps, F * 2.0 * nf, Box::new(move || d.relu(&a, &b)));
+    list.push_bytes(F * 2.0 * nf, Box::new(move || d.relu(&a, &b)));
     let (d, a, z, b) = (list.backend(), x.clone(), x2.clone(), y.clone());
-    list.push(
-        Unit::Gbps,
-        F * 3.0 * nf,
-        Box::new(move || d.relu_backward(&a, &z, &b)),
-    );
+    list.push_bytes(F * 3.0 * nf, Box::new(move || d.relu_backward(&a, &z, &b)));
     let (d, a, b) = (list.backend(), x.clone(), y.clone());
-    list.push(
-        Unit::Gbps,
-        F * 3.0 * nf,
-        Box::new(move || d.add(&a, &x2, &b)),
-    );
+    list.push_bytes(F * 3.0 * nf, Box::new(move || d.add(&a, &x2, &b)));
     let (d, a) = (list.backend(), x.clone());
     list.push_in_place(
         F * 3.0 * nf,
@@ -555,15 +556,10 @@ fn push_elementwise_and_reduction_jobs(list: &mut JobList, n: usize, cols: usize
         Box::new(move || d.axpy(1e-3, &a, &y)),
     );
     let (d, a) = (list.backend(), x.clone());
-    list.push(
-        Unit::Gbps,
-        F * (nf + 1.0),
-        Box::new(move || d.sum(&a, &out)),
-    );
+    list.push_bytes(F * (nf + 1.0), Box::new(move || d.sum(&a, &out)));
     let rows = n / cols;
     let (d, sums) = (list.backend(), list.zeros(cols)?);
-    list.push(
-        Unit::Gbps,
+    list.push_bytes(
         F * (rows * cols + cols) as f64,
         Box::new(move || d.column_sums(rows, cols, &x, &sums)),
     );

@@ -118,6 +118,13 @@ fn device_block(out: &mut String, r: &Report, d: &DeviceReport) {
         for p in &d.cache_bandwidths {
             let _ = writeln!(out, "    {} = {} GB/s", p.label, fmt_value(p.value));
         }
+        if rows.iter().any(|x| x.pct_of_bandwidth.is_some()) {
+            let _ = writeln!(
+                out,
+                "    GFLOP/s rows note the GB/s their buffers moved at and its % of the copy \
+                 their working set picks (the memory roofline)"
+            );
+        }
     }
     let _ = writeln!(
         out,
@@ -134,10 +141,15 @@ fn row_line(row: &Row) -> String {
     let pct = row
         .pct_of_peak
         .map_or_else(|| "".into(), |p| format!("{p:.1}%"));
-    // A GB/s row read against a cache level says which.
+    // A GB/s row read against a cache level says which; a GFLOP/s row, its bytes' rate.
     let level = match (&row.peak, row.unit) {
         (Some(p), Unit::Gbps) if p.contains(" copy in ") => format!("vs {p}"),
-        _ => String::new(),
+        _ => match (row.gbps, row.pct_of_bandwidth, &row.bandwidth_peak) {
+            (Some(g), Some(pct), Some(p)) => {
+                format!("{} GB/s = {pct:.1}% of {p}", fmt_value(g))
+            }
+            _ => String::new(),
+        },
     };
     format!(
         "{:<20} {:<42} {:>10} {:<8} {:>7}  {:<14}  {}",

@@ -368,7 +368,8 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// The bench report's figures: each device's peaks, then every row with a value (and its %
-/// of peak where it has one), named `<device> <kernel> <shape>`.
+/// of peak where it has one, and for GFLOP/s rows the GB/s of their bytes and its % of the
+/// memory roofline), named `<device> <kernel> <shape>`.
 pub fn bench_figures(r: &super::report::Report) -> Vec<Figure> {
     let mut out = Vec::new();
     for d in &r.devices {
@@ -397,6 +398,12 @@ pub fn bench_figures(r: &super::report::Report) -> Vec<Figure> {
         out.push(Figure::new(name.clone(), v, row.unit.name()));
         if let Some(p) = row.pct_of_peak {
             out.push(Figure::new(format!("{name} % of peak"), p, "%"));
+        }
+        if let Some(g) = row.gbps {
+            out.push(Figure::new(format!("{name} memory"), g, "GB/s"));
+        }
+        if let Some(p) = row.pct_of_bandwidth {
+            out.push(Figure::new(format!("{name} % of memory roofline"), p, "%"));
         }
     }
     out

@@ -193,6 +193,18 @@ pub struct Row {
     /// row is read against ([`DeviceReport::bandwidth_for`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_set_bytes: Option<u64>,
+    /// GFLOP/s rows whose bytes are known: the bytes the kernel's contract reads and writes
+    /// (its `working_set_bytes`, each buffer once), per second, 10^9. Absent in reports
+    /// written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gbps: Option<f64>,
+    /// `100 · gbps / bandwidth`: the row against the memory arm of its roofline, the copy its
+    /// working set is read against ([`DeviceReport::bandwidth_for`]), as a GB/s row would be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pct_of_bandwidth: Option<f64>,
+    /// The label of the copy `pct_of_bandwidth` is against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_peak: Option<String>,
 }
 
 impl Row {
@@ -212,6 +224,9 @@ impl Row {
             threads: None,
             error: None,
             working_set_bytes: None,
+            gbps: None,
+            pct_of_bandwidth: None,
+            bandwidth_peak: None,
         }
     }
 
@@ -233,6 +248,7 @@ impl Report {
         for r in &mut self.rows {
             if let Some(v) = r.value.filter(|v| !(v.is_finite() && *v > 0.0)) {
                 r.value = None;
+                r.gbps = None;
                 r.error = Some(format!("no measurable time (figure {v})"));
             }
         }
@@ -243,21 +259,15 @@ impl Report {
         let devices = self.devices.clone();
         for r in &mut self.rows {
             let d = devices.iter().find(|d| d.id == r.device);
+            let bandwidth = d.and_then(|d| d.bandwidth_for(r.working_set_bytes));
             let peak = match r.unit {
                 Unit::Gflops => d.and_then(|d| d.peak_flops.as_ref()),
-                Unit::Gbps => d.and_then(|d| d.bandwidth_for(r.working_set_bytes)),
+                Unit::Gbps => bandwidth,
                 _ => None,
             };
-            match (r.value, peak) {
-                (Some(v), Some(p)) if p.value > 0.0 => {
-                    r.pct_of_peak = Some(100.0 * v / p.value);
-                    r.peak = Some(p.label.clone());
-                }
-                _ => {
-                    r.pct_of_peak = None;
-                    r.peak = None;
-                }
-            }
+            (r.pct_of_peak, r.peak) = percent_of(r.value, peak);
+            let moved = r.gbps.filter(|_| r.unit == Unit::Gflops);
+            (r.pct_of_bandwidth, r.bandwidth_peak) = percent_of(moved, bandwidth);
         }
     }
 
@@ -335,6 +345,14 @@ impl Report {
     }
 }
 
+/// `100 · value / peak` and the peak's label, where both are known.
+fn percent_of(value: Option<f64>, peak: Option<&Peak>) -> (Option<f64>, Option<String>) {
+    match (value, peak) {
+        (Some(v), Some(p)) if p.value > 0.0 => (Some(100.0 * v / p.value), Some(p.label.clone())),
+        _ => (None, None),
+    }
+}
+
 pub(crate) fn check_date(date: &str) -> std::result::Result<(), String> {
     let b = date.as_bytes();
     let digits = |r: std::ops::Range<usize>| r.into_iter().all(|i| b[i].is_ascii_digit());
@@ -389,33 +407,63 @@ fn validate_row(r: &Row, d: &DeviceReport) -> std::result::Result<(), String> {
         (Some(_), Some(_)) => return Err("has both a value and an error".into()),
         (None, None) => return Err("has neither a value nor an error".into()),
     }
+    let bandwidth = d.bandwidth_for(r.working_set_bytes);
     let peak = match r.unit {
         Unit::Gflops => d.peak_flops.as_ref(),
-        Unit::Gbps => d.bandwidth_for(r.working_set_bytes),
+        Unit::Gbps => bandwidth,
         Unit::ImagesPerSec | Unit::Ms => None,
     };
-    match (r.pct_of_peak, &r.peak) {
+    check_percent("pct_of_peak", r.value, r.pct_of_peak, &r.peak, peak, &d.id)?;
+    if let Some(g) = r.gbps {
+        if r.unit != Unit::Gflops {
+            return Err(format!(
+                "gbps on a {} row (only GFLOP/s rows carry it)",
+                r.unit.name()
+            ));
+        }
+        if !(g.is_finite() && g > 0.0) || r.value.is_none() {
+            return Err(format!("gbps {g} is not a positive number beside a value"));
+        }
+    }
+    check_percent(
+        "pct_of_bandwidth",
+        r.gbps,
+        r.pct_of_bandwidth,
+        &r.bandwidth_peak,
+        bandwidth,
+        &d.id,
+    )
+}
+
+/// That a percentage (`what`) and the label of the peak it is against come together, and
+/// that it is `value` over the peak this row is read against (`peak`) on device `id`.
+fn check_percent(
+    what: &str,
+    value: Option<f64>,
+    pct: Option<f64>,
+    label: &Option<String>,
+    peak: Option<&Peak>,
+    id: &str,
+) -> std::result::Result<(), String> {
+    match (pct, label) {
         (None, None) => Ok(()),
         (Some(pct), Some(label)) => {
             let p = peak.ok_or_else(|| {
-                format!(
-                    "% of peak against `{label}`, but device {} has no such peak",
-                    d.id
-                )
+                format!("{what} against `{label}`, but device {id} has no such peak")
             })?;
             if &p.label != label {
                 return Err(format!(
-                    "% of peak against `{label}`, but for this row the device's is `{}`",
+                    "{what} against `{label}`, but for this row the device's is `{}`",
                     p.label
                 ));
             }
-            let v = r.value.ok_or("a % of peak without a value")?;
+            let v = value.ok_or_else(|| format!("a {what} without the figure it is of"))?;
             let want = 100.0 * v / p.value;
             if (pct - want).abs() > 1e-6 * want.abs().max(1.0) {
-                return Err(format!("pct_of_peak {pct} but value / peak is {want}"));
+                return Err(format!("{what} {pct} but value / peak is {want}"));
             }
             Ok(())
         }
-        _ => Err("pct_of_peak and peak must be given together".into()),
+        _ => Err(format!("{what} and its peak must be given together")),
     }
 }
