@@ -49,8 +49,9 @@
 //! - the forward writes y with streaming stores (outputs ≥ 8 MB), which skips the
 //!   read-for-ownership, and starts the page walks of its output two pages ahead of its
 //!   stores (`PAGE_AHEAD`);
-//! - the backward kernels software-prefetch dY: 8 planes ahead in the weight grad (across
-//!   image boundaries; one plane ahead is less compute than the DRAM latency), and 64 pixels
+//! - the backward kernels software-prefetch dY: every plane a pass reads, some planes ahead,
+//!   in the weight grad (across image boundaries; 8 planes at AVX2, 2 — the next pair — in
+//!   `lanes/`), and 64 pixels
 //!   ahead in every plane in the input grad, which reads all co planes side by side — more
 //!   streams than the hardware prefetchers follow;
 //! - each image task prefetches the next image's input ([`prefetch_next_input`]).
