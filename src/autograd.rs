@@ -1,7 +1,7 @@
 //! Reverse-mode autograd.
 //!
 //! Each op that runs while grad is enabled and has an input that requires grad attaches a
-//! [`Node`] to its output: the inputs, and a closure that maps the output's gradient to the
+//! `Node` to its output: the inputs, and a closure that maps the output's gradient to the
 //! inputs' gradients (the op's gradient rule, written in `src/ops/`). The nodes reachable
 //! from a loss form the tape; [`Tensor::backward`] replays it in reverse topological order,
 //! summing gradients that meet, and accumulates into the leaves' `grad()`.

@@ -4,7 +4,7 @@
 //! 128 on 28×28 input; the softmax family and the losses (with gradients); element-wise maps
 //! and reductions; SGD and Adam steps over the teacher's parameter count.
 //!
-//! The work is split in [`Workload`]s (one GEMM size, one conv layer, …): each uploads its
+//! The work is split in `Workload`s (one GEMM size, one conv layer, …): each uploads its
 //! buffers, times its kernels and drops them before the next, so the device holds one
 //! workload's memory at a time, and a workload that fails (out of memory, device lost) gives
 //! rows that say so while the others go on. matmul and conv rows are GFLOP/s; the rest GB/s

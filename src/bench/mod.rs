@@ -9,7 +9,7 @@
 //! - [`kernels`]: every kernel of the `Backend` trait; [`train`]: training and inference;
 //! - [`machine`]: what identifies the machine; [`load`]: how busy it was; [`report`]: the
 //!   report and its check; [`record`]: a headline figure with where it came from;
-//! - [`reference`]: this machine's last quiet peaks, which a run's floor is read against;
+//! - [`reference`](mod@reference): this machine's last quiet peaks, which a run's floor is read against;
 //! - [`table`]: the terminal table; [`compare`]: reports side by side (markdown, PNG chart);
 //! - [`yardstick`]: the same training steps in PyTorch, when a Python with torch is there.
 //!

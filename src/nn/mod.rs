@@ -160,8 +160,8 @@ pub struct Sequential {
 
 impl Sequential {
     /// Runs the layers; a `Linear` followed by `Relu` runs as one GEMM with a fused epilogue,
-    /// a `Relu` followed by a max-pool runs after the pool ([`relu_then_pool`]), and a conv
-    /// before them runs with both as one op ([`conv_relu_pool2`]).
+    /// a `Relu` followed by a max-pool runs after the pool (`relu_then_pool`), and a conv
+    /// before them runs with both as one op (`conv_relu_pool2`).
     /// A device error (a limit, out of memory) names the layer it happened in.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.run_layers(x, self.layers.len())

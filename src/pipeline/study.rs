@@ -225,7 +225,7 @@ pub fn study(
 }
 
 /// [`study`] with the student runs on several devices at once, one run per device
-/// ([`run_on_devices`]); the teachers train on the first.
+/// (`run_on_devices`); the teachers train on the first.
 pub fn study_on(
     cfg: &StudyConfig,
     devices: &[Device],
@@ -318,7 +318,7 @@ pub fn run_shard(
     run_shard_on(cfg, std::slice::from_ref(device), dir, shard, obs)
 }
 
-/// [`run_shard`] with the shard's runs on several devices at once ([`run_on_devices`]).
+/// [`run_shard`] with the shard's runs on several devices at once (`run_on_devices`).
 pub fn run_shard_on(
     cfg: &StudyConfig,
     devices: &[Device],

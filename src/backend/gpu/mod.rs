@@ -1,17 +1,17 @@
 //! The GPU backend: wgpu (Vulkan, Metal, DX12) + the WGSL kernels in `shaders/`.
 //!
-//! - [`context`]: adapters, device, limits, the optional features requested, error capture;
-//! - [`table`]: the WGSL modules and the kernel table (entry points, bindings, features);
-//! - [`params`]: one Rust struct per WGSL `struct Params`, checked against the shaders;
-//! - [`pool`]: storage buffers recycled by size class (a steady-state step allocates nothing);
-//! - [`exec`]: cached pipelines and bind groups, the parameter arena, the pending command
+//! - `context`: adapters, device, limits, the optional features requested, error capture;
+//! - `table`: the WGSL modules and the kernel table (entry points, bindings, features);
+//! - `params`: one Rust struct per WGSL `struct Params`, checked against the shaders;
+//! - `pool`: storage buffers recycled by size class (a steady-state step allocates nothing);
+//! - `exec`: cached pipelines and bind groups, the parameter arena, the pending command
 //!   encoder, submission and read-back;
-//! - [`profiler`]: per-kernel GPU time from timestamp queries;
-//! - [`launch`]: operand checks, allocation and dispatch shared by all kernels;
-//! - [`families`]: launchers shared by the kernels of one module (softmax family, conv, …);
-//! - [`kernels`]: the [`Backend`](super::Backend) implementation, one method per kernel;
-//! - [`bench_kernels`]: the peak kernels of `distill bench` (crate-internal, not in the trait);
-//! - [`tiles`], [`autotune`], [`tune_workload`]: the GEMM tile shape of matmul and conv2d,
+//! - `profiler`: per-kernel GPU time from timestamp queries;
+//! - `launch`: operand checks, allocation and dispatch shared by all kernels;
+//! - `families`: launchers shared by the kernels of one module (softmax family, conv, …);
+//! - `kernels`: the [`Backend`](super::Backend) implementation, one method per kernel;
+//! - `bench_kernels`: the peak kernels of `distill bench` (crate-internal, not in the trait);
+//! - [`tiles`], [`autotune`], `tune_workload`: the GEMM tile shape of matmul and conv2d,
 //!   chosen per adapter by timing the candidates once and cached on disk.
 //!
 //! Ops record dispatches into one pending encoder; [`Backend::flush`](super::Backend::flush)
