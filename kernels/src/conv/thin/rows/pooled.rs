@@ -115,12 +115,12 @@ unsafe fn image<const K: usize>(
         let mut r = 0;
         while r + STEP_ROWS <= poh {
             let a = taps.row_pairs::<STEP_ROWS>(col, &cw, r);
-            pool_rows(a, r, pow, relu, out, windows.as_ptr(), yc, ac);
+            pool_rows(a, r, pow, relu, out, windows, yc, ac);
             r += STEP_ROWS;
         }
         if r < poh {
             let a = taps.row_pairs::<1>(col, &cw, r);
-            pool_rows(a, r, pow, relu, out, windows.as_ptr(), yc, ac);
+            pool_rows(a, r, pow, relu, out, windows, yc, ac);
         }
     }
 }
@@ -137,13 +137,14 @@ unsafe fn pool_rows<const R: usize>(
     pow: usize,
     relu: bool,
     out: __mmask16,
-    windows: *const [IndexVector; 4],
+    windows: &[[IndexVector; 4]],
     yc: *mut f32,
     ac: *mut u32,
 ) {
     for (q, [top_left, top_right, bottom_left, bottom_right]) in a.into_iter().enumerate() {
         let r = r0 + q;
-        let index = |corner: usize| _mm512_load_si512((*windows.add(r))[corner].0.as_ptr().cast());
+        let index =
+            |corner: usize| _mm512_load_si512(windows.get_unchecked(r)[corner].0.as_ptr().cast());
         // The first pick from −∞ always takes the top-left pixel (or keeps −∞, which is the
         // same value, with the same index).
         let (mut best, mut at) = (top_left, index(0));
